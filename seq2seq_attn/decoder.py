@@ -1,0 +1,258 @@
+"""The attention decoder: one step (`AttentionDecoderCell.call`) and its unroll.
+
+Split the way Keras splits `GRUCell` from `GRU`: `call` decodes one token and
+is what gets exported as the `decode_step` graph; `unroll` runs the very same
+`transition` over a teacher-forced target with `tf.scan`, then applies the
+output projection to all steps at once.
+
+Decoder state is a flat list of `(batch_size, units)` tensors:
+GRU `[h]`, LSTM `[h, c]`, and with input feeding one more, the previous
+attentional vector `h~` (Luong et al. 2015, section 3.3).
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from seq2seq_attn.attention import _check_positive_int
+
+RNN_TYPES = ("gru", "lstm")
+
+
+def check_rnn(rnn):
+    if rnn not in RNN_TYPES:
+        raise ValueError(f"`rnn` must be one of {RNN_TYPES}, received: rnn={rnn!r}")
+
+
+def make_rnn_cell(rnn, units, name):
+    """A Keras GRU or LSTM cell (GRU with reset_after, as cuDNN and Keras default)."""
+    check_rnn(rnn)
+    if rnn == "gru":
+        return keras.layers.GRUCell(units, name=name)
+    return keras.layers.LSTMCell(units, name=name)
+
+
+@keras.saving.register_keras_serializable(package="seq2seq_attn")
+class AttentionDecoderCell(keras.layers.Layer):
+    """One decoder step with attention over the encoder memory.
+
+    Bahdanau order (default, Bahdanau et al. 2015, eq. 4-6): the previous state
+    s_{i-1} attends over the memory and gives the context c_i;
+    [E y_{i-1}; c_i] feeds the RNN cell, giving s_i; logits = W_o [s_i; c_i] + b_o.
+
+    Luong order (`input_feeding=True`, Luong et al. 2015, eq. 5 and section 3.3):
+    [E y_{i-1}; h~_{i-1}] feeds the RNN cell, giving s_i; s_i attends and gives
+    c_i; h~_i = tanh(W_c [c_i; s_i]); logits = W_o h~_i + b_o; h~_i is carried
+    to the next step as part of the state.
+
+    Without attention (`attention=None`) the cell is the vanilla decoder whose
+    only view of the source is its initial state: logits = W_o s_i + b_o.
+
+    Args:
+        vocab_size: Positive int, target vocabulary size.
+        embedding_dim: Positive int, size of the target embeddings.
+        units: Positive int, size of the decoder RNN state.
+        memory_units: Positive int, feature size of the encoder memory.
+        attention: A `BahdanauAttention` / `LuongAttention` layer (or its
+            serialized config), or None for the vanilla decoder.
+        rnn: "gru" or "lstm".
+        input_feeding: Bool, Luong order with input feeding (needs attention).
+        dropout: Float in [0, 1), dropout on embeddings and output features.
+
+    Call arguments:
+        prev_tokens: int `(batch_size,)`, the previous target token y_{i-1}.
+        states: list of `(batch_size, units)` tensors, see `state_sizes`.
+        memory: `(batch_size, source_length, memory_units)` encoder states.
+        projected_keys: `attention.project_keys(memory)`, or None.
+        mask: bool `(batch_size, source_length)`, False at source padding.
+        training: Python bool.
+
+    Returns:
+        `(logits, new_states, weights)`: float32 `(batch_size, vocab_size)`,
+        the new state list, float32 `(batch_size, source_length)` (all zeros
+        for the vanilla decoder).
+
+    Example:
+
+    >>> cell = AttentionDecoderCell(10, 4, 8, memory_units=6,
+    ...                             attention=BahdanauAttention(8))
+    >>> memory = np.ones((2, 5, 6), "float32")
+    >>> logits, states, weights = cell(np.array([2, 2]), [np.zeros((2, 8))], memory)
+    >>> logits.shape, weights.shape
+    (TensorShape([2, 10]), TensorShape([2, 5]))
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        embedding_dim,
+        units,
+        memory_units,
+        attention=None,
+        rnn="gru",
+        input_feeding=False,
+        dropout=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in [
+            ("vocab_size", vocab_size),
+            ("embedding_dim", embedding_dim),
+            ("units", units),
+            ("memory_units", memory_units),
+        ]:
+            _check_positive_int(name, value)
+        check_rnn(rnn)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), received: dropout={dropout!r}")
+        if isinstance(attention, dict):
+            attention = keras.saving.deserialize_keras_object(attention)
+        if input_feeding and attention is None:
+            raise ValueError(
+                "`input_feeding=True` needs an attention layer, received: attention=None"
+            )
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.memory_units = memory_units
+        self.attention = attention
+        self.rnn = rnn
+        self.input_feeding = bool(input_feeding)
+        self.dropout = dropout
+
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.rnn_cell = make_rnn_cell(rnn, units, name="rnn_cell")
+        self.dropout_layer = keras.layers.Dropout(dropout)
+        if self.input_feeding:
+            self.attentional = keras.layers.Dense(
+                units, activation="tanh", use_bias=False, name="attentional"
+            )
+        # Logits stay float32 under mixed precision.
+        self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+
+    @property
+    def state_sizes(self):
+        """Sizes of the state tensors, in order."""
+        sizes = [self.units] * (2 if self.rnn == "lstm" else 1)
+        return sizes + ([self.units] if self.input_feeding else [])
+
+    @property
+    def feature_size(self):
+        """Size of the vector the output projection reads."""
+        if self.input_feeding or self.attention is None:
+            return self.units
+        return self.units + self.memory_units
+
+    def build(self, *args, **kwargs):
+        self.embedding.build((None,))
+        rnn_input = self.embedding_dim
+        if self.attention is not None:
+            rnn_input += self.units if self.input_feeding else self.memory_units
+            self.attention.build((None, self.units), (None, None, self.memory_units))
+        self.rnn_cell.build((None, rnn_input))
+        if self.input_feeding:
+            self.attentional.build((None, self.memory_units + self.units))
+        self.output_layer.build((None, self.feature_size))
+
+    def project_keys(self, memory):
+        """Once-per-sentence key projection, or None without attention."""
+        if self.attention is None:
+            return None
+        return self.attention.project_keys(memory)
+
+    def transition(self, embedded, states, memory, projected_keys, mask, training=False):
+        """The recurrent part of a step, shared by `call` and `unroll`.
+
+        Returns:
+            `(new_states, features, weights)`: the state list, features
+            `(batch_size, feature_size)`, float32 weights `(batch_size, source_length)`.
+        """
+        states = list(states)
+        n_rnn = 2 if self.rnn == "lstm" else 1
+        rnn_states = states[:n_rnn]
+        if self.attention is None:
+            output, new_rnn = self.rnn_cell(embedded, rnn_states, training=training)
+            weights = ops.zeros_like(ops.cast(memory[:, :, 0], "float32"))  # (batch, source_len)
+            return list(new_rnn), output, weights
+        if self.input_feeding:
+            x = ops.concatenate([embedded, states[n_rnn]], axis=-1)  # (batch, emb + units)
+            output, new_rnn = self.rnn_cell(x, rnn_states, training=training)
+            context, weights = self.attention(
+                output, memory, mask=mask, projected_keys=projected_keys
+            )
+            attentional = self.attentional(ops.concatenate([context, output], axis=-1))
+            return list(new_rnn) + [attentional], attentional, weights
+        # Bahdanau order: attend with s_{i-1} (h for LSTM), then update the RNN.
+        context, weights = self.attention(
+            rnn_states[0], memory, mask=mask, projected_keys=projected_keys
+        )
+        x = ops.concatenate([embedded, context], axis=-1)  # (batch, emb + memory_units)
+        output, new_rnn = self.rnn_cell(x, rnn_states, training=training)
+        features = ops.concatenate([output, context], axis=-1)  # (batch, units + memory_units)
+        return list(new_rnn), features, weights
+
+    def call(self, prev_tokens, states, memory, projected_keys=None, mask=None, training=False):
+        if projected_keys is None:
+            projected_keys = self.project_keys(memory)
+        embedded = self.dropout_layer(self.embedding(prev_tokens), training=training)
+        new_states, features, weights = self.transition(
+            embedded, states, memory, projected_keys, mask, training
+        )
+        logits = self.output_layer(self.dropout_layer(features, training=training))
+        return logits, new_states, weights
+
+    def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):
+        """Teacher-forced decoding of a whole target sequence.
+
+        Args:
+            target_in: int `(batch_size, target_length)`, [START] y_1 ... y_{T-1}.
+            states, memory, projected_keys, mask: as in `call`.
+
+        Returns:
+            `(logits, weights)`: float32 `(batch_size, target_length, vocab_size)`
+            and float32 `(batch_size, target_length, source_length)`.
+        """
+        if projected_keys is None:
+            projected_keys = self.project_keys(memory)
+        embedded = self.dropout_layer(self.embedding(target_in), training=training)
+        embedded = tf.transpose(embedded, [1, 0, 2])  # (target_len, batch, emb)
+        batch = tf.shape(embedded)[1]
+        features0 = tf.zeros([batch, self.feature_size], dtype=self.compute_dtype)
+        weights0 = tf.zeros_like(tf.cast(memory[:, :, 0], "float32"))  # (batch, source_len)
+        states = [tf.cast(s, self.compute_dtype) for s in states]
+
+        def step(carry, x):
+            new_states, features, weights = self.transition(
+                x, carry[0], memory, projected_keys, mask, training
+            )
+            return new_states, features, weights
+
+        _, features, weights = tf.scan(step, embedded, initializer=(states, features0, weights0))
+        features = tf.transpose(features, [1, 0, 2])  # (batch, target_len, feature_size)
+        weights = tf.transpose(weights, [1, 0, 2])  # (batch, target_len, source_len)
+        logits = self.output_layer(self.dropout_layer(features, training=training))
+        return logits, weights
+
+    def get_initial_extra_states(self, batch_size):
+        """Zeros for the input-feeding slot (empty list without input feeding)."""
+        if not self.input_feeding:
+            return []
+        return [tf.zeros([batch_size, self.units], dtype=self.compute_dtype)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocab_size=self.vocab_size,
+            embedding_dim=self.embedding_dim,
+            units=self.units,
+            memory_units=self.memory_units,
+            attention=(
+                None
+                if self.attention is None
+                else keras.saving.serialize_keras_object(self.attention)
+            ),
+            rnn=self.rnn,
+            input_feeding=self.input_feeding,
+            dropout=self.dropout,
+        )
+        return config

@@ -1,0 +1,151 @@
+"""The encoder: embedding, stacked (bi)directional RNN, and the bridge to the decoder."""
+
+import keras
+from keras import ops
+
+from seq2seq_attn.attention import _check_positive_int
+from seq2seq_attn.decoder import check_rnn
+
+
+@keras.saving.register_keras_serializable(package="seq2seq_attn")
+class Encoder(keras.layers.Layer):
+    """Reads source ids, emits the memory h_1..h_S and the decoder's initial state.
+
+    Embedding (id 0 is padding and masked) -> `num_layers` RNN layers
+    (bidirectional by default, concatenating both directions) with dropout
+    between them -> memory. The bridge maps the final states of the top layer
+    (both directions concatenated) through `tanh(W x + b)` to the decoder's
+    initial state, as Bahdanau et al. (2015, appendix A.2.2) do with the
+    backward state.
+
+    Args:
+        vocab_size: Positive int, source vocabulary size.
+        embedding_dim: Positive int.
+        units: Positive int, RNN size per direction.
+        decoder_units: Positive int, size of the decoder state the bridge makes.
+        num_layers: Positive int, number of stacked RNN layers.
+        rnn: "gru" or "lstm".
+        bidirectional: Bool.
+        dropout: Float in [0, 1), on embeddings and between layers.
+
+    Call arguments:
+        source_ids: int `(batch_size, source_length)`, 0 is padding.
+        training: Python bool.
+
+    Returns:
+        `(memory, mask, states)`: `(batch_size, source_length, memory_units)`,
+        bool `(batch_size, source_length)`, and a list of `(batch_size,
+        decoder_units)` tensors (`[h]` for GRU, `[h, c]` for LSTM).
+
+    Example:
+
+    >>> encoder = Encoder(20, 8, 16, decoder_units=32)
+    >>> memory, mask, states = encoder(np.array([[5, 6, 7, 0]]))
+    >>> memory.shape, len(states), states[0].shape
+    (TensorShape([1, 4, 32]), 1, TensorShape([1, 32]))
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        embedding_dim,
+        units,
+        decoder_units,
+        num_layers=1,
+        rnn="gru",
+        bidirectional=True,
+        dropout=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in [
+            ("vocab_size", vocab_size),
+            ("embedding_dim", embedding_dim),
+            ("units", units),
+            ("decoder_units", decoder_units),
+            ("num_layers", num_layers),
+        ]:
+            _check_positive_int(name, value)
+        check_rnn(rnn)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), received: dropout={dropout!r}")
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.decoder_units = decoder_units
+        self.num_layers = num_layers
+        self.rnn = rnn
+        self.bidirectional = bool(bidirectional)
+        self.dropout = dropout
+
+        self.embedding = keras.layers.Embedding(
+            vocab_size, embedding_dim, mask_zero=True, name="embedding"
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.rnn_layers = [self._make_rnn(i) for i in range(num_layers)]
+        n_states = 2 if rnn == "lstm" else 1
+        self.bridges = [
+            keras.layers.Dense(decoder_units, activation="tanh", name=f"bridge_{k}")
+            for k in range(n_states)
+        ]
+
+    @property
+    def memory_units(self):
+        """Feature size of the memory: units, doubled when bidirectional."""
+        return self.units * (2 if self.bidirectional else 1)
+
+    def _make_rnn(self, index):
+        layer_cls = keras.layers.GRU if self.rnn == "gru" else keras.layers.LSTM
+        layer = layer_cls(self.units, return_sequences=True, return_state=True, name=f"rnn_{index}")
+        if self.bidirectional:
+            layer = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"birnn_{index}")
+        return layer
+
+    def build(self, source_shape=None):
+        self.embedding.build((None, None))
+        input_dim = self.embedding_dim
+        for layer in self.rnn_layers:
+            layer.build((None, None, input_dim))
+            input_dim = self.memory_units
+        for bridge in self.bridges:
+            bridge.build((None, self.memory_units))
+
+    def _final_states(self, outputs):
+        """Group the top layer's final states per kind ([h] or [h, c]), directions joined."""
+        states = outputs[1:]
+        n_states = len(self.bridges)
+        if not self.bidirectional:
+            return list(states)
+        forward, backward = states[:n_states], states[n_states:]
+        return [ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward, strict=True)]
+
+    def call(self, source_ids, training=False):
+        mask = ops.not_equal(source_ids, 0)  # (batch, source_len)
+        x = self.dropout_layer(self.embedding(source_ids), training=training)
+        for i, layer in enumerate(self.rnn_layers):
+            outputs = layer(x, mask=mask, training=training)
+            x = outputs[0]  # (batch, source_len, memory_units)
+            if i + 1 < self.num_layers:
+                x = self.dropout_layer(x, training=training)
+        final = self._final_states(outputs)  # each (batch, memory_units)
+        states = [bridge(s) for bridge, s in zip(self.bridges, final, strict=True)]
+        # Padded positions of the memory are exactly zero.
+        memory = x * ops.cast(mask[:, :, None], x.dtype)
+        return memory, mask, states
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocab_size=self.vocab_size,
+            embedding_dim=self.embedding_dim,
+            units=self.units,
+            decoder_units=self.decoder_units,
+            num_layers=self.num_layers,
+            rnn=self.rnn,
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+        )
+        return config

@@ -1,0 +1,82 @@
+"""Token-level loss and accuracy that ignore padding (id 0 in the targets)."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="seq2seq_attn")
+class MaskedCrossEntropy(keras.losses.Loss):
+    """Sparse cross-entropy averaged over non-padding target tokens.
+
+    With `label_smoothing = eps`, the target distribution puts `1 - eps` on
+    the true token and spreads `eps` uniformly over the vocabulary (Szegedy
+    et al. 2016). Computed in float32 whatever the compute dtype.
+
+    Args:
+        label_smoothing: Float in [0, 1).
+        pad_id: Int, target id excluded from the average.
+
+    Call arguments:
+        y_true: int `(batch_size, target_length)`.
+        y_pred: logits `(batch_size, target_length, vocab_size)`.
+
+    Returns:
+        A float32 scalar: sum of token losses / number of non-padding tokens.
+
+    Example:
+
+    >>> loss = MaskedCrossEntropy()
+    >>> float(loss(np.array([[1, 0]]), np.zeros((1, 2, 4))))  # log(4)
+    1.386...
+    """
+
+    def __init__(self, label_smoothing=0.0, pad_id=0, name="masked_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                "`label_smoothing` must be in [0, 1), received: "
+                f"label_smoothing={label_smoothing!r}"
+            )
+        self.label_smoothing = label_smoothing
+        self.pad_id = pad_id
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        logits = ops.cast(y_pred, "float32")
+        log_probs = ops.log_softmax(logits, axis=-1)  # (batch, target_len, vocab)
+        nll = -ops.take_along_axis(log_probs, y_true[..., None], axis=-1)[..., 0]
+        if self.label_smoothing:
+            smooth = -ops.mean(log_probs, axis=-1)  # (batch, target_len)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        return ops.sum(nll * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(label_smoothing=self.label_smoothing, pad_id=self.pad_id)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="seq2seq_attn")
+class MaskedAccuracy(keras.metrics.Metric):
+    """Fraction of non-padding target tokens whose arg-max prediction is right."""
+
+    def __init__(self, pad_id=0, name="token_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pad_id = pad_id
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        hits = ops.cast(ops.equal(predicted, y_true), "float32") * mask
+        self.correct.assign_add(ops.sum(hits))
+        self.count.assign_add(ops.sum(mask))
+
+    def result(self):
+        return self.correct / ops.maximum(self.count, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_id": self.pad_id}

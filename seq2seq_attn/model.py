@@ -1,0 +1,243 @@
+"""`Seq2SeqAttention`: encoder + attention decoder, trained with `model.fit`."""
+
+import keras
+import tensorflow as tf
+
+from seq2seq_attn.attention import BahdanauAttention, LuongAttention, _check_positive_int
+from seq2seq_attn.decoder import AttentionDecoderCell
+from seq2seq_attn.encoder import Encoder
+from seq2seq_attn.losses import MaskedAccuracy, MaskedCrossEntropy
+from seq2seq_attn.search import beam_search, greedy_search
+
+ATTENTION_TYPES = ("bahdanau", "luong", None)
+
+
+def make_attention(attention, units, luong_score="general", normalize=False):
+    """The scorer named by the config: "bahdanau", "luong" or None."""
+    if attention not in ATTENTION_TYPES:
+        raise ValueError(
+            f"`attention` must be one of {ATTENTION_TYPES}, received: attention={attention!r}"
+        )
+    if attention == "bahdanau":
+        return BahdanauAttention(units, normalize=normalize, name="attention")
+    if attention == "luong":
+        score_units = units if luong_score == "concat" else None
+        return LuongAttention(score_units, score=luong_score, name="attention")
+    return None
+
+
+@keras.saving.register_keras_serializable(package="seq2seq_attn")
+class Seq2SeqAttention(keras.Model):
+    """Encoder-decoder with attention (Bahdanau et al. 2015; Luong et al. 2015).
+
+    Trains with `model.compile(optimizer)` then `model.fit(dataset)` where the
+    dataset yields `((source_ids, target_in_ids), target_out_ids)`; id 0 is
+    padding on both sides. Unless given, `compile` uses the padding-masked
+    `MaskedCrossEntropy` loss and `MaskedAccuracy` metric.
+
+    Args:
+        source_vocab_size: Positive int.
+        target_vocab_size: Positive int.
+        embedding_dim: Positive int, for source and target embeddings.
+        units: Positive int, encoder RNN size per direction and decoder RNN size.
+        encoder_layers: Positive int.
+        rnn: "gru" or "lstm", for encoder and decoder.
+        bidirectional: Bool, bidirectional encoder.
+        attention: "bahdanau", "luong" or None (the vanilla encoder-decoder).
+        attention_units: Positive int, scorer hidden size (default `units`).
+        luong_score: "dot", "general", "scaled_dot" or "concat".
+        normalize: Bool, weight-normalised Bahdanau scorer.
+        input_feeding: Bool, Luong order with input feeding.
+        dropout: Float in [0, 1).
+        start_id: Int, the [START] token id decoding begins with.
+        end_id: Int, the [END] token id decoding stops at.
+
+    Call arguments:
+        inputs: `(source_ids, target_in_ids)`, int `(batch_size, source_length)`
+            and `(batch_size, target_length)`.
+
+    Returns:
+        Float32 logits `(batch_size, target_length, target_vocab_size)`.
+
+    Example:
+
+    >>> model = Seq2SeqAttention(20, 30, embedding_dim=8, units=16)
+    >>> logits = model((np.array([[4, 5, 6]]), np.array([[2, 7]])))
+    >>> logits.shape
+    TensorShape([1, 2, 30])
+    >>> model.generate(np.array([[4, 5, 6]]), max_length=4)["tokens"].shape[0]
+    1
+    """
+
+    def __init__(
+        self,
+        source_vocab_size,
+        target_vocab_size,
+        embedding_dim=64,
+        units=128,
+        encoder_layers=1,
+        rnn="gru",
+        bidirectional=True,
+        attention="bahdanau",
+        attention_units=None,
+        luong_score="general",
+        normalize=False,
+        input_feeding=False,
+        dropout=0.0,
+        start_id=2,
+        end_id=3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if attention_units is not None:
+            _check_positive_int("attention_units", attention_units)
+        self.source_vocab_size = source_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.encoder_layers = encoder_layers
+        self.rnn = rnn
+        self.bidirectional = bidirectional
+        self.attention_type = attention
+        self.attention_units = attention_units
+        self.luong_score = luong_score
+        self.normalize = normalize
+        self.input_feeding = input_feeding
+        self.dropout = dropout
+        self.start_id = start_id
+        self.end_id = end_id
+
+        self.encoder = Encoder(
+            source_vocab_size,
+            embedding_dim,
+            units,
+            decoder_units=units,
+            num_layers=encoder_layers,
+            rnn=rnn,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            name="encoder",
+        )
+        scorer = make_attention(attention, attention_units or units, luong_score, normalize)
+        self.decoder_cell = AttentionDecoderCell(
+            target_vocab_size,
+            embedding_dim,
+            units,
+            memory_units=self.encoder.memory_units,
+            attention=scorer,
+            rnn=rnn,
+            input_feeding=input_feeding,
+            dropout=dropout,
+            name="decoder_cell",
+        )
+
+    def build(self, input_shape=None):
+        self.encoder.build()
+        self.decoder_cell.build()
+        self.built = True
+
+    def encode(self, source_ids, training=False):
+        """Runs the encoder once per source batch.
+
+        Returns:
+            `(memory, projected_keys, mask, states)`: the memory
+            `(batch_size, source_length, memory_units)`, the scorer's key
+            projection (None without attention), the bool source mask and the
+            decoder's initial state list.
+        """
+        source_ids = tf.cast(source_ids, tf.int32)
+        memory, mask, states = self.encoder(source_ids, training=training)
+        states = list(states) + self.decoder_cell.get_initial_extra_states(tf.shape(memory)[0])
+        return memory, self.decoder_cell.project_keys(memory), mask, states
+
+    def decode_step(self, prev_tokens, states, memory, projected_keys, mask):
+        """One inference step of the decoder: `(logits, new_states, weights)`."""
+        return self.decoder_cell(
+            tf.cast(prev_tokens, tf.int32), states, memory, projected_keys, mask, training=False
+        )
+
+    def teacher_forced(self, source_ids, target_in_ids, training=False):
+        """Logits `(batch, target_len, vocab)` and attention `(batch, target_len, source_len)`."""
+        memory, keys, mask, states = self.encode(source_ids, training=training)
+        return self.decoder_cell.unroll(
+            tf.cast(target_in_ids, tf.int32), states, memory, keys, mask, training=training
+        )
+
+    def call(self, inputs, training=False):
+        source_ids, target_in_ids = inputs
+        logits, _ = self.teacher_forced(source_ids, target_in_ids, training=training)
+        return logits
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, label_smoothing=0.0, **kwargs):
+        """`keras.Model.compile` with the padding-masked loss and accuracy as defaults."""
+        if loss is None:
+            loss = MaskedCrossEntropy(label_smoothing=label_smoothing)
+        if metrics is None:
+            metrics = [MaskedAccuracy()]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def generate(
+        self, source_ids, max_length=None, beam_width=1, length_penalty=0.0, coverage_penalty=0.0
+    ):
+        """Decodes in the graph: greedy for `beam_width=1`, beam search above.
+
+        Args:
+            source_ids: int `(batch_size, source_length)`, 0 is padding.
+            max_length: int or scalar tensor, most tokens per output
+                (default 2 * source_length + 10).
+            beam_width: positive Python int.
+            length_penalty: GNMT alpha, float >= 0.
+            coverage_penalty: GNMT beta, float >= 0.
+
+        Returns:
+            dict with `tokens` int32 `(batch_size, length)` ending in [END]
+            then 0s, `scores` float32 `(batch_size,)` and `attention` float32
+            `(batch_size, length, source_length)`; for beam search also
+            `beam_tokens` and `beam_scores`, all hypotheses best first.
+        """
+        _check_positive_int("beam_width", beam_width)
+        if beam_width > self.target_vocab_size:
+            raise ValueError(
+                f"`beam_width` must not exceed the target vocabulary size "
+                f"({self.target_vocab_size}), received: beam_width={beam_width}"
+            )
+        for name, value in [
+            ("length_penalty", length_penalty),
+            ("coverage_penalty", coverage_penalty),
+        ]:
+            if not isinstance(value, tf.Tensor) and value < 0:
+                raise ValueError(f"`{name}` must be >= 0, received: {name}={value!r}")
+        memory, keys, mask, states = self.encode(source_ids)
+        common = dict(
+            start_id=self.start_id,
+            end_id=self.end_id,
+            max_length=max_length,
+            length_penalty=length_penalty,
+            coverage_penalty=coverage_penalty,
+        )
+        if beam_width == 1:
+            return greedy_search(self.decode_step, states, memory, keys, mask, **common)
+        return beam_search(
+            self.decode_step, states, memory, keys, mask, beam_width=beam_width, **common
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            source_vocab_size=self.source_vocab_size,
+            target_vocab_size=self.target_vocab_size,
+            embedding_dim=self.embedding_dim,
+            units=self.units,
+            encoder_layers=self.encoder_layers,
+            rnn=self.rnn,
+            bidirectional=self.bidirectional,
+            attention=self.attention_type,
+            attention_units=self.attention_units,
+            luong_score=self.luong_score,
+            normalize=self.normalize,
+            input_feeding=self.input_feeding,
+            dropout=self.dropout,
+            start_id=self.start_id,
+            end_id=self.end_id,
+        )
+        return config

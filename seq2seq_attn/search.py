@@ -1,0 +1,278 @@
+"""Greedy and beam search inside the TensorFlow graph.
+
+Both run a `tf.while_loop` over a decoder step function
+
+    step_fn(prev_tokens, states, memory, projected_keys, mask)
+        -> (logits (n, vocab), new_states, weights (n, source_len))
+
+and work under `tf.function` with dynamic batch size and source length.
+
+Scoring follows GNMT (Wu et al. 2016, eq. 14) as TensorFlow Addons'
+`BeamSearchDecoder` did: score = log P(Y|X) / lp(Y) + cp(X; Y), with
+lp(Y) = ((5 + |Y|) / 6) ** length_penalty and
+cp = coverage_penalty * sum_j log(min(sum_i a_ij, 1)) over unmasked source
+positions j, applied to finished hypotheses only. |Y| counts the [END] token.
+Tokens after [END] are 0 (padding) and their attention rows are zeros.
+"""
+
+import tensorflow as tf
+
+NEG_INF = -1e9
+
+
+def length_penalty_factor(lengths, alpha):
+    """GNMT lp(Y) = ((5 + |Y|) / 6) ** alpha, float32, same shape as `lengths`."""
+    return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
+
+
+def coverage_score(coverage, mask, beta):
+    """beta * sum_j log(min(coverage_j, 1)) over unmasked j; coverage `(..., source_len)`."""
+    clipped = tf.minimum(coverage, 1.0)
+    if mask is not None:
+        clipped = tf.where(mask, clipped, tf.ones_like(clipped))
+    # A position never attended would give log(0); floor it so scores stay finite.
+    return beta * tf.reduce_sum(tf.math.log(tf.maximum(clipped, 1e-10)), axis=-1)
+
+
+def final_score(log_probs, lengths, coverage, finished, mask, length_penalty, coverage_penalty):
+    """The ranking score of hypotheses: normalised log-prob plus coverage (finished only)."""
+    score = log_probs / length_penalty_factor(lengths, length_penalty)
+    if coverage_penalty:
+        cp = coverage_score(coverage, mask, coverage_penalty)
+        score += tf.where(finished, cp, tf.zeros_like(cp))
+    return score
+
+
+def _default_max_length(memory, max_length):
+    if max_length is None:
+        return 2 * tf.shape(memory)[1] + 10
+    return tf.convert_to_tensor(max_length, tf.int32)
+
+
+def greedy_search(
+    step_fn,
+    states,
+    memory,
+    projected_keys,
+    mask,
+    start_id,
+    end_id,
+    max_length=None,
+    length_penalty=0.0,
+    coverage_penalty=0.0,
+):
+    """Greedy decoding: the arg-max token at every step.
+
+    Args:
+        step_fn: the decoder step, see module docstring.
+        states: list of initial decoder states `(batch_size, units)`.
+        memory: `(batch_size, source_length, memory_units)`.
+        projected_keys: once-per-sentence key projection, or None.
+        mask: bool `(batch_size, source_length)`.
+        start_id, end_id: ints.
+        max_length: int or scalar tensor; default 2 * source_length + 10.
+        length_penalty, coverage_penalty: floats, only for the returned score.
+
+    Returns:
+        dict with `tokens` int32 `(batch_size, length)`, `scores` float32
+        `(batch_size,)`, `attention` float32 `(batch_size, length, source_length)`.
+    """
+    batch = tf.shape(memory)[0]
+    max_length = _default_max_length(memory, max_length)
+    tokens_ta = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+    attn_ta = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+    prev = tf.fill([batch], tf.cast(start_id, tf.int32))
+    finished = tf.zeros([batch], tf.bool)
+    log_probs = tf.zeros([batch], tf.float32)
+    lengths = tf.zeros([batch], tf.int32)
+    coverage = tf.zeros_like(tf.cast(mask, tf.float32))  # (batch, source_len)
+
+    def cond(t, prev, states, finished, *_):
+        return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    def body(t, prev, states, finished, log_probs, lengths, coverage, tokens_ta, attn_ta):
+        logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
+        step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocab)
+        token = tf.argmax(step_lp, axis=-1, output_type=tf.int32)
+        alive = tf.logical_not(finished)
+        token_lp = tf.gather(step_lp, token, batch_dims=1)
+        log_probs += tf.where(alive, token_lp, 0.0)
+        lengths += tf.cast(alive, tf.int32)
+        weights = tf.where(alive[:, None], tf.cast(weights, tf.float32), 0.0)
+        coverage += weights
+        token = tf.where(alive, token, 0)
+        finished = tf.logical_or(finished, tf.equal(token, end_id))
+        new_states = [tf.cast(s, ref.dtype) for s, ref in zip(new_states, states, strict=True)]
+        return (
+            t + 1,
+            token,
+            new_states,
+            finished,
+            log_probs,
+            lengths,
+            coverage,
+            tokens_ta.write(t, token),
+            attn_ta.write(t, weights),
+        )
+
+    loop_vars = (0, prev, list(states), finished, log_probs, lengths, coverage, tokens_ta, attn_ta)
+    _, _, _, finished, log_probs, lengths, coverage, tokens_ta, attn_ta = tf.while_loop(
+        cond, body, loop_vars
+    )
+    scores = final_score(
+        log_probs, lengths, coverage, finished, mask, length_penalty, coverage_penalty
+    )
+    return {
+        "tokens": tf.transpose(tokens_ta.stack(), [1, 0]),  # (batch, length)
+        "scores": scores,
+        "attention": tf.transpose(attn_ta.stack(), [1, 0, 2]),  # (batch, length, source_len)
+    }
+
+
+def _tile_beams(x, beam_width):
+    """(batch, ...) -> (batch * beam_width, ...), each row repeated beam_width times."""
+    return None if x is None else tf.repeat(x, beam_width, axis=0)
+
+
+def _gather_beams(x, parents):
+    """Pick rows of `x` (batch, beam, ...) by parent beam index (batch, beam)."""
+    return tf.gather(x, parents, batch_dims=1)
+
+
+def _flat_gather(x, parents, beam_width):
+    """Same as `_gather_beams` for a flat (batch * beam, ...) tensor."""
+    shape = tf.shape(x)
+    x = tf.reshape(x, tf.concat([[-1, beam_width], shape[1:]], 0))
+    return tf.reshape(_gather_beams(x, parents), shape)
+
+
+def _invariant(x, *dims):
+    """A shape invariant with a dynamic batch (and any dims given as None)."""
+    if dims:
+        return tf.TensorShape(dims)
+    if x.shape.rank == 0:
+        return tf.TensorShape([])
+    return tf.TensorShape([None]).concatenate(x.shape[1:])
+
+
+def _expand_candidates(step_lp, finished, log_probs, lengths, coverage, weights, end_id):
+    """Scores every (beam, token) continuation; finished beams may only repeat [END] at 0 cost.
+
+    Shapes: step_lp `(batch, beam, vocab)`; finished, log_probs, lengths `(batch, beam)`;
+    coverage and weights `(batch, beam, source_len)`.
+    """
+    vocab = tf.shape(step_lp)[-1]
+    is_end = tf.equal(tf.range(vocab), end_id)  # (vocab,)
+    eos_only = tf.where(is_end, 0.0, NEG_INF)  # (vocab,)
+    step_lp = tf.where(finished[..., None], eos_only, step_lp)
+    alive = tf.logical_not(finished)
+    weights = tf.where(alive[..., None], weights, 0.0)
+    total = log_probs[..., None] + step_lp  # (batch, beam, vocab)
+    cand_lengths = lengths + tf.cast(alive, tf.int32)  # (batch, beam)
+    cand_coverage = coverage + weights  # (batch, beam, source_len)
+    cand_finished = tf.logical_or(finished[..., None], is_end)  # (batch, beam, vocab)
+    return total, cand_lengths, cand_coverage, cand_finished, weights
+
+
+def beam_search(
+    step_fn,
+    states,
+    memory,
+    projected_keys,
+    mask,
+    start_id,
+    end_id,
+    beam_width,
+    max_length=None,
+    length_penalty=0.0,
+    coverage_penalty=0.0,
+):
+    """Batched beam search with the GNMT length and coverage penalties.
+
+    Args: as `greedy_search`, plus `beam_width`, a positive Python int.
+
+    Returns:
+        dict with the best hypothesis per sentence, `tokens` int32
+        `(batch_size, length)`, `scores` `(batch_size,)`, `attention`
+        `(batch_size, length, source_length)`, and all hypotheses sorted best
+        first: `beam_tokens` `(batch_size, beam_width, length)`, `beam_scores`
+        `(batch_size, beam_width)`.
+    """
+    k = beam_width
+    batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
+    max_length = _default_max_length(memory, max_length)
+    memory_t, keys_t, mask_t = (_tile_beams(x, k) for x in (memory, projected_keys, mask))
+    mask_b = tf.reshape(mask_t, [batch, k, source_len])
+    init = (
+        tf.constant(0),
+        tf.fill([batch * k], tf.cast(start_id, tf.int32)),  # prev tokens
+        [_tile_beams(s, k) for s in states],
+        tf.tile(tf.constant([[0.0] + [NEG_INF] * (k - 1)]), [batch, 1]),  # log_probs
+        tf.zeros([batch, k], tf.bool),  # finished
+        tf.zeros([batch, k], tf.int32),  # lengths
+        tf.zeros([batch, k, source_len], tf.float32),  # coverage
+        tf.zeros([batch, k], tf.float32),  # scores
+        tf.zeros([batch, k, 0], tf.int32),  # tokens so far
+        tf.zeros([batch, k, 0, source_len], tf.float32),  # attention so far
+    )
+
+    def cond(t, prev, states, log_probs, finished, *_):
+        return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    def body(t, prev, states, log_probs, finished, lengths, coverage, scores, seqs, attn):
+        logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
+        vocab = tf.shape(logits)[-1]
+        step_lp = tf.reshape(tf.nn.log_softmax(tf.cast(logits, tf.float32)), [batch, k, vocab])
+        weights = tf.reshape(tf.cast(weights, tf.float32), [batch, k, source_len])
+        total, cand_len, cand_cov, cand_fin, weights = _expand_candidates(
+            step_lp, finished, log_probs, lengths, coverage, weights, end_id
+        )
+        cand_score = final_score(
+            total,
+            cand_len[..., None],
+            cand_cov[:, :, None, :],
+            cand_fin,
+            mask_b[:, :, None, :],
+            length_penalty,
+            coverage_penalty,
+        )  # (batch, beam, vocab)
+        scores, index = tf.math.top_k(tf.reshape(cand_score, [batch, k * vocab]), k=k)
+        parents, token = index // vocab, index % vocab  # (batch, beam)
+        log_probs = tf.gather(tf.reshape(total, [batch, k * vocab]), index, batch_dims=1)
+        parent_finished = _gather_beams(finished, parents)
+        token = tf.where(parent_finished, 0, token)
+        finished = tf.logical_or(parent_finished, tf.equal(token, end_id))
+        seqs = tf.concat([_gather_beams(seqs, parents), token[..., None]], axis=-1)
+        step_attn = _gather_beams(weights, parents)[:, :, None, :]
+        attn = tf.concat([_gather_beams(attn, parents), step_attn], axis=2)
+        new_states = [
+            tf.cast(_flat_gather(s, parents, k), ref.dtype)
+            for s, ref in zip(new_states, states, strict=True)
+        ]
+        return (
+            t + 1,
+            tf.reshape(token, [-1]),
+            new_states,
+            log_probs,
+            finished,
+            _gather_beams(cand_len, parents),
+            _gather_beams(cand_cov, parents),
+            scores,
+            seqs,
+            attn,
+        )
+
+    invariants = tf.nest.map_structure(_invariant, init)
+    invariants = invariants[:8] + (
+        _invariant(None, None, k, None),
+        _invariant(None, None, k, None, None),
+    )
+    out = tf.while_loop(cond, body, init, shape_invariants=invariants)
+    scores, seqs, attn = out[7], out[8], out[9]
+    return {
+        "tokens": seqs[:, 0],
+        "scores": scores[:, 0],
+        "attention": attn[:, 0],
+        "beam_tokens": seqs,
+        "beam_scores": scores,
+    }
