@@ -148,7 +148,8 @@ class AttentionDecoderCell(keras.layers.Layer):
         rnn_input = self.embedding_dim
         if self.attention is not None:
             rnn_input += self.units if self.input_feeding else self.memory_units
-            self.attention.build((None, self.units), (None, None, self.memory_units))
+            if not self.attention.built:  # a deserialized scorer arrives built
+                self.attention.build((None, self.units), (None, None, self.memory_units))
         self.rnn_cell.build((None, rnn_input))
         if self.input_feeding:
             self.attentional.build((None, self.memory_units + self.units))
