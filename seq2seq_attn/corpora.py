@@ -220,16 +220,20 @@ def generate_dates(
         `n` pairs.
 
     Raises:
-        ValueError: `n` is negative, `locales` is empty or unknown to Babel, or there are
-            not `n` distinct strings to draw.
+        ValueError: `n` is negative or above half the possible renderings (36524 days
+            times the usable formats), `locales` is empty or unknown to Babel, or `n`
+            distinct strings could not be drawn.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n!r}")
     styles = _date_styles(locales)
-    rng = random.Random(seed)
     first, last = FIRST_DATE.toordinal(), LAST_DATE.toordinal()
+    limit = (last - first + 1) * len(styles) // 2
+    if n > limit:
+        raise ValueError(f"n must be at most {limit} for {len(locales)} locale(s), got {n}")
+    rng = random.Random(seed)
     pairs: dict[str, str] = {}
-    for _ in range(20 * n + 100):
+    for _ in range(4 * n + 1000):
         if len(pairs) == n:
             return list(pairs.items())
         date = datetime.date.fromordinal(rng.randint(first, last))
