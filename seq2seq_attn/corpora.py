@@ -220,7 +220,7 @@ def generate_dates(
         `n` pairs.
 
     Raises:
-        ValueError: `n` is negative or above half the possible renderings (36524 days
+        ValueError: `n` is negative or above half the possible renderings (36525 days
             times the usable formats), `locales` is empty or unknown to Babel, or `n`
             distinct strings could not be drawn.
     """

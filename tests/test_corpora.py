@@ -272,9 +272,10 @@ def test_generate_dates_rejects_bad_arguments():
         generate_dates(3, seed=0, locales=["en_US", "xx_YY"])
     with pytest.raises(ValueError, match="locales must be"):
         generate_dates(3, seed=0, locales=[])
-    # en_US keeps 3 formats (short is left out): 36524 days * 3 / 2 = 54786.
-    with pytest.raises(ValueError, match="n must be at most 54786 for 1 locale"):
-        generate_dates(54787, seed=0, locales=["en_US"])
+    # en_US keeps 3 formats (short is left out): 36525 days * 3 // 2 = 54787.
+    assert (datetime.date(2050, 1, 1) - datetime.date(1950, 1, 1)).days == 36525
+    with pytest.raises(ValueError, match="n must be at most 54787 for 1 locale"):
+        generate_dates(54788, seed=0, locales=["en_US"])
 
 
 def test_dates_corpus_sizes_no_leakage_and_seeds():
