@@ -1,0 +1,126 @@
+"""`seq2seq-attn`: the command line. Each subcommand is a thin call into a plain function.
+
+Exit codes: 0 success, 2 a user mistake (one line on stderr), anything else a bug.
+"""
+
+import argparse
+import os
+import sys
+
+from seq2seq_attn.errors import UserError
+
+
+def _train(args):
+    from seq2seq_attn.config import load_config
+    from seq2seq_attn.training import train
+
+    config = load_config(args.config)
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    info = train(args.data, config, args.out, seed=args.seed)
+    print(f"trained {info['epochs_run']} epochs, best dev loss {info['best_val_loss']:.4f}")
+    print(f"run directory: {args.out}")
+
+
+def _evaluate(args):
+    from seq2seq_attn.commands import evaluate_run
+    from seq2seq_attn.evaluation import format_table
+
+    result, path = evaluate_run(
+        args.run_dir, args.split, beam_width=args.beam, data=args.data, limit=args.limit
+    )
+    print(format_table(result))
+    print(f"exact match: {result['exact_match']:.1%}")
+    print(f"written to {path}")
+
+
+def _translate(args):
+    from pathlib import Path
+
+    from seq2seq_attn.commands import translate_texts
+
+    run_dir, texts = args.run_dir, args.texts
+    if run_dir is None and len(texts) > 1 and Path(texts[0]).is_dir():
+        run_dir, texts = texts[0], texts[1:]  # `translate RUN_DIR "text" ...`
+    for t in translate_texts(run_dir, texts, beam_width=args.beam, plot=args.plot):
+        print(t.text)
+    if args.plot:
+        print(f"attention plot: {args.plot}", file=sys.stderr)
+
+
+def _demo(args):
+    from seq2seq_attn.commands import demo
+
+    demo(args.out, seed=args.seed, epochs=args.epochs, size=args.size)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="seq2seq-attn", description="Encoder-decoder models with attention."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument(
+        "--data", required=True, help="bible-en-es | bible-es-en | dates | FILE.tsv/.csv"
+    )
+    p.add_argument(
+        "--config", default="dates", help="YAML config file, or a bundled name: dates, bible"
+    )
+    p.add_argument("--out", required=True, help="run directory (an unfinished run there resumes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_positive_int, help="override training.epochs")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="BLEU, chrF and exact match of a run on a split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--beam", type=_positive_int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--data", help="corpus to evaluate on (default: the run's own)")
+    p.add_argument("--limit", type=_positive_int, help="only the first N pairs")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "translate", help="translate text with a run (default: the pretrained model)"
+    )
+    p.add_argument("texts", nargs="+", metavar="[RUN_DIR] TEXT", help="text(s) to translate")
+    p.add_argument("--run-dir", default=None, help="run directory (default: pretrained en-es)")
+    p.add_argument("--beam", type=_positive_int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
+    p.set_defaults(func=_translate)
+
+    p = sub.add_parser("demo", help="train, evaluate and plot the dates model in a few minutes")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--size", type=_positive_int, help="number of generated date pairs")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f"seq2seq-attn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The plain functions behind the `evaluate`, `translate` and `demo` subcommands.
+
+(`train` is `seq2seq_attn.training.train`.) Each takes Python values and returns
+what it produced, so the CLI stays a thin argparse layer and tests call these directly.
+"""
+
+import json
+from pathlib import Path
+
+from seq2seq_attn import evaluation, plots
+from seq2seq_attn.errors import UserError
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained" / "bible-en-es"
+DEMO_INPUTS = (
+    "Saturday, 14 March 2015",
+    "3 avril 1987",
+    "Dienstag, 9. Dezember 2031",
+    "July 4, 1976",
+    "1 ene 2000",
+)
+
+
+def default_run_dir(run_dir):
+    """The given run directory, or the pretrained English-Spanish model when None."""
+    if run_dir is not None:
+        return Path(run_dir)
+    if not (PRETRAINED_DIR / "model.keras").exists():
+        raise UserError("no run directory given and no pretrained model is installed")
+    return PRETRAINED_DIR
+
+
+def evaluate_run(run_dir, split="test", beam_width=1, data=None, out=None, limit=None):
+    """Translates a corpus split with a trained run and scores it.
+
+    Args:
+        run_dir: a training run directory.
+        split: "train", "dev" or "test".
+        beam_width: 1 for greedy.
+        data: corpus spec; default the one the run was trained on.
+        out: JSON path; default `run_dir/eval_<split>.json`.
+        limit: optional number of pairs to evaluate (the first ones).
+
+    Returns:
+        `(result, path)`: the scores dict (see `evaluation.score`) and where it was written.
+    """
+    from seq2seq_attn.config import load_config
+    from seq2seq_attn.training import corpus_for
+    from seq2seq_attn.translator import Translator
+
+    translator = Translator.load(run_dir)
+    run_dir = Path(run_dir)
+    if split not in ("train", "dev", "test"):
+        raise UserError(f"unknown split {split!r}; use train, dev or test")
+    data = data or translator.run_info.get("data")
+    if data is None:
+        raise UserError(f"{run_dir} does not say what data it was trained on; pass --data")
+    config = load_config(run_dir / "config.yaml")
+    corpus = corpus_for(data, translator.run_info.get("seed", 0), config)
+    pairs = getattr(corpus, split)[:limit]
+    hypotheses = [t.text for t in translator.translate([s for s, _ in pairs], beam_width)]
+    result = evaluation.score(hypotheses, [t for _, t in pairs], [s for s, _ in pairs])
+    result.update(split=split, beam_width=beam_width, data=str(data))
+    result["examples"] = [
+        {"source": s, "reference": r, "hypothesis": h}
+        for (s, r), h in list(zip(pairs, hypotheses, strict=True))[:10]
+    ]
+    path = Path(out) if out else run_dir / f"eval_{split}.json"
+    evaluation.write_json(result, path)
+    return result, path
+
+
+def translate_texts(run_dir, texts, beam_width=1, plot=None):
+    """Translates `texts`; with `plot`, writes the first one's attention heatmap there."""
+    from seq2seq_attn.translator import Translator
+
+    if not texts:
+        raise UserError("nothing to translate: give at least one text")
+    translator = Translator.load(default_run_dir(run_dir))
+    results = translator.translate(list(texts), beam_width=beam_width)
+    if plot:
+        first = results[0]
+        plots.plot_attention(
+            first.attention,
+            first.source_tokens,
+            first.target_tokens,
+            plot,
+            title=f"{first.source} -> {first.text}",
+        )
+    return results
+
+
+def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", echo=print):
+    """The main job on the embedded default: train the dates model, evaluate, translate, plot.
+
+    Returns:
+        dict of what was written where.
+    """
+    from seq2seq_attn.config import load_config
+    from seq2seq_attn.training import train
+
+    out_dir = Path(out_dir)
+    config = load_config("dates")
+    if epochs is not None:
+        config["training"]["epochs"] = epochs
+    if size is not None:
+        config["data"]["size"] = size
+    echo(f"[1/4] training the dates model into {out_dir} ...")
+    info = train("dates", config, out_dir, seed=seed, verbose=verbose)
+    echo(
+        f"      {info['epochs_run']} epochs in {info['train_seconds']} s, "
+        f"best dev loss {info['best_val_loss']:.4f}"
+    )
+    echo("[2/4] evaluating on the test split ...")
+    result, eval_path = evaluate_run(out_dir, "test")
+    echo(evaluation.format_table(result))
+    echo(f"      exact match {result['exact_match']:.1%}")
+    echo("[3/4] translating a few inputs ...")
+    plot_path = out_dir / "attention.png"
+    translations = translate_texts(out_dir, DEMO_INPUTS, plot=plot_path)
+    for t in translations:
+        echo(f"      {t.source!r:32} -> {t.text}")
+    echo("[4/4] outputs:")
+    outputs = {
+        "model": out_dir / "model.keras",
+        "tokenizer": out_dir / "tokenizer",
+        "evaluation": eval_path,
+        "attention_plot": plot_path,
+        "tensorboard_logs": out_dir / "logs",
+    }
+    for name, path in outputs.items():
+        echo(f"      {name:18} {path}")
+    (out_dir / "demo.json").write_text(
+        json.dumps({k: str(v) for k, v in outputs.items()}, indent=2)
+    )
+    return outputs

@@ -1,0 +1,150 @@
+"""Training a model on a corpus into a run directory, resumable after an interruption.
+
+A run directory holds:
+    model.keras      the best model by dev loss (Keras ModelCheckpoint)
+    tokenizer/       source and target vocabularies (seq2seq_attn.wordpiece format)
+    config.yaml      the resolved configuration
+    run.json         data spec, seed, corpus sizes, epochs run, best dev loss, time
+    history.csv      per-epoch metrics
+    logs/            TensorBoard logs
+    backup/          Keras BackupAndRestore state while training is unfinished
+"""
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from seq2seq_attn import config as config_lib
+from seq2seq_attn.corpora import load_corpus
+from seq2seq_attn.data import make_dataset, tokenize_pairs
+from seq2seq_attn.errors import UserError
+from seq2seq_attn.model import Seq2SeqAttention
+from seq2seq_attn.tokenizer import TokenizerPair
+from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE, TOKENIZER_DIR
+
+
+def corpus_for(data, seed, config):
+    """The corpus named by `data`, with the config's `data` options."""
+    options = {k: v for k, v in config["data"].items() if v is not None}
+    return load_corpus(data, seed=seed, **options)
+
+
+def _prepare_run_dir(out_dir):
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to run directory {out_dir}: {err.strerror}") from None
+    return out_dir
+
+
+def _tokenizers(out_dir, corpus, tok_config):
+    """Reuses the run's vocabularies when resuming, else learns them from the train split."""
+    tok_dir = out_dir / TOKENIZER_DIR
+    if tok_dir.exists():
+        return TokenizerPair.load(tok_dir)
+    pair = TokenizerPair.build(
+        [s for s, _ in corpus.train],
+        [t for _, t in corpus.train],
+        tok_config["source_vocab_size"],
+        tok_config["target_vocab_size"],
+        tok_config["lower_case"],
+    )
+    pair.save(tok_dir)
+    return pair
+
+
+def build_model(config, tokenizers):
+    """A compiled `Seq2SeqAttention` as the config describes."""
+    train_cfg = config["training"]
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if train_cfg["mixed_precision"] else "float32"
+    )
+    try:
+        model = Seq2SeqAttention(
+            source_vocab_size=tokenizers.source.vocab_size,
+            target_vocab_size=tokenizers.target.vocab_size,
+            **config["model"],
+        )
+    except (ValueError, TypeError) as err:
+        raise UserError(f"bad model config: {err}") from None
+    model.build()  # BackupAndRestore needs the weights before fit
+    optimizer = keras.optimizers.Adam(train_cfg["learning_rate"], clipnorm=train_cfg["clipnorm"])
+    model.compile(
+        optimizer,
+        label_smoothing=train_cfg["label_smoothing"],
+        jit_compile=train_cfg["jit_compile"],
+    )
+    return model
+
+
+def _callbacks(out_dir, patience):
+    return [
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / MODEL_FILE), monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
+    ]
+
+
+def train(data, config, out_dir, seed=0, verbose="auto"):
+    """Trains on corpus `data` ("dates", "bible-en-es" or a file) into `out_dir`.
+
+    Args:
+        data: corpus spec for `corpora.load_corpus`.
+        config: resolved config dict (`config.load_config`).
+        out_dir: run directory; an unfinished run there is resumed.
+        seed: int; fixes data splits, shuffling and initialisation.
+        verbose: Keras fit verbosity (progress bar in a terminal).
+
+    Returns:
+        The run info dict also written to `out_dir/run.json`.
+    """
+    out_dir = _prepare_run_dir(out_dir)
+    keras.utils.set_random_seed(seed)
+    corpus = corpus_for(data, seed, config)
+    tokenizers = _tokenizers(out_dir, corpus, config["tokenizer"])
+    config_lib.save_config(config, out_dir / "config.yaml")
+    train_cfg = config["training"]
+    limits = dict(
+        max_source_length=train_cfg["max_source_length"],
+        max_target_length=train_cfg["max_target_length"],
+    )
+    train_ds = make_dataset(
+        tokenize_pairs(corpus.train, tokenizers, **limits),
+        train_cfg["batch_size"],
+        shuffle=True,
+        seed=seed,
+    )
+    dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"])
+    model = build_model(config, tokenizers)
+    started = time.time()
+    history = model.fit(
+        train_ds,
+        validation_data=dev_ds,
+        epochs=train_cfg["epochs"],
+        callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]),
+        verbose=verbose,
+    )
+    info = {
+        "data": str(data),
+        "seed": seed,
+        "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
+        "epochs_run": len(history.history.get("loss", [])),
+        "best_val_loss": min(history.history.get("val_loss", [float("nan")])),
+        "train_seconds": round(time.time() - started, 1),
+        "parameters": int(model.count_params()),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+    return info
