@@ -27,8 +27,10 @@ from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE, TOKENIZER_DIR
 
 
 def corpus_for(data, seed, config):
-    """The corpus named by `data`, with the config's `data` options."""
+    """The corpus named by `data`, with the config's `data` options (`size`: dates only)."""
     options = {k: v for k, v in config["data"].items() if v is not None}
+    if data != "dates":
+        options.pop("size", None)
     return load_corpus(data, seed=seed, **options)
 
 
@@ -96,7 +98,7 @@ def _callbacks(out_dir, patience):
     ]
 
 
-def train(data, config, out_dir, seed=0, verbose="auto"):
+def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
     """Trains on corpus `data` ("dates", "bible-en-es" or a file) into `out_dir`.
 
     Args:
@@ -105,6 +107,7 @@ def train(data, config, out_dir, seed=0, verbose="auto"):
         out_dir: run directory; an unfinished run there is resumed.
         seed: int; fixes data splits, shuffling and initialisation.
         verbose: Keras fit verbosity (progress bar in a terminal).
+        callbacks: extra Keras callbacks, run after the built-in ones.
 
     Returns:
         The run info dict also written to `out_dir/run.json`.
@@ -132,7 +135,7 @@ def train(data, config, out_dir, seed=0, verbose="auto"):
         train_ds,
         validation_data=dev_ds,
         epochs=train_cfg["epochs"],
-        callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]),
+        callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]) + list(callbacks),
         verbose=verbose,
     )
     info = {

@@ -76,7 +76,7 @@ class Translator:
         except Exception as err:  # a damaged vocabulary file
             raise UserError(f"cannot load the tokenizer in {run_dir}: {err}") from None
         try:
-            model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
+            model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False, safe_mode=True)
         except Exception as err:  # a truncated or foreign .keras file
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise UserError(f"cannot load {run_dir / MODEL_FILE}: {message}") from None

@@ -1,0 +1,135 @@
+"""The command line end to end on a tiny dates model, and every user mistake -> exit 2."""
+
+import csv
+import json
+
+import keras
+import pytest
+import yaml
+
+from seq2seq_attn.cli import main
+from seq2seq_attn.config import load_config
+from seq2seq_attn.training import train
+
+TINY = {
+    "data": {"size": 400},
+    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30},
+    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
+    "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "dates"
+    code = main(["train", "--data", "dates", "--config", str(tiny_config), "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_run_dir(run_dir):
+    for name in (
+        "model.keras",
+        "tokenizer/source.vocab.txt",
+        "config.yaml",
+        "run.json",
+        "history.csv",
+        "logs",
+    ):
+        assert (run_dir / name).exists(), name
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["data"] == "dates" and info["epochs_run"] == 1
+    assert info["sizes"]["test"] > 0
+    assert not (run_dir / "backup").exists()  # removed once training finished
+
+
+def test_evaluate_writes_json_and_table(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--split", "dev", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "BLEU" in out and "chrF" in out
+    result = json.loads((run_dir / "eval_dev.json").read_text())
+    assert result["n"] == 5 and 0.0 <= result["bleu"] <= 100.0
+    assert len(result["examples"]) == 5
+
+
+def test_translate_prints_and_plots(run_dir, tmp_path, capsys):
+    plot = tmp_path / "att.png"
+    args = ["translate", str(run_dir), "3 March 2021", "July 4, 1976", "--beam", "2"]
+    assert main(args + ["--plot", str(plot)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert plot.stat().st_size > 1000
+
+
+def test_resume_after_interruption_continues_epochs(tiny_config, tmp_path):
+    config = load_config(tiny_config)
+    config["training"]["epochs"] = 3
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train("dates", config, out, callbacks=[Interrupt()], verbose=0)
+    assert (out / "backup").exists()
+    train("dates", config, out, verbose=0)
+    with open(out / "history.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1, 2]
+
+
+def expect_user_error(capsys, argv, *fragments):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_user_mistakes_exit_2(tmp_path, tiny_config, capsys):
+    out = str(tmp_path / "o")
+    cfg = str(tiny_config)
+    expect_user_error(
+        capsys,
+        ["train", "--data", str(tmp_path / "nope.tsv"), "--config", cfg, "--out", out],
+        "nope.tsv",
+    )
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("source\ttarget\nhello\thola\nno tab on this line\n")
+    expect_user_error(capsys, ["train", "--data", str(bad), "--config", cfg, "--out", out], ":3")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("source\ttarget\n")
+    expect_user_error(
+        capsys, ["train", "--data", str(empty), "--config", cfg, "--out", out], "empty.tsv"
+    )
+    expect_user_error(
+        capsys, ["train", "--data", "klingon", "--config", cfg, "--out", out], "klingon"
+    )
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model:\n  unitz: 8\n")
+    expect_user_error(
+        capsys, ["train", "--data", "dates", "--config", str(typo), "--out", out], "unitz", "units"
+    )
+
+
+def test_bad_run_dirs_exit_2(tmp_path, run_dir, capsys):
+    expect_user_error(capsys, ["evaluate", str(tmp_path / "missing")], "does not exist")
+    (tmp_path / "empty").mkdir()
+    expect_user_error(
+        capsys, ["translate", "--run-dir", str(tmp_path / "empty"), "hi"], "model.keras"
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tokenizer").symlink_to(run_dir / "tokenizer")
+    (broken / "model.keras").write_bytes(b"not a zip file")
+    expect_user_error(capsys, ["translate", "--run-dir", str(broken), "hi"], "model.keras")
