@@ -106,6 +106,7 @@ def test_pretokenize_equals_python_on_every_code_point(graph_tok):
     assert not mismatches, [ascii(m) for m in mismatches[:3]]
 
 
+@pytest.mark.slow  # a subprocess importing TensorFlow: about 10 s
 def test_lowercase_ignores_the_process_locale(graph_tok, tmp_path):
     # tf.strings.lower would follow LANG (tr_TR: "I" -> "ı"); the tokenizer must not.
     tf.saved_model.save(graph_tok, str(tmp_path))
