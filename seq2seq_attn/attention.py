@@ -19,12 +19,9 @@ import math
 import keras
 from keras import ops
 
+from seq2seq_attn.validation import check_positive_int
+
 LUONG_SCORES = ("dot", "general", "scaled_dot", "concat")
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, received: {name}={value!r}")
 
 
 def _check_last_dim(name, shape, expected, what):
@@ -144,7 +141,7 @@ class BahdanauAttention(_Scorer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("units", units)
+        check_positive_int("units", units)
         self.units = units
         self.normalize = bool(normalize)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -239,7 +236,7 @@ class LuongAttention(_Scorer):
         if score not in LUONG_SCORES:
             raise ValueError(f"`score` must be one of {LUONG_SCORES}, received: score={score!r}")
         if score == "concat":
-            _check_positive_int("units", units)
+            check_positive_int("units", units)
         elif units is not None:
             raise ValueError(f"`units` is only used by score='concat', received: units={units!r}")
         self.units = units

@@ -14,19 +14,12 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from seq2seq_attn.attention import _check_positive_int
-
-RNN_TYPES = ("gru", "lstm")
-
-
-def check_rnn(rnn):
-    if rnn not in RNN_TYPES:
-        raise ValueError(f"`rnn` must be one of {RNN_TYPES}, received: rnn={rnn!r}")
+from seq2seq_attn.validation import check_layer_args
 
 
 def make_rnn_cell(rnn, units, name):
     """A Keras GRU or LSTM cell (GRU with reset_after, as cuDNN and Keras default)."""
-    check_rnn(rnn)
+    check_layer_args(rnn=rnn)
     if rnn == "gru":
         return keras.layers.GRUCell(units, name=name)
     return keras.layers.LSTMCell(units, name=name)
@@ -95,16 +88,14 @@ class AttentionDecoderCell(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in [
-            ("vocab_size", vocab_size),
-            ("embedding_dim", embedding_dim),
-            ("units", units),
-            ("memory_units", memory_units),
-        ]:
-            _check_positive_int(name, value)
-        check_rnn(rnn)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), received: dropout={dropout!r}")
+        check_layer_args(
+            rnn=rnn,
+            dropout=dropout,
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            units=units,
+            memory_units=memory_units,
+        )
         if isinstance(attention, dict):
             attention = keras.saving.deserialize_keras_object(attention)
         if input_feeding and attention is None:

@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from seq2seq_attn.attention import _check_positive_int
-from seq2seq_attn.decoder import check_rnn
+from seq2seq_attn.validation import check_layer_args
 
 
 @keras.saving.register_keras_serializable(package="seq2seq_attn")
@@ -58,17 +57,15 @@ class Encoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in [
-            ("vocab_size", vocab_size),
-            ("embedding_dim", embedding_dim),
-            ("units", units),
-            ("decoder_units", decoder_units),
-            ("num_layers", num_layers),
-        ]:
-            _check_positive_int(name, value)
-        check_rnn(rnn)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), received: dropout={dropout!r}")
+        check_layer_args(
+            rnn=rnn,
+            dropout=dropout,
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            units=units,
+            decoder_units=decoder_units,
+            num_layers=num_layers,
+        )
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.units = units

@@ -3,11 +3,12 @@
 import keras
 import tensorflow as tf
 
-from seq2seq_attn.attention import BahdanauAttention, LuongAttention, _check_positive_int
+from seq2seq_attn.attention import BahdanauAttention, LuongAttention
 from seq2seq_attn.decoder import AttentionDecoderCell
 from seq2seq_attn.encoder import Encoder
 from seq2seq_attn.losses import MaskedAccuracy, MaskedCrossEntropy
 from seq2seq_attn.search import beam_search, greedy_search
+from seq2seq_attn.validation import check_positive_int
 
 ATTENTION_TYPES = ("bahdanau", "luong", None)
 
@@ -90,7 +91,7 @@ class Seq2SeqAttention(keras.Model):
     ):
         super().__init__(**kwargs)
         if attention_units is not None:
-            _check_positive_int("attention_units", attention_units)
+            check_positive_int("attention_units", attention_units)
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
         self.embedding_dim = embedding_dim
@@ -195,7 +196,7 @@ class Seq2SeqAttention(keras.Model):
             `(batch_size, length, source_length)`; for beam search also
             `beam_tokens` and `beam_scores`, all hypotheses best first.
         """
-        _check_positive_int("beam_width", beam_width)
+        check_positive_int("beam_width", beam_width)
         if beam_width > self.target_vocab_size:
             raise ValueError(
                 f"`beam_width` must not exceed the target vocabulary size "
