@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
 from seq2seq_attn import wordpiece
 from seq2seq_attn.errors import UserError
 

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -66,6 +68,18 @@ def test_translate_prints_and_plots(run_dir, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     assert plot.stat().st_size > 1000
+
+
+def test_translate_in_a_fresh_process(run_dir):
+    # A new interpreter has none of the custom classes imported by training.
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq_attn.cli", "translate", str(run_dir), "3 March 2021"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.strip().splitlines()) == 1
 
 
 def test_resume_after_interruption_continues_epochs(tiny_config, tmp_path):
