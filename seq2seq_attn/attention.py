@@ -187,7 +187,7 @@ class BahdanauAttention(_Scorer):
             "query", query.shape, self.query_kernel.shape[0], "the query kernel input size"
         )
         q = ops.matmul(query, self.query_kernel) + self.bias  # (batch, units)
-        hidden = ops.tanh(projected_keys + q[:, None, :])  # (batch, source_len, units)
+        hidden = ops.tanh(projected_keys + ops.expand_dims(q, 1))  # (batch, source_len, units)
         v = self.score_vector
         if self.normalize:
             v = self.gain * v / ops.sqrt(ops.sum(ops.square(v)))
@@ -279,7 +279,7 @@ class LuongAttention(_Scorer):
     def score(self, query, projected_keys):
         if self.score_name == "concat":
             q = ops.matmul(query, self.query_kernel)  # (batch, units)
-            hidden = ops.tanh(projected_keys + q[:, None, :])  # (batch, source_len, units)
+            hidden = ops.tanh(projected_keys + ops.expand_dims(q, 1))  # (batch, source_len, units)
             return ops.einsum("bsu,u->bs", hidden, self.score_vector)
         _check_last_dim("query", query.shape, projected_keys.shape[-1], "the projected key size")
         return ops.einsum("bd,bsd->bs", query, projected_keys)  # (batch, source_len)

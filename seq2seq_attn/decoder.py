@@ -14,15 +14,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from seq2seq_attn.recurrence import make_rnn_cell
 from seq2seq_attn.validation import check_layer_args
-
-
-def make_rnn_cell(rnn, units, name):
-    """A Keras GRU or LSTM cell (GRU with reset_after, as cuDNN and Keras default)."""
-    check_layer_args(rnn=rnn)
-    if rnn == "gru":
-        return keras.layers.GRUCell(units, name=name)
-    return keras.layers.LSTMCell(units, name=name)
 
 
 @keras.saving.register_keras_serializable(package="seq2seq_attn")

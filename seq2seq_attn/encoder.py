@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from seq2seq_attn.recurrence import make_rnn_cell, run_rnn
 from seq2seq_attn.validation import check_layer_args
 
 
@@ -10,7 +11,7 @@ from seq2seq_attn.validation import check_layer_args
 class Encoder(keras.layers.Layer):
     """Reads source ids, emits the memory h_1..h_S and the decoder's initial state.
 
-    Embedding (id 0 is padding and masked) -> `num_layers` RNN layers
+    Embedding (id 0 is padding) -> `num_layers` RNN layers
     (bidirectional by default, concatenating both directions) with dropout
     between them -> memory. The bridge maps the final states of the top layer
     (both directions concatenated) through `tanh(W x + b)` to the decoder's
@@ -75,11 +76,16 @@ class Encoder(keras.layers.Layer):
         self.bidirectional = bool(bidirectional)
         self.dropout = dropout
 
-        self.embedding = keras.layers.Embedding(
-            vocab_size, embedding_dim, mask_zero=True, name="embedding"
-        )
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         self.dropout_layer = keras.layers.Dropout(dropout)
-        self.rnn_layers = [self._make_rnn(i) for i in range(num_layers)]
+        directions = ("forward", "backward") if self.bidirectional else ("forward",)
+        # A flat list (nested lists escape TensorFlow's tracking on export):
+        # layer i, direction d is cells[i * len(directions) + d].
+        self.cells = [
+            make_rnn_cell(rnn, units, name=f"{d}_{i}")
+            for i in range(num_layers)
+            for d in directions
+        ]
         n_states = 2 if rnn == "lstm" else 1
         self.bridges = [
             keras.layers.Dense(decoder_units, activation="tanh", name=f"bridge_{k}")
@@ -87,47 +93,45 @@ class Encoder(keras.layers.Layer):
         ]
 
     @property
+    def _directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
     def memory_units(self):
         """Feature size of the memory: units, doubled when bidirectional."""
-        return self.units * (2 if self.bidirectional else 1)
-
-    def _make_rnn(self, index):
-        layer_cls = keras.layers.GRU if self.rnn == "gru" else keras.layers.LSTM
-        layer = layer_cls(self.units, return_sequences=True, return_state=True, name=f"rnn_{index}")
-        if self.bidirectional:
-            layer = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"birnn_{index}")
-        return layer
+        return self.units * self._directions
 
     def build(self, source_shape=None):
         self.embedding.build((None, None))
-        input_dim = self.embedding_dim
-        for layer in self.rnn_layers:
-            layer.build((None, None, input_dim))
-            input_dim = self.memory_units
+        for i, cell in enumerate(self.cells):
+            first_layer = i < self._directions
+            cell.build((None, self.embedding_dim if first_layer else self.memory_units))
         for bridge in self.bridges:
             bridge.build((None, self.memory_units))
 
-    def _final_states(self, outputs):
-        """Group the top layer's final states per kind ([h] or [h, c]), directions joined."""
-        states = outputs[1:]
-        n_states = len(self.bridges)
-        if not self.bidirectional:
-            return list(states)
-        forward, backward = states[:n_states], states[n_states:]
-        return [ops.concatenate([f, b], axis=-1) for f, b in zip(forward, backward, strict=True)]
+    def _layer(self, cells, x, mask, training):
+        """One (bi)directional layer: outputs joined on features, final states per kind."""
+        runs = [
+            run_rnn(cell, x, mask, reverse=(d == 1), training=training)
+            for d, cell in enumerate(cells)
+        ]
+        outputs = ops.concatenate([out for out, _ in runs], axis=-1)  # (batch, len, memory_units)
+        finals = [
+            ops.concatenate(kind, axis=-1) for kind in zip(*[s for _, s in runs], strict=True)
+        ]
+        return outputs, finals  # finals: [h] or [h, c], each (batch, memory_units)
 
     def call(self, source_ids, training=False):
         mask = ops.not_equal(source_ids, 0)  # (batch, source_len)
         x = self.dropout_layer(self.embedding(source_ids), training=training)
-        for i, layer in enumerate(self.rnn_layers):
-            outputs = layer(x, mask=mask, training=training)
-            x = outputs[0]  # (batch, source_len, memory_units)
+        n = self._directions
+        for i in range(self.num_layers):
+            x, final = self._layer(self.cells[i * n : (i + 1) * n], x, mask, training)
             if i + 1 < self.num_layers:
                 x = self.dropout_layer(x, training=training)
-        final = self._final_states(outputs)  # each (batch, memory_units)
         states = [bridge(s) for bridge, s in zip(self.bridges, final, strict=True)]
         # Padded positions of the memory are exactly zero.
-        memory = x * ops.cast(mask[:, :, None], x.dtype)
+        memory = x * ops.expand_dims(ops.cast(mask, x.dtype), -1)
         return memory, mask, states
 
     def compute_mask(self, *args, **kwargs):

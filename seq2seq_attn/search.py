@@ -77,56 +77,50 @@ def greedy_search(
         dict with `tokens` int32 `(batch_size, length)`, `scores` float32
         `(batch_size,)`, `attention` float32 `(batch_size, length, source_length)`.
     """
-    batch = tf.shape(memory)[0]
+    batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
     max_length = _default_max_length(memory, max_length)
-    tokens_ta = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
-    attn_ta = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-    prev = tf.fill([batch], tf.cast(start_id, tf.int32))
-    finished = tf.zeros([batch], tf.bool)
-    log_probs = tf.zeros([batch], tf.float32)
-    lengths = tf.zeros([batch], tf.int32)
-    coverage = tf.zeros_like(tf.cast(mask, tf.float32))  # (batch, source_len)
+    # Fixed-size buffers written with one-hot masks (no TensorList): the loop converts to
+    # TFLite builtins and ONNX with dynamic batch and source length.
+    init = (
+        tf.constant(0),
+        tf.fill([batch], tf.cast(start_id, tf.int32)),  # previous tokens
+        list(states),
+        tf.zeros([batch], tf.bool),  # finished
+        tf.zeros([batch], tf.float32),  # log_probs
+        tf.zeros([batch], tf.int32),  # lengths
+        tf.zeros([batch, source_len], tf.float32),  # coverage
+        tf.zeros([batch, max_length], tf.int32),  # tokens
+        tf.zeros([batch, max_length, source_len], tf.float32),  # attention
+    )
 
     def cond(t, prev, states, finished, *_):
         return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(finished)))
 
-    def body(t, prev, states, finished, log_probs, lengths, coverage, tokens_ta, attn_ta):
+    def body(t, prev, states, finished, log_probs, lengths, coverage, tokens, attention):
         logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
         step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocab)
         token = tf.argmax(step_lp, axis=-1, output_type=tf.int32)
         alive = tf.logical_not(finished)
-        token_lp = tf.gather(step_lp, token, batch_dims=1)
+        token_lp = tf.reduce_sum(step_lp * tf.one_hot(token, tf.shape(step_lp)[-1]), axis=-1)
         log_probs += tf.where(alive, token_lp, 0.0)
         lengths += tf.cast(alive, tf.int32)
-        weights = tf.where(alive[:, None], tf.cast(weights, tf.float32), 0.0)
+        weights = tf.where(tf.expand_dims(alive, -1), tf.cast(weights, tf.float32), 0.0)
         coverage += weights
         token = tf.where(alive, token, 0)
+        at_t = tf.one_hot(t, max_length)  # (max_length,)
+        tokens += tf.expand_dims(tf.cast(at_t, tf.int32), 0) * tf.expand_dims(token, -1)
+        attention += tf.reshape(at_t, [1, -1, 1]) * tf.expand_dims(weights, 1)
         finished = tf.logical_or(finished, tf.equal(token, end_id))
         new_states = [tf.cast(s, ref.dtype) for s, ref in zip(new_states, states, strict=True)]
-        return (
-            t + 1,
-            token,
-            new_states,
-            finished,
-            log_probs,
-            lengths,
-            coverage,
-            tokens_ta.write(t, token),
-            attn_ta.write(t, weights),
-        )
+        return (t + 1, token, new_states, finished, log_probs, lengths, coverage, tokens, attention)
 
-    loop_vars = (0, prev, list(states), finished, log_probs, lengths, coverage, tokens_ta, attn_ta)
-    _, _, _, finished, log_probs, lengths, coverage, tokens_ta, attn_ta = tf.while_loop(
-        cond, body, loop_vars
+    t, _, _, finished, log_probs, lengths, coverage, tokens, attention = tf.while_loop(
+        cond, body, init
     )
     scores = final_score(
         log_probs, lengths, coverage, finished, mask, length_penalty, coverage_penalty
     )
-    return {
-        "tokens": tf.transpose(tokens_ta.stack(), [1, 0]),  # (batch, length)
-        "scores": scores,
-        "attention": tf.transpose(attn_ta.stack(), [1, 0, 2]),  # (batch, length, source_len)
-    }
+    return {"tokens": tokens[:, :t], "scores": scores, "attention": attention[:, :t]}
 
 
 def _tile_beams(x, beam_width):
