@@ -1,0 +1,1 @@
+"""TensorFlow-free serving: host-side decoding over exported one-step decoder graphs."""

@@ -1,0 +1,405 @@
+"""Host-side NumPy search: hand-built tables, and token-for-token equality with the TF search."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from serving.search import beam_search, greedy_search, log_softmax
+
+PAD, START, END, A, B, C = 0, 2, 3, 4, 5, 6
+VOCAB = 7
+SCORE_ATOL = 1e-5  # scores and attention against hand values and against TF
+
+
+def table_step_fn(table):
+    """A decoder whose next-token distribution depends only on the previous token.
+
+    After [START] row b uses `memory[b, 0]` when that is non-zero (a per-sentence first
+    step), else `table[START]`. Attention is uniform over the unmasked source positions.
+    """
+    log_table = np.log(np.asarray(table, np.float32) + 1e-12)  # (vocab, vocab)
+
+    def step_fn(prev, states, memory, keys, mask):
+        assert prev.dtype == np.int32 and prev.shape == (memory.shape[0],)
+        logits = log_table[prev]  # (n, vocab)
+        first = memory[:, 0, :].sum(-1) > 0
+        start_rows = (prev == START) & first
+        logits[start_rows] = np.log(memory[start_rows, 0, :] + 1e-12)
+        weights = mask / mask.sum(-1, keepdims=True)
+        return logits, [s + 1 for s in states], weights
+
+    return step_fn
+
+
+def trap_table():
+    """From START: A 0.6, B 0.4; after A: C 0.4, END 0.3, B 0.3; after B: END 0.9; after C: END 1.
+
+    Greedy takes A, C, END (0.6 * 0.4 * 1.0 = 0.24); the best sequence is B END (0.4 * 0.9 = 0.36).
+    """
+    t = np.zeros((VOCAB, VOCAB))
+    t[START, [A, B]] = [0.6, 0.4]
+    t[A, [END, B, C]] = [0.3, 0.3, 0.4]
+    t[B, [END, C]] = [0.9, 0.1]
+    t[C, END] = 1.0
+    t[END, END] = 1.0
+    t[PAD, END] = 1.0
+    return t
+
+
+def tie_table():
+    """START: A .5, B .5; A and B: END .5, C .5; C: END 1. Every step has exact ties."""
+    t = np.zeros((VOCAB, VOCAB))
+    t[START, [A, B]] = t[A, [END, C]] = t[B, [END, C]] = 0.5
+    t[C, END] = t[END, END] = t[PAD, END] = 1.0
+    return t
+
+
+def run(search, table, batch=1, mask=None, first=None, to_tf=False, **kwargs):
+    """Decodes `batch` sentences of 3 source positions with the table decoder.
+
+    `first` is the per-sentence START distribution; with `to_tf` the inputs and the step
+    are wrapped for the TF search (the loop runs eagerly, the table step stays NumPy).
+    """
+    memory = np.zeros([batch, 3, VOCAB], np.float32)
+    if first is not None:
+        memory[:, 0, :] = first
+    mask = np.ones([batch, 3], bool) if mask is None else np.asarray(mask, bool)
+    states = [np.zeros([batch, 1], np.float32)]
+    step_fn = table_step_fn(table)
+    if to_tf:
+        import tensorflow as tf
+
+        numpy_fn = step_fn
+
+        def step_fn(prev, states, memory, keys, mask):
+            states = [s.numpy() for s in states]
+            out = numpy_fn(prev.numpy(), states, memory.numpy(), None, mask.numpy())
+            return tf.constant(out[0]), [tf.constant(s) for s in out[1]], tf.constant(out[2])
+
+        memory, mask, states = tf.constant(memory), tf.constant(mask), [tf.constant(states[0])]
+    return search(step_fn, states, memory, None, mask, START, END, **kwargs)
+
+
+def lp(length, alpha):
+    """GNMT length penalty, computed by hand for the goldens."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def test_greedy_trap_table():
+    out = run(greedy_search, trap_table(), max_length=6)
+    assert out["tokens"].dtype == np.int32 and out["scores"].dtype == np.float32
+    assert out["tokens"].tolist() == [[A, C, END]]
+    np.testing.assert_allclose(out["scores"], [np.log(0.6 * 0.4 * 1.0)], atol=SCORE_ATOL)
+    assert out["attention"].dtype == np.float32
+    np.testing.assert_allclose(out["attention"], np.full((1, 3, 3), 1 / 3), atol=1e-7)
+
+
+def test_beam_two_escapes_the_trap():
+    out = run(beam_search, trap_table(), beam_width=2, max_length=6)
+    # step 1 keeps B END (.36) and A C (.24); step 2 ends A C; all finished after 3 steps
+    assert out["beam_tokens"].tolist() == [[[B, END, PAD], [A, C, END]]]
+    np.testing.assert_allclose(out["beam_scores"], [np.log([0.36, 0.24])], atol=SCORE_ATOL)
+    assert out["tokens"].tolist() == [[B, END, PAD]]
+    np.testing.assert_allclose(out["scores"], [np.log(0.36)], atol=SCORE_ATOL)
+    # the [END]-padding step has a zero attention row
+    np.testing.assert_allclose(out["attention"][0], [[1 / 3] * 3, [1 / 3] * 3, [0, 0, 0]])
+
+
+def test_beam_three_sorted_with_ties_to_the_lower_index():
+    out = run(beam_search, trap_table(), beam_width=3, max_length=6)
+    # A END and A B tie at .18 after step 1; top_k keeps the lower token id (END=3 < B=5)
+    assert out["beam_tokens"][0].tolist() == [[B, END, PAD], [A, C, END], [A, END, PAD]]
+    scores = out["beam_scores"][0]
+    np.testing.assert_allclose(scores, np.log([0.36, 0.24, 0.18]), atol=SCORE_ATOL)
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_exact_ties_across_beams_go_to_the_lower_flat_index():
+    t = tie_table()
+    greedy = run(greedy_search, t, max_length=6)
+    assert greedy["tokens"].tolist() == [[A, END]]  # first maximum at both steps
+    beam = run(beam_search, t, beam_width=2, max_length=6)
+    # four candidates at .25 after step 1; beam 0 (A) wins, then END before C
+    assert beam["beam_tokens"][0].tolist() == [[A, END, PAD], [A, C, END]]
+    np.testing.assert_allclose(beam["beam_scores"][0], np.log([0.25, 0.25]), atol=SCORE_ATOL)
+
+
+def test_length_penalty_changes_ranking():
+    beam = run(beam_search, trap_table(), beam_width=3, max_length=6, length_penalty=5.0)
+    # normalised: A C END -0.339, B END -0.473, A END -0.793 (A B END was dropped at step 1)
+    expected = [np.log(0.24) / lp(3, 5.0), np.log(0.36) / lp(2, 5.0), np.log(0.18) / lp(2, 5.0)]
+    assert beam["beam_tokens"][0].tolist() == [[A, C, END], [B, END, PAD], [A, END, PAD]]
+    np.testing.assert_allclose(beam["beam_scores"][0], expected, atol=SCORE_ATOL)
+    greedy = run(greedy_search, trap_table(), max_length=6, length_penalty=0.5)
+    np.testing.assert_allclose(greedy["scores"], [np.log(0.24) / lp(3, 0.5)], atol=SCORE_ATOL)
+
+
+def test_coverage_penalty_favours_covering_the_source():
+    # Uniform attention over 3 positions: a 2-token hypothesis covers each 2/3 and pays
+    # 3 * log(2/3); a 3-token one covers fully and pays 0.
+    out = run(beam_search, trap_table(), beam_width=3, max_length=6, coverage_penalty=1.0)
+    assert out["beam_tokens"][0].tolist() == [[A, C, END], [A, B, END], [B, END, PAD]]
+    expected = [np.log(0.24), np.log(0.6 * 0.3 * 0.9), np.log(0.36) + 3 * np.log(2 / 3)]
+    np.testing.assert_allclose(out["beam_scores"][0], expected, atol=SCORE_ATOL)
+
+
+def test_coverage_penalty_skips_masked_positions_and_unfinished_hypotheses():
+    first = np.eye(VOCAB)[END]  # the sentence ends at once: one step of weight 1/2 on 2 positions
+    out = run(greedy_search, trap_table(), mask=[[1, 1, 0]], first=first, coverage_penalty=0.5)
+    assert out["tokens"].tolist() == [[END]]
+    np.testing.assert_allclose(out["scores"], [0.5 * 2 * np.log(0.5)], atol=SCORE_ATOL)
+    never_ends = np.zeros((VOCAB, VOCAB))
+    never_ends[:, A] = 1.0
+    for search, kwargs in [(greedy_search, {}), (beam_search, {"beam_width": 2})]:
+        out = run(search, never_ends, max_length=2, coverage_penalty=1.0, **kwargs)
+        assert out["tokens"].tolist() == [[A, A]]
+        np.testing.assert_allclose(out["scores"], [0.0], atol=SCORE_ATOL)  # no 3 * log(2/3)
+
+
+def test_tokens_after_end_are_padding_in_a_mixed_batch():
+    first = np.stack([trap_table()[START], np.eye(VOCAB)[END]])  # row 1 ends at once
+    cases = [
+        (greedy_search, {}, [[A, C, END], [END, PAD, PAD]]),
+        (beam_search, {"beam_width": 2}, [[B, END, PAD], [END, PAD, PAD]]),
+    ]
+    for search, kwargs, expected in cases:
+        out = run(search, trap_table(), batch=2, first=first, max_length=6, **kwargs)
+        assert out["tokens"].tolist() == expected
+        np.testing.assert_allclose(out["attention"][1, 1:], 0.0)
+        np.testing.assert_allclose(out["scores"][1], 0.0, atol=SCORE_ATOL)
+
+
+def test_max_length_stops_unfinished():
+    t = np.zeros((VOCAB, VOCAB))
+    t[:, A] = 1.0  # never ends
+    out = run(greedy_search, t, batch=2, max_length=4)
+    assert out["tokens"].tolist() == [[A] * 4] * 2
+    beam = run(beam_search, t, batch=2, beam_width=2, max_length=4)
+    assert beam["tokens"].tolist() == [[A] * 4] * 2
+    assert beam["beam_tokens"].shape == (2, 2, 4) and beam["attention"].shape == (2, 4, 3)
+    default = run(greedy_search, t)  # 2 * source_length + 10
+    assert default["tokens"].shape == (1, 16)
+    empty = run(beam_search, t, beam_width=2, max_length=0)
+    assert empty["tokens"].shape == (1, 0) and empty["attention"].shape == (1, 0, 3)
+
+
+def test_beam_step_sees_inputs_repeated_per_beam():
+    memory = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    keys, mask = memory + 100, np.array([[1, 1, 1], [1, 1, 0]], bool)
+    states = [np.array([[1.0], [2.0]], np.float32), np.array([[3.0], [4.0]], np.float32)]
+    seen = []
+
+    def step_fn(prev, step_states, step_memory, step_keys, step_mask):
+        seen.append((prev, step_states, step_memory, step_keys, step_mask))
+        logits = np.zeros([6, VOCAB], np.float32)
+        logits[:, END] = 1.0
+        return logits, step_states, step_mask / step_mask.sum(-1, keepdims=True)
+
+    beam_search(step_fn, states, memory, keys, mask, START, END, beam_width=3, max_length=2)
+    assert len(seen) == 2
+    prev, step_states, step_memory, step_keys, step_mask = seen[0]
+    assert prev.tolist() == [START] * 6 and prev.dtype == np.int32
+    np.testing.assert_array_equal(step_memory, memory[[0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(step_keys, keys[[0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(step_mask, mask[[0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(step_states[1], [[3.0]] * 3 + [[4.0]] * 3)
+    # step 2: beam 0 ended (fed 0), beams 1 and 2 continue tokens 0 and 1 (ties: lowest first)
+    assert seen[1][0].tolist() == [END, 0, 1] * 2
+
+
+def test_beam_width_one_equals_greedy_on_the_table():
+    greedy = run(greedy_search, trap_table(), max_length=6, length_penalty=0.7)
+    beam = run(beam_search, trap_table(), beam_width=1, max_length=6, length_penalty=0.7)
+    np.testing.assert_array_equal(greedy["tokens"], beam["tokens"])
+    np.testing.assert_allclose(greedy["scores"], beam["scores"], atol=SCORE_ATOL)
+    np.testing.assert_allclose(greedy["attention"], beam["attention"], atol=SCORE_ATOL)
+
+
+@pytest.mark.parametrize(
+    "search, kwargs, match",
+    [
+        (beam_search, dict(beam_width=0), "beam_width=0"),
+        (beam_search, dict(beam_width=8), "beam_width=8"),
+        (beam_search, dict(beam_width=2.0), "beam_width=2.0"),
+        (beam_search, dict(beam_width=2, length_penalty=-1.0), "length_penalty=-1.0"),
+        (greedy_search, dict(length_penalty=-1.0), "length_penalty=-1.0"),
+        (greedy_search, dict(coverage_penalty=-0.5), "coverage_penalty=-0.5"),
+        (beam_search, dict(beam_width=2, coverage_penalty=-0.5), "coverage_penalty=-0.5"),
+        (greedy_search, dict(max_length=-1), "max_length=-1"),
+    ],
+)
+def test_bad_arguments(search, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run(search, trap_table(), **kwargs)
+
+
+def test_module_does_not_import_tensorflow():
+    code = "import serving.search, sys; assert 'tensorflow' not in sys.modules, 'tf'"
+    code += "; assert 'keras' not in sys.modules, 'keras'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- equivalence with the in-graph TensorFlow search -------------------------------------
+
+SOURCE = np.array([[4, 5, 6, 7, 8], [9, 10, 4, 0, 0], [11, 0, 0, 0, 0], [7, 7, 5, 11, 0]], "int32")
+
+
+def make_model(end_bias=4.0, **kwargs):
+    """A small random model; `end_bias` on the [END] logit makes hypotheses end at 1 to 8 tokens."""
+    from seq2seq_attn.model import Seq2SeqAttention
+
+    m = Seq2SeqAttention(12, 15, embedding_dim=8, units=16, **kwargs)
+    m((np.ones((1, 3), "int32"), np.ones((1, 2), "int32")))
+    rng = np.random.default_rng(0)
+    m.set_weights([rng.normal(scale=0.8, size=w.shape) for w in m.get_weights()])
+    (output_bias,) = [w for w in m.weights if w.path.endswith("decoder_cell/output/bias")]
+    output_bias.assign(output_bias.numpy() + end_bias * np.eye(15)[m.end_id])
+    return m
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        dict(attention="bahdanau"),
+        dict(attention="luong", rnn="lstm", input_feeding=True),
+    ],
+    ids=["bahdanau-gru", "luong-lstm-feeding"],
+)
+def model(request):
+    return make_model(**request.param)
+
+
+def numpy_step(model):
+    """`model.decode_step` behind NumPy inputs and outputs, as an exported graph would be."""
+    import tensorflow as tf
+
+    def step_fn(prev, states, memory, keys, mask):
+        assert all(isinstance(x, np.ndarray) for x in [prev, memory, mask, *states])
+        keys = None if keys is None else tf.constant(keys)
+        logits, new_states, weights = model.decode_step(
+            tf.constant(prev),
+            [tf.constant(s) for s in states],
+            tf.constant(memory),
+            keys,
+            tf.constant(mask),
+        )
+        return logits.numpy(), [s.numpy() for s in new_states], weights.numpy()
+
+    return step_fn
+
+
+def host_decode(model, source, beam_width, **kwargs):
+    memory, keys, mask, states = model.encode(source)
+    args = (
+        numpy_step(model),
+        [s.numpy() for s in states],
+        memory.numpy(),
+        None if keys is None else keys.numpy(),
+        mask.numpy(),
+        model.start_id,
+        model.end_id,
+    )
+    if beam_width == 1:
+        return greedy_search(*args, **kwargs)
+    return beam_search(*args, beam_width=beam_width, **kwargs)
+
+
+def assert_same(tf_out, np_out):
+    assert set(np_out) == set(tf_out)
+    for key, value in tf_out.items():
+        value = value.numpy()
+        assert np_out[key].dtype == value.dtype, key
+        if "tokens" in key:
+            np.testing.assert_array_equal(np_out[key], value, err_msg=key)
+        else:
+            np.testing.assert_allclose(np_out[key], value, atol=SCORE_ATOL, err_msg=key)
+
+
+@pytest.mark.parametrize("beam_width", [1, 2, 4])
+@pytest.mark.parametrize(
+    "penalties",
+    [dict(), dict(length_penalty=0.8, coverage_penalty=0.4)],
+    ids=["plain", "penalties"],
+)
+def test_same_as_tensorflow(model, beam_width, penalties):
+    kwargs = dict(max_length=12, **penalties)
+    tf_out = model.generate(SOURCE, beam_width=beam_width, **kwargs)
+    np_out = host_decode(model, SOURCE, beam_width, **kwargs)
+    assert_same(tf_out, np_out)
+    if beam_width == 4:  # a non-trivial case: hypotheses end after various numbers of tokens
+        is_end = np_out["beam_tokens"] == model.end_id
+        lengths = np.where(is_end.any(-1), is_end.argmax(-1) + 1, -1)
+        assert len(np.unique(lengths)) >= 3, lengths
+
+
+def test_beam_one_same_as_tensorflow_beam_one(model):
+    from seq2seq_attn.search import beam_search as tf_beam_search
+
+    memory, keys, mask, states = model.encode(SOURCE)
+    kwargs = dict(max_length=None, length_penalty=1.0, coverage_penalty=0.2)
+    tf_out = tf_beam_search(model.decode_step, states, memory, keys, mask, 2, 3, 1, **kwargs)
+    np_beam = beam_search(
+        numpy_step(model),
+        [s.numpy() for s in states],
+        memory.numpy(),
+        None if keys is None else keys.numpy(),
+        mask.numpy(),
+        2,
+        3,
+        1,
+        **kwargs,
+    )
+    assert_same(tf_out, np_beam)
+
+
+def test_log_softmax_ranks_like_tensorflow():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(300, 500)) * 6.0).astype(np.float32)
+    ours, theirs = log_softmax(logits), tf.nn.log_softmax(logits).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
+    top = np.argsort(-ours, -1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(top, tf.math.top_k(theirs, 8).indices.numpy())
+
+
+def test_beam_width_one_is_not_greedy_under_coverage_penalty():
+    # As in seq2seq_attn.search: greedy takes the arg-max token, beam search ranks by the final
+    # score, where an [END] candidate pays the coverage penalty. START: END .6, A .4; A: END 1.
+    t = np.zeros((VOCAB, VOCAB))
+    t[START, [END, A]] = [0.6, 0.4]
+    t[A, END] = t[END, END] = t[PAD, END] = 1.0
+    greedy = run(greedy_search, t, max_length=4, coverage_penalty=1.0)
+    beam = run(beam_search, t, beam_width=1, max_length=4, coverage_penalty=1.0)
+    assert greedy["tokens"].tolist() == [[END]]
+    np.testing.assert_allclose(greedy["scores"], [np.log(0.6) + 3 * np.log(1 / 3)], atol=1e-5)
+    # log .6 + 3 log(1/3) = -3.81 < log .4 = -0.92, so beam 1 continues with A
+    assert beam["tokens"].tolist() == [[A, END]]
+    np.testing.assert_allclose(beam["scores"], [np.log(0.4) + 3 * np.log(2 / 3)], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "table, kwargs",
+    [
+        (trap_table, dict(beam_width=2)),
+        (trap_table, dict(beam_width=3)),
+        (trap_table, dict(beam_width=3, length_penalty=5.0)),
+        (trap_table, dict(beam_width=3, coverage_penalty=1.0)),
+        (trap_table, dict(beam_width=1, coverage_penalty=1.0)),
+        (trap_table, dict(coverage_penalty=0.5, length_penalty=0.5)),
+        (tie_table, dict(beam_width=4)),
+        (tie_table, dict()),
+    ],
+)
+def test_tables_same_as_tensorflow(table, kwargs):
+    """The hand-checked table cases, ties and a padded mixed batch, against the in-graph search."""
+    from seq2seq_attn import search as tf_search
+
+    name = "beam_search" if "beam_width" in kwargs else "greedy_search"
+    first = np.stack([table()[START], np.eye(VOCAB)[END]])  # row 1 ends at once
+    common = dict(batch=2, mask=[[1, 1, 1], [1, 1, 0]], first=first, max_length=6, **kwargs)
+    expected = run(getattr(tf_search, name), table(), to_tf=True, **common)
+    assert_same(expected, run(globals()[name], table(), **common))
