@@ -48,6 +48,25 @@ def _translate(args):
         print(f"attention plot: {args.plot}", file=sys.stderr)
 
 
+def _export(args):
+    from export.main import export_run
+
+    report = export_run(
+        args.run_dir,
+        args.out,
+        max_source_length=args.max_source_length,
+        beam_width=args.beam,
+        samples=args.samples,
+        force=args.force,
+    )
+    for name, result in report["artifacts"].items():
+        shown = ", ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+        )
+        print(f"{name:34} {shown}")
+    print(f"parity passed; artifacts in {args.out}")
+
+
 def _demo(args):
     from seq2seq_attn.commands import demo
 
@@ -99,6 +118,15 @@ def build_parser():
     p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
     p.set_defaults(func=_translate)
 
+    p = sub.add_parser("export", help="SavedModel, TFLite and ONNX artifacts with parity checks")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="output directory (written only if parity passes)")
+    p.add_argument("--max-source-length", type=_positive_int, help="static source length")
+    p.add_argument("--beam", type=_positive_int, default=4, help="beam of translate_ids")
+    p.add_argument("--samples", type=_positive_int, default=50, help="held-out parity sentences")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("demo", help="train, evaluate and plot the dates model in a few minutes")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
@@ -116,6 +144,11 @@ def main(argv=None):
     except UserError as err:
         print(f"seq2seq-attn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if type(err).__name__ != "ParityError":
+            raise
+        print(f"seq2seq-attn {args.command}: parity check failed: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

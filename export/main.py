@@ -1,0 +1,136 @@
+"""`seq2seq-attn export`: artifacts into a temporary directory, parity, then move into place.
+
+Nothing that looks valid is left behind on failure: the artifacts are written next to the
+output directory under a hidden name and only renamed to it once every parity check passed.
+"""
+
+import hashlib
+import json
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from export.convert import export_all
+from export.signatures import ExportModule
+from export.validate import BEAM_WIDTH, ParityError, validate_export
+from seq2seq_attn.errors import UserError
+
+VERSIONED = (
+    "seq2seq-attn",
+    "tensorflow",
+    "keras",
+    "tensorflow-text",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+)
+
+
+def _prepare_out(out, force):
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"output directory {out} exists and is not empty (use --force)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out, Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    except OSError as err:
+        raise UserError(f"cannot write to {out.parent}: {err.strerror}") from None
+
+
+def _held_out(translator, run_dir, samples, max_source_length):
+    from seq2seq_attn.config import load_config
+    from seq2seq_attn.training import corpus_for
+
+    data = translator.run_info.get("data")
+    if data is None:
+        raise UserError(f"{run_dir} does not say what data it was trained on (run.json)")
+    config = load_config(Path(run_dir) / "config.yaml")
+    pairs = corpus_for(data, translator.run_info.get("seed", 0), config).test
+    if max_source_length:
+        source = translator.tokenizers.source
+        pairs = [p for p in pairs if len(source.encode(p[0])) <= max_source_length]
+    if not pairs:
+        raise UserError("no held-out sentence fits the export's source length")
+    return [s for s, _ in pairs[:samples]], [t for _, t in pairs[:samples]]
+
+
+def _io_spec(function):
+    concrete = function.get_concrete_function()
+    describe = lambda t: {"shape": list(t.shape.as_list()), "dtype": t.dtype.name}  # noqa: E731
+    return {
+        "inputs": {s.name: describe(s) for s in function.input_signature},
+        "outputs": {k: describe(v) for k, v in concrete.structured_outputs.items()},
+    }
+
+
+def write_manifest(directory, module, tokenizers, report):
+    """manifest.json: versions, vocabularies, special ids, I/O specs, tolerances, file hashes."""
+    from seq2seq_attn import wordpiece
+
+    directory = Path(directory)
+    hashes = {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    signatures = ["encode", "decode_step", "greedy", "translate_ids"]
+    manifest = {
+        "versions": {name: metadata.version(name) for name in VERSIONED},
+        "vocab_size": {
+            "source": tokenizers.source.vocab_size,
+            "target": tokenizers.target.vocab_size,
+        },
+        "special_ids": {
+            "pad": wordpiece.PAD_ID,
+            "unk": wordpiece.UNK_ID,
+            "start": wordpiece.START_ID,
+            "end": wordpiece.END_ID,
+        },
+        "state_names": module.state_names,
+        "beam_width": module.beam_width,
+        "max_source_length": module.max_source_length,
+        "signatures": {name: _io_spec(getattr(module, name)) for name in signatures},
+        "tolerances": report["tolerances"],
+        "files": hashes,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def export_run(
+    run_dir, out, max_source_length=None, beam_width=BEAM_WIDTH, samples=50, force=False, echo=print
+):
+    """Exports a training run; returns the parity report. Raises ParityError on a mismatch."""
+    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.translator import TOKENIZER_DIR, Translator
+
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)  # SavedModel saving warnings are noise here
+    translator = Translator.load(run_dir)
+    out, tmp = _prepare_out(out, force)
+    try:
+        texts, references = _held_out(translator, run_dir, samples, max_source_length)
+        graph_tokenizers = TokenizerPair.load(Path(run_dir) / TOKENIZER_DIR)
+        module = ExportModule(
+            translator.model, graph_tokenizers, beam_width, max_source_length=max_source_length
+        )
+        echo(f"writing SavedModel, TFLite and ONNX artifacts into {tmp} ...")
+        export_all(module, tmp)
+        shutil.copytree(Path(run_dir) / TOKENIZER_DIR, tmp / "tokenizer")
+        echo(f"checking parity on {len(texts)} held-out sentences ...")
+        report = validate_export(tmp, translator.model, translator.tokenizers, texts, references)
+        (tmp / "parity.json").write_text(json.dumps(report, indent=2))
+        if not report["passed"]:
+            failed = out.parent / f"{out.name}.parity-failed.json"
+            failed.write_text(json.dumps(report, indent=2))
+            raise ParityError("; ".join(report["failures"]) + f" (report: {failed})")
+        write_manifest(tmp, module, translator.tokenizers, report)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return report
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,121 @@
+"""What gets exported: the encoder, one decoder step, whole greedy/beam decodes and text in/out.
+
+`ExportModule` wraps a trained `Seq2SeqAttention` (and optionally its in-graph tokenizers) as
+`tf.function`s with named inputs and outputs and dynamic batch and source length:
+
+    encode(source_ids)            -> memory, projected_keys, mask, state_0..state_{n-1}
+    decode_step(prev_tokens, state_0.., memory, projected_keys, mask)
+                                  -> logits, attention, new_state_0..new_state_{n-1}
+    greedy(source_ids)            -> tokens, scores, attention
+    translate_ids(source_ids)     -> tokens, scores, attention (beam search, `beam_width`)
+    serving_default(text)         -> translation, tokens, scores (tokenization in the graph)
+
+The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. Input names
+never equal output names (tf2onnx rejects graphs where they do).
+"""
+
+import tensorflow as tf
+
+SIGNATURES = ("encode", "decode_step", "greedy", "translate_ids", "serving_default")
+STEP_SIGNATURES = ("encode", "decode_step", "greedy")  # what TFLite and ONNX carry
+
+
+def spec(shape, dtype, name):
+    return tf.TensorSpec(shape, dtype, name=name)
+
+
+class ExportModule(tf.Module):
+    """The exported surface of a trained model.
+
+    Args:
+        model: a built `Seq2SeqAttention`.
+        tokenizers: optional `seq2seq_attn.tokenizer.TokenizerPair` for `serving_default`.
+        beam_width: beam of `translate_ids` and `serving_default` (1 is greedy).
+        length_penalty: GNMT alpha used by those two.
+        max_source_length: optional static source length (some runtimes need one); inputs
+            must then be padded to exactly this length.
+    """
+
+    def __init__(
+        self, model, tokenizers=None, beam_width=4, length_penalty=0.0, max_source_length=None
+    ):
+        super().__init__(name="seq2seq_attn_export")
+        self.model = model
+        self.tokenizers = tokenizers
+        self.beam_width = beam_width
+        self.length_penalty = length_penalty
+        self.max_source_length = max_source_length
+        cell = model.decoder_cell
+        self.state_names = [f"state_{i}" for i in range(len(cell.state_sizes))]
+        self.state_sizes = list(cell.state_sizes)
+        self.memory_units = model.encoder.memory_units
+        keys = cell.project_keys(tf.zeros([1, 1, self.memory_units]))
+        self.key_units = 1 if keys is None else int(keys.shape[-1])
+        length = max_source_length
+        ids = spec([None, length], tf.int32, "source_ids")
+        self.encode = tf.function(self._encode, input_signature=[ids])
+        self.decode_step = tf.function(self._decode_step, input_signature=self.step_specs(length))
+        self.greedy = tf.function(self._greedy, input_signature=[ids])
+        self.translate_ids = tf.function(self._translate_ids, input_signature=[ids])
+        if tokenizers is not None:
+            text = spec([None], tf.string, "text")
+            self.serving_default = tf.function(self._serving_default, input_signature=[text])
+
+    def step_specs(self, source_length=None):
+        """Input specs of `decode_step`, in call order."""
+        states = [
+            spec([None, n], tf.float32, name)
+            for n, name in zip(self.state_sizes, self.state_names, strict=True)
+        ]
+        return [
+            spec([None], tf.int32, "prev_tokens"),
+            *states,
+            spec([None, source_length, self.memory_units], tf.float32, "memory"),
+            spec([None, source_length, self.key_units], tf.float32, "projected_keys"),
+            spec([None, source_length], tf.float32, "mask"),
+        ]
+
+    def _keys_or_placeholder(self, keys, memory):
+        if keys is not None:
+            return keys
+        return tf.zeros_like(memory[:, :, :1])  # the vanilla decoder reads no keys
+
+    def _encode(self, source_ids):
+        memory, keys, mask, states = self.model.encode(source_ids)
+        out = {
+            "memory": memory,
+            "projected_keys": self._keys_or_placeholder(keys, memory),
+            "mask": tf.cast(mask, tf.float32),
+        }
+        out.update(zip(self.state_names, states, strict=True))
+        return out
+
+    def _decode_step(self, prev_tokens, *args):
+        n = len(self.state_names)
+        states, (memory, keys, mask) = list(args[:n]), args[n:]
+        if self.model.decoder_cell.attention is None:
+            keys = None
+        logits, new_states, weights = self.model.decode_step(
+            prev_tokens, states, memory, keys, tf.cast(mask, tf.bool)
+        )
+        out = {"logits": logits, "attention": weights}
+        out.update({f"new_{name}": s for name, s in zip(self.state_names, new_states, strict=True)})
+        return out
+
+    def _greedy(self, source_ids):
+        out = self.model.generate(source_ids, beam_width=1)
+        return {k: out[k] for k in ("tokens", "scores", "attention")}
+
+    def _translate_ids(self, source_ids):
+        out = self.model.generate(
+            source_ids, beam_width=self.beam_width, length_penalty=self.length_penalty
+        )
+        return {k: out[k] for k in ("tokens", "scores", "attention")}
+
+    def _serving_default(self, text):
+        length = self.max_source_length
+        shape = None if length is None else [None, length]  # a static length truncates
+        source = self.tokenizers.source.tokenize(text).to_tensor(shape=shape)  # (batch, len)
+        out = self._translate_ids(tf.cast(source, tf.int32))
+        translation = self.tokenizers.target.detokenize(out["tokens"])
+        return {"translation": translation, "tokens": out["tokens"], "scores": out["scores"]}

@@ -1,0 +1,205 @@
+"""The parity harness: every artifact on every runtime against the Keras model.
+
+For float32 artifacts a mismatch is an error: step logits must agree within
+`LOGITS_ATOL` along the Keras greedy trajectory, and greedy and beam-4 tokens must
+agree exactly (host-side search over the step graphs, and the single-graph greedy
+decodes). Quantized artifacts report their BLEU against the float Keras model and must
+lose at most `BLEU_DROP[variant]`. All mismatches are collected, then reported at once.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from serving.runtime import LiteRTModel, OnnxModel
+
+LOGITS_ATOL = 1e-4
+BLEU_DROP = {"fp16": 0.5, "int8": 1.0}
+BEAM_WIDTH = 4
+
+
+class ParityError(Exception):
+    """An exported artifact does not compute what the Keras model computes."""
+
+
+def _trim(tokens, end_id):
+    """Token rows as lists, cut after the first [END]."""
+    rows = []
+    for row in np.asarray(tokens):
+        row = [int(t) for t in row]
+        rows.append(row[: row.index(end_id) + 1] if end_id in row else [t for t in row if t])
+    return rows
+
+
+class Reference:
+    """What the Keras model computes on `source_ids`: the yardstick for every artifact."""
+
+    def __init__(self, model, source_ids):
+        self.model = model
+        self.source_ids = np.asarray(source_ids, np.int32)
+        self.end_id, self.start_id = model.end_id, model.start_id
+        greedy = model.generate(self.source_ids, beam_width=1)
+        beam = model.generate(self.source_ids, beam_width=BEAM_WIDTH)
+        self.greedy = _trim(greedy["tokens"], self.end_id)
+        self.beam = _trim(beam["tokens"], self.end_id)
+        self.trajectory = np.asarray(greedy["tokens"])  # (batch, steps) fed back step by step
+        self.logits = self._step_logits(model.encode, model.decode_step)
+
+    def _step_logits(self, encode, step):
+        memory, keys, mask, states = encode(self.source_ids)
+        prev = np.full([len(self.source_ids)], self.start_id, np.int32)
+        logits = []
+        for t in range(self.trajectory.shape[1]):
+            out, states, _ = step(prev, states, memory, keys, mask)
+            logits.append(np.asarray(out))
+            prev = self.trajectory[:, t]
+        return np.stack(logits, axis=1)  # (batch, steps, vocab)
+
+    def agreement(self, tokens, which="greedy"):
+        expected = self.greedy if which == "greedy" else self.beam
+        got = _trim(tokens, self.end_id)
+        return float(np.mean([a == b for a, b in zip(got, expected, strict=True)]))
+
+
+def check_step_runtime(reference, runtime):
+    """Logit diff, host greedy/beam agreement and single-graph greedy agreement of a runtime."""
+    logits = reference._step_logits(runtime.encode, runtime.step)
+    ids, start, end = reference.source_ids, reference.start_id, reference.end_id
+    host_greedy = runtime.decode(ids, start, end, beam_width=1)["tokens"]
+    host_beam = runtime.decode(ids, start, end, beam_width=BEAM_WIDTH)["tokens"]
+    result = {
+        "max_abs_logit_diff": float(np.max(np.abs(logits - reference.logits))),
+        "greedy_agreement": reference.agreement(host_greedy),
+        "beam4_agreement": reference.agreement(host_beam, "beam"),
+        "greedy_graph_agreement": reference.agreement(runtime.greedy_graph(ids)["tokens"]),
+    }
+    return result, host_greedy
+
+
+def check_saved_model(reference, path, tokenizers=None, texts=None):
+    """Every signature of the SavedModel against the Keras model."""
+    loaded = tf.saved_model.load(str(path))
+    sig = loaded.signatures
+    ids = tf.constant(reference.source_ids)
+
+    def encode(source_ids):
+        out = sig["encode"](source_ids=tf.constant(source_ids))
+        names = sorted((k for k in out if k.startswith("state_")), key=lambda k: int(k[6:]))
+        return out["memory"], out["projected_keys"], out["mask"], [out[k] for k in names]
+
+    def step(prev, states, memory, keys, mask):
+        inputs = {f"state_{i}": s for i, s in enumerate(states)}
+        out = sig["decode_step"](
+            prev_tokens=tf.constant(prev), memory=memory, projected_keys=keys, mask=mask, **inputs
+        )
+        new = [out[f"new_state_{i}"] for i in range(len(states))]
+        return out["logits"], new, out["attention"]
+
+    logits = reference._step_logits(encode, step)
+    result = {
+        "max_abs_logit_diff": float(np.max(np.abs(logits - reference.logits))),
+        "greedy_graph_agreement": reference.agreement(sig["greedy"](source_ids=ids)["tokens"]),
+        "translate_ids_beam4_agreement": reference.agreement(
+            sig["translate_ids"](source_ids=ids)["tokens"], "beam"
+        ),
+    }
+    if tokenizers is not None and texts:
+        served = sig["serving_default"](text=tf.constant(texts))["translation"].numpy()
+        source = tokenizers.source.encode_batch(texts)
+        beam = reference.model.generate(source, beam_width=BEAM_WIDTH)["tokens"].numpy()
+        expected = [tokenizers.target.decode(row) for row in beam]
+        got = [s.decode("utf-8") for s in served]
+        result["serving_default_agreement"] = float(
+            np.mean([a == b for a, b in zip(got, expected, strict=True)])
+        )
+    return result
+
+
+def runtimes(directory):
+    """Every (artifact, runtime, variant) to check, lazily constructed."""
+    return [
+        ("model.tflite", "litert", None, lambda: LiteRTModel(directory / "model.tflite")),
+        (
+            "model_fp16.tflite",
+            "litert",
+            "fp16",
+            lambda: LiteRTModel(directory / "model_fp16.tflite"),
+        ),
+        (
+            "model_int8.tflite",
+            "litert",
+            "int8",
+            lambda: LiteRTModel(directory / "model_int8.tflite"),
+        ),
+        ("*.onnx", "onnxruntime", None, lambda: OnnxModel(directory)),
+        ("*_int8.onnx", "onnxruntime", "int8", lambda: OnnxModel(directory, quantized=True)),
+    ]
+
+
+def float_failures(name, result):
+    """The parity rules for float32 artifacts; returns a list of messages."""
+    failures = []
+    if result["max_abs_logit_diff"] > LOGITS_ATOL:
+        failures.append(
+            f"{name}: max |logit diff| {result['max_abs_logit_diff']:.3g} > {LOGITS_ATOL}"
+        )
+    for key, value in result.items():
+        if key.endswith("agreement") and value < 1.0:
+            failures.append(f"{name}: {key} {value:.3f} < 1")
+    return failures
+
+
+def _bleu(tokens, tokenizers, references):
+    import sacrebleu
+
+    hypotheses = [tokenizers.target.decode(row) for row in tokens]  # rows of ids
+    return float(sacrebleu.corpus_bleu(hypotheses, [list(references)]).score)
+
+
+def _check_quantized(name, variant, result, host_greedy, keras_bleu, tokenizers, references):
+    result["bleu"] = _bleu(host_greedy, tokenizers, references)
+    result["bleu_keras"] = keras_bleu
+    result["bleu_drop"] = keras_bleu - result["bleu"]
+    if result["bleu_drop"] > BLEU_DROP[variant]:
+        return [f"{name}: BLEU drop {result['bleu_drop']:.2f} > {BLEU_DROP[variant]}"]
+    return []
+
+
+def validate_export(directory, model, tokenizers, texts, references):
+    """Checks every artifact in an export directory; returns the parity report.
+
+    Args:
+        directory: export directory (as written by `convert.export_all`).
+        model: the Keras `Seq2SeqAttention` the artifacts came from.
+        tokenizers: the run's `wordpiece.WordPiecePair`.
+        texts: held-out source sentences.
+        references: their reference translations (for the BLEU of quantized variants).
+
+    Returns:
+        dict: tolerances, per-artifact results, `failures` (list) and `passed` (bool).
+    """
+    directory = Path(directory)
+    reference = Reference(model, tokenizers.source.encode_batch(texts))
+    keras_bleu = _bleu(reference.greedy, tokenizers, references)
+    artifacts, failures = {}, []
+    result = check_saved_model(reference, directory / "saved_model", tokenizers, list(texts[:16]))
+    artifacts["saved_model/tensorflow"] = result
+    failures += float_failures("saved_model", result)
+    for name, runtime_name, variant, make in runtimes(directory):
+        result, host_greedy = check_step_runtime(reference, make())
+        artifacts[f"{name}/{runtime_name}"] = result
+        if variant is None:
+            failures += float_failures(name, result)
+        else:
+            failures += _check_quantized(
+                name, variant, result, host_greedy, keras_bleu, tokenizers, references
+            )
+    return {
+        "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},
+        "samples": len(texts),
+        "keras_bleu": keras_bleu,
+        "artifacts": artifacts,
+        "failures": failures,
+        "passed": not failures,
+    }

@@ -1,0 +1,112 @@
+"""Exported models on TensorFlow-free runtimes: onnxruntime and LiteRT.
+
+Both classes offer the same two calls, which the host-side search in `serving.search`
+drives one step at a time:
+
+    memory, projected_keys, mask, states = model.encode(source_ids)
+    logits, new_states, attention = model.step(prev_tokens, states, memory, projected_keys, mask)
+
+and `model.greedy_graph(source_ids)`, the whole greedy decode exported as one graph.
+Arrays are NumPy: ids int32, floats float32, the mask bool.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from serving import search
+
+
+def _state_names(names):
+    return sorted((n for n in names if n.startswith("state_")), key=lambda n: int(n[6:]))
+
+
+class _StepModel:
+    """The shared encode/step/decode plumbing; subclasses run the three graphs."""
+
+    state_names: list
+
+    def _run(self, graph, inputs):
+        raise NotImplementedError
+
+    def encode(self, source_ids):
+        out = self._run("encode", {"source_ids": np.asarray(source_ids, np.int32)})
+        states = [out[name] for name in self.state_names]
+        return out["memory"], out["projected_keys"], out["mask"] > 0.5, states
+
+    def step(self, prev_tokens, states, memory, projected_keys, mask):
+        inputs = {
+            "prev_tokens": np.asarray(prev_tokens, np.int32),
+            "memory": memory,
+            "projected_keys": projected_keys,
+            "mask": np.asarray(mask, np.float32),
+        }
+        inputs.update(zip(self.state_names, states, strict=True))
+        out = self._run("decode_step", inputs)
+        new_states = [out[f"new_{name}"] for name in self.state_names]
+        return out["logits"], new_states, out["attention"]
+
+    def greedy_graph(self, source_ids):
+        return self._run("greedy", {"source_ids": np.asarray(source_ids, np.int32)})
+
+    def decode(self, source_ids, start_id, end_id, beam_width=1, **kwargs):
+        """Host-side greedy (beam_width 1) or beam search over the step graphs."""
+        memory, keys, mask, states = self.encode(source_ids)
+        if beam_width == 1:
+            return search.greedy_search(
+                self.step, states, memory, keys, mask, start_id, end_id, **kwargs
+            )
+        return search.beam_search(
+            self.step, states, memory, keys, mask, start_id, end_id, beam_width, **kwargs
+        )
+
+
+class OnnxModel(_StepModel):
+    """`encoder.onnx`, `decoder_step.onnx` and `greedy.onnx` in onnxruntime.
+
+    Args:
+        directory: the export directory.
+        quantized: use the int8 step graphs (`*_int8.onnx`).
+    """
+
+    def __init__(self, directory, quantized=False, threads=None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        suffix = "_int8" if quantized else ""
+        directory = Path(directory)
+        files = {
+            "encode": f"encoder{suffix}.onnx",
+            "decode_step": f"decoder_step{suffix}.onnx",
+            "greedy": "greedy.onnx",
+        }
+        self.sessions = {
+            graph: ort.InferenceSession(
+                str(directory / name), options, providers=["CPUExecutionProvider"]
+            )
+            for graph, name in files.items()
+        }
+        inputs = [i.name for i in self.sessions["decode_step"].get_inputs()]
+        self.state_names = _state_names(inputs)
+
+    def _run(self, graph, inputs):
+        session = self.sessions[graph]
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+class LiteRTModel(_StepModel):
+    """The `encode`, `decode_step` and `greedy` signatures of a `.tflite` file in LiteRT."""
+
+    def __init__(self, path, threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        signatures = self.interpreter.get_signature_list()
+        self.runners = {name: self.interpreter.get_signature_runner(name) for name in signatures}
+        self.state_names = _state_names(signatures["decode_step"]["inputs"])
+
+    def _run(self, graph, inputs):
+        return self.runners[graph](**inputs)
