@@ -141,6 +141,15 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except ModuleNotFoundError as err:
+        if err.name not in ("tensorflow", "keras", "tensorflow_text", "tf2onnx", "sacrebleu"):
+            raise
+        print(
+            f"seq2seq-attn {args.command}: error: {err.name} is not installed; "
+            "install the training extras: pip install 'seq2seq-attn[train]'",
+            file=sys.stderr,
+        )
+        return 2
     except UserError as err:
         print(f"seq2seq-attn {args.command}: error: {err}", file=sys.stderr)
         return 2

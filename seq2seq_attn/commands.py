@@ -110,17 +110,29 @@ def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", ec
         f"      {info['epochs_run']} epochs in {info['train_seconds']} s, "
         f"best dev loss {info['best_val_loss']:.4f}"
     )
-    echo("[2/4] evaluating on the test split ...")
+    echo("[2/5] evaluating on the test split ...")
     result, eval_path = evaluate_run(out_dir, "test")
     echo(evaluation.format_table(result))
     echo(f"      exact match {result['exact_match']:.1%}")
-    echo("[3/4] translating a few inputs ...")
+    echo("[3/5] translating a few inputs ...")
     plot_path = out_dir / "attention.png"
     translations = translate_texts(out_dir, DEMO_INPUTS, plot=plot_path)
     for t in translations:
         echo(f"      {t.source!r:32} -> {t.text}")
-    echo("[4/4] outputs:")
+    echo("[4/5] exporting SavedModel, TFLite and ONNX and checking parity ...")
+    from export.main import export_run
+
+    export_dir = out_dir / "export"
+    report = export_run(out_dir, export_dir, samples=20, force=True, echo=lambda *_: None)
+    for name, result in report["artifacts"].items():
+        agree = min(v for k, v in result.items() if k.endswith("agreement"))
+        echo(
+            f"      {name:28} max |logit diff| {result['max_abs_logit_diff']:.2g}, "
+            f"token agreement {agree:.0%}"
+        )
+    echo("[5/5] outputs:")
     outputs = {
+        "export": export_dir,
         "model": out_dir / "model.keras",
         "tokenizer": out_dir / "tokenizer",
         "evaluation": eval_path,

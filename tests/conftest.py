@@ -1,4 +1,42 @@
 import os
 
+import pytest
+import yaml
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# A dates model small enough to train in seconds; shared by the CLI, export and serving tests.
+TINY_CONFIG = {
+    "data": {"size": 600},
+    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30},
+    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
+    "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_CONFIG))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config, tmp_path_factory):
+    """A trained run directory of the tiny dates model."""
+    from seq2seq_attn.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "dates"
+    assert main(["train", "--data", "dates", "--config", str(tiny_config), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run):
+    """`(export_dir, parity_report)` of the tiny run: every artifact, parity passed."""
+    from export.main import export_run
+
+    out = tiny_run.parent / "exported"
+    report = export_run(tiny_run, out, samples=12, echo=lambda *_: None)
+    return out, report

@@ -7,33 +7,15 @@ import sys
 
 import keras
 import pytest
-import yaml
 
 from seq2seq_attn.cli import main
 from seq2seq_attn.config import load_config
 from seq2seq_attn.training import train
 
-TINY = {
-    "data": {"size": 400},
-    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30},
-    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
-    "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
-}
-
 
 @pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_config, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "dates"
-    code = main(["train", "--data", "dates", "--config", str(tiny_config), "--out", str(out)])
-    assert code == 0
-    return out
+def run_dir(tiny_run):
+    return tiny_run
 
 
 def test_train_writes_a_complete_run_dir(run_dir):
@@ -65,8 +47,8 @@ def test_translate_prints_and_plots(run_dir, tmp_path, capsys):
     plot = tmp_path / "att.png"
     args = ["translate", str(run_dir), "3 March 2021", "July 4, 1976", "--beam", "2"]
     assert main(args + ["--plot", str(plot)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 2  # one line per text (a barely trained model may print "")
     assert plot.stat().st_size > 1000
 
 
@@ -79,7 +61,7 @@ def test_translate_in_a_fresh_process(run_dir):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(result.stdout.strip().splitlines()) == 1
+    assert result.stdout.count("\n") == 1
 
 
 def test_resume_after_interruption_continues_epochs(tiny_config, tmp_path):

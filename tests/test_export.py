@@ -7,7 +7,6 @@ import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
-import yaml
 from onnx import numpy_helper
 
 from export.main import export_run
@@ -17,31 +16,15 @@ from seq2seq_attn.cli import main
 from seq2seq_attn.translator import Translator
 from serving.runtime import LiteRTModel, OnnxModel
 
-TINY = {
-    "data": {"size": 600},
-    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30},
-    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
-    "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
-}
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    out = root / "run"
-    assert (
-        main(["train", "--data", "dates", "--config", str(root / "tiny.yaml"), "--out", str(out)])
-        == 0
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(run_dir):
-    out = run_dir.parent / "exported"
-    report = export_run(run_dir, out, samples=12, echo=lambda *_: None)
-    return out, report
+def exported(tiny_export):
+    return tiny_export
 
 
 def test_every_artifact_is_written_and_hashed(exported):
