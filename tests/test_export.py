@@ -165,3 +165,21 @@ def test_export_user_mistakes_exit_2(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(run_dir), "--out", str(tmp_path / "o"), "--max-source-length", "0"])
     assert exc.value.code == 2
+
+
+def test_static_source_length_option_for_tflite(run_dir, tmp_path):
+    from export.convert import save_frozen_steps, to_tflite
+    from export.signatures import ExportModule
+
+    model = Translator.load(run_dir).model
+    save_frozen_steps(ExportModule(model, max_source_length=16), tmp_path / "frozen")
+    to_tflite(tmp_path / "frozen", tmp_path / "static.tflite")
+    litert = LiteRTModel(tmp_path / "static.tflite")
+    ids = random_padded_batch(model.source_vocab_size, np.random.default_rng(5))
+    padded = np.zeros((ids.shape[0], 16), np.int32)
+    padded[:, : ids.shape[1]] = ids  # padding to the static length changes nothing
+    keras_tokens = model.generate(ids)["tokens"].numpy()
+    tokens = litert.greedy_graph(padded)["tokens"]
+    np.testing.assert_array_equal(tokens[:, : keras_tokens.shape[1]], keras_tokens)
+    input_shape = litert.interpreter.get_signature_runner("encode").get_input_details()
+    assert list(input_shape["source_ids"]["shape"]) == [1, 16]
