@@ -1,0 +1,261 @@
+"""Dynamic micro-batching: one worker thread owns the model and decodes queued texts together.
+
+Concurrent requests put their texts on a queue; the worker takes the oldest one and, for at
+most `batch_timeout_ms`, gathers more texts with the same beam width, up to `max_batch_size`,
+then decodes them in one padded batch (the same design as TF Serving's batching session and
+Triton's dynamic batcher). The runtimes are not thread-safe, so only the worker calls them.
+
+A text's result does not depend on its batch mates: `decode_batch` gives every text what
+decoding it alone gives (`model.decode` on that text, with its own `max_length`):
+
+- Greedy and beam search treat rows independently; a row that has finished (every beam
+  ended, for beam search) only repeats padding while the others go on, so its result is
+  the single-text result followed by padding, which is cut off.
+- The batch runs up to the longest `max_length` asked. A row that had not finished within
+  its own `max_length` would differ from the single-text run (it was allowed to go on), so
+  that row is decoded again alone. With the default `max_length` (2 * source length + 10,
+  the runtime's own default for a single text) this happens only for runaway outputs.
+
+Floats can differ in the last bits from a single-text run (the padded length and the
+batch size change the summation order inside the runtime); tokens are the same unless two
+logits tie to within float32 rounding.
+
+Example:
+    >>> batcher = MicroBatcher(decode_fn, end_id=3, max_batch_size=8)  # doctest: +SKIP
+    >>> batcher.start()  # doctest: +SKIP
+    >>> batcher.submit(ids, beam_width=1, max_length=20).result()["tokens"]  # doctest: +SKIP
+"""
+
+import collections
+import concurrent.futures
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAD_ID = 0
+
+
+class UnavailableError(RuntimeError):
+    """The worker cannot take the text now (stopped, or too much waiting): retry later."""
+
+
+class QueueFullError(UnavailableError):
+    """More texts are waiting than the server accepts; the client should retry later."""
+
+
+def pad(sequences, pad_to=None):
+    """int32 `(len(sequences), max(len) or pad_to)` padded with PAD_ID."""
+    length = max(len(s) for s in sequences) if pad_to is None else pad_to
+    batch = np.full((len(sequences), length), PAD_ID, np.int32)
+    for row, ids in zip(batch, sequences, strict=True):
+        row[: len(ids)] = ids
+    return batch
+
+
+def _ended_within(tokens, end_id, max_length):
+    """Whether every sequence in `tokens` `(..., length)` has [END] among its first max_length."""
+    return bool((np.asarray(tokens)[..., :max_length] == end_id).any(axis=-1).all())
+
+
+def _row_result(out, row, source_length, end_id):
+    """One row of a search result: tokens up to and including [END], attention to the source."""
+    tokens = np.asarray(out["tokens"][row])  # (length,)
+    ends = np.flatnonzero(tokens == end_id)
+    length = int(ends[0]) + 1 if ends.size else tokens.shape[0]
+    return {
+        "tokens": tokens[:length].astype(np.int32),
+        "score": float(out["scores"][row]),
+        "attention": np.asarray(out["attention"][row, :length, :source_length], np.float32),
+    }
+
+
+def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=None):
+    """Decodes `sequences` together; each result equals decoding that sequence alone.
+
+    Args:
+        decode_fn: `decode_fn(ids, beam_width, max_length)` -> search result dict with
+            `tokens` `(batch, length)`, `scores` `(batch,)`, `attention`
+            `(batch, length, source_length)` and, for beam search, `beam_tokens`
+            `(batch, beam_width, length)`; e.g. `OnnxModel.decode` with the special ids bound.
+        sequences: list of 1-D int sequences (source ids with [START] and [END]).
+        beam_width: int >= 1, shared by all sequences.
+        max_lengths: one int >= 0 per sequence.
+        end_id: the [END] id.
+        pad_to: optional fixed source length (an export with a static source length).
+
+    Returns:
+        list of dicts, one per sequence: `tokens` int32 `(n,)` (through [END]), `score`
+        float, `attention` float32 `(n, source_length)`.
+    """
+    if len(sequences) != len(max_lengths):
+        raise ValueError(
+            f"`max_lengths` must have one entry per sequence ({len(sequences)}), "
+            f"received: {len(max_lengths)} entries"
+        )
+    longest = max(max_lengths)
+    out = decode_fn(pad(sequences, pad_to), beam_width, longest)
+    ended_key = "tokens" if beam_width == 1 else "beam_tokens"
+    results = []
+    for row, (ids, max_length) in enumerate(zip(sequences, max_lengths, strict=True)):
+        if max_length == longest or _ended_within(out[ended_key][row], end_id, max_length):
+            results.append(_row_result(out, row, len(ids), end_id))
+        else:  # it ran past its own limit in the batch: decode it alone
+            alone = decode_fn(pad([ids], pad_to), beam_width, max_length)
+            results.append(_row_result(alone, 0, len(ids), end_id))
+    return results
+
+
+@dataclass
+class _Item:
+    ids: np.ndarray
+    beam_width: int
+    max_length: int
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+
+class MicroBatcher:
+    """Queues texts from many requests and decodes them in batches on one worker thread.
+
+    Args:
+        decode_fn: see `decode_batch`; called only from the worker thread.
+        end_id: the [END] id.
+        max_batch_size: most texts decoded together.
+        batch_timeout_ms: how long the oldest waiting text waits for batch mates.
+        max_queue: most texts waiting; `submit` raises QueueFullError beyond it.
+        pad_to: optional fixed source length.
+        on_batch: optional `on_batch(size, seconds)` callback after each batch (metrics).
+    """
+
+    def __init__(
+        self,
+        decode_fn,
+        end_id,
+        max_batch_size=16,
+        batch_timeout_ms=5,
+        max_queue=1024,
+        pad_to=None,
+        on_batch=None,
+    ):
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+            raise ValueError(f"`max_batch_size` must be an int, received: {max_batch_size!r}")
+        if max_batch_size < 1:
+            raise ValueError(f"`max_batch_size` must be >= 1, received: {max_batch_size!r}")
+        if not batch_timeout_ms >= 0:
+            raise ValueError(f"`batch_timeout_ms` must be >= 0, received: {batch_timeout_ms!r}")
+        self.decode_fn = decode_fn
+        self.end_id = end_id
+        self.max_batch_size = max_batch_size
+        self.batch_timeout = batch_timeout_ms / 1000.0
+        self.max_queue = max_queue
+        self.pad_to = pad_to
+        self.on_batch = on_batch
+        self._queue = queue.Queue()
+        self._pending = collections.deque()  # taken from the queue, waiting for their beam width
+        self._stop = threading.Event()
+        self._thread = None
+
+    @property
+    def alive(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def depth(self):
+        """Texts waiting (approximate)."""
+        return self._queue.qsize() + len(self._pending)
+
+    def start(self):
+        if self.alive:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="decode-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=5.0):
+        """Stops the worker; texts still waiting get an UnavailableError."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+        leftovers = list(self._pending)
+        self._pending.clear()
+        while True:
+            try:
+                leftovers.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in leftovers:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(UnavailableError("the server is shutting down"))
+
+    def submit(self, ids, beam_width, max_length):
+        """Queues one text; returns a Future of its `decode_batch` result."""
+        if not self.alive:
+            raise UnavailableError("the decode worker is not running")
+        if self.depth() >= self.max_queue:
+            raise QueueFullError(f"{self.depth()} texts are waiting; try again later")
+        item = _Item(np.asarray(ids, np.int32), int(beam_width), int(max_length))
+        self._queue.put(item)
+        return item.future
+
+    def _take(self, timeout):
+        """The oldest waiting item, or None after `timeout` seconds."""
+        if self._pending:
+            return self._pending.popleft()
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _gather(self, first):
+        """`first` and up to max_batch_size - 1 more items of its beam width."""
+        batch = [first]
+        same = [item for item in self._pending if item.beam_width == first.beam_width]
+        for item in same[: self.max_batch_size - 1]:
+            self._pending.remove(item)
+            batch.append(item)
+        deadline = time.monotonic() + self.batch_timeout
+        while len(batch) < self.max_batch_size:
+            remaining = max(deadline - time.monotonic(), 0.0)  # 0: only what is queued already
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if item.beam_width == first.beam_width:
+                batch.append(item)
+            else:
+                self._pending.append(item)
+        return batch
+
+    def _run(self):
+        while not self._stop.is_set():
+            first = self._take(timeout=0.05)
+            if first is None:
+                continue
+            batch = [
+                item for item in self._gather(first) if item.future.set_running_or_notify_cancel()
+            ]
+            if batch:
+                self._decode(batch)
+
+    def _decode(self, batch):
+        start = time.perf_counter()
+        try:
+            results = decode_batch(
+                self.decode_fn,
+                [item.ids for item in batch],
+                batch[0].beam_width,
+                [item.max_length for item in batch],
+                self.end_id,
+                self.pad_to,
+            )
+        except Exception as error:  # handed to every waiting request, which reports it
+            for item in batch:
+                item.future.set_exception(error)
+            return
+        finally:
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - start)
+        for item, result in zip(batch, results, strict=True):
+            item.future.set_result(result)

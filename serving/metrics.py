@@ -1,0 +1,127 @@
+"""Prometheus metrics of the translation server and the ASGI middleware that records them.
+
+Each app gets its own `CollectorRegistry`, so several apps (tests) never share counters.
+
+    seq2seq_requests_total{endpoint, method, status}     requests answered
+    seq2seq_request_duration_seconds{endpoint}          latency histogram
+    seq2seq_errors_total{endpoint, status}              4xx and 5xx answers
+    seq2seq_batch_size                                  texts per decoded batch (histogram)
+    seq2seq_batch_duration_seconds                      decode time per batch (histogram)
+    seq2seq_queue_depth                                 texts waiting for the worker (gauge)
+    seq2seq_texts_total{beam_width}                     texts translated
+
+`endpoint` is the route template (`/v1/models/{name}:predict`), never the raw path, so the
+number of label values stays bounded; paths that match no route count as `other`.
+"""
+
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.routing import Match
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServerMetrics:
+    """The server's metrics in a registry of their own."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "seq2seq_requests",
+            "HTTP requests answered.",
+            ["endpoint", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "seq2seq_request_duration_seconds",
+            "Time from request to the end of the response.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "seq2seq_errors",
+            "Answers with a 4xx or 5xx status.",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "seq2seq_batch_size", "Texts per decoded batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_duration = Histogram(
+            "seq2seq_batch_duration_seconds",
+            "Decode time per batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "seq2seq_queue_depth", "Texts waiting for the decode worker.", registry=r
+        )
+        self.texts = Counter("seq2seq_texts", "Texts translated.", ["beam_width"], registry=r)
+
+    def observe_batch(self, size, seconds):
+        self.batch_size.observe(size)
+        self.batch_duration.observe(seconds)
+
+    def observe_request(self, endpoint, method, status, seconds):
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+        if status >= 400:
+            self.errors.labels(endpoint, str(status)).inc()
+
+    def render(self):
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts every HTTP request by route template, status and latency.
+
+    Args:
+        app: the ASGI app to wrap.
+        metrics: a `ServerMetrics`.
+        routes: callable returning the app's routes (read at request time).
+    """
+
+    def __init__(self, app, metrics, routes):
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    def _endpoint(self, scope):
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return getattr(route, "path", "other")
+        return "other"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_and_record(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.observe_request(
+                self._endpoint(scope), scope["method"], status["code"], time.perf_counter() - start
+            )

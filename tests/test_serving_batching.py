@@ -1,0 +1,216 @@
+"""Micro-batching gives every text what decoding it alone gives (serving/batching.py).
+
+The tiny model stops at once ([END] first), so these tests shift its logits by a fixed
+vector (row-independent, like any model) to get outputs of varied length, and outputs that
+never end (to exercise the re-decode of rows that outlive their own max_length).
+"""
+
+import concurrent.futures
+import time
+
+import numpy as np
+import pytest
+
+from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
+from serving.batching import MicroBatcher, decode_batch, pad
+from serving.runtime import OnnxModel
+
+# Batched and single runs pad differently and use other batch sizes, which changes the float32
+# summation order inside onnxruntime: tokens must match exactly, floats to these tolerances.
+SCORE_ATOL = 1e-5
+ATTENTION_ATOL = 1e-6
+
+TEXTS = [
+    "March 3, 1999",
+    "tuesday 4 june 2001",
+    "12/05/1970",
+    "1 de agosto de 1964",
+    "den 23 oktober 1989",
+    "may 5 2020",
+    "sunday, 31 december 1961",
+]
+
+
+class ShiftedLogits(OnnxModel):
+    """The exported model with `shift` added to every step's logits."""
+
+    def __init__(self, directory, shift):
+        super().__init__(directory)
+        self.shift = np.asarray(shift, np.float32)
+
+    def step(self, *args):
+        logits, states, weights = super().step(*args)
+        return logits + self.shift, states, weights
+
+
+def _shift(export_dir, end_penalty):
+    vocab = WordPiecePair.load(export_dir / "tokenizer").target.vocab_size
+    shift = np.zeros(vocab, np.float32)
+    shift[END_ID] = -end_penalty
+    shift[END_ID + 1] = -end_penalty  # the tiny model's runner-up
+    return shift
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_export):
+    return tiny_export[0]
+
+
+@pytest.fixture(scope="module")
+def sources(export_dir):
+    tokenizer = WordPiecePair.load(export_dir / "tokenizer").source
+    return [tokenizer.encode(text) for text in TEXTS]
+
+
+def reference(model, ids, beam_width, max_length):
+    """Decoding one text alone, cut after its first [END] (written independently here)."""
+    out = model.decode(pad([ids]), START_ID, END_ID, beam_width=beam_width, max_length=max_length)
+    tokens = out["tokens"][0]
+    ends = np.flatnonzero(tokens == END_ID)
+    n = ends[0] + 1 if ends.size else len(tokens)
+    return tokens[:n], float(out["scores"][0]), out["attention"][0, :n, : len(ids)]
+
+
+def assert_same(result, expected):
+    tokens, score, attention = expected
+    np.testing.assert_array_equal(result["tokens"], tokens)
+    np.testing.assert_allclose(result["score"], score, rtol=0, atol=SCORE_ATOL)
+    assert result["attention"].shape == attention.shape
+    np.testing.assert_allclose(result["attention"], attention, rtol=0, atol=ATTENTION_ATOL)
+
+
+@pytest.mark.parametrize("beam_width", [1, 3])
+@pytest.mark.parametrize("end_penalty", [0.0, 0.5, 2.0])
+def test_decode_batch_equals_one_by_one(export_dir, sources, beam_width, end_penalty):
+    model = ShiftedLogits(export_dir, _shift(export_dir, end_penalty))
+    calls = []
+
+    def decode_fn(ids, beam, max_length):
+        calls.append(ids.shape[0])
+        return model.decode(ids, START_ID, END_ID, beam_width=beam, max_length=max_length)
+
+    max_lengths = [2 * len(ids) + 10 for ids in sources]
+    max_lengths[1], max_lengths[4] = 3, 1  # shorter than the batch: re-decoded if unfinished
+    results = decode_batch(decode_fn, sources, beam_width, max_lengths, END_ID)
+    for ids, max_length, result in zip(sources, max_lengths, results, strict=True):
+        assert_same(result, reference(model, ids, beam_width, max_length))
+    assert calls[0] == len(sources)
+    if end_penalty == 2.0:  # nothing ends: every row with a smaller limit runs again alone
+        longest = max(max_lengths)
+        assert calls[1:] == [1] * sum(m < longest for m in max_lengths)
+
+
+def test_decode_batch_static_length(export_dir, sources):
+    """An export with a fixed source length pads every batch, and every single text, to it."""
+    model = ShiftedLogits(export_dir, _shift(export_dir, 0.5))
+
+    def decode_fn(ids, beam, max_length):
+        assert ids.shape[1] == 40
+        return model.decode(ids, START_ID, END_ID, beam_width=beam, max_length=max_length)
+
+    results = decode_batch(decode_fn, sources, 1, [20] * len(sources), END_ID, pad_to=40)
+    for ids, result in zip(sources, results, strict=True):
+        assert result["attention"].shape[1] == len(ids)
+        assert_same(result, reference(model, ids, 1, 20))
+
+
+def test_decode_batch_checks_lengths():
+    with pytest.raises(ValueError, match="max_lengths"):
+        decode_batch(None, [[2, 3]], 1, [5, 5], END_ID)
+
+
+def test_micro_batcher_batches_concurrent_texts(export_dir, sources):
+    model = ShiftedLogits(export_dir, _shift(export_dir, 0.5))
+    sizes = []
+
+    def decode_fn(ids, beam, max_length):
+        return model.decode(ids, START_ID, END_ID, beam_width=beam, max_length=max_length)
+
+    batcher = MicroBatcher(
+        decode_fn,
+        END_ID,
+        max_batch_size=4,
+        batch_timeout_ms=50,
+        on_batch=lambda size, _: sizes.append(size),
+    )
+    batcher.start()
+    try:
+        jobs = [(ids, beam) for beam in (1, 2) for ids in sources]
+        futures = [batcher.submit(ids, beam, 2 * len(ids) + 10) for ids, beam in jobs]
+        results = [f.result(timeout=30) for f in futures]
+    finally:
+        batcher.stop()
+    for (ids, beam), result in zip(jobs, results, strict=True):
+        assert_same(result, reference(model, ids, beam, 2 * len(ids) + 10))
+    assert sum(sizes) == len(jobs)
+    assert max(sizes) == 4  # batched, never beyond max_batch_size
+    assert not batcher.alive
+
+
+def test_micro_batcher_reports_errors_and_keeps_going():
+    def decode_fn(ids, beam, max_length):
+        if beam == 2:
+            raise ValueError("boom")
+        out = np.full((ids.shape[0], 1), END_ID, np.int32)
+        return {
+            "tokens": out,
+            "scores": np.zeros(ids.shape[0], np.float32),
+            "attention": np.zeros((ids.shape[0], 1, ids.shape[1]), np.float32),
+        }
+
+    batcher = MicroBatcher(decode_fn, END_ID, max_batch_size=2, batch_timeout_ms=0)
+    batcher.start()
+    try:
+        with pytest.raises(ValueError, match="boom"):
+            batcher.submit([2, 5, 3], 2, 5).result(timeout=10)
+        assert batcher.submit([2, 5, 3], 1, 5).result(timeout=10)["tokens"].tolist() == [END_ID]
+    finally:
+        batcher.stop()
+
+
+def test_micro_batcher_refuses_when_stopped_or_full():
+    from serving.batching import QueueFullError, UnavailableError
+
+    gate = concurrent.futures.Future()
+
+    def decode_fn(ids, beam, max_length):
+        gate.result(timeout=10)
+        return {
+            "tokens": np.full((ids.shape[0], 1), END_ID, np.int32),
+            "scores": np.zeros(ids.shape[0], np.float32),
+            "attention": np.zeros((ids.shape[0], 1, ids.shape[1]), np.float32),
+        }
+
+    batcher = MicroBatcher(decode_fn, END_ID, max_batch_size=1, batch_timeout_ms=0, max_queue=2)
+    with pytest.raises(UnavailableError):
+        batcher.submit([2, 3], 1, 5)
+    batcher.start()
+    try:
+        first = batcher.submit([2, 3], 1, 5)
+        for _ in range(1000):  # until the worker holds it (blocked on the gate)
+            if batcher.depth() == 0:
+                break
+            time.sleep(0.005)
+        waiting = [batcher.submit([2, 3], 1, 5) for _ in range(2)]
+        with pytest.raises(QueueFullError):
+            batcher.submit([2, 3], 1, 5)
+        gate.set_result(None)
+        assert first.result(timeout=10)["tokens"].tolist() == [END_ID]
+    finally:
+        batcher.stop()
+    for future in waiting:  # decoded, or refused by the stop
+        error = future.exception(timeout=10)
+        assert error is None or isinstance(error, UnavailableError)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_batch_size": True}, "max_batch_size"),
+        ({"batch_timeout_ms": -1}, "batch_timeout_ms"),
+    ],
+)
+def test_micro_batcher_checks_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MicroBatcher(lambda *a: None, END_ID, **kwargs)
