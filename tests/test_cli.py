@@ -129,3 +129,9 @@ def test_bad_run_dirs_exit_2(tmp_path, run_dir, capsys):
     (broken / "tokenizer").symlink_to(run_dir / "tokenizer")
     (broken / "model.keras").write_bytes(b"not a zip file")
     expect_user_error(capsys, ["translate", "--run-dir", str(broken), "hi"], "model.keras")
+
+
+def test_same_seed_gives_identical_training(run_dir, tiny_config, tmp_path):
+    again = tmp_path / "again"
+    assert main(["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]) == 0
+    assert (again / "history.csv").read_text() == (run_dir / "history.csv").read_text()
