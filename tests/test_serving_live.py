@@ -1,0 +1,135 @@
+"""The server on a real loopback socket: the web page in headless Chromium, and the load script.
+
+The browser test needs Debian's `chromium` package (/usr/bin/chromium) and the Python
+`playwright` package; it never downloads a browser (no `playwright install`).
+"""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOAD_TEST = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
+
+
+def _load_test_module():
+    spec = importlib.util.spec_from_file_location("load_test", LOAD_TEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def load_test():
+    return _load_test_module()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_export, load_test):
+    with load_test.LocalServer(tiny_export[0], batch_timeout_ms=2) as running:
+        yield running
+
+
+def _post(url, body):
+    import httpx
+
+    return httpx.post(url, json=body, timeout=10).json()
+
+
+def test_page_in_headless_chromium(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    text = "tuesday 4 june 2001"
+    seen = []
+    console_errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60000)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: seen.append(request.url))
+            page.on(
+                "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
+            )
+            page.goto(server.url + "/", timeout=30000)
+            page.wait_for_function(
+                "document.getElementById('model-name').textContent !== '…'", timeout=10000
+            )
+            beam = int(page.input_value("#beam"))
+            page.fill("#source", text)
+            page.click("#submit")
+            page.wait_for_selector("#result:not([hidden])", timeout=20000)
+            translation = page.text_content("#translation")
+            header = page.locator("#heatmap thead th").count()
+            rows = page.locator("#heatmap tbody tr")
+            row_count = rows.count()
+            cells = [rows.nth(i).locator("td").count() for i in range(row_count)]
+            row_labels = page.locator("#heatmap tbody th").all_text_contents()
+            weights = page.eval_on_selector_all(
+                "#heatmap td", "cells => cells.map(c => Number(c.dataset.weight))"
+            )
+            status = page.text_content("#status")
+        finally:
+            browser.close()
+    expected = _post(
+        server.url + "/translate", {"text": text, "beam_width": beam, "return_attention": True}
+    )
+    target, source = expected["target_tokens"][0], expected["source_tokens"][0]
+    assert translation == expected["translations"][0]
+    assert status == "Done."
+    assert row_count == len(target) and row_labels == target
+    assert cells == [len(source)] * len(target)
+    assert header == len(source) + 1  # a corner cell and one per source token
+    flat = [w for row in expected["attention"][0] for w in row]
+    assert weights == pytest.approx(flat, abs=1e-9)
+    assert all(url.startswith(server.url) for url in seen), seen  # no other host is asked
+    assert not console_errors
+
+
+def test_page_shows_errors(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60000)
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/", timeout=30000)
+            page.fill("#source", "   ")  # passes `required`, but the server refuses it
+            page.click("#submit")
+            page.wait_for_function(
+                "document.getElementById('status').textContent.startsWith('Error')",
+                timeout=10000,
+            )
+            status = page.text_content("#status")
+        finally:
+            browser.close()
+    assert status == "Error 422: text 0 is empty"
+
+
+def test_load_script(server, load_test, tmp_path):
+    out = tmp_path / "load.json"
+    code = load_test.main(
+        ["--url", server.url, "--requests", "40", "--concurrency", "4", "--out", str(out)]
+    )
+    report = json.loads(out.read_text())
+    assert code == 0 and report["errors"] == 0 and report["ok"] == 40
+    assert report["throughput_rps"] > 0
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+
+
+def test_load_script_refuses_other_hosts(load_test):
+    with pytest.raises(SystemExit, match="loopback"):
+        load_test.run_load("http://example.com:80", requests=1)
