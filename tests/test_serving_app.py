@@ -299,3 +299,13 @@ def test_serve_checks_arguments(export_dir):
         serve(export_dir, port=70000)
     with pytest.raises(UserError, match="batch size"):
         serve(export_dir, max_batch_size=0)
+
+
+def test_tf_serving_config_names_this_model():
+    from pathlib import Path
+
+    config = (Path(__file__).parents[1] / "serving" / "tfserving" / "models.config").read_text()
+    assert f'name: "{DEFAULT_MODEL_NAME}"' in config
+    assert f'base_path: "/models/{DEFAULT_MODEL_NAME}"' in config
+    assert 'model_platform: "tensorflow"' in config
+    assert config.count("{") == config.count("}")
