@@ -103,10 +103,10 @@ def export_run(
     run_dir, out, max_source_length=None, beam_width=BEAM_WIDTH, samples=50, force=False, echo=print
 ):
     """Exports a training run; returns the parity report. Raises ParityError on a mismatch."""
+    import absl.logging
+
     from seq2seq_attn.tokenizer import TokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
-
-    import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)  # SavedModel saving warnings are noise here
     translator = Translator.load(run_dir)

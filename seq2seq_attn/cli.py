@@ -67,6 +67,21 @@ def _export(args):
     print(f"parity passed; artifacts in {args.out}")
 
 
+def _serve(args):
+    from serving.app import serve
+
+    serve(
+        args.export_dir,
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        batch_timeout_ms=args.batch_timeout_ms,
+        model_name=args.model_name,
+        quantized=args.quantized,
+    )
+
+
 def _demo(args):
     from seq2seq_attn.commands import demo
 
@@ -126,6 +141,17 @@ def build_parser():
     p.add_argument("--samples", type=_positive_int, default=50, help="held-out parity sentences")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("serve", help="HTTP translation server over an export (no TensorFlow)")
+    p.add_argument("export_dir")
+    p.add_argument("--backend", choices=["onnx", "tflite"], default="onnx")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-batch-size", type=_positive_int, default=16)
+    p.add_argument("--batch-timeout-ms", type=float, default=5.0)
+    p.add_argument("--model-name", default="seq2seq_attn", help="name in the TF Serving URLs")
+    p.add_argument("--quantized", action="store_true", help="serve the int8 artifacts")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="train, evaluate and plot the dates model in a few minutes")
     p.add_argument("--out", default="runs/demo")

@@ -133,5 +133,6 @@ def test_bad_run_dirs_exit_2(tmp_path, run_dir, capsys):
 
 def test_same_seed_gives_identical_training(run_dir, tiny_config, tmp_path):
     again = tmp_path / "again"
-    assert main(["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]) == 0
+    argv = ["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]
+    assert main(argv) == 0
     assert (again / "history.csv").read_text() == (run_dir / "history.csv").read_text()
