@@ -37,7 +37,7 @@ def evaluate_run(run_dir, split="test", beam_width=1, data=None, out=None, limit
         split: "train", "dev" or "test".
         beam_width: 1 for greedy.
         data: corpus spec; default the one the run was trained on.
-        out: JSON path; default `run_dir/eval_<split>.json`.
+        out: JSON path; default `run_dir/eval_<split>.json` (`eval_<split>_beam<k>.json`).
         limit: optional number of pairs to evaluate (the first ones).
 
     Returns:
@@ -64,7 +64,8 @@ def evaluate_run(run_dir, split="test", beam_width=1, data=None, out=None, limit
         {"source": s, "reference": r, "hypothesis": h}
         for (s, r), h in list(zip(pairs, hypotheses, strict=True))[:10]
     ]
-    path = Path(out) if out else run_dir / f"eval_{split}.json"
+    beam_suffix = "" if beam_width == 1 else f"_beam{beam_width}"
+    path = Path(out) if out else run_dir / f"eval_{split}{beam_suffix}.json"
     evaluation.write_json(result, path)
     return result, path
 
