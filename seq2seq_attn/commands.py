@@ -5,6 +5,7 @@ what it produced, so the CLI stays a thin argparse layer and tests call these di
 """
 
 import json
+import textwrap
 from pathlib import Path
 
 from seq2seq_attn import evaluation, plots
@@ -85,7 +86,7 @@ def translate_texts(run_dir, texts, beam_width=1, plot=None):
             first.source_tokens,
             first.target_tokens,
             plot,
-            title=f"{first.source} -> {first.text}",
+            title=textwrap.fill(f"{first.source} -> {first.text}", width=60),
         )
     return results
 
