@@ -104,11 +104,13 @@ def export_run(
 ):
     """Exports a training run; returns the parity report. Raises ParityError on a mismatch."""
     import absl.logging
+    import tensorflow as tf
 
     from seq2seq_attn.tokenizer import TokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 
     absl.logging.set_verbosity(absl.logging.ERROR)  # SavedModel saving warnings are noise here
+    tf.get_logger().setLevel("ERROR")
     translator = Translator.load(run_dir)
     out, tmp = _prepare_out(out, force)
     try:

@@ -106,7 +106,7 @@ def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", ec
         config["training"]["epochs"] = epochs
     if size is not None:
         config["data"]["size"] = size
-    echo(f"[1/4] training the dates model into {out_dir} ...")
+    echo(f"[1/5] training the dates model into {out_dir} ...")
     info = train("dates", config, out_dir, seed=seed, verbose=verbose)
     echo(
         f"      {info['epochs_run']} epochs in {info['train_seconds']} s, "
