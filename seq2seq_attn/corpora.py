@@ -36,7 +36,16 @@ SPLITS = ("train", "dev", "test")
 # date day-first (or year-first); en_US's month-first short format is left out (see
 # `_is_month_first_numeric`).
 DEFAULT_LOCALES = (
-    "en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR", "nl_NL", "sv_SE", "da_DK",
+    "en_US",
+    "en_GB",
+    "de_DE",
+    "fr_FR",
+    "es_ES",
+    "it_IT",
+    "pt_BR",
+    "nl_NL",
+    "sv_SE",
+    "da_DK",
 )
 DATE_FORMATS = ("full", "long", "medium", "short")
 FIRST_DATE = datetime.date(1950, 1, 1)
@@ -113,8 +122,7 @@ def _check_options(spec: str, options: dict, accepted: Sequence[str]) -> None:
     for key in options:
         if key not in accepted:
             raise UserError(
-                f"unknown option {key!r} for dataset {spec!r}; accepted: "
-                f"{', '.join(accepted)}"
+                f"unknown option {key!r} for dataset {spec!r}; accepted: {', '.join(accepted)}"
             )
 
 
@@ -199,9 +207,7 @@ def load_bible(source_lang: str = "en", target_lang: str = "es", *, path=None) -
 # --------------------------------------------------------------------------- dates
 
 
-def generate_dates(
-    n: int, seed: int, locales: Sequence[str] = DEFAULT_LOCALES
-) -> list[Pair]:
+def generate_dates(n: int, seed: int, locales: Sequence[str] = DEFAULT_LOCALES) -> list[Pair]:
     """Generates ``(human-readable date, ISO date)`` pairs, e.g. ``("4 mars 1987", "1987-03-04")``.
 
     Dates are uniform between 1950-01-01 and 2049-12-31; each pair picks a locale and one
@@ -276,8 +282,9 @@ def _format_date(date: datetime.date, style: str, locale: str) -> str:
     return format_date(date, format=style, locale=locale).translate(_SPACE_LIKE)
 
 
-def _load_dates(seed: int, size=DEFAULT_DATES_SIZE, dev_size=None, test_size=None,
-                locales=DEFAULT_LOCALES) -> Corpus:
+def _load_dates(
+    seed: int, size=DEFAULT_DATES_SIZE, dev_size=None, test_size=None, locales=DEFAULT_LOCALES
+) -> Corpus:
     """The ``dates`` dataset: `size` generated pairs split by `split_pairs`."""
     size = _positive_int("size", size)
     dev_size = _positive_int("dev_size", _or_default(dev_size, size))
@@ -285,8 +292,10 @@ def _load_dates(seed: int, size=DEFAULT_DATES_SIZE, dev_size=None, test_size=Non
     if isinstance(locales, str):
         locales = [name.strip() for name in locales.split(",") if name.strip()]
     if dev_size + test_size >= size:
-        raise UserError(f"option size={size} leaves no training pairs after "
-                        f"dev_size={dev_size} and test_size={test_size}")
+        raise UserError(
+            f"option size={size} leaves no training pairs after "
+            f"dev_size={dev_size} and test_size={test_size}"
+        )
     try:
         pairs = generate_dates(size, seed, locales)
     except ValueError as error:
@@ -355,7 +364,7 @@ def _read_text(path: Path) -> str:
     except (OSError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error})") from None
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -366,8 +375,9 @@ def _read_text(path: Path) -> str:
 def _csv_rows(path: Path, text: str, delimiter: str):
     """Yields ``(line_number, cells)`` for each non-blank row of `text`."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                        quoting=quoting, strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True
+    )
     while True:
         start = reader.line_num + 1
         try:
@@ -432,25 +442,30 @@ def split_pairs(
         )
     random.Random(seed).shuffle(sources)
     split_of = dict.fromkeys(sources[:test_size], 2)
-    split_of.update(dict.fromkeys(sources[test_size:test_size + dev_size], 1))
+    split_of.update(dict.fromkeys(sources[test_size : test_size + dev_size], 1))
     splits: tuple[list[Pair], list[Pair], list[Pair]] = ([], [], [])
     for pair in pairs:
         splits[split_of.get(pair[0], 0)].append(pair)
     return splits
 
 
-def _load_file(path: Path, seed: int, dev_size=None, test_size=None,
-               source_lang="source", target_lang="target") -> Corpus:
+def _load_file(
+    path: Path, seed: int, dev_size=None, test_size=None, source_lang="source", target_lang="target"
+) -> Corpus:
     """A user file read by `read_pairs` and split by `split_pairs`."""
     pairs = read_pairs(path)
     num_sources = len(set(source for source, _ in pairs))
     if num_sources < 3:
-        raise DataError(f"{path}: {num_sources} distinct source sentence(s); at least 3 are "
-                        f"needed for train, dev and test")
+        raise DataError(
+            f"{path}: {num_sources} distinct source sentence(s); at least 3 are "
+            f"needed for train, dev and test"
+        )
     dev_size = _positive_int("dev_size", _or_default(dev_size, num_sources))
     test_size = _positive_int("test_size", _or_default(test_size, num_sources))
     if dev_size + test_size >= num_sources:
-        raise UserError(f"{path}: dev_size={dev_size} and test_size={test_size} leave no "
-                        f"training pairs among {num_sources} distinct sources")
+        raise UserError(
+            f"{path}: dev_size={dev_size} and test_size={test_size} leave no "
+            f"training pairs among {num_sources} distinct sources"
+        )
     train, dev, test = split_pairs(pairs, dev_size, test_size, seed)
     return Corpus(str(path), source_lang, target_lang, train, dev, test)

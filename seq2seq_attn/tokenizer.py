@@ -47,24 +47,36 @@ class GraphTokenizer(tf.Module):
     ``get_vocab_size``) have fixed input signatures and survive ``tf.saved_model.save``.
     """
 
-    def __init__(self, vocab: Sequence[str], lower_case: bool = True,
-                 max_bytes_per_word: int = wp.MAX_BYTES_PER_WORD, name: str | None = None):
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        lower_case: bool = True,
+        max_bytes_per_word: int = wp.MAX_BYTES_PER_WORD,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         # Validates the arguments exactly as the Python twin does.
         twin = wp.WordPieceTokenizer(vocab, lower_case, max_bytes_per_word)
         self._settings = (tuple(twin.vocab), twin.lower_case, twin.max_bytes_per_word)
         self._vocab = tf.constant(twin.vocab, dtype=tf.string)
         self._wordpiece = tf_text.FastWordpieceTokenizer(
-            vocab=twin.vocab, suffix_indicator=wp.SUFFIX_INDICATOR,
-            max_bytes_per_word=max_bytes_per_word, token_out_type=tf.int32,
-            unknown_token=wp.UNK, no_pretokenization=True, support_detokenization=False)
+            vocab=twin.vocab,
+            suffix_indicator=wp.SUFFIX_INDICATOR,
+            max_bytes_per_word=max_bytes_per_word,
+            token_out_type=tf.int32,
+            unknown_token=wp.UNK,
+            no_pretokenization=True,
+            support_detokenization=False,
+        )
         mapping = wp.lowercase_map()
         single = {k: ord(v) for k, v in mapping.items() if len(v) == 1}
         self._multi_char_lower = sorted((k, v) for k, v in mapping.items() if len(v) > 1)
         self._lower_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(list(single), tf.int32), tf.constant(list(single.values()), tf.int32)),
-            default_value=-1)
+                tf.constant(list(single), tf.int32), tf.constant(list(single.values()), tf.int32)
+            ),
+            default_value=-1,
+        )
         self._patterns = {name: _re2_class(name) for name in wp.character_ranges()}
 
     @property
@@ -106,9 +118,9 @@ class GraphTokenizer(tf.Module):
     def _normalize(self, strings: tf.Tensor) -> tf.Tensor:
         """Steps 1-4 of ``wordpiece``: (batch_size,) strings -> (batch_size,) strings."""
         strings = tf.strings.unicode_transcode(
-            strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
-        strings = tf.strings.regex_replace(strings, self._patterns["unstable"],
-                                           wp.REPLACEMENT_CHAR)
+            strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+        )
+        strings = tf.strings.regex_replace(strings, self._patterns["unstable"], wp.REPLACEMENT_CHAR)
         strings = tf.strings.regex_replace(strings, self._patterns["control"], "")
         strings = tf_text.normalize_utf8(strings, wp.NORMALIZATION_FORM)
         if not self.lower_case:
@@ -124,7 +136,8 @@ class GraphTokenizer(tf.Module):
         """Steps 1-5: (batch_size,) strings -> (batch_size, (words)) strings."""
         isolated = self._patterns["isolated"]
         return tf_text.regex_split(
-            self._normalize(strings), f"{self._patterns['space']}+|{isolated}", isolated)
+            self._normalize(strings), f"{self._patterns['space']}+|{isolated}", isolated
+        )
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def pretokenize(self, strings):
@@ -223,15 +236,20 @@ def _suffix_counts(word_counts, tokens: dict | None, joiner: str) -> collections
     counts = collections.Counter()
     longest = max((len(t.removeprefix(joiner)) for t in tokens), default=1) if tokens else 0
     for word, count in word_counts:
-        starts = range(len(word)) if tokens is None else _piece_starts(
-            word, tokens, longest, joiner)
+        starts = (
+            range(len(word)) if tokens is None else _piece_starts(word, tokens, longest, joiner)
+        )
         for start in starts or ():
             counts[(joiner if start else "") + word[start:]] += count
     return counts
 
 
-def _learn_with_thresh(word_counts, thresh: int, params: learner.Params,
-                       first_counts: collections.Counter | None = None) -> list[str]:
+def _learn_with_thresh(
+    word_counts,
+    thresh: int,
+    params: learner.Params,
+    first_counts: collections.Counter | None = None,
+) -> list[str]:
     """Same vocabulary as ``learner.learn_with_thresh`` (with the joiner), much faster.
 
     In ``learn_with_thresh`` a sub-token's count, after "decrementing the count of all
@@ -252,10 +270,17 @@ def _learn_with_thresh(word_counts, thresh: int, params: learner.Params,
     return learner.generate_final_vocabulary(params.reserved_tokens, chars, tokens)
 
 
-def learn_vocab(word_counts: dict[str, int], vocab_size: int, reserved_tokens: Sequence[str],
-                lower_thresh: int = 10, num_iterations: int = 4, max_input_tokens: int = 5_000_000,
-                max_token_length: int = 50, max_unique_chars: int = 1000,
-                slack_ratio: float = 0.05) -> list[str]:
+def learn_vocab(
+    word_counts: dict[str, int],
+    vocab_size: int,
+    reserved_tokens: Sequence[str],
+    lower_thresh: int = 10,
+    num_iterations: int = 4,
+    max_input_tokens: int = 5_000_000,
+    max_token_length: int = 50,
+    max_unique_chars: int = 1000,
+    slack_ratio: float = 0.05,
+) -> list[str]:
     """tensorflow-text's WordPiece learner with a faster search for the count threshold.
 
     Filters words like ``learner.learn`` (``get_input_words``, ``get_allowed_chars``,
@@ -267,13 +292,25 @@ def learn_vocab(word_counts: dict[str, int], vocab_size: int, reserved_tokens: S
     """
     if not isinstance(lower_thresh, int) or lower_thresh < 1:
         raise ValueError(f"lower_thresh must be an int >= 1, got {lower_thresh!r}")
-    params = learner.Params(None, lower_thresh, num_iterations, max_input_tokens,
-                            max_token_length, max_unique_chars, vocab_size, slack_ratio, True,
-                            wp.SUFFIX_INDICATOR, list(reserved_tokens))
-    words = learner.get_input_words(list(word_counts.items()), params.reserved_tokens,
-                                    max_token_length)
+    params = learner.Params(
+        None,
+        lower_thresh,
+        num_iterations,
+        max_input_tokens,
+        max_token_length,
+        max_unique_chars,
+        vocab_size,
+        slack_ratio,
+        True,
+        wp.SUFFIX_INDICATOR,
+        list(reserved_tokens),
+    )
+    words = learner.get_input_words(
+        list(word_counts.items()), params.reserved_tokens, max_token_length
+    )
     words = learner.filter_input_words(
-        words, learner.get_allowed_chars(words, max_unique_chars), max_input_tokens)
+        words, learner.get_allowed_chars(words, max_unique_chars), max_input_tokens
+    )
     first_counts = _suffix_counts(words, None, params.joiner)
     low, high = lower_thresh, max(lower_thresh, max((n for _, n in words), default=1))
     under, over = None, None
@@ -291,8 +328,9 @@ def learn_vocab(word_counts: dict[str, int], vocab_size: int, reserved_tokens: S
     return under if under is not None else over[:vocab_size]
 
 
-def build_vocab(texts: Iterable[str], vocab_size: int, lower_case: bool = True,
-                **learn_params) -> list[str]:
+def build_vocab(
+    texts: Iterable[str], vocab_size: int, lower_case: bool = True, **learn_params
+) -> list[str]:
     """Learns a WordPiece vocabulary from training sentences.
 
     Words come from the tokenizer's pre-tokenization (:func:`count_words`); the vocabulary
@@ -322,8 +360,10 @@ def build_vocab(texts: Iterable[str], vocab_size: int, lower_case: bool = True,
         raise ValueError("texts must contain at least one word, got none")
     chars = {c for word in counts for c in word}
     if len(reserved) + 2 * len(chars) > vocab_size:
-        raise ValueError(f"vocab_size must be at least {len(reserved) + 2 * len(chars)} for the "
-                         f"{len(chars)} distinct characters of texts, got {vocab_size}")
+        raise ValueError(
+            f"vocab_size must be at least {len(reserved) + 2 * len(chars)} for the "
+            f"{len(chars)} distinct characters of texts, got {vocab_size}"
+        )
     return learn_vocab(counts, vocab_size, reserved, **learn_params)
 
 
@@ -346,14 +386,22 @@ class TokenizerPair(tf.Module):
         self.target = target
 
     @classmethod
-    def build(cls, source_texts: Iterable[str], target_texts: Iterable[str],
-              source_vocab_size: int, target_vocab_size: int, lower_case: bool = True,
-              **learn_params) -> "TokenizerPair":
+    def build(
+        cls,
+        source_texts: Iterable[str],
+        target_texts: Iterable[str],
+        source_vocab_size: int,
+        target_vocab_size: int,
+        lower_case: bool = True,
+        **learn_params,
+    ) -> "TokenizerPair":
         """Learns both vocabularies with :func:`build_vocab`."""
         source = build_vocab(source_texts, source_vocab_size, lower_case, **learn_params)
         target = build_vocab(target_texts, target_vocab_size, lower_case, **learn_params)
-        return cls(GraphTokenizer(source, lower_case, name="source"),
-                   GraphTokenizer(target, lower_case, name="target"))
+        return cls(
+            GraphTokenizer(source, lower_case, name="source"),
+            GraphTokenizer(target, lower_case, name="target"),
+        )
 
     def to_wordpiece(self) -> wp.WordPiecePair:
         """The pure-Python twin."""
@@ -367,5 +415,7 @@ class TokenizerPair(tf.Module):
     def load(cls, directory: str | os.PathLike) -> "TokenizerPair":
         """Reads a directory written by :meth:`save` or ``WordPiecePair.save``."""
         pair = wp.WordPiecePair.load(directory)
-        return cls(GraphTokenizer.from_wordpiece(pair.source, name="source"),
-                   GraphTokenizer.from_wordpiece(pair.target, name="target"))
+        return cls(
+            GraphTokenizer.from_wordpiece(pair.source, name="source"),
+            GraphTokenizer.from_wordpiece(pair.target, name="target"),
+        )

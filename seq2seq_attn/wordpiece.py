@@ -69,7 +69,7 @@ DETOKENIZE_RULES = (
     (r" ([.,;:!?%)\]}»”’…])", r"\1"),  # hello , world . -> hello, world.
     (r"([¿¡(\[{«“‘]) ", r"\1"),  # ¿ qué ? -> ¿qué?
     (r'" ([^"]*) "', r'"\1"'),  # " hello " -> "hello" (quotes paired left to right)
-    (" ([\U0001F3FB-\U0001F3FF])", r"\1"),  # skin-tone modifiers stay on their emoji
+    (" ([\U0001f3fb-\U0001f3ff])", r"\1"),  # skin-tone modifiers stay on their emoji
 )
 
 # Code points that separate words besides category Z (see _SPACE_SEPARATOR_14).
@@ -78,8 +78,14 @@ _SPACE_CONTROLS = ((0x09, 0x0D), (0x85, 0x85))
 _CC = ((0x00, 0x1F), (0x7F, 0x9F))
 # CJK ideographs, each one a word of its own (the ranges BERT uses).
 _CJK = (
-    (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0x2F800, 0x2FA1F),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0x2F800, 0x2FA1F),
 )
 
 
@@ -124,8 +130,9 @@ def character_ranges() -> dict[str, tuple[tuple[int, int], ...]]:
         "unstable": _parse_ranges(_UNASSIGNED_14),
         "control": tuple(sorted(_subtract(_CC, _SPACE_CONTROLS) + _parse_ranges(_FORMAT_14))),
         "space": tuple(sorted(_SPACE_CONTROLS + _parse_ranges(_SPACE_SEPARATOR_14))),
-        "isolated": tuple(sorted(_parse_ranges(_PUNCT_SYMBOL_14)
-                                 + _subtract(_CJK, _parse_ranges(_UNASSIGNED_14)))),
+        "isolated": tuple(
+            sorted(_parse_ranges(_PUNCT_SYMBOL_14) + _subtract(_CJK, _parse_ranges(_UNASSIGNED_14)))
+        ),
     }
 
 
@@ -189,8 +196,10 @@ def _astral(ranges) -> list[tuple[int, int]]:
 
 def _any_of(ranges) -> str:
     """A :mod:`re` alternation matching one character of ``ranges``, BMP part first."""
-    return (f"(?:[{regex_class(_bmp(ranges))}]"
-            f"|(?=[\\U00010000-\\U0010FFFF])[{regex_class(_astral(ranges))}])")
+    return (
+        f"(?:[{regex_class(_bmp(ranges))}]"
+        f"|(?=[\\U00010000-\\U0010FFFF])[{regex_class(_astral(ranges))}])"
+    )
 
 
 @functools.cache
@@ -204,13 +213,21 @@ def _patterns(astral: bool) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     ranges = character_ranges()
     bmp = {name: regex_class(_bmp(r)) for name, r in ranges.items()}
     if not astral:
-        return (re.compile(f"[{bmp['unstable']}]"), re.compile(f"[{bmp['control']}]"),
-                re.compile(f"[{bmp['isolated']}]|[^{bmp['isolated']}{bmp['space']}]+"))
+        return (
+            re.compile(f"[{bmp['unstable']}]"),
+            re.compile(f"[{bmp['control']}]"),
+            re.compile(f"[{bmp['isolated']}]|[^{bmp['isolated']}{bmp['space']}]+"),
+        )
     isolated = ranges["isolated"]
-    word_char = (f"[^{bmp['isolated']}{bmp['space']}\\U00010000-\\U0010FFFF]"
-                 f"|(?=[\\U00010000-\\U0010FFFF])[^{regex_class(_astral(isolated))}]")
-    return (re.compile(_any_of(ranges["unstable"])), re.compile(_any_of(ranges["control"])),
-            re.compile(f"{_any_of(isolated)}|(?:{word_char})+"))
+    word_char = (
+        f"[^{bmp['isolated']}{bmp['space']}\\U00010000-\\U0010FFFF]"
+        f"|(?=[\\U00010000-\\U0010FFFF])[^{regex_class(_astral(isolated))}]"
+    )
+    return (
+        re.compile(_any_of(ranges["unstable"])),
+        re.compile(_any_of(ranges["control"])),
+        re.compile(f"{_any_of(isolated)}|(?:{word_char})+"),
+    )
 
 
 def normalize(text: str, lower_case: bool = True) -> str:
@@ -230,7 +247,8 @@ def normalize(text: str, lower_case: bool = True) -> str:
     unstable, control, _ = _patterns(not text.isascii() and max(text) > "\uffff")
     if not text.isascii():  # fast paths: ASCII is all assigned, NFKC-stable
         text = unicodedata.normalize(
-            NORMALIZATION_FORM, control.sub("", unstable.sub(REPLACEMENT_CHAR, text)))
+            NORMALIZATION_FORM, control.sub("", unstable.sub(REPLACEMENT_CHAR, text))
+        )
     elif not text.isprintable():
         text = control.sub("", text)
     if not lower_case:
@@ -250,8 +268,12 @@ def pretokenize(text: str, lower_case: bool = True) -> list[str]:
     return _patterns(not text.isascii() and max(text) > "\uffff")[2].findall(text)
 
 
-def wordpiece(word: str, vocab: dict[str, int], max_bytes_per_word: int = MAX_BYTES_PER_WORD,
-              max_piece_chars: int | None = None) -> list[int]:
+def wordpiece(
+    word: str,
+    vocab: dict[str, int],
+    max_bytes_per_word: int = MAX_BYTES_PER_WORD,
+    max_piece_chars: int | None = None,
+) -> list[int]:
     """Greedy longest-match-first WordPiece of one word (step 6).
 
     Args:
@@ -301,13 +323,13 @@ def join_tokens(tokens: Iterable[str]) -> str:
 def _check_vocab(vocab: Sequence[str]) -> None:
     """Raises ValueError unless ``vocab`` is a usable, file-safe vocabulary."""
     if tuple(vocab[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
-        raise ValueError(
-            f"vocab must start with {list(RESERVED_TOKENS)}, got {list(vocab[:4])}")
+        raise ValueError(f"vocab must start with {list(RESERVED_TOKENS)}, got {list(vocab[:4])}")
     seen = set()
     for token in vocab:
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
-            raise ValueError(f"vocab tokens must be non-empty strings without spaces, "
-                             f"got {token!r}")
+            raise ValueError(
+                f"vocab tokens must be non-empty strings without spaces, got {token!r}"
+            )
         if token in seen:
             raise ValueError(f"vocab must not repeat a token, got {token!r} twice")
         seen.add(token)
@@ -329,13 +351,18 @@ class WordPieceTokenizer:
         [[2, 4, 3, 0, 0, 0], [2, 4, 5, 4, 5, 3]]
     """
 
-    def __init__(self, vocab: Sequence[str], lower_case: bool = True,
-                 max_bytes_per_word: int = MAX_BYTES_PER_WORD):
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        lower_case: bool = True,
+        max_bytes_per_word: int = MAX_BYTES_PER_WORD,
+    ):
         vocab = list(vocab)
         _check_vocab(vocab)
         if not isinstance(max_bytes_per_word, int) or max_bytes_per_word < 1:
             raise ValueError(
-                f"max_bytes_per_word must be a positive int, got {max_bytes_per_word!r}")
+                f"max_bytes_per_word must be a positive int, got {max_bytes_per_word!r}"
+            )
         self.vocab = vocab
         self.lower_case = bool(lower_case)
         self.max_bytes_per_word = max_bytes_per_word
@@ -376,8 +403,9 @@ class WordPieceTokenizer:
         longest = max((len(ids) for ids in encoded), default=0)
         length = longest if pad_to is None else pad_to
         if longest > length:
-            raise ValueError(f"pad_to must be at least the longest encoding ({longest}), "
-                             f"got {pad_to}")
+            raise ValueError(
+                f"pad_to must be at least the longest encoding ({longest}), got {pad_to}"
+            )
         batch = np.full((len(encoded), length), PAD_ID, dtype=np.int32)
         for row, ids in zip(batch, encoded, strict=True):
             row[: len(ids)] = ids
@@ -414,10 +442,15 @@ class WordPieceTokenizer:
 
     def settings(self) -> dict:
         """The JSON-able settings saved next to the vocabulary file."""
-        return {"format": SETTINGS_FORMAT, "lower_case": self.lower_case,
-                "max_bytes_per_word": self.max_bytes_per_word,
-                "normalization": NORMALIZATION_FORM, "unicode_version": UNICODE_VERSION,
-                "suffix_indicator": SUFFIX_INDICATOR, "vocab_size": self.vocab_size}
+        return {
+            "format": SETTINGS_FORMAT,
+            "lower_case": self.lower_case,
+            "max_bytes_per_word": self.max_bytes_per_word,
+            "normalization": NORMALIZATION_FORM,
+            "unicode_version": UNICODE_VERSION,
+            "suffix_indicator": SUFFIX_INDICATOR,
+            "vocab_size": self.vocab_size,
+        }
 
     def save(self, directory: str | os.PathLike, prefix: str) -> None:
         """Writes ``<prefix>.vocab.txt`` (one token a line) and ``<prefix>.json``."""
@@ -439,8 +472,10 @@ class WordPieceTokenizer:
 def _paths(directory, prefix: str) -> tuple[str, str]:
     if not prefix or os.sep in prefix or "/" in prefix:
         raise ValueError(f"prefix must be a plain file name prefix, got {prefix!r}")
-    return (os.path.join(directory, f"{prefix}.vocab.txt"),
-            os.path.join(directory, f"{prefix}.json"))
+    return (
+        os.path.join(directory, f"{prefix}.vocab.txt"),
+        os.path.join(directory, f"{prefix}.json"),
+    )
 
 
 def read_vocab_files(directory: str | os.PathLike, prefix: str) -> tuple[list[str], dict]:
@@ -459,17 +494,24 @@ def read_vocab_files(directory: str | os.PathLike, prefix: str) -> tuple[list[st
         with open(vocab_path, encoding="utf-8", newline="") as f:
             vocab = f.read().split("\n")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"cannot read tokenizer files {vocab_path}, {settings_path}: "
-                        f"{error}") from error
+        raise DataError(
+            f"cannot read tokenizer files {vocab_path}, {settings_path}: {error}"
+        ) from error
     if vocab and vocab[-1] == "":
         vocab.pop()
-    expected = {"format": SETTINGS_FORMAT, "normalization": NORMALIZATION_FORM,
-                "unicode_version": UNICODE_VERSION, "suffix_indicator": SUFFIX_INDICATOR}
+    expected = {
+        "format": SETTINGS_FORMAT,
+        "normalization": NORMALIZATION_FORM,
+        "unicode_version": UNICODE_VERSION,
+        "suffix_indicator": SUFFIX_INDICATOR,
+    }
     if not isinstance(settings, dict) or any(settings.get(k) != v for k, v in expected.items()):
         raise DataError(f"{settings_path}: not a {SETTINGS_FORMAT} settings file")
     if settings.get("vocab_size") != len(vocab):
-        raise DataError(f"{vocab_path}: has {len(vocab)} tokens, {settings_path} says "
-                        f"{settings.get('vocab_size')}")
+        raise DataError(
+            f"{vocab_path}: has {len(vocab)} tokens, {settings_path} says "
+            f"{settings.get('vocab_size')}"
+        )
     try:
         _check_vocab(vocab)
     except ValueError as error:
@@ -511,8 +553,10 @@ class WordPiecePair:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "WordPiecePair":
         """Reads a directory written by :meth:`save` or by ``TokenizerPair.save``."""
-        return cls(WordPieceTokenizer.load(directory, "source"),
-                   WordPieceTokenizer.load(directory, "target"))
+        return cls(
+            WordPieceTokenizer.load(directory, "source"),
+            WordPieceTokenizer.load(directory, "target"),
+        )
 
 
 # Character tables, derived from Python 3.11's unicodedata (Unicode 14.0.0) with
