@@ -138,7 +138,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="output directory (written only if parity passes)")
     p.add_argument("--max-source-length", type=_positive_int, help="static source length")
     p.add_argument("--beam", type=_positive_int, default=4, help="beam of translate_ids")
-    p.add_argument("--samples", type=_positive_int, default=50, help="held-out parity sentences")
+    p.add_argument("--samples", type=_positive_int, default=200, help="held-out parity sentences")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=_export)
 
