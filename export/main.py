@@ -100,7 +100,13 @@ def write_manifest(directory, module, tokenizers, report):
 
 
 def export_run(
-    run_dir, out, max_source_length=None, beam_width=BEAM_WIDTH, samples=200, force=False, echo=print
+    run_dir,
+    out,
+    max_source_length=None,
+    beam_width=BEAM_WIDTH,
+    samples=200,
+    force=False,
+    echo=print,
 ):
     """Exports a training run; returns the parity report. Raises ParityError on a mismatch."""
     import absl.logging
