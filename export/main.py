@@ -40,14 +40,9 @@ def _prepare_out(out, force):
 
 
 def _held_out(translator, run_dir, samples, max_source_length):
-    from seq2seq_attn.config import load_config
-    from seq2seq_attn.training import corpus_for
+    from seq2seq_attn.training import run_corpus
 
-    data = translator.run_info.get("data")
-    if data is None:
-        raise UserError(f"{run_dir} does not say what data it was trained on (run.json)")
-    config = load_config(Path(run_dir) / "config.yaml")
-    pairs = corpus_for(data, translator.run_info.get("seed", 0), config).test
+    pairs = run_corpus(run_dir, translator.run_info).test
     if max_source_length:
         source = translator.tokenizers.source
         pairs = [p for p in pairs if len(source.encode(p[0])) <= max_source_length]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from serving.runtime import LiteRTModel, OnnxModel
+from serving.runtime import LiteRTModel, OnnxModel, state_names
 
 LOGITS_ATOL = 1e-4
 BLEU_DROP = {"fp16": 0.5, "int8": 1.0}
@@ -44,9 +44,10 @@ class Reference:
         self.greedy = _trim(greedy["tokens"], self.end_id)
         self.beam = _trim(beam["tokens"], self.end_id)
         self.trajectory = np.asarray(greedy["tokens"])  # (batch, steps) fed back step by step
-        self.logits = self._step_logits(model.encode, model.decode_step)
+        self.logits = self.step_logits(model.encode, model.decode_step)
 
-    def _step_logits(self, encode, step):
+    def step_logits(self, encode, step):
+        """Logits `(batch, steps, vocab)` of `step` fed the Keras greedy trajectory."""
         memory, keys, mask, states = encode(self.source_ids)
         prev = np.full([len(self.source_ids)], self.start_id, np.int32)
         logits = []
@@ -64,7 +65,7 @@ class Reference:
 
 def check_step_runtime(reference, runtime):
     """Logit diff, host greedy/beam agreement and single-graph greedy agreement of a runtime."""
-    logits = reference._step_logits(runtime.encode, runtime.step)
+    logits = reference.step_logits(runtime.encode, runtime.step)
     ids, start, end = reference.source_ids, reference.start_id, reference.end_id
     host_greedy = runtime.decode(ids, start, end, beam_width=1)["tokens"]
     host_beam = runtime.decode(ids, start, end, beam_width=BEAM_WIDTH)["tokens"]
@@ -85,8 +86,8 @@ def check_saved_model(reference, path, tokenizers=None, texts=None):
 
     def encode(source_ids):
         out = sig["encode"](source_ids=tf.constant(source_ids))
-        names = sorted((k for k in out if k.startswith("state_")), key=lambda k: int(k[6:]))
-        return out["memory"], out["projected_keys"], out["mask"], [out[k] for k in names]
+        states = [out[k] for k in state_names(out)]
+        return out["memory"], out["projected_keys"], out["mask"], states
 
     def step(prev, states, memory, keys, mask):
         inputs = {f"state_{i}": s for i, s in enumerate(states)}
@@ -96,7 +97,7 @@ def check_saved_model(reference, path, tokenizers=None, texts=None):
         new = [out[f"new_state_{i}"] for i in range(len(states))]
         return out["logits"], new, out["attention"]
 
-    logits = reference._step_logits(encode, step)
+    logits = reference.step_logits(encode, step)
     result = {
         "max_abs_logit_diff": float(np.max(np.abs(logits - reference.logits))),
         "greedy_graph_agreement": reference.agreement(sig["greedy"](source_ids=ids)["tokens"]),

@@ -44,8 +44,7 @@ def evaluate_run(run_dir, split="test", beam_width=1, data=None, out=None, limit
     Returns:
         `(result, path)`: the scores dict (see `evaluation.score`) and where it was written.
     """
-    from seq2seq_attn.config import load_config
-    from seq2seq_attn.training import corpus_for
+    from seq2seq_attn.training import run_corpus
     from seq2seq_attn.translator import Translator
 
     translator = Translator.load(run_dir)
@@ -53,10 +52,7 @@ def evaluate_run(run_dir, split="test", beam_width=1, data=None, out=None, limit
     if split not in ("train", "dev", "test"):
         raise UserError(f"unknown split {split!r}; use train, dev or test")
     data = data or translator.run_info.get("data")
-    if data is None:
-        raise UserError(f"{run_dir} does not say what data it was trained on; pass --data")
-    config = load_config(run_dir / "config.yaml")
-    corpus = corpus_for(data, translator.run_info.get("seed", 0), config)
+    corpus = run_corpus(run_dir, translator.run_info, data)
     pairs = getattr(corpus, split)[:limit]
     hypotheses = [t.text for t in translator.translate([s for s, _ in pairs], beam_width)]
     result = evaluation.score(hypotheses, [t for _, t in pairs], [s for s, _ in pairs])

@@ -7,6 +7,7 @@ Each element is `((source_ids, target_in_ids), target_out_ids)`, int32, padded w
 import tensorflow as tf
 
 from seq2seq_attn.errors import DataError
+from seq2seq_attn.wordpiece import END_ID
 
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96)
 
@@ -52,7 +53,7 @@ def tokenize_pairs(pairs, tokenizers, max_source_length=None, max_target_length=
 def _to_model_inputs(source, target):
     # Drop [START] from the outputs and [END] from the inputs; padded [END]s
     # (0 after the first [END]) stay 0 because padding was 0 to begin with.
-    target_in = tf.where(tf.equal(target[:, :-1], 3), 0, target[:, :-1])
+    target_in = tf.where(tf.equal(target[:, :-1], END_ID), 0, target[:, :-1])
     return (source, target_in), target[:, 1:]
 
 

@@ -34,6 +34,23 @@ def corpus_for(data, seed, config):
     return load_corpus(data, seed=seed, **options)
 
 
+def run_corpus(run_dir, run_info, data=None):
+    """The corpus (and split) a finished run was trained on, or `data` instead.
+
+    Args:
+        run_dir: the run directory (its `config.yaml` holds the data options).
+        run_info: the run's `run.json` contents (data spec and seed).
+        data: optional corpus spec overriding the run's own.
+    """
+    data = data or run_info.get("data")
+    if data is None:
+        raise UserError(
+            f"{run_dir} does not say what data it was trained on (run.json); pass --data"
+        )
+    config = config_lib.load_config(Path(run_dir) / "config.yaml")
+    return corpus_for(data, run_info.get("seed", 0), config)
+
+
 def _prepare_run_dir(out_dir):
     out_dir = Path(out_dir)
     try:

@@ -17,7 +17,8 @@ import numpy as np
 from serving import search
 
 
-def _state_names(names):
+def state_names(names):
+    """`state_0`, `state_1`, ... among `names`, in index order."""
     return sorted((n for n in names if n.startswith("state_")), key=lambda n: int(n[6:]))
 
 
@@ -89,7 +90,7 @@ class OnnxModel(_StepModel):
             for graph, name in files.items()
         }
         inputs = [i.name for i in self.sessions["decode_step"].get_inputs()]
-        self.state_names = _state_names(inputs)
+        self.state_names = state_names(inputs)
 
     def _run(self, graph, inputs):
         session = self.sessions[graph]
@@ -106,7 +107,7 @@ class LiteRTModel(_StepModel):
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         signatures = self.interpreter.get_signature_list()
         self.runners = {name: self.interpreter.get_signature_runner(name) for name in signatures}
-        self.state_names = _state_names(signatures["decode_step"]["inputs"])
+        self.state_names = state_names(signatures["decode_step"]["inputs"])
 
     def _run(self, graph, inputs):
         return self.runners[graph](**inputs)
