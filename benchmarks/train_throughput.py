@@ -81,6 +81,31 @@ def _fit_pass(model, batches, callbacks=()):
     return time.perf_counter() - started
 
 
+def plot(result, path):
+    """Throughput bars and the loss curves side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["implementations"]
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(10, 3.6))
+    bars.barh(list(rows), [r["tokens_per_second"] for r in rows.values()], color="tab:blue")
+    for i, r in enumerate(rows.values()):
+        bars.text(r["tokens_per_second"], i, f" x{r['speedup_vs_naive']:.2f}", va="center")
+    bars.set_xlim(0, 1.25 * max(r["tokens_per_second"] for r in rows.values()))
+    bars.set_xlabel("target tokens / s (model.fit)")
+    bars.set_title(f"{result['machine']['cpu_count']} CPU cores, same batches")
+    for (name, r), style in zip(rows.items(), ("-", "--", ":"), strict=False):
+        curves.plot(range(1, len(r["loss_curve"]) + 1), r["loss_curve"], style, label=name)
+    curves.set_xlabel("batch (same weights at start)")
+    curves.set_ylabel("training loss")
+    curves.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=10, help="batches per pass")
@@ -128,6 +153,7 @@ def main(argv=None):
         }
     result["machine"]["load_average_after"] = list(os.getloadavg())
     path = common.write_result(args.name, result)
+    plot(result, common.ROOT / "docs" / f"{args.name.replace('_', '-')}.png")
     for name, row in result["implementations"].items():
         print(
             f"{name:18} {row['tokens_per_second']:8.0f} tok/s  x{row['speedup_vs_naive']:.2f}"
