@@ -44,9 +44,17 @@ def _train(name, attention, epochs, workdir, seed):
     return run_dir
 
 
+def plot(results, path):
+    from seq2seq_attn.plots import plot_bleu_by_length
+
+    epochs = {r["run"]["epochs_run"] for r in results.values()}
+    budget = f"{epochs.pop()} epochs each" if len(epochs) == 1 else "same config"
+    title = f"Bible en→es test ({results['attention']['n']} verses), {budget}, greedy"
+    print(f"figure: {plot_bleu_by_length(results, path, title=title)}")
+
+
 def main(argv=None):
     from seq2seq_attn.commands import PRETRAINED_DIR, evaluate_run
-    from seq2seq_attn.plots import plot_bleu_by_length
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "paper")
@@ -56,7 +64,10 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="test pairs to score")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--figure", type=Path, default=FIGURE)
+    parser.add_argument("--plot-only", action="store_true", help="redraw from --results")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        return plot(json.loads(args.results.read_text()), args.figure)
 
     runs = {
         "attention": (
@@ -77,12 +88,10 @@ def main(argv=None):
         print(f"{name}: test BLEU {results[name]['bleu']:.2f}")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2))
-    plot_bleu_by_length(
-        results, args.figure, title="Bible en→es test, same training budget (greedy)"
-    )
+    plot(results, args.figure)
     for bucket in zip(*(results[n]["buckets"] for n in results), strict=False):
         print(bucket[0]["range"], *(f"{b['bleu']:.2f} (n={b['n']})" for b in bucket))
-    print(f"written {args.results} and {args.figure}")
+    print(f"written {args.results}")
 
 
 if __name__ == "__main__":
