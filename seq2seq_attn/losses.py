@@ -1,7 +1,34 @@
 """Token-level loss and accuracy that ignore padding (id 0 in the targets)."""
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+
+def replica_share(loss_sum, tokens, rows, context):
+    """One replica's part of the global-batch loss under a `tf.distribute` strategy.
+
+    Keras sums the replicas' gradients, so each replica differentiates its own loss
+    sum over the token count of the whole global batch; the gradients then add up to
+    the single-device gradient. Keras reports the loss as the replicas' values times
+    `num_replicas`, weighted by their rows (`unscale_loss_for_distribution`), which
+    is wrong when a batch splits unevenly (the last batch of a bucket); the value,
+    but not the gradient, is rescaled so that the report is the global-batch mean.
+
+    Args:
+        loss_sum: float32 scalar, this replica's sum of token losses.
+        tokens: float32 scalar, this replica's non-padding target tokens.
+        rows: float32 scalar, this replica's sentences.
+        context: the `tf.distribute.ReplicaContext`.
+
+    Returns:
+        A float32 scalar to return from the loss.
+    """
+    n = context.num_replicas_in_sync
+    totals = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([tokens, rows]))
+    share = loss_sum / tf.maximum(totals[0], 1.0)  # what the gradient comes from
+    reported = tf.math.divide_no_nan(share * totals[1], n * rows)
+    return share + tf.stop_gradient(reported - share)
 
 
 @keras.saving.register_keras_serializable(package="seq2seq_attn")
@@ -10,7 +37,9 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     With `label_smoothing = eps`, the target distribution puts `1 - eps` on
     the true token and spreads `eps` uniformly over the vocabulary (Szegedy
-    et al. 2016). Computed in float32 whatever the compute dtype.
+    et al. 2016). Computed in float32 whatever the compute dtype. Under a
+    `tf.distribute` strategy with several replicas the average is over the
+    tokens of the global batch (see `replica_share`).
 
     Args:
         label_smoothing: Float in [0, 1).
@@ -49,6 +78,10 @@ class MaskedCrossEntropy(keras.losses.Loss):
             smooth = -ops.mean(log_probs, axis=-1)  # (batch, target_len)
             nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
         mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            rows = ops.cast(ops.shape(y_true)[0], "float32")
+            return replica_share(ops.sum(nll * mask), ops.sum(mask), rows, context)
         return ops.sum(nll * mask) / ops.maximum(ops.sum(mask), 1.0)
 
     def get_config(self):
