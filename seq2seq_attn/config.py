@@ -30,8 +30,18 @@ DEFAULTS = {
         "max_target_length": 80,
         "jit_compile": False,
         "mixed_precision": False,
+        "strategy": None,
     },
 }
+# `training.mixed_precision` -> Keras dtype policy.
+PRECISION_POLICIES = {
+    False: "float32",
+    True: "mixed_float16",
+    "mixed_float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16",
+}
+# `training.strategy`, besides null for one device: see seq2seq_attn.distribute.
+STRATEGIES = ("mirrored", "multi-worker")
 # Set from the data, never from the config file.
 DERIVED_MODEL_KEYS = ("source_vocab_size", "target_vocab_size", "start_id", "end_id")
 
@@ -54,6 +64,31 @@ def _check_keys(section, given, allowed):
             )
 
 
+def precision_policy(mixed_precision):
+    """The Keras dtype policy for a `training.mixed_precision` value.
+
+    Args:
+        mixed_precision: false (float32), true (same as "mixed_float16"),
+            "mixed_float16" or "mixed_bfloat16".
+    """
+    for value, policy in PRECISION_POLICIES.items():
+        if mixed_precision == value and type(mixed_precision) is type(value):
+            return policy
+    raise UserError(
+        f"training.mixed_precision must be false, true, mixed_float16 or mixed_bfloat16, "
+        f"got {mixed_precision!r}"
+    )
+
+
+def _check_training_values(training):
+    precision_policy(training["mixed_precision"])
+    if training["strategy"] is not None and training["strategy"] not in STRATEGIES:
+        raise UserError(
+            f"training.strategy must be null (one device), mirrored or multi-worker, "
+            f"got {training['strategy']!r}"
+        )
+
+
 def resolve_config(raw):
     """Checks a config dict and fills in defaults; returns a new dict."""
     raw = raw or {}
@@ -68,6 +103,7 @@ def resolve_config(raw):
         allowed = model_keys() if section == "model" else list(DEFAULTS[section])
         _check_keys(section, values, allowed)
         config[section].update(values)
+    _check_training_values(config["training"])
     return config
 
 
