@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import UserError
 
 
@@ -17,8 +18,18 @@ def _train(args):
     config = load_config(args.config)
     if args.epochs is not None:
         config["training"]["epochs"] = args.epochs
+    if args.strategy is not None:
+        config["training"]["strategy"] = None if args.strategy == "default" else args.strategy
+    if args.cpu_devices is not None:
+        from seq2seq_attn.distribute import split_cpu
+
+        if config["training"]["strategy"] != "mirrored":
+            raise UserError("--cpu-devices only applies to the mirrored strategy")
+        split_cpu(args.cpu_devices)
     info = train(args.data, config, args.out, seed=args.seed)
     print(f"trained {info['epochs_run']} epochs, best dev loss {info['best_val_loss']:.4f}")
+    if info["num_replicas"] > 1:
+        print(f"{info['strategy']} strategy: {info['num_replicas']} replicas")
     print(f"run directory: {args.out}")
 
 
@@ -114,6 +125,18 @@ def build_parser():
     p.add_argument("--out", required=True, help="run directory (an unfinished run there resumes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=_positive_int, help="override training.epochs")
+    p.add_argument(
+        "--strategy",
+        choices=["default", *STRATEGIES],
+        help="override training.strategy: default (one device), mirrored (every GPU or "
+        "CPU device here), multi-worker (one process per machine, cluster in TF_CONFIG)",
+    )
+    p.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        metavar="N",
+        help="split the CPU into N logical devices (try --strategy mirrored without GPUs)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="BLEU, chrF and exact match of a run on a split")

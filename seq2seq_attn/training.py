@@ -8,9 +8,14 @@ A run directory holds:
     history.csv      per-epoch metrics
     logs/            TensorBoard logs
     backup/          Keras BackupAndRestore state while training is unfinished
+
+Under `training.strategy: multi-worker` only the chief writes the run directory; every
+other worker writes the same files into its own scratch directory
+(`distribute.worker_scratch_dir`) and deletes it once training has finished.
 """
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from seq2seq_attn import config as config_lib
+from seq2seq_attn import distribute
 from seq2seq_attn.corpora import load_corpus
 from seq2seq_attn.data import make_dataset, tokenize_pairs
 from seq2seq_attn.errors import UserError
@@ -79,28 +85,54 @@ def _tokenizers(out_dir, corpus, tok_config):
     return pair
 
 
-def build_model(config, tokenizers):
-    """A compiled `Seq2SeqAttention` as the config describes."""
+def build_model(config, tokenizers, strategy=None):
+    """A compiled `Seq2SeqAttention` as the config describes.
+
+    Sets the global Keras dtype policy from `training.mixed_precision`.
+
+    Args:
+        config: resolved config dict.
+        tokenizers: a `TokenizerPair` (gives the vocabulary sizes).
+        strategy: optional `tf.distribute.Strategy` to create the variables under.
+    """
     train_cfg = config["training"]
     keras.mixed_precision.set_global_policy(
-        "mixed_float16" if train_cfg["mixed_precision"] else "float32"
+        config_lib.precision_policy(train_cfg["mixed_precision"])
     )
-    try:
-        model = Seq2SeqAttention(
-            source_vocab_size=tokenizers.source.vocab_size,
-            target_vocab_size=tokenizers.target.vocab_size,
-            **config["model"],
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        try:
+            model = Seq2SeqAttention(
+                source_vocab_size=tokenizers.source.vocab_size,
+                target_vocab_size=tokenizers.target.vocab_size,
+                **config["model"],
+            )
+        except (ValueError, TypeError) as err:
+            raise UserError(f"bad model config: {err}") from None
+        model.build()  # BackupAndRestore needs the weights before fit
+        # With several replicas, gradient clipping and the float16 overflow check must
+        # see all replicas' gradients (see CrossReplicaAdam and
+        # CrossReplicaLossScaleOptimizer); compile wraps a plain float16 optimizer itself.
+        several = strategy.num_replicas_in_sync > 1
+        adam = distribute.CrossReplicaAdam if several else keras.optimizers.Adam
+        optimizer = adam(train_cfg["learning_rate"], clipnorm=train_cfg["clipnorm"])
+        if several and keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = distribute.CrossReplicaLossScaleOptimizer(optimizer)
+        model.compile(
+            optimizer,
+            label_smoothing=train_cfg["label_smoothing"],
+            jit_compile=train_cfg["jit_compile"],
         )
-    except (ValueError, TypeError) as err:
-        raise UserError(f"bad model config: {err}") from None
-    model.build()  # BackupAndRestore needs the weights before fit
-    optimizer = keras.optimizers.Adam(train_cfg["learning_rate"], clipnorm=train_cfg["clipnorm"])
-    model.compile(
-        optimizer,
-        label_smoothing=train_cfg["label_smoothing"],
-        jit_compile=train_cfg["jit_compile"],
-    )
+        model.optimizer.build(model.trainable_variables)  # its slots, under the scope too
     return model
+
+
+def _shard_by_data(dataset):
+    """Multi-worker sharding by element: the in-memory, bucketed pipeline has no files
+    to shard by, so every worker builds it whole and keeps its share of the batches."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _callbacks(out_dir, patience):
@@ -118,10 +150,14 @@ def _callbacks(out_dir, patience):
 def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
     """Trains on corpus `data` ("dates", "bible-en-es" or a file) into `out_dir`.
 
+    `training.strategy` picks the devices (`seq2seq_attn.distribute`); `training.batch_size`
+    is the global batch, split evenly across the replicas.
+
     Args:
         data: corpus spec for `corpora.load_corpus`.
         config: resolved config dict (`config.load_config`).
-        out_dir: run directory; an unfinished run there is resumed.
+        out_dir: run directory; an unfinished run there is resumed. A multi-worker
+            non-chief worker leaves it alone.
         seed: int; fixes data splits, shuffling and initialisation.
         verbose: Keras fit verbosity (progress bar in a terminal).
         callbacks: extra Keras callbacks, run after the built-in ones.
@@ -129,12 +165,17 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
     Returns:
         The run info dict also written to `out_dir/run.json`.
     """
+    train_cfg = config["training"]
+    # First: the multi-worker strategy must start before TensorFlow runs any op.
+    strategy = distribute.make_strategy(train_cfg["strategy"])
+    task = distribute.current_task(strategy)
+    if not task.chief:
+        out_dir = distribute.worker_scratch_dir(out_dir, task)
     out_dir = _prepare_run_dir(out_dir)
     keras.utils.set_random_seed(seed)
     corpus = corpus_for(data, seed, config)
     tokenizers = _tokenizers(out_dir, corpus, config["tokenizer"])
     config_lib.save_config(config, out_dir / "config.yaml")
-    train_cfg = config["training"]
     limits = dict(
         max_source_length=train_cfg["max_source_length"],
         max_target_length=train_cfg["max_target_length"],
@@ -146,15 +187,18 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
         seed=seed,
     )
     dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"])
-    model = build_model(config, tokenizers)
+    train_ds, dev_ds = _shard_by_data(train_ds), _shard_by_data(dev_ds)
+    model = build_model(config, tokenizers, strategy)
+    distribute.prepare_fit(model, strategy)
     started = time.time()
-    history = model.fit(
-        train_ds,
-        validation_data=dev_ds,
-        epochs=train_cfg["epochs"],
-        callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]) + list(callbacks),
-        verbose=verbose,
-    )
+    with strategy.scope():
+        history = model.fit(
+            train_ds,
+            validation_data=dev_ds,
+            epochs=train_cfg["epochs"],
+            callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]) + list(callbacks),
+            verbose=verbose,
+        )
     info = {
         "data": str(data),
         "seed": seed,
@@ -163,8 +207,15 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
         "best_val_loss": min(history.history.get("val_loss", [float("nan")])),
         "train_seconds": round(time.time() - started, 1),
         "parameters": int(model.count_params()),
+        "strategy": train_cfg["strategy"] or "default",
+        "num_replicas": strategy.num_replicas_in_sync,
+        "workers": task.workers,
+        "dtype_policy": config_lib.precision_policy(train_cfg["mixed_precision"]),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
-    (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+    if task.chief:
+        (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+    else:
+        shutil.rmtree(out_dir)
     return info
