@@ -1,0 +1,221 @@
+"""Training throughput by numeric precision and by tf.distribute strategy, side by side.
+
+The bundled `bible` config (the shipped model's size) trains on the embedded English-Spanish
+Bible corpus for a fixed number of steps after a few warm-up steps (tracing included there),
+in each mode:
+
+    precision     float32 | mixed_float16 | mixed_bfloat16              (one device)
+    distributed   one device | mirrored over 2 logical CPU devices | 2 worker processes
+
+Every mode runs in a fresh interpreter (logical devices and the multi-worker runtime must be
+set before TensorFlow starts) on the same global batches: the same seed gives the same
+shuffle, and the distributed modes split each global batch across replicas. Reported: target
+tokens (non-padding) per second over the measured steps, the ratio to float32 on one device,
+and the loss of the trained model on the first dev batches.
+
+    python benchmarks/training_modes.py                     # both groups, ~10 min on 2 cores
+    python benchmarks/training_modes.py --group precision --steps 10
+
+Writes benchmarks/results/training_modes.json (a group run replaces only its own section).
+Other jobs on the machine skew the numbers: the load average is recorded around every mode.
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "training_modes.json"
+GROUPS = {
+    "precision": [
+        {"name": "float32", "mixed_precision": False},
+        {"name": "mixed_float16", "mixed_precision": "mixed_float16"},
+        {"name": "mixed_bfloat16", "mixed_precision": "mixed_bfloat16"},
+    ],
+    "distributed": [
+        {"name": "one device", "strategy": None},
+        {"name": "mirrored, 2 CPU devices", "strategy": "mirrored", "cpu_devices": 2},
+        {"name": "multi-worker, 2 processes", "strategy": "multi-worker", "workers": 2},
+    ],
+}
+WORKER_TIMEOUT_S = 600
+EXIT_GRACE_S = 120  # multi-worker processes can take a while to shut down after training
+DEV_BATCHES = 4  # the loss after training is measured on these first dev batches
+
+
+def measure(mode, steps, warmup, seed):
+    """Runs in the worker process: trains `warmup + steps` batches, returns the numbers."""
+    from seq2seq_attn import distribute
+
+    if mode.get("cpu_devices"):
+        distribute.split_cpu(mode["cpu_devices"])
+    strategy = distribute.make_strategy(mode.get("strategy"))  # before any TensorFlow op
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from seq2seq_attn.commands import PRETRAINED_DIR
+    from seq2seq_attn.config import load_config
+    from seq2seq_attn.data import make_dataset, tokenize_pairs
+    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.training import _shard_by_data, build_model, corpus_for
+
+    config = load_config("bible")
+    train_cfg = config["training"]
+    train_cfg["mixed_precision"] = mode.get("mixed_precision", False)
+    keras.utils.set_random_seed(seed)
+    corpus = corpus_for("bible-en-es", seed, config)
+    tokenizers = TokenizerPair.load(PRETRAINED_DIR / "tokenizer")  # the bible config's vocab
+    limits = dict(
+        max_source_length=train_cfg["max_source_length"],
+        max_target_length=train_cfg["max_target_length"],
+    )
+    tokenized = tokenize_pairs(corpus.train, tokenizers, **limits)
+
+    def batches():  # a new dataset object: its first shuffle is the same every time
+        ds = make_dataset(tokenized, train_cfg["batch_size"], shuffle=True, seed=seed)
+        return _shard_by_data(ds.take(warmup + steps))
+
+    tokens = [int(np.count_nonzero(y)) for _, y in batches().as_numpy_iterator()]
+    dev = _shard_by_data(
+        make_dataset(tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"]).take(
+            DEV_BATCHES
+        )
+    )
+
+    class StepClock(keras.callbacks.Callback):
+        ends = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    clock = StepClock()
+    model = build_model(config, tokenizers, strategy)
+    distribute.prepare_fit(model, strategy)
+    with strategy.scope():
+        model.fit(batches(), epochs=1, verbose=0, callbacks=[clock])
+        dev_loss = model.evaluate(dev, verbose=0)[0]
+    step_ms = 1000 * np.diff(clock.ends[warmup - 1 :])  # the measured steps
+    seconds = clock.ends[-1] - clock.ends[warmup - 1]
+    measured_tokens = sum(tokens[warmup:])
+    return {
+        "target_tokens_per_s": round(measured_tokens / seconds, 1),
+        "step_ms": round(1000 * seconds / steps, 1),
+        "median_step_ms": round(float(np.median(step_ms)), 1),
+        "max_step_ms": round(float(step_ms.max()), 1),  # far above the median: a retrace
+        "measured_steps": steps,
+        "measured_target_tokens": measured_tokens,
+        "dev_loss_after": round(float(dev_loss), 4),
+        "num_replicas": strategy.num_replicas_in_sync,
+        "dtype_policy": keras.mixed_precision.global_policy().name,
+        "chief": distribute.current_task(strategy).chief,
+        "tensorflow": tf.__version__,
+    }
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_mode(mode, steps, warmup, seed, log_dir):
+    """Starts the mode's worker process(es); returns the chief's numbers plus wall times."""
+    command = [sys.executable, __file__, "--worker", json.dumps(mode)]
+    command += ["--steps", str(steps), "--warmup", str(warmup), "--seed", str(seed)]
+    n = mode.get("workers", 1)
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(n)]
+    procs, logs = [], []
+    load_before = os.getloadavg()
+    started = time.time()
+    for index in range(n):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        if n > 1:
+            tf_config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
+            env["TF_CONFIG"] = json.dumps(tf_config)
+        slug = "".join(c if c.isalnum() else "_" for c in mode["name"])
+        logs.append(open(log_dir / f"{slug}-{index}.log", "w"))
+        procs.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=logs[-1], text=True)
+        )
+    try:
+        out = procs[0].communicate(timeout=WORKER_TIMEOUT_S)[0]
+        finished = time.time()
+        for p in procs[1:]:
+            p.communicate(timeout=EXIT_GRACE_S)
+    finally:
+        for p in procs:
+            p.kill()
+        for f in logs:
+            f.close()
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError(f"{mode['name']} failed; see the logs in {log_dir}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(
+        wall_seconds=round(finished - started, 1),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in os.getloadavg()],
+    )
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--group", choices=[*GROUPS, "all"], default="all")
+    parser.add_argument("--steps", type=int, default=30, help="measured steps per mode")
+    parser.add_argument("--warmup", type=int, default=5, help="unmeasured first steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--log-dir", type=Path, default=Path("/tmp/training_modes_logs"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one mode
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker), args.steps, args.warmup, args.seed)))
+        return 0
+
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+    results["settings"] = {
+        "config": "bible",
+        "data": "bible-en-es train split",
+        "batch_size": "64 (global)",
+        "warmup_steps": args.warmup,
+        "measured_steps": args.steps,
+        "seed": args.seed,
+        "dev_batches_for_loss": DEV_BATCHES,
+    }
+    for group in GROUPS if args.group == "all" else [args.group]:
+        rows = {}
+        for mode in GROUPS[group]:
+            print(f"{group}: {mode['name']} ...", flush=True)
+            rows[mode["name"]] = run_mode(mode, args.steps, args.warmup, args.seed, args.log_dir)
+            print(f"  {json.dumps(rows[mode['name']])}", flush=True)
+        baseline = next(iter(rows.values()))["target_tokens_per_s"]
+        for row in rows.values():
+            row["ratio_to_float32_one_device"] = round(row["target_tokens_per_s"] / baseline, 3)
+        results[group] = rows
+    results["tensorflow"] = next(iter(rows.values()))["tensorflow"]
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
