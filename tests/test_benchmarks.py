@@ -56,3 +56,42 @@ def _step(model):
 def test_naive_baseline_refuses_other_architectures(kwargs):
     with pytest.raises(ValueError, match="one bidirectional GRU layer"):
         naive_like(_model(**kwargs))
+
+
+def test_floor_products_have_the_model_weight_shapes():
+    import decode_latency
+
+    model = _model()  # embedding 8, units 16 (memory 32), attention 12, target vocab 40
+    shapes = decode_latency.model_shapes(model)
+    step = {name: (lhs, rhs) for name, lhs, rhs in decode_latency.step_products(shapes, 3, 5)}
+    assert step["query_projection"] == ((3, 16), (16, 12))
+    assert step["scores"] == ((15, 12), (12, 1))
+    assert step["context"] == ((3, 1, 5), (3, 5, 32))
+    assert step["gru_input"] == ((3, 8 + 32), (40, 48))
+    assert step["output_projection"] == ((3, 16 + 32), (48, 40))
+    encoder = decode_latency.encoder_products(shapes, 2, 5)
+    assert sum(name.endswith("_recurrent") for name, _, _ in encoder) == 2 * 5  # per position
+    for lhs, rhs in list(step.values()) + [(lhs, rhs) for _, lhs, rhs in encoder]:
+        assert lhs[-1] == rhs[-2]  # every product is well formed
+    assert decode_latency.product_flops([("x", (2, 3), (3, 4))]) == 2 * 2 * 3 * 4
+
+
+def test_each_timed_call_is_set_against_the_floors_around_it():
+    import decode_latency
+
+    floors = iter([1.0, 3.0, 5.0, 7.0, 9.0])
+
+    def floor_fn():
+        value = next(floors)
+        return {"encoder_s": value, "step_s": value / 10}
+
+    def decode(ids, beam):
+        return np.array([[5, 6, 3, 0]] * len(ids))  # 4 steps, 3 tokens per row
+
+    cell = decode_latency.measure_cell(decode, [[1], [1, 1]], 1, 2, floor_fn, end_id=3)
+    assert cell["floor_encoder_s"] == [2.0, 4.0, 6.0, 8.0]
+    assert cell["floor_s"] == pytest.approx(
+        [2.0 + 4 * 0.2, 4.0 + 4 * 0.4, 6.0 + 4 * 0.6, 8.0 + 4 * 0.8]
+    )
+    assert cell["produced_tokens"] == [3, 6, 3, 6]
+    assert cell["tokens"] == [[5, 6, 3]] * 3  # the first pass only
