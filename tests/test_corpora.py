@@ -89,8 +89,9 @@ def test_unreadable_files(tmp_path):
     bad_gzip = write(tmp_path / "bad.tsv.gz", b"")
     bad_gzip.write_bytes(b"not gzip at all")
     raises_one_line(DataError, r"bad\.tsv\.gz: cannot read", read_pairs, bad_gzip)
-    raises_one_line(DataError, r"p\.txt: unsupported file type", read_pairs,
-                    write(tmp_path / "p.txt", "a\tb\n"))
+    raises_one_line(
+        DataError, r"p\.txt: unsupported file type", read_pairs, write(tmp_path / "p.txt", "a\tb\n")
+    )
 
 
 def test_permission_denied(tmp_path, monkeypatch):
@@ -98,6 +99,7 @@ def test_permission_denied(tmp_path, monkeypatch):
     if os.name == "posix" and os.geteuid() != 0:
         path.chmod(0)
     else:  # root reads anything: make the read fail the way a chmod-0 file does
+
         def denied(self):
             raise PermissionError(13, "Permission denied", str(self))
 
@@ -140,10 +142,19 @@ def test_large_file_caps_heldout_at_1000_and_options_override(tmp_path):
 def test_tiny_files(tmp_path):
     corpus = load_corpus(str(numbered_file(tmp_path, 3)))
     assert (len(corpus.train), len(corpus.dev), len(corpus.test)) == (1, 1, 1)
-    raises_one_line(DataError, r"2 distinct source.*at least 3", load_corpus,
-                    str(numbered_file(tmp_path, 2, "two.tsv")))
-    raises_one_line(UserError, r"dev_size=2 and test_size=1 leave no training", load_corpus,
-                    str(numbered_file(tmp_path, 3)), dev_size=2)
+    raises_one_line(
+        DataError,
+        r"2 distinct source.*at least 3",
+        load_corpus,
+        str(numbered_file(tmp_path, 2, "two.tsv")),
+    )
+    raises_one_line(
+        UserError,
+        r"dev_size=2 and test_size=1 leave no training",
+        load_corpus,
+        str(numbered_file(tmp_path, 3)),
+        dev_size=2,
+    )
 
 
 def test_split_keeps_duplicate_sources_together():
@@ -183,10 +194,17 @@ def test_unknown_option_names_key_and_accepted_ones(spec, accepted):
 
 
 def test_bad_option_values():
-    raises_one_line(UserError, "size must be a positive integer, got -5", load_corpus,
-                    "dates", size=-5)
-    raises_one_line(UserError, "test_size must be a positive integer, got 0", load_corpus,
-                    "dates", size=50, test_size=0)
+    raises_one_line(
+        UserError, "size must be a positive integer, got -5", load_corpus, "dates", size=-5
+    )
+    raises_one_line(
+        UserError,
+        "test_size must be a positive integer, got 0",
+        load_corpus,
+        "dates",
+        size=50,
+        test_size=0,
+    )
     raises_one_line(UserError, "xx_YY", load_corpus, "dates", size=50, locales="xx_YY")
 
 
@@ -211,8 +229,20 @@ def test_en_us_dates_parse_back_to_their_iso_target():
 
 
 def test_day_first_numeric_and_german_dates_parse_back():
-    german = ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
-              "September", "Oktober", "November", "Dezember"]
+    german = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ]
     seen = 0
     for source, target in generate_dates(200, seed=1, locales=["en_GB", "de_DE"]):
         if m := re.fullmatch(r"(\d\d)/(\d\d)/(\d{4})", source):  # en_GB short dd/MM/y
@@ -256,12 +286,19 @@ def test_dates_are_deterministic_unique_in_range_and_varied():
 
 
 def test_every_default_locale_source_is_a_babel_rendering_of_its_date():
-    styles = [(locale, style) for locale in corpora.DEFAULT_LOCALES
-              for style in ("full", "long", "medium", "short")]
+    styles = [
+        (locale, style)
+        for locale in corpora.DEFAULT_LOCALES
+        for style in ("full", "long", "medium", "short")
+    ]
     for source, target in generate_dates(300, seed=2):
         date = datetime.date.fromisoformat(target)
-        renderings = {format_date(date, format=style, locale=locale).replace("\u00a0", " ")
-                      .replace("\u202f", " ") for locale, style in styles}
+        renderings = {
+            format_date(date, format=style, locale=locale)
+            .replace("\u00a0", " ")
+            .replace("\u202f", " ")
+            for locale, style in styles
+        }
         assert source in renderings, (source, target)
 
 
@@ -288,15 +325,20 @@ def test_dates_corpus_sizes_no_leakage_and_seeds():
     small = load_corpus("dates", seed=0, size=40, locales="en_GB, fr_FR")
     for source, target in small.train + small.dev + small.test:
         date = datetime.date.fromisoformat(target)
-        renderings = {format_date(date, format=style, locale=locale)
-                      for locale in ("en_GB", "fr_FR") for style in ("full", "long", "medium")}
+        renderings = {
+            format_date(date, format=style, locale=locale)
+            for locale in ("en_GB", "fr_FR")
+            for style in ("full", "long", "medium")
+        }
         renderings.add(date.strftime("%d/%m/%Y"))  # short in both
         assert source in renderings
 
 
 def test_dates_default_size():
-    assert corpora.DEFAULT_DATES_SIZE - 2 * corpora.default_heldout_size(
-        corpora.DEFAULT_DATES_SIZE) == 20_000
+    assert (
+        corpora.DEFAULT_DATES_SIZE - 2 * corpora.default_heldout_size(corpora.DEFAULT_DATES_SIZE)
+        == 20_000
+    )
 
 
 # --------------------------------------------------------------------------- Bible
@@ -307,7 +349,7 @@ BIBLE_FIXTURE = (
     "GEN 1:1\ttrain\tIn the beginning God created the heavens.\t"
     "En el principio creó Dios los cielos.\n"
     "GEN 1:2\tdev\tThe earth was empty.\tLa tierra estaba vacía.\n"
-    "GEN 1:3\ttrain\tGod said, \"Let there be light.\"\tY dijo Dios: «Sea la luz».\n"
+    'GEN 1:3\ttrain\tGod said, "Let there be light."\tY dijo Dios: «Sea la luz».\n'
     "GEN 1:4\ttest\tGod saw the light.\tVio Dios la luz.\n"
 )
 
@@ -334,14 +376,29 @@ def test_bible_reversed_direction(tmp_path):
 
 
 def test_bible_errors(tmp_path):
-    raises_one_line(DataError, "embedded Bible corpus not found", load_corpus, "bible-en-es",
-                    path=tmp_path / "missing.tsv.gz")
+    raises_one_line(
+        DataError,
+        "embedded Bible corpus not found",
+        load_corpus,
+        "bible-en-es",
+        path=tmp_path / "missing.tsv.gz",
+    )
     bad_split = write(tmp_path / "b.tsv.gz", BIBLE_FIXTURE.replace("\ttest\t", "\tvalid\t"))
-    raises_one_line(DataError, r"b\.tsv\.gz:5: split must be one of train, dev, test, got 'valid'",
-                    load_corpus, "bible-en-es", path=bad_split)
+    raises_one_line(
+        DataError,
+        r"b\.tsv\.gz:5: split must be one of train, dev, test, got 'valid'",
+        load_corpus,
+        "bible-en-es",
+        path=bad_split,
+    )
     no_es = write(tmp_path / "c.tsv.gz", "ref\tsplit\ten\nX\ttrain\ta\n")
-    raises_one_line(DataError, r"c\.tsv\.gz:1: header lacks column\(s\) es", load_corpus,
-                    "bible-en-es", path=no_es)
+    raises_one_line(
+        DataError,
+        r"c\.tsv\.gz:1: header lacks column\(s\) es",
+        load_corpus,
+        "bible-en-es",
+        path=no_es,
+    )
 
 
 def test_real_bible_file_has_plausible_splits():

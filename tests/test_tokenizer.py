@@ -32,25 +32,76 @@ SENTENCES = [
     "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ ｔｅｘｔ ①②③ ﬁne ½ x² ㎏",
 ]
 HARD = [
-    "", " ", "\t\r\n", "\x00", "a\x00b", "nul\x00in\x00middle", "tab\there", "line\r\nbreak",
-    "zero\u200dwidth\u200cjoiners", "soft\u00adhyphen", "\ufeffbom", "e\u0301 a\u0300 n\u0303",
-    "\u0301 leading combining mark", "!\u0301", "日本語のテキストです。", "中文，标点！",
-    "مرحبا بالعالم، كيف حالك؟", "שלום עולם", "Привет, мир!", "Γειά σου Κόσμε ΟΔΟΣ ΣΑΣ",
-    "👍🏽 👨‍👩‍👧 🇪🇸 ❤️ 🙂", "ok👍🏿!", "!!!", "...?!¿¡", "---", "「」『』【】", "x" * 500,
-    "a" * 100, "a" * 101, "é" * 50, "é" * 51, "İstanbul IIı", "ǅ ǈ ß ẞ Ⅻ ㍿", "mixed日本english",
-    "tabs\tand\u00a0nbsp\u2003em\u3000ideographic", "\x85nel\x1cfs\x1f", "\ud7ff\ue000\uf8ff",
-    "\U0001ccd6\U0001e030 new in unicode 15/16", "\U0010fffd private", "[UNK] [START] ##",
-    "ﷺ ﷽", "ǰ̣", "ⓐⓑⓒ", "ℌℍℎ", "1⁄2 ¼ ¾",
+    "",
+    " ",
+    "\t\r\n",
+    "\x00",
+    "a\x00b",
+    "nul\x00in\x00middle",
+    "tab\there",
+    "line\r\nbreak",
+    "zero\u200dwidth\u200cjoiners",
+    "soft\u00adhyphen",
+    "\ufeffbom",
+    "e\u0301 a\u0300 n\u0303",
+    "\u0301 leading combining mark",
+    "!\u0301",
+    "日本語のテキストです。",
+    "中文，标点！",
+    "مرحبا بالعالم، كيف حالك؟",
+    "שלום עולם",
+    "Привет, мир!",
+    "Γειά σου Κόσμε ΟΔΟΣ ΣΑΣ",
+    "👍🏽 👨‍👩‍👧 🇪🇸 ❤️ 🙂",
+    "ok👍🏿!",
+    "!!!",
+    "...?!¿¡",
+    "---",
+    "「」『』【】",
+    "x" * 500,
+    "a" * 100,
+    "a" * 101,
+    "é" * 50,
+    "é" * 51,
+    "İstanbul IIı",
+    "ǅ ǈ ß ẞ Ⅻ ㍿",
+    "mixed日本english",
+    "tabs\tand\u00a0nbsp\u2003em\u3000ideographic",
+    "\x85nel\x1cfs\x1f",
+    "\ud7ff\ue000\uf8ff",
+    "\U0001ccd6\U0001e030 new in unicode 15/16",
+    "\U0010fffd private",
+    "[UNK] [START] ##",
+    "ﷺ ﷽",
+    "ǰ̣",
+    "ⓐⓑⓒ",
+    "ℌℍℎ",
+    "1⁄2 ¼ ¾",
 ]
 
 
 def _synthetic(n, seed=0):
     """Random strings mixing scripts, marks, controls, spaces, punctuation and emoji."""
     rng = random.Random(seed)
-    pools = ["abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "áéíóúñüÁÉÍÓÚÑÜçÇ",
-             "αβγΣσςΩ", "абвгдЖЗИ", "日本語中文漢字", "ひらがなカタカナ", "مرحبا", "שלום",
-             ".,;:!?¿¡'\"()[]«»“”‘’-—…", "\u0301\u0308\u0323\u0327", "\x00\x01\x1f\x7f\u200b\u200d",
-             "  \t\n\r\u00a0\u2003", "😀👍🏽🏿❤️🇪🇸", "0123456789", "ﬁﬂ½²①Ａ", "\U0001ccd6\U00010570"]
+    pools = [
+        "abcdefghijklmnopqrstuvwxyz",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "áéíóúñüÁÉÍÓÚÑÜçÇ",
+        "αβγΣσςΩ",
+        "абвгдЖЗИ",
+        "日本語中文漢字",
+        "ひらがなカタカナ",
+        "مرحبا",
+        "שלום",
+        ".,;:!?¿¡'\"()[]«»“”‘’-—…",
+        "\u0301\u0308\u0323\u0327",
+        "\x00\x01\x1f\x7f\u200b\u200d",
+        "  \t\n\r\u00a0\u2003",
+        "😀👍🏽🏿❤️🇪🇸",
+        "0123456789",
+        "ﬁﬂ½²①Ａ",
+        "\U0001ccd6\U00010570",
+    ]
     texts = []
     for _ in range(n):
         length = rng.randint(0, 40)
@@ -86,8 +137,9 @@ def test_tokenize_equals_python_on_hard_and_synthetic_inputs(vocab, lower_case):
     graph_tok = T.GraphTokenizer(vocab, lower_case=lower_case)
     py_tok = wp.WordPieceTokenizer(vocab, lower_case=lower_case)
     got = _ids(graph_tok.tokenize(tf.constant(TEXTS)))
-    mismatches = [(t, g, py_tok.encode(t)) for t, g in zip(TEXTS, got, strict=True)
-                  if g != py_tok.encode(t)]
+    mismatches = [
+        (t, g, py_tok.encode(t)) for t, g in zip(TEXTS, got, strict=True) if g != py_tok.encode(t)
+    ]
     assert not mismatches, mismatches[:5]
     assert graph_tok.tokenize(tf.constant(TEXTS)).dtype == tf.int32
     assert got[TEXTS.index("")] == [wp.START_ID, wp.END_ID]
@@ -98,11 +150,14 @@ def test_pretokenize_equals_python_on_every_code_point(graph_tok):
     # Every code point (surrogates aside) in runs of 61, with and without spaces between,
     # and in a final-sigma context, so normalisation, lowercase and splitting all see it.
     points = [c for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF]
-    chunks = ["".join(map(chr, points[i:i + 61])) for i in range(0, len(points), 61)]
+    chunks = ["".join(map(chr, points[i : i + 61])) for i in range(0, len(points), 61)]
     texts = chunks + [" ".join(c) for c in chunks[::7]] + ["ΑΣ" + c + "Σ" for c in chunks[3::7]]
     got = graph_tok.pretokenize(tf.constant([t.encode("utf-8") for t in texts])).to_list()
-    mismatches = [t for t, g in zip(texts, got, strict=True)
-                  if [w.decode("utf-8") for w in g] != wp.pretokenize(t)]
+    mismatches = [
+        t
+        for t, g in zip(texts, got, strict=True)
+        if [w.decode("utf-8") for w in g] != wp.pretokenize(t)
+    ]
     assert not mismatches, [ascii(m) for m in mismatches[:3]]
 
 
@@ -110,11 +165,18 @@ def test_pretokenize_equals_python_on_every_code_point(graph_tok):
 def test_lowercase_ignores_the_process_locale(graph_tok, tmp_path):
     # tf.strings.lower would follow LANG (tr_TR: "I" -> "ı"); the tokenizer must not.
     tf.saved_model.save(graph_tok, str(tmp_path))
-    code = ("import sys, tensorflow as tf, tensorflow_text; m = tf.saved_model.load(sys.argv[1]); "
-            "print(m.pretokenize(tf.constant(['I İ Ì'])).to_list())")
+    code = (
+        "import sys, tensorflow as tf, tensorflow_text; m = tf.saved_model.load(sys.argv[1]); "
+        "print(m.pretokenize(tf.constant(['I İ Ì'])).to_list())"
+    )
     env = dict(os.environ, LANG="tr_TR.UTF-8", LC_ALL="tr_TR.UTF-8", TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True,
-                         capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     expected = [[w.encode() for w in wp.pretokenize("I İ Ì")]]
     assert out == repr(expected) and expected == [[b"i", "i\u0307".encode(), "ì".encode()]]
 
@@ -154,17 +216,18 @@ def test_saved_model_gives_the_same_results(graph_tok, vocab, tmp_path):
     ids = graph_tok.tokenize(strings)
     assert _ids(loaded.tokenize(strings)) == _ids(ids)
     dense = ids.to_tensor()
-    np.testing.assert_array_equal(loaded.detokenize(dense).numpy(),
-                                  graph_tok.detokenize(dense).numpy())
+    np.testing.assert_array_equal(
+        loaded.detokenize(dense).numpy(), graph_tok.detokenize(dense).numpy()
+    )
     np.testing.assert_array_equal(loaded.lookup(dense).numpy(), graph_tok.lookup(dense).numpy())
     assert loaded.tokens(strings[:1]).to_list() == [
-        [t.encode() for t in wp.WordPieceTokenizer(vocab).tokens(TEXTS[0])]]
+        [t.encode() for t in wp.WordPieceTokenizer(vocab).tokens(TEXTS[0])]
+    ]
     assert int(loaded.get_vocab_size()) == len(vocab)
 
 
 def test_tokenizer_pair_files_serve_both_implementations(tmp_path):
-    pair = T.TokenizerPair.build(SENTENCES[:4] * 5, SENTENCES[4:] * 5, 200, 220,
-                                 lower_thresh=2)
+    pair = T.TokenizerPair.build(SENTENCES[:4] * 5, SENTENCES[4:] * 5, 200, 220, lower_thresh=2)
     pair.save(tmp_path)
     twin = wp.WordPiecePair.load(tmp_path)
     assert twin.source.vocab == pair.source.vocab and twin.target.vocab == pair.target.vocab
@@ -175,13 +238,16 @@ def test_tokenizer_pair_files_serve_both_implementations(tmp_path):
 
 def test_fast_learner_equals_tensorflow_text_learner():
     counts = T.count_words(TEXTS[:200])
-    words = learner.get_input_words(sorted(counts.items(), key=lambda item: (-item[1], item[0])),
-                                    list(wp.RESERVED_TOKENS), 50)
-    params = learner.Params(None, 1, 4, None, 50, 1000, 500, 0.05, True, "##",
-                            list(wp.RESERVED_TOKENS))
+    words = learner.get_input_words(
+        sorted(counts.items(), key=lambda item: (-item[1], item[0])), list(wp.RESERVED_TOKENS), 50
+    )
+    params = learner.Params(
+        None, 1, 4, None, 50, 1000, 500, 0.05, True, "##", list(wp.RESERVED_TOKENS)
+    )
     for thresh in (1, 2, 3, 5, 9):
-        assert T._learn_with_thresh(words, thresh, params) == \
-            learner.learn_with_thresh(words, thresh, params)
+        assert T._learn_with_thresh(words, thresh, params) == learner.learn_with_thresh(
+            words, thresh, params
+        )
 
 
 def test_count_words_matches_graph_pretokenizer(graph_tok):

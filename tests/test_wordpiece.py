@@ -15,8 +15,26 @@ import pytest
 from seq2seq_attn import wordpiece as wp
 from seq2seq_attn.errors import DataError
 
-VOCAB = [wp.PAD, wp.UNK, wp.START, wp.END, ",", ".", "¿", "?", "hello", "world", "un",
-         "##aff", "##able", "qu", "##é", "a", "##a", "é"]
+VOCAB = [
+    wp.PAD,
+    wp.UNK,
+    wp.START,
+    wp.END,
+    ",",
+    ".",
+    "¿",
+    "?",
+    "hello",
+    "world",
+    "un",
+    "##aff",
+    "##able",
+    "qu",
+    "##é",
+    "a",
+    "##a",
+    "é",
+]
 
 
 @pytest.fixture
@@ -49,11 +67,12 @@ def _ranges_from_unicodedata(predicate):
 @pytest.mark.skipif(unicodedata.unidata_version != "14.0.0", reason="tables are Unicode 14.0")
 def test_tables_match_unicode_14():
     assert wp._parse_ranges(wp._UNASSIGNED_14) == _ranges_from_unicodedata(
-        lambda c: c in ("Cn", "Cs"))
-    assert wp._parse_ranges(wp._PUNCT_SYMBOL_14) == _ranges_from_unicodedata(
-        lambda c: c[0] in "PS")
+        lambda c: c in ("Cn", "Cs")
+    )
+    assert wp._parse_ranges(wp._PUNCT_SYMBOL_14) == _ranges_from_unicodedata(lambda c: c[0] in "PS")
     assert wp._parse_ranges(wp._SPACE_SEPARATOR_14) == _ranges_from_unicodedata(
-        lambda c: c[0] == "Z")
+        lambda c: c[0] == "Z"
+    )
     assert wp._parse_ranges(wp._FORMAT_14) == _ranges_from_unicodedata(lambda c: c == "Cf")
 
 
@@ -65,20 +84,23 @@ def test_character_classes_are_disjoint():
                 assert seen.setdefault(code_point, name) == name, hex(code_point)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Ｃａｆé", "café"),  # fullwidth -> ASCII (NFKC), accent kept
-    ("e\u0301", "é"),  # composed
-    ("ﬁ ½", "fi 1\u20442"),  # compatibility decompositions
-    ("a\x00b\x07c", "abc"),  # controls deleted
-    ("a\u200db\u00adc\ufeff", "abc"),  # ZWJ, soft hyphen, BOM deleted
-    ("x\ty\r\nz", "x\ty\r\nz"),  # whitespace controls kept
-    ("ΟΔΟΣ", "οδοσ"),  # per-character lowercase: no final sigma
-    ("İ", "i\u0307"),  # the one two-character lowercase
-    ("ÀÉÎÕÜÑ", "àéîõüñ"),
-    ("\U0001ccd6", "\ufffd"),  # assigned only in Unicode 16
-    ("\ud800", "\ufffd"),  # lone surrogate
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Ｃａｆé", "café"),  # fullwidth -> ASCII (NFKC), accent kept
+        ("e\u0301", "é"),  # composed
+        ("ﬁ ½", "fi 1\u20442"),  # compatibility decompositions
+        ("a\x00b\x07c", "abc"),  # controls deleted
+        ("a\u200db\u00adc\ufeff", "abc"),  # ZWJ, soft hyphen, BOM deleted
+        ("x\ty\r\nz", "x\ty\r\nz"),  # whitespace controls kept
+        ("ΟΔΟΣ", "οδοσ"),  # per-character lowercase: no final sigma
+        ("İ", "i\u0307"),  # the one two-character lowercase
+        ("ÀÉÎÕÜÑ", "àéîõüñ"),
+        ("\U0001ccd6", "\ufffd"),  # assigned only in Unicode 16
+        ("\ud800", "\ufffd"),  # lone surrogate
+        ("", ""),
+    ],
+)
 def test_normalize(text, expected):
     assert wp.normalize(text) == expected
 
@@ -87,30 +109,36 @@ def test_normalize_keeps_case_when_asked():
     assert wp.normalize("ÑANDÚ Σ", lower_case=False) == "ÑANDÚ Σ"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("¿Qué tal?  Don't", ["¿", "qué", "tal", "?", "don", "'", "t"]),
-    ("hello,world...", ["hello", ",", "world", ".", ".", "."]),
-    ("日本語です", ["日", "本", "語", "です"]),  # ideographs alone, kana run together
-    ("مرحبا بالعالم", ["مرحبا", "بالعالم"]),
-    ("ok👍🏽!", ["ok", "👍", "🏽", "!"]),  # emoji and skin tone are symbols
-    ("a\u2003b\u3000c\x85d", ["a", "b", "c", "d"]),  # em space, ideographic space, NEL
-    ("!?¡¿", ["!", "?", "¡", "¿"]),
-    (" \t\r\n ", []),
-    ("", []),
-    ("ne\u0301e", ["n\u00e9e"]),  # NFKC composes e + U+0301
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("¿Qué tal?  Don't", ["¿", "qué", "tal", "?", "don", "'", "t"]),
+        ("hello,world...", ["hello", ",", "world", ".", ".", "."]),
+        ("日本語です", ["日", "本", "語", "です"]),  # ideographs alone, kana run together
+        ("مرحبا بالعالم", ["مرحبا", "بالعالم"]),
+        ("ok👍🏽!", ["ok", "👍", "🏽", "!"]),  # emoji and skin tone are symbols
+        ("a\u2003b\u3000c\x85d", ["a", "b", "c", "d"]),  # em space, ideographic space, NEL
+        ("!?¡¿", ["!", "?", "¡", "¿"]),
+        (" \t\r\n ", []),
+        ("", []),
+        ("ne\u0301e", ["n\u00e9e"]),  # NFKC composes e + U+0301
+    ],
+)
 def test_pretokenize(text, expected):
     assert wp.pretokenize(text) == expected
 
 
-@pytest.mark.parametrize("word, expected", [
-    ("unaffable", [10, 11, 12]),
-    ("hello", [8]),
-    ("unhello", [1]),  # "##hello" is not in the vocabulary: the whole word is unknown
-    ("qué", [13, 14]),
-    ("aaa", [15, 16, 16]),
-    ("x", [1]),
-])
+@pytest.mark.parametrize(
+    "word, expected",
+    [
+        ("unaffable", [10, 11, 12]),
+        ("hello", [8]),
+        ("unhello", [1]),  # "##hello" is not in the vocabulary: the whole word is unknown
+        ("qué", [13, 14]),
+        ("aaa", [15, 16, 16]),
+        ("x", [1]),
+    ],
+)
 def test_wordpiece_greedy_longest_match(word, expected):
     vocab = {token: i for i, token in enumerate(VOCAB)}
     assert wp.wordpiece(word, vocab) == expected
@@ -152,29 +180,37 @@ def test_decode(tok):
             tok.decode(bad)
 
 
-@pytest.mark.parametrize("tokens, expected", [
-    (["hello", ",", "world", "."], "hello, world."),
-    (["¿", "qu", "##é", "?", "¡", "hola", "!"], "¿qué? ¡hola!"),
-    (["god", "’", "s", "word"], "god’s word"),
-    (["don", "'", "t", "go"], "don't go"),
-    (["he", "said", ",", "“", "let", "there", "be", "light", ",", "”", "and"],
-     "he said, “let there be light,” and"),
-    (["say", '"', "hi", '"', "and", '"', "bye", '"'], 'say "hi" and "bye"'),
-    (["in", "3", ":", "16", "and", "1", ",", "000"], "in 3:16 and 1,000"),
-    (["well", "-", "known", "(", "yes", ")", "…"], "well-known (yes)…"),
-    (["«", "sí", "»", "👍", "🏽"], "«sí» 👍🏽"),
-    (["##ing", "x"], "##ing x"),
-])
+@pytest.mark.parametrize(
+    "tokens, expected",
+    [
+        (["hello", ",", "world", "."], "hello, world."),
+        (["¿", "qu", "##é", "?", "¡", "hola", "!"], "¿qué? ¡hola!"),
+        (["god", "’", "s", "word"], "god’s word"),
+        (["don", "'", "t", "go"], "don't go"),
+        (
+            ["he", "said", ",", "“", "let", "there", "be", "light", ",", "”", "and"],
+            "he said, “let there be light,” and",
+        ),
+        (["say", '"', "hi", '"', "and", '"', "bye", '"'], 'say "hi" and "bye"'),
+        (["in", "3", ":", "16", "and", "1", ",", "000"], "in 3:16 and 1,000"),
+        (["well", "-", "known", "(", "yes", ")", "…"], "well-known (yes)…"),
+        (["«", "sí", "»", "👍", "🏽"], "«sí» 👍🏽"),
+        (["##ing", "x"], "##ing x"),
+    ],
+)
 def test_join_tokens(tokens, expected):
     assert wp.join_tokens(tokens) == expected
 
 
-@pytest.mark.parametrize("vocab, match", [
-    (["[UNK]", "[PAD]", "[START]", "[END]"], "must start with"),
-    (VOCAB + ["hello"], "repeat"),
-    (VOCAB + ["a b"], "without spaces"),
-    (VOCAB + [""], "non-empty"),
-])
+@pytest.mark.parametrize(
+    "vocab, match",
+    [
+        (["[UNK]", "[PAD]", "[START]", "[END]"], "must start with"),
+        (VOCAB + ["hello"], "repeat"),
+        (VOCAB + ["a b"], "without spaces"),
+        (VOCAB + [""], "non-empty"),
+    ],
+)
 def test_bad_vocab_raises(vocab, match):
     with pytest.raises(ValueError, match=match):
         wp.WordPieceTokenizer(vocab)
@@ -182,8 +218,7 @@ def test_bad_vocab_raises(vocab, match):
 
 def test_save_load_roundtrip(tok, tmp_path):
     tok.save(tmp_path, "source")
-    assert (tmp_path / "source.vocab.txt").read_text(encoding="utf-8").split("\n")[:5] == \
-        VOCAB[:5]
+    assert (tmp_path / "source.vocab.txt").read_text(encoding="utf-8").split("\n")[:5] == VOCAB[:5]
     loaded = wp.WordPieceTokenizer.load(tmp_path, "source")
     assert loaded.vocab == VOCAB and loaded.lower_case and loaded.vocab_size == len(VOCAB)
     cased = wp.WordPieceTokenizer(VOCAB, lower_case=False, max_bytes_per_word=7)
@@ -212,11 +247,16 @@ def test_load_errors_are_data_errors(tok, tmp_path):
 
 
 def test_pair_roundtrip(tmp_path):
-    pair = wp.WordPiecePair(wp.WordPieceTokenizer(VOCAB),
-                            wp.WordPieceTokenizer(VOCAB[:6], lower_case=False))
+    pair = wp.WordPiecePair(
+        wp.WordPieceTokenizer(VOCAB), wp.WordPieceTokenizer(VOCAB[:6], lower_case=False)
+    )
     pair.save(tmp_path / "tokenizer")
     assert sorted(p.name for p in (tmp_path / "tokenizer").iterdir()) == [
-        "source.json", "source.vocab.txt", "target.json", "target.vocab.txt"]
+        "source.json",
+        "source.vocab.txt",
+        "target.json",
+        "target.vocab.txt",
+    ]
     loaded = wp.WordPiecePair.load(tmp_path / "tokenizer")
     assert loaded.source.vocab == VOCAB and loaded.target.vocab == VOCAB[:6]
     assert not loaded.target.lower_case
