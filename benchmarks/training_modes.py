@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -121,23 +120,15 @@ def measure(mode, steps, warmup, seed):
     }
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_mode(name, steps, warmup, seed, log_dir):
     """Starts the mode's worker process(es); returns the chief's numbers plus wall times."""
+    from seq2seq_attn.distribute import loopback_workers
+
     mode = MODES[name]
     command = [sys.executable, __file__, "--worker", json.dumps(mode)]
     command += ["--steps", str(steps), "--warmup", str(warmup), "--seed", str(seed)]
     n = mode.get("workers", 1)
-    cluster = [f"127.0.0.1:{port}" for port in free_ports(n)]
+    cluster = loopback_workers(n)
     procs, logs = [], []
     load_before = os.getloadavg()
     started = time.time()

@@ -25,6 +25,7 @@ Example, on one machine with 2 logical CPU devices:
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -172,6 +173,23 @@ def make_strategy(name=None):
         except (RuntimeError, ValueError) as err:
             raise UserError(f"cannot start the multi-worker strategy: {err}") from None
     raise UserError(f"unknown strategy {name!r}; use {', '.join(STRATEGIES)} or null (one device)")
+
+
+def loopback_workers(n):
+    """`n` "127.0.0.1:port" addresses on free ports: a `TF_CONFIG` cluster of worker
+    processes on this machine, to try or test the multi-worker strategy without a cluster.
+
+    The ports are free when this returns; another process could still take one before
+    the workers bind it.
+    """
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def current_task(strategy):

@@ -159,20 +159,20 @@ def test_cli_trains_mirrored_over_two_cpu_devices(small_config, tmp_path):
     assert len(Translator.load(out).translate(["3 March 2021"])) == 1
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+def test_loopback_workers_are_distinct_free_addresses():
+    workers = distribute.loopback_workers(3)
+    assert len(set(workers)) == 3
+    for address in workers:
+        host, port = address.rsplit(":", 1)
+        assert host == "127.0.0.1" and 0 < int(port) < 65536
+        with socket.socket() as s:
+            s.bind((host, int(port)))  # free: nothing holds it
 
 
 @pytest.mark.slow  # 1-2 min on 2 cores, much of it TensorFlow's multi-worker shutdown
 def test_two_workers_on_loopback_train_one_model(small_config, tmp_path):
     # Same command on both "machines" (working directories); TF_CONFIG tells each its place.
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = distribute.loopback_workers(2)
     argv = ["-m", "seq2seq_attn.cli", "train", "--data", "dates", "--config", str(small_config)]
     argv += ["--out", "run", "--strategy", "multi-worker"]
     procs = []
