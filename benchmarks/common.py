@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DATA = "bible-en-es"
 SEED = 0
+TOKENIZER_CACHE = ROOT / "runs" / "bench-tokenizer"  # vocabularies in its tokenizer/
 SIZE = dict(embedding_dim=256, units=512, attention_units=512, vocab=8000)
 
 
@@ -75,23 +76,11 @@ def write_result(name, result):
     return path
 
 
-def tokenizers_for(corpus, config, cache_dir=ROOT / "runs" / "bench-tokenizer"):
-    """The benchmark vocabularies, learned once from the train split and cached."""
-    from seq2seq_attn.tokenizer import TokenizerPair
+def tokenizers_for(corpus, config):
+    """The benchmark vocabularies, learned once from the train split and cached in runs/."""
+    from seq2seq_attn.training import run_tokenizers
 
-    cache_dir = Path(cache_dir)
-    if (cache_dir / "source.vocab.txt").exists():
-        return TokenizerPair.load(cache_dir)
-    tok = config["tokenizer"]
-    pair = TokenizerPair.build(
-        [s for s, _ in corpus.train],
-        [t for _, t in corpus.train],
-        tok["source_vocab_size"],
-        tok["target_vocab_size"],
-        tok["lower_case"],
-    )
-    pair.save(cache_dir)
-    return pair
+    return run_tokenizers(TOKENIZER_CACHE, corpus, config["tokenizer"])
 
 
 def train_batches(corpus, tokenizers, config, count, seed=SEED):
@@ -130,7 +119,7 @@ def bench_run(out_dir=ROOT / "runs" / "bench-model", train_steps=50):
     started = time.perf_counter()
     if train_steps:
         batches = train_batches(corpus, tokenizers, config, train_steps)
-        model.fit(_as_dataset(batches), epochs=1, verbose=0)
+        model.fit(as_dataset(batches), epochs=1, verbose=0)
     model.save(out_dir / MODEL_FILE)
     config_lib.save_config(config, out_dir / "config.yaml")
     info = {
@@ -147,7 +136,7 @@ def bench_run(out_dir=ROOT / "runs" / "bench-model", train_steps=50):
     return out_dir
 
 
-def _as_dataset(batches):
+def as_dataset(batches):
     """A tf.data pipeline over a list of `((source, target_in), target_out)` numpy batches."""
     import tensorflow as tf
 

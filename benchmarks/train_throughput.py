@@ -75,7 +75,7 @@ class PerBatchLoss(keras.callbacks.Callback):
 
 def _fit_pass(model, batches, callbacks=()):
     """One `model.fit` epoch over `batches`; returns its wall time in seconds."""
-    dataset = common._as_dataset(batches)
+    dataset = common.as_dataset(batches)
     started = time.perf_counter()
     model.fit(dataset, epochs=1, verbose=0, callbacks=list(callbacks))
     return time.perf_counter() - started

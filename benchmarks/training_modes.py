@@ -65,7 +65,7 @@ def measure(mode, steps, warmup, seed):
     from seq2seq_attn.config import load_config
     from seq2seq_attn.data import make_dataset, tokenize_pairs
     from seq2seq_attn.tokenizer import TokenizerPair
-    from seq2seq_attn.training import _shard_by_data, build_model, corpus_for
+    from seq2seq_attn.training import build_model, corpus_for, shard_by_data
 
     config = load_config("bible")
     train_cfg = config["training"]
@@ -81,10 +81,10 @@ def measure(mode, steps, warmup, seed):
 
     def batches():  # a new dataset object: its first shuffle is the same every time
         ds = make_dataset(tokenized, train_cfg["batch_size"], shuffle=True, seed=seed)
-        return _shard_by_data(ds.take(warmup + steps))
+        return shard_by_data(ds.take(warmup + steps))
 
     tokens = [int(np.count_nonzero(y)) for _, y in batches().as_numpy_iterator()]
-    dev = _shard_by_data(
+    dev = shard_by_data(
         make_dataset(tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"]).take(
             DEV_BATCHES
         )

@@ -69,9 +69,11 @@ def _prepare_run_dir(out_dir):
     return out_dir
 
 
-def _tokenizers(out_dir, corpus, tok_config):
-    """Reuses the run's vocabularies when resuming, else learns them from the train split."""
-    tok_dir = out_dir / TOKENIZER_DIR
+def run_tokenizers(out_dir, corpus, tok_config):
+    """The vocabularies in `out_dir/tokenizer/` (a resumed run), else learned from the
+    corpus's train split as `tok_config` (the config's `tokenizer` section) says and saved
+    there."""
+    tok_dir = Path(out_dir) / TOKENIZER_DIR
     if tok_dir.exists():
         return TokenizerPair.load(tok_dir)
     pair = TokenizerPair.build(
@@ -127,7 +129,7 @@ def build_model(config, tokenizers, strategy=None):
     return model
 
 
-def _shard_by_data(dataset):
+def shard_by_data(dataset):
     """Multi-worker sharding by element: the in-memory, bucketed pipeline has no files
     to shard by, so every worker builds it whole and keeps its share of the batches."""
     options = tf.data.Options()
@@ -174,7 +176,7 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
     out_dir = _prepare_run_dir(out_dir)
     keras.utils.set_random_seed(seed)
     corpus = corpus_for(data, seed, config)
-    tokenizers = _tokenizers(out_dir, corpus, config["tokenizer"])
+    tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
     config_lib.save_config(config, out_dir / "config.yaml")
     limits = dict(
         max_source_length=train_cfg["max_source_length"],
@@ -187,7 +189,7 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
         seed=seed,
     )
     dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"])
-    train_ds, dev_ds = _shard_by_data(train_ds), _shard_by_data(dev_ds)
+    train_ds, dev_ds = shard_by_data(train_ds), shard_by_data(dev_ds)
     model = build_model(config, tokenizers, strategy)
     distribute.prepare_fit(model, strategy)
     started = time.time()
