@@ -1,11 +1,18 @@
 """Seq2SeqAttention: teacher forcing vs step decoding, save/load, fit, mixed precision, toy task."""
 
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from seq2seq_attn.model import Seq2SeqAttention
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from reverse_by_length import reverse_task  # noqa: E402  (20 symbols, ids 4..23)
 
 SOURCE = np.array([[4, 5, 6, 7], [8, 9, 0, 0]], "int32")
 TARGET_IN = np.array([[2, 10, 11, 12, 13], [2, 14, 15, 0, 0]], "int32")
@@ -108,20 +115,6 @@ def test_bad_arguments(kwargs, match):
         Seq2SeqAttention(16, 18, **kwargs)
 
 
-def reverse_task(n, rng, low=5, high=15, symbols=20):
-    """Sequences of `low`..`high` symbols (ids 4..) and their reversal, padded."""
-    source = np.zeros((n, high), "int32")
-    target_in = np.zeros((n, high + 1), "int32")
-    target_out = np.zeros((n, high + 1), "int32")
-    for i in range(n):
-        k = rng.integers(low, high + 1)
-        seq = rng.integers(4, 4 + symbols, size=k)
-        source[i, :k] = seq
-        target_in[i, 0], target_in[i, 1 : k + 1] = 2, seq[::-1]
-        target_out[i, :k], target_out[i, k] = seq[::-1], 3
-    return source, target_in, target_out
-
-
 def train_and_score(attention, train, test, epochs=5):
     keras.utils.set_random_seed(0)
     model = Seq2SeqAttention(24, 24, embedding_dim=32, units=64, attention=attention)
@@ -140,7 +133,7 @@ def train_and_score(attention, train, test, epochs=5):
 @pytest.mark.slow
 def test_reverse_task_attention_learns_and_beats_vanilla():
     rng = np.random.default_rng(0)
-    train, test = reverse_task(6000, rng), reverse_task(500, rng)
+    train, test = reverse_task(6000, rng, 5, 15), reverse_task(500, rng, 5, 15)
     att_exact, att_long = train_and_score("bahdanau", train, test)
     van_exact, van_long = train_and_score(None, train, test)
     assert att_exact >= 0.95, (att_exact, van_exact)
