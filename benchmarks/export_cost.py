@@ -115,8 +115,6 @@ def run_export_cli(run_dir, out, samples=SAMPLES):
 
 def stage_times(run_dir, out_dir, samples):
     """Times every stage of an export (the steps of `export_run`, called one by one)."""
-    import tempfile
-
     import absl.logging
     import tensorflow as tf
 
@@ -147,23 +145,7 @@ def stage_times(run_dir, out_dir, samples):
     module = timed(
         "build_export_module", ExportModule, translator.model, graph_tokenizers, BEAM_WIDTH
     )
-    timed("saved_model", convert.save_saved_model, module, out_dir / "saved_model")
-    with tempfile.TemporaryDirectory() as tmp:
-        frozen = Path(tmp) / "frozen"
-        timed("frozen_step_graphs", convert.save_frozen_steps, module, frozen)
-        for filename, quantization in convert.TFLITE_VARIANTS.items():
-            timed(f"tflite:{filename}", convert.to_tflite, frozen, out_dir / filename, quantization)
-    for name, filename in [
-        ("encode", "encoder.onnx"),
-        ("decode_step", "decoder_step.onnx"),
-        ("greedy", "greedy.onnx"),
-    ]:
-        timed(f"onnx:{filename}", convert.to_onnx, getattr(module, name), out_dir / filename)
-    for filename in ("encoder.onnx", "decoder_step.onnx"):
-        quantized = filename.replace(".onnx", "_int8.onnx")
-        timed(
-            f"onnx_int8:{quantized}", convert.quantize_onnx, out_dir / filename, out_dir / quantized
-        )
+    convert.export_all(module, out_dir, stage=timed)
     shutil.copytree(Path(run_dir) / TOKENIZER_DIR, out_dir / "tokenizer")
     report = timed(
         "parity",

@@ -90,25 +90,38 @@ def quantize_onnx(path, out_path):
     quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
 
 
-def export_all(module, out_dir):
-    """Writes every artifact of `module` into `out_dir`; returns {artifact: relative path}."""
+def _run(name, fn, *args):
+    """The default `stage` of `export_all`: just call it."""
+    return fn(*args)
+
+
+def export_all(module, out_dir, stage=_run):
+    """Writes every artifact of `module` into `out_dir`; returns {artifact: relative path}.
+
+    Args:
+        module: an `export.signatures.ExportModule`.
+        out_dir: an existing directory.
+        stage: `stage(name, fn, *args)` runs each step as `fn(*args)`; pass a wrapper to
+            time or log the steps (names like "saved_model", "tflite:model.tflite").
+    """
     out_dir = Path(out_dir)
     written = {"saved_model": "saved_model"}
-    save_saved_model(module, out_dir / "saved_model")
+    stage("saved_model", save_saved_model, module, out_dir / "saved_model")
     with tempfile.TemporaryDirectory() as tmp:
-        save_frozen_steps(module, Path(tmp) / "frozen")
+        frozen = Path(tmp) / "frozen"
+        stage("frozen_step_graphs", save_frozen_steps, module, frozen)
         for filename, quantization in TFLITE_VARIANTS.items():
-            to_tflite(Path(tmp) / "frozen", out_dir / filename, quantization)
+            stage(f"tflite:{filename}", to_tflite, frozen, out_dir / filename, quantization)
             written[filename] = filename
     for name, filename in [
         ("encode", "encoder.onnx"),
         ("decode_step", "decoder_step.onnx"),
         ("greedy", "greedy.onnx"),
     ]:
-        to_onnx(getattr(module, name), out_dir / filename)
+        stage(f"onnx:{filename}", to_onnx, getattr(module, name), out_dir / filename)
         written[filename] = filename
     for filename in ("encoder.onnx", "decoder_step.onnx"):
         quantized = filename.replace(".onnx", "_int8.onnx")
-        quantize_onnx(out_dir / filename, out_dir / quantized)
+        stage(f"onnx_int8:{quantized}", quantize_onnx, out_dir / filename, out_dir / quantized)
         written[quantized] = quantized
     return written
