@@ -79,7 +79,7 @@ def _export(args):
 
 
 def _serve(args):
-    from serving.app import serve
+    from serving.server import serve
 
     serve(
         args.export_dir,
@@ -90,6 +90,8 @@ def _serve(args):
         batch_timeout_ms=args.batch_timeout_ms,
         model_name=args.model_name,
         quantized=args.quantized,
+        drain_s=args.drain_seconds,
+        shutdown_timeout_s=args.shutdown_timeout,
     )
 
 
@@ -174,6 +176,18 @@ def build_parser():
     p.add_argument("--batch-timeout-ms", type=float, default=5.0)
     p.add_argument("--model-name", default="seq2seq_attn", help="name in the TF Serving URLs")
     p.add_argument("--quantized", action="store_true", help="serve the int8 artifacts")
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, report not ready this long before closing (default 5)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="then wait at most this long for requests in flight (default 30)",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="train, evaluate and plot the dates model in a few minutes")

@@ -28,7 +28,7 @@ Example:
 
 import collections
 import concurrent.futures
-import queue
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PAD_ID = 0
+logger = logging.getLogger(__name__)
 
 
 class UnavailableError(RuntimeError):
@@ -44,6 +45,10 @@ class UnavailableError(RuntimeError):
 
 class QueueFullError(UnavailableError):
     """More texts are waiting than the server accepts; the client should retry later."""
+
+
+class BatchError(RuntimeError):
+    """Decoding the batch that held this text failed; the worker logged why and went on."""
 
 
 def pad(sequences, pad_to=None):
@@ -108,7 +113,7 @@ def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=N
     return results
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: `==` on the id arrays would broadcast
 class _Item:
     ids: np.ndarray
     beam_width: int
@@ -119,6 +124,12 @@ class _Item:
 class MicroBatcher:
     """Queues texts from many requests and decodes them in batches on one worker thread.
 
+    The worker cannot be stopped by a batch: whatever one batch raises (while gathering,
+    padding, decoding or answering) fails only that batch's texts with a `BatchError`, is
+    logged once and counted (`on_error`), and the next batch runs. An error outside any
+    batch restarts the worker loop (`on_restart`). `health()` tells whether the worker runs
+    and makes progress.
+
     Args:
         decode_fn: see `decode_batch`; called only from the worker thread.
         end_id: the [END] id.
@@ -127,6 +138,8 @@ class MicroBatcher:
         max_queue: most texts waiting; `submit` raises QueueFullError beyond it.
         pad_to: optional fixed source length.
         on_batch: optional `on_batch(size, seconds)` callback after each batch (metrics).
+        on_error: optional `on_error(size)` callback after a batch failed (metrics).
+        on_restart: optional `on_restart()` callback after the worker loop restarted.
     """
 
     def __init__(
@@ -138,6 +151,8 @@ class MicroBatcher:
         max_queue=1024,
         pad_to=None,
         on_batch=None,
+        on_error=None,
+        on_restart=None,
     ):
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
             raise ValueError(f"`max_batch_size` must be an int, received: {max_batch_size!r}")
@@ -145,6 +160,8 @@ class MicroBatcher:
             raise ValueError(f"`max_batch_size` must be >= 1, received: {max_batch_size!r}")
         if not batch_timeout_ms >= 0:
             raise ValueError(f"`batch_timeout_ms` must be >= 0, received: {batch_timeout_ms!r}")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError(f"`max_queue` must be an int >= 1, received: {max_queue!r}")
         self.decode_fn = decode_fn
         self.end_id = end_id
         self.max_batch_size = max_batch_size
@@ -152,110 +169,163 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.pad_to = pad_to
         self.on_batch = on_batch
-        self._queue = queue.Queue()
-        self._pending = collections.deque()  # taken from the queue, waiting for their beam width
+        self.on_error = on_error
+        self.on_restart = on_restart
+        self._items = collections.deque()  # waiting texts, oldest first
+        self._inflight = []  # the batch the worker holds
+        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = None
+        self._heartbeat = time.monotonic()  # last time the worker was between batches
 
     @property
     def alive(self):
         return self._thread is not None and self._thread.is_alive()
 
     def depth(self):
-        """Texts waiting (approximate)."""
-        return self._queue.qsize() + len(self._pending)
+        """Texts waiting for the worker."""
+        return len(self._items)
+
+    def health(self, stall_timeout):
+        """None if the worker runs and makes progress, else why not (one line).
+
+        Args:
+            stall_timeout: seconds the worker may spend on one batch while texts wait.
+        """
+        if not self.alive:
+            return "the decode worker is not running"
+        busy = time.monotonic() - self._heartbeat
+        if busy > stall_timeout and (self._items or self._inflight):
+            return f"the decode worker has made no progress for {busy:.0f} s"
+        return None
 
     def start(self):
         if self.alive:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="decode-worker", daemon=True)
+        self._heartbeat = time.monotonic()
+        self._thread = threading.Thread(target=self._supervise, name="decode-worker", daemon=True)
         self._thread.start()
 
     def stop(self, timeout=5.0):
-        """Stops the worker; texts still waiting get an UnavailableError."""
-        self._stop.set()
+        """Stops taking texts, lets the batch in flight finish (up to `timeout` seconds), then
+        fails the texts still waiting with an UnavailableError."""
+        with self._cond:
+            self._stop.set()
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
-        leftovers = list(self._pending)
-        self._pending.clear()
-        while True:
-            try:
-                leftovers.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        with self._cond:
+            leftovers, self._items = list(self._items), collections.deque()
         for item in leftovers:
             if item.future.set_running_or_notify_cancel():
                 item.future.set_exception(UnavailableError("the server is shutting down"))
 
     def submit(self, ids, beam_width, max_length):
         """Queues one text; returns a Future of its `decode_batch` result."""
-        if not self.alive:
-            raise UnavailableError("the decode worker is not running")
-        if self.depth() >= self.max_queue:
-            raise QueueFullError(f"{self.depth()} texts are waiting; try again later")
-        item = _Item(np.asarray(ids, np.int32), int(beam_width), int(max_length))
-        self._queue.put(item)
-        return item.future
+        return self.submit_many([ids], beam_width, [max_length])[0]
 
-    def _take(self, timeout):
-        """The oldest waiting item, or None after `timeout` seconds."""
-        if self._pending:
-            return self._pending.popleft()
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+    def submit_many(self, sequences, beam_width, max_lengths):
+        """Queues all of `sequences` or none of them; returns one Future per sequence.
 
-    def _gather(self, first):
-        """`first` and up to max_batch_size - 1 more items of its beam width."""
-        batch = [first]
-        same = [item for item in self._pending if item.beam_width == first.beam_width]
-        for item in same[: self.max_batch_size - 1]:
-            self._pending.remove(item)
-            batch.append(item)
-        deadline = time.monotonic() + self.batch_timeout
-        while len(batch) < self.max_batch_size:
-            remaining = max(deadline - time.monotonic(), 0.0)  # 0: only what is queued already
+        Raises:
+            UnavailableError: the worker is not running or is stopping.
+            QueueFullError: the texts would take the queue past `max_queue`.
+        """
+        with self._cond:
+            if not self.alive or self._stop.is_set():
+                raise UnavailableError("the decode worker is not running")
+            if len(self._items) + len(sequences) > self.max_queue:
+                raise QueueFullError(
+                    f"{len(self._items)} texts are waiting (limit {self.max_queue}); "
+                    "try again later"
+                )
+            items = [
+                _Item(np.asarray(ids, np.int32), int(beam_width), int(length))
+                for ids, length in zip(sequences, max_lengths, strict=True)
+            ]
+            self._items.extend(items)
+            self._cond.notify()
+        return [item.future for item in items]
+
+    def _supervise(self):
+        """The worker thread: runs the loop again after any error outside a batch."""
+        while not self._stop.is_set():
             try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if item.beam_width == first.beam_width:
-                batch.append(item)
-            else:
-                self._pending.append(item)
-        return batch
+                self._run()
+            except Exception:
+                logger.exception("the decode worker loop failed; restarting it")
+                if self.on_restart is not None:
+                    self.on_restart()
+                time.sleep(0.01)
 
     def _run(self):
         while not self._stop.is_set():
-            first = self._take(timeout=0.05)
-            if first is None:
-                continue
-            batch = [
-                item for item in self._gather(first) if item.future.set_running_or_notify_cancel()
-            ]
-            if batch:
-                self._decode(batch)
+            self._heartbeat = time.monotonic()
+            batch = self._inflight = []
+            try:
+                self._take_batch(batch)
+                live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+                if live:
+                    self._decode(live)
+            except BaseException as error:  # noqa: B036 -- fail the batch, then decide
+                self._fail(batch, error)
+                if not isinstance(error, Exception):
+                    raise  # SystemExit and the like end the worker; health reports it
+            finally:
+                self._inflight = []
+
+    def _take_batch(self, batch):
+        """Moves the oldest text and up to max_batch_size - 1 more of its beam width into
+        `batch`, waiting up to batch_timeout for batch mates; texts of other beam widths
+        keep their place in the queue."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(0.05)
+            if not self._items or self._stop.is_set():
+                return
+            batch.append(self._items.popleft())
+            beam_width = batch[0].beam_width
+            deadline = time.monotonic() + self.batch_timeout
+            while True:
+                keep = collections.deque()
+                for item in self._items:
+                    if len(batch) < self.max_batch_size and item.beam_width == beam_width:
+                        batch.append(item)
+                    else:
+                        keep.append(item)
+                self._items = keep
+                remaining = deadline - time.monotonic()
+                if len(batch) >= self.max_batch_size or remaining <= 0 or self._stop.is_set():
+                    return
+                self._cond.wait(remaining)
 
     def _decode(self, batch):
         start = time.perf_counter()
-        try:
-            results = decode_batch(
-                self.decode_fn,
-                [item.ids for item in batch],
-                batch[0].beam_width,
-                [item.max_length for item in batch],
-                self.end_id,
-                self.pad_to,
-            )
-        except Exception as error:  # handed to every waiting request, which reports it
-            for item in batch:
-                item.future.set_exception(error)
-            return
-        finally:
-            if self.on_batch is not None:
-                self.on_batch(len(batch), time.perf_counter() - start)
+        results = decode_batch(
+            self.decode_fn,
+            [item.ids for item in batch],
+            batch[0].beam_width,
+            [item.max_length for item in batch],
+            self.end_id,
+            self.pad_to,
+        )
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - start)
         for item, result in zip(batch, results, strict=True):
             item.future.set_result(result)
+
+    def _fail(self, batch, error):
+        """Every unanswered text of `batch` gets a BatchError; the error is logged once."""
+        logger.error("decoding a batch of %d texts failed", len(batch), exc_info=error)
+        failure = BatchError(f"decoding failed: {type(error).__name__}: {error}")
+        failure.__cause__ = error
+        for item in batch:
+            future = item.future
+            if future.done():
+                continue
+            if future.running() or future.set_running_or_notify_cancel():
+                future.set_exception(failure)
+        if self.on_error is not None:
+            self.on_error(len(batch))

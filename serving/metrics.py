@@ -9,6 +9,12 @@ Each app gets its own `CollectorRegistry`, so several apps (tests) never share c
     seq2seq_batch_duration_seconds                      decode time per batch (histogram)
     seq2seq_queue_depth                                 texts waiting for the worker (gauge)
     seq2seq_texts_total{beam_width}                     texts translated
+    seq2seq_failed_batches_total                        batches whose decode raised (answered 500)
+    seq2seq_failed_texts_total                          texts in those batches
+    seq2seq_worker_restarts_total                       restarts of the decode worker loop
+    seq2seq_rejected_total{reason}                      429/503 answers: overloaded, timeout,
+                                                        unavailable
+    seq2seq_worker_healthy                              1 while /healthz passes (gauge)
 
 `endpoint` is the route template (`/v1/models/{name}:predict`), never the raw path, so the
 number of label values stays bounded; paths that match no route count as `other`.
@@ -24,7 +30,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.routing import Match
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -70,10 +75,29 @@ class ServerMetrics:
             "seq2seq_queue_depth", "Texts waiting for the decode worker.", registry=r
         )
         self.texts = Counter("seq2seq_texts", "Texts translated.", ["beam_width"], registry=r)
+        self.failed_batches = Counter(
+            "seq2seq_failed_batches", "Batches whose decode raised.", registry=r
+        )
+        self.failed_texts = Counter(
+            "seq2seq_failed_texts", "Texts in batches whose decode raised.", registry=r
+        )
+        self.worker_restarts = Counter(
+            "seq2seq_worker_restarts", "Restarts of the decode worker loop.", registry=r
+        )
+        self.rejected = Counter(
+            "seq2seq_rejected", "Requests refused with 429 or 503.", ["reason"], registry=r
+        )
+        self.worker_healthy = Gauge(
+            "seq2seq_worker_healthy", "1 while the decode worker runs and progresses.", registry=r
+        )
 
     def observe_batch(self, size, seconds):
         self.batch_size.observe(size)
         self.batch_duration.observe(seconds)
+
+    def observe_failed_batch(self, size):
+        self.failed_batches.inc()
+        self.failed_texts.inc(size)
 
     def observe_request(self, endpoint, method, status, seconds):
         self.requests.labels(endpoint, method, str(status)).inc()
@@ -89,23 +113,17 @@ class ServerMetrics:
 class MetricsMiddleware:
     """Pure ASGI middleware: counts every HTTP request by route template, status and latency.
 
+    The route is the one the router matched (`scope["route"]`, set while routing), so the
+    label is its template; a request that matched none counts as `other`.
+
     Args:
         app: the ASGI app to wrap.
         metrics: a `ServerMetrics`.
-        routes: callable returning the app's routes (read at request time).
     """
 
-    def __init__(self, app, metrics, routes):
+    def __init__(self, app, metrics):
         self.app = app
         self.metrics = metrics
-        self.routes = routes
-
-    def _endpoint(self, scope):
-        for route in self.routes():
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return getattr(route, "path", "other")
-        return "other"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -122,6 +140,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            self.metrics.observe_request(
-                self._endpoint(scope), scope["method"], status["code"], time.perf_counter() - start
-            )
+            endpoint = getattr(scope.get("route"), "path", None) or "other"
+            seconds = time.perf_counter() - start
+            self.metrics.observe_request(endpoint, scope["method"], status["code"], seconds)

@@ -11,9 +11,10 @@ from fastapi.testclient import TestClient
 
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
-from serving.app import DEFAULT_MODEL_NAME, Limits, create_app
+from serving.app import DEFAULT_MODEL_NAME, create_app
 from serving.batching import pad
 from serving.runtime import OnnxModel
+from serving.service import Limits
 
 SCORE_ATOL = 1e-5  # batched vs single: float32 summation order, see test_serving_batching.py
 ATTENTION_ATOL = 2e-6  # the server rounds attention to 6 decimals
@@ -48,7 +49,8 @@ def error_of(response, status):
 
 def test_server_does_not_import_tensorflow():
     code = (
-        "import sys, serving.app, serving.batching, serving.metrics, serving.runtime\n"
+        "import sys, serving.app, serving.server, serving.batching, serving.metrics\n"
+        "import serving.runtime\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')"
         " or m in ('seq2seq_attn.model', 'seq2seq_attn.training', 'seq2seq_attn.tokenizer')]\n"
         "assert not bad, bad\n"
@@ -76,7 +78,7 @@ def test_readyz_before_start(export_dir):
     app = create_app(export_dir)  # no lifespan: the worker never started
     client = TestClient(app)
     assert error_of(client.get("/readyz"), 503)["code"] == "not_ready"
-    assert client.get("/healthz").status_code == 200
+    assert error_of(client.get("/healthz"), 503)["code"] == "unhealthy"  # no worker: not live
     assert error_of(client.post("/translate", json={"text": "a"}), 503)["code"] == "unavailable"
 
 
@@ -293,7 +295,7 @@ def test_create_app_user_errors(export_dir, tmp_path):
 
 
 def test_serve_checks_arguments(export_dir):
-    from serving.app import serve
+    from serving.server import serve
 
     with pytest.raises(UserError, match="port"):
         serve(export_dir, port=70000)

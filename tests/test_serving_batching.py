@@ -6,13 +6,21 @@ never end (to exercise the re-decode of rows that outlive their own max_length).
 """
 
 import concurrent.futures
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
-from serving.batching import MicroBatcher, decode_batch, pad
+from serving.batching import (
+    BatchError,
+    MicroBatcher,
+    QueueFullError,
+    UnavailableError,
+    decode_batch,
+    pad,
+)
 from serving.runtime import OnnxModel
 
 # Batched and single runs pad differently and use other batch sizes, which changes the float32
@@ -158,19 +166,22 @@ def test_micro_batcher_reports_errors_and_keeps_going():
             "attention": np.zeros((ids.shape[0], 1, ids.shape[1]), np.float32),
         }
 
-    batcher = MicroBatcher(decode_fn, END_ID, max_batch_size=2, batch_timeout_ms=0)
+    errors = []
+    batcher = MicroBatcher(
+        decode_fn, END_ID, max_batch_size=2, batch_timeout_ms=0, on_error=errors.append
+    )
     batcher.start()
     try:
-        with pytest.raises(ValueError, match="boom"):
+        with pytest.raises(BatchError, match="boom") as raised:
             batcher.submit([2, 5, 3], 2, 5).result(timeout=10)
+        assert isinstance(raised.value.__cause__, ValueError)
         assert batcher.submit([2, 5, 3], 1, 5).result(timeout=10)["tokens"].tolist() == [END_ID]
+        assert errors == [1] and batcher.health(stall_timeout=5) is None
     finally:
         batcher.stop()
 
 
 def test_micro_batcher_refuses_when_stopped_or_full():
-    from serving.batching import QueueFullError, UnavailableError
-
     gate = concurrent.futures.Future()
 
     def decode_fn(ids, beam, max_length):
@@ -214,3 +225,158 @@ def test_micro_batcher_refuses_when_stopped_or_full():
 def test_micro_batcher_checks_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MicroBatcher(lambda *a: None, END_ID, **kwargs)
+
+
+def _ended(ids, beam, max_length):
+    """A stand-in decode: every row ends at once; echoes the beam width as the score."""
+    rows, length = ids.shape
+    return {
+        "tokens": np.full((rows, 1), END_ID, np.int32),
+        "beam_tokens": np.full((rows, beam, 1), END_ID, np.int32),
+        "scores": np.full(rows, float(beam), np.float32),
+        "attention": np.zeros((rows, 1, length), np.float32),
+    }
+
+
+def _wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def _blocked_batcher(gate, **kwargs):
+    """A started batcher whose decode waits on `gate`, holding a first text already."""
+
+    def decode_fn(ids, beam, max_length):
+        gate.wait(10)
+        return _ended(ids, beam, max_length)
+
+    batcher = MicroBatcher(decode_fn, END_ID, batch_timeout_ms=0, **kwargs)
+    batcher.start()
+    first = batcher.submit([2, 3], 1, 5)
+    _wait_until(lambda: batcher.depth() == 0)  # the worker holds it, blocked on the gate
+    return batcher, first
+
+
+def test_mixed_beam_widths_and_lengths_queue_by_identity():
+    """The crash of issue 10: texts of other beam widths wait in the queue while a batch of one
+    beam width forms; taking them out compared records holding id arrays of unequal length."""
+    gate = threading.Event()
+    batcher, first = _blocked_batcher(gate, max_batch_size=3)
+    rng = np.random.default_rng(0)
+    try:
+        jobs = [(rng.integers(4, 30, size=rng.integers(2, 40)), int(rng.integers(1, 5)))]
+        jobs += [
+            (rng.integers(4, 30, size=rng.integers(2, 40)), int(b)) for b in rng.integers(1, 5, 60)
+        ]
+        futures = [batcher.submit(ids, beam, 5) for ids, beam in jobs]
+        gate.set()
+        results = [f.result(timeout=10) for f in futures]
+        assert first.result(timeout=10)["tokens"].tolist() == [END_ID]
+        assert batcher.alive and batcher.health(stall_timeout=5) is None
+    finally:
+        batcher.stop()
+    assert [r["score"] for r in results] == [float(beam) for _, beam in jobs]
+
+
+def test_failure_while_gathering_fails_that_batch_only(caplog):
+    errors = []
+    batcher = MicroBatcher(
+        _ended, END_ID, max_batch_size=4, batch_timeout_ms=20, on_error=errors.append
+    )
+    original = batcher._take_batch
+    calls = {"n": 0}
+
+    def flaky_take(batch):
+        original(batch)
+        if batch and calls["n"] == 0:
+            calls["n"] += 1
+            raise RuntimeError("bookkeeping bug")
+
+    batcher._take_batch = flaky_take
+    batcher.start()
+    try:
+        doomed = batcher.submit_many([[2, 5, 3], [2, 6, 7, 3]], 2, [5, 5])
+        for future in doomed:
+            with pytest.raises(BatchError, match="bookkeeping bug"):
+                future.result(timeout=10)
+        assert batcher.submit([2, 5, 3], 2, 5).result(timeout=10)["score"] == 2.0
+    finally:
+        batcher.stop()
+    assert errors == [2]
+    logged = [r for r in caplog.records if r.name == "serving.batching" and r.exc_info]
+    assert len(logged) == 1  # the traceback once per batch, not once per text
+
+
+def test_an_error_outside_a_batch_restarts_the_loop():
+    restarts = []
+    batcher = MicroBatcher(
+        _ended, END_ID, batch_timeout_ms=0, on_restart=lambda: restarts.append(1)
+    )
+    original, calls = batcher._fail, {"n": 0}
+
+    def broken_fail(batch, error):
+        if calls["n"] == 0:
+            calls["n"] += 1
+            raise RuntimeError("the error handler itself failed")
+        original(batch, error)
+
+    batcher._fail = broken_fail
+    batcher.decode_fn = lambda *a: (_ for _ in ()).throw(ValueError("first batch fails"))
+    batcher.start()
+    try:
+        lost = batcher.submit([2, 3], 1, 5)
+        _wait_until(lambda: restarts)
+        batcher.decode_fn = _ended
+        assert batcher.submit([2, 3], 1, 5).result(timeout=10)["score"] == 1.0
+        assert batcher.alive
+        assert not lost.done()  # its handler failed: the request's own timeout answers it
+    finally:
+        batcher.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_that_dies_is_reported():
+    def exits(ids, beam, max_length):
+        raise SystemExit("the runtime called exit()")
+
+    batcher = MicroBatcher(exits, END_ID, batch_timeout_ms=0)
+    batcher.start()
+    future = batcher.submit([2, 3], 1, 5)
+    with pytest.raises(BatchError, match="SystemExit"):
+        future.result(timeout=10)
+    _wait_until(lambda: not batcher.alive)
+    assert batcher.health(stall_timeout=5) == "the decode worker is not running"
+    with pytest.raises(UnavailableError):
+        batcher.submit([2, 3], 1, 5)
+    batcher.stop()
+
+
+def test_a_stuck_worker_is_reported_while_texts_wait():
+    gate = threading.Event()
+    batcher, first = _blocked_batcher(gate)
+    try:
+        assert batcher.health(stall_timeout=0.2) is None or batcher.depth() == 0
+        waiting = batcher.submit([2, 3], 1, 5)
+        time.sleep(0.3)
+        assert "no progress" in batcher.health(stall_timeout=0.2)
+        gate.set()
+        waiting.result(timeout=10)
+        _wait_until(lambda: batcher.health(stall_timeout=0.2) is None)
+    finally:
+        batcher.stop()
+
+
+def test_submit_many_is_all_or_nothing():
+    gate = threading.Event()
+    batcher, first = _blocked_batcher(gate, max_queue=3)
+    try:
+        held = batcher.submit_many([[2, 3], [2, 4, 3]], 1, [5, 5])
+        with pytest.raises(QueueFullError, match="limit 3"):
+            batcher.submit_many([[2, 3], [2, 3]], 1, [5, 5])
+        assert batcher.depth() == 2
+        gate.set()
+        assert all(f.result(timeout=10)["tokens"].tolist() == [END_ID] for f in held)
+    finally:
+        batcher.stop()

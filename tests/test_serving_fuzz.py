@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.app import DEFAULT_MODEL_NAME, Limits, create_app
+from serving.app import DEFAULT_MODEL_NAME, create_app
+from serving.service import Limits
 
 PREDICT = f"/v1/models/{DEFAULT_MODEL_NAME}:predict"
 OPENAPI_PATHS = {"/translate": "/translate", PREDICT: "/v1/models/{name}:predict"}

@@ -1,0 +1,190 @@
+"""The HTTP endpoints, on an `APIRouter`; the service and settings come in as dependencies.
+
+POST /v1/models/{name}:predict    TF Serving REST predict: {"instances": [...]} in,
+                                  {"predictions": [...]} out ({"inputs"} -> {"outputs"})
+POST /translate                   {"text" | "texts", "beam_width", "max_length",
+                                  "return_attention"} -> translations, scores, attention
+GET  /v1/models/{name}            TF Serving model status
+GET  /healthz                     liveness: 503 when the decode worker is dead or stuck
+GET  /readyz                      readiness: also 503 while shutting down
+GET  /metrics                     Prometheus text format
+GET  /                            a web page: translation and attention heatmap
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, Response
+
+from serving.http_errors import ApiError
+from serving.schemas import (
+    ERROR_RESPONSES,
+    HealthResponse,
+    ModelStatusResponse,
+    PredictRequest,
+    PredictResponse,
+    TranslateRequest,
+    TranslateResponse,
+)
+from serving.service import TranslationService
+
+MODEL_VERSION = "1"  # the version directory in serving/tfserving/models.config
+STATIC_DIR = Path(__file__).parent / "static"
+ATTENTION_DECIMALS = 6
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> TranslationService:
+    return request.app.state.service
+
+
+def get_model_name(request: Request) -> str:
+    return request.app.state.model_name
+
+
+Service = Annotated[TranslationService, Depends(get_service)]
+ModelName = Annotated[str, Depends(get_model_name)]
+
+
+def check_model(served, name, version=None):
+    """ApiError 404 unless `name` (and `version`) is the served model."""
+    if name != served:
+        raise ApiError(
+            404, "model_not_found", f"model {name!r} not found; this server has {served!r}"
+        )
+    if version is not None and version != MODEL_VERSION:
+        raise ApiError(
+            404,
+            "version_not_found",
+            f"version {version!r} of {name!r} not found; available: {MODEL_VERSION}",
+        )
+
+
+def _predict_texts(body):
+    if body.signature_name not in (None, "serving_default"):
+        raise ApiError(
+            400,
+            "unknown_signature",
+            f"signature_name {body.signature_name!r} not found; use 'serving_default'",
+        )
+    if (body.instances is None) == (body.inputs is None):
+        raise ApiError(422, "invalid_request", 'send exactly one of "instances" or "inputs"')
+    if body.instances is not None:
+        return [x if isinstance(x, str) else x.text for x in body.instances]
+    return body.inputs if isinstance(body.inputs, list) else body.inputs.text
+
+
+async def _predict(service, body):
+    _, results = await service.translate(_predict_texts(body))
+    rows = [
+        {
+            "translation": service.target.decode(r["tokens"]),
+            "tokens": r["tokens"].tolist(),
+            "scores": r["score"],
+        }
+        for r in results
+    ]
+    if body.instances is not None:
+        return {"predictions": rows}
+    return {"outputs": {key: [row[key] for row in rows] for key in rows[0]}}
+
+
+_PREDICT = dict(
+    response_model=PredictResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES
+)
+
+
+@router.post("/v1/models/{name}:predict", summary="TF Serving REST predict", **_PREDICT)
+async def predict_latest(name: str, body: PredictRequest, service: Service, served: ModelName):
+    check_model(served, name)
+    return await _predict(service, body)
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}:predict",
+    summary="TF Serving REST predict, one version",
+    **_PREDICT,
+)
+async def predict_version(
+    name: str, version: str, body: PredictRequest, service: Service, served: ModelName
+):
+    check_model(served, name, version)
+    return await _predict(service, body)
+
+
+@router.post(
+    "/translate",
+    response_model=TranslateResponse,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+)
+async def translate(body: TranslateRequest, service: Service, served: ModelName):
+    if (body.text is None) == (body.texts is None):
+        raise ApiError(422, "invalid_request", 'send exactly one of "text" or "texts"')
+    texts = [body.text] if body.text is not None else body.texts
+    beam_width, results = await service.translate(texts, body.beam_width, body.max_length)
+    response = {
+        "model": served,
+        "beam_width": beam_width,
+        "translations": [service.target.decode(r["tokens"]) for r in results],
+        "scores": [r["score"] for r in results],
+    }
+    if body.return_attention:
+        response["source_tokens"] = [service.source.id_to_token(r["source_ids"]) for r in results]
+        response["target_tokens"] = [service.target.id_to_token(r["tokens"]) for r in results]
+        response["attention"] = [r["attention"].round(ATTENTION_DECIMALS).tolist() for r in results]
+    return response
+
+
+@router.get("/v1/models/{name}", response_model=ModelStatusResponse, responses=ERROR_RESPONSES)
+async def model_status(name: str, service: Service, served: ModelName):
+    check_model(served, name)
+    problem = service.readiness()
+    status = {"error_code": "OK", "error_message": ""}
+    if problem:
+        status = {"error_code": "UNAVAILABLE", "error_message": problem}
+    state = "UNAVAILABLE" if problem else "AVAILABLE"
+    return {"model_version_status": [{"version": MODEL_VERSION, "state": state, "status": status}]}
+
+
+def _probe(service, problem, code, ok):
+    service.metrics.worker_healthy.set(0 if service.health() else 1)
+    if problem:
+        retry = {"Retry-After": str(service.limits.retry_after_s)}
+        raise ApiError(503, code, problem, retry)
+    return {"status": ok}
+
+
+@router.get("/healthz", response_model=HealthResponse, responses=ERROR_RESPONSES)
+async def healthz(service: Service):
+    return _probe(service, service.health(), "unhealthy", "ok")
+
+
+@router.get("/readyz", response_model=HealthResponse, responses=ERROR_RESPONSES)
+async def readyz(service: Service):
+    return _probe(service, service.readiness(), "not_ready", "ready")
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+async def prometheus_metrics(service: Service):
+    service.metrics.worker_healthy.set(0 if service.health() else 1)
+    return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+@router.get("/", response_class=FileResponse, include_in_schema=False)
+async def index():
+    csp = "default-src 'self'; img-src 'self' data:"
+    return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": csp})
+
+
+@router.get("/config.json", include_in_schema=False)
+async def page_config(request: Request, service: Service, served: ModelName):
+    return {
+        "model": served,
+        "backend": request.app.state.backend,
+        "default_beam_width": service.default_beam_width,
+        "max_beam_width": service.max_beam_width,
+        "max_text_chars": service.limits.max_text_chars,
+    }

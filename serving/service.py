@@ -1,0 +1,205 @@
+"""The request side of the server: limits, tokenization, queueing texts on the batcher, results.
+
+Texts are tokenized in the request handler (pure Python, `seq2seq_attn.wordpiece`) and
+decoded by one worker thread that owns the runtime (`serving.batching.MicroBatcher`): texts of
+concurrent requests with the same beam width share a batch.
+"""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq_attn import wordpiece
+from serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
+from serving.http_errors import ApiError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how the server protects itself; beyond it, a 4xx/5xx.
+
+    Attributes:
+        max_body_bytes: request body size (413 beyond).
+        max_texts: texts per request.
+        max_text_chars: characters per text.
+        max_source_tokens: source tokens per text, [START] and [END] included (also capped
+            by the export's static source length, if it has one).
+        max_beam_width: largest beam (also capped by the target vocabulary size).
+        max_output_length: largest `max_length`; the default per text is the runtime's
+            2 * source tokens + 10, capped by this.
+        request_timeout_s: a request waiting longer for its results gets a 503.
+        max_queue: texts waiting for the worker; a request that would go beyond gets a 429.
+        stall_timeout_s: `/healthz` fails when the worker spent longer than this on one batch
+            while texts wait.
+        retry_after_s: the `Retry-After` of 429 and 503 answers.
+    """
+
+    max_body_bytes: int = 64 * 1024
+    max_texts: int = 32
+    max_text_chars: int = 1000
+    max_source_tokens: int = 128
+    max_beam_width: int = 8
+    max_output_length: int = 300
+    request_timeout_s: float = 30.0
+    max_queue: int = 1024
+    stall_timeout_s: float = 30.0
+    retry_after_s: int = 1
+
+
+class TranslationService:
+    """Tokenizes, checks the limits, queues texts on the batcher and waits for their results.
+
+    Args:
+        export_dir: the export directory (manifest and tokenizer).
+        model: a runtime model with `.decode` (see `serving.runtime`).
+        limits: a `Limits`.
+        max_batch_size: most texts decoded together.
+        batch_timeout_ms: how long the first text waits for batch mates.
+        metrics: a `serving.metrics.ServerMetrics`.
+    """
+
+    def __init__(self, export_dir, model, limits, max_batch_size, batch_timeout_ms, metrics):
+        export_dir = Path(export_dir)
+        self.manifest = json.loads((export_dir / "manifest.json").read_text())
+        tokenizers = wordpiece.WordPiecePair.load(export_dir / "tokenizer")
+        self.source, self.target = tokenizers.source, tokenizers.target
+        special = self.manifest["special_ids"]
+        self.start_id, self.end_id = int(special["start"]), int(special["end"])
+        self.static_length = self.manifest.get("max_source_length")
+        self.limits = limits
+        self.max_source_tokens = limits.max_source_tokens
+        if self.static_length:
+            self.max_source_tokens = min(self.max_source_tokens, int(self.static_length))
+        self.max_beam_width = min(limits.max_beam_width, self.target.vocab_size)
+        self.default_beam_width = min(
+            int(self.manifest.get("beam_width") or 1), self.max_beam_width
+        )
+        self.model = model
+        self.metrics = metrics
+        self.draining = False  # set on SIGTERM: not ready, still answering
+        self.batcher = MicroBatcher(
+            self._decode,
+            self.end_id,
+            max_batch_size=max_batch_size,
+            batch_timeout_ms=batch_timeout_ms,
+            max_queue=limits.max_queue,
+            pad_to=self.static_length,
+            on_batch=metrics.observe_batch,
+            on_error=metrics.observe_failed_batch,
+            on_restart=metrics.worker_restarts.inc,
+        )
+
+    def _decode(self, ids, beam_width, max_length):
+        return self.model.decode(
+            ids, self.start_id, self.end_id, beam_width=beam_width, max_length=max_length
+        )
+
+    def health(self):
+        """None if the decode worker runs and makes progress, else why not."""
+        return self.batcher.health(self.limits.stall_timeout_s)
+
+    def readiness(self):
+        """None if the server takes new work, else why not."""
+        if self.draining:
+            return "the server is shutting down"
+        return self.health()
+
+    def _unavailable(self, code, message, status=503):
+        self.metrics.rejected.labels(code).inc()
+        return ApiError(status, code, message, {"Retry-After": str(self.limits.retry_after_s)})
+
+    def check_texts(self, texts):
+        if not texts:
+            raise ApiError(422, "no_texts", "no texts given: send at least one")
+        if len(texts) > self.limits.max_texts:
+            raise ApiError(
+                422,
+                "too_many_texts",
+                f"{len(texts)} texts in one request; the limit is {self.limits.max_texts}",
+            )
+
+    def encode(self, index, text):
+        """Source ids of one text, or ApiError naming the text by its index."""
+        if not text.strip():
+            raise ApiError(422, "empty_text", f"text {index} is empty")
+        if len(text) > self.limits.max_text_chars:
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"text {index} has {len(text)} characters; "
+                f"the limit is {self.limits.max_text_chars}",
+            )
+        ids = self.source.encode(text)
+        if len(ids) > self.max_source_tokens:
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"text {index} has {len(ids)} tokens with [START] and [END]; "
+                f"the limit is {self.max_source_tokens}",
+            )
+        return ids
+
+    def resolve_beam_width(self, beam_width):
+        if beam_width is None:
+            return self.default_beam_width
+        if not 1 <= beam_width <= self.max_beam_width:
+            raise ApiError(
+                422,
+                "bad_beam_width",
+                f"beam_width must be between 1 and {self.max_beam_width}, got {beam_width}",
+            )
+        return beam_width
+
+    def resolve_max_length(self, max_length, ids):
+        if max_length is None:
+            source_length = self.static_length or len(ids)
+            return min(2 * source_length + 10, self.limits.max_output_length)
+        if not 1 <= max_length <= self.limits.max_output_length:
+            raise ApiError(
+                422,
+                "bad_max_length",
+                f"max_length must be between 1 and {self.limits.max_output_length}, "
+                f"got {max_length}",
+            )
+        return max_length
+
+    async def translate(self, texts, beam_width=None, max_length=None):
+        """Per text: dict with source_ids, tokens, score, attention.
+
+        Raises:
+            ApiError: 4xx for a bad request; 429 when the queue is full; 503 when the worker
+                is not running or the results take longer than `request_timeout_s`; 500
+                when decoding the batch failed.
+        """
+        self.check_texts(texts)
+        sources = [self.encode(i, text) for i, text in enumerate(texts)]
+        beam_width = self.resolve_beam_width(beam_width)
+        lengths = [self.resolve_max_length(max_length, ids) for ids in sources]
+        results = await self._decode_all(sources, beam_width, lengths)
+        self.metrics.texts.labels(str(beam_width)).inc(len(texts))
+        for ids, result in zip(sources, results, strict=True):
+            result["source_ids"] = ids
+        return beam_width, results
+
+    async def _decode_all(self, sources, beam_width, lengths):
+        try:
+            futures = self.batcher.submit_many(sources, beam_width, lengths)
+        except QueueFullError as error:
+            raise self._unavailable("overloaded", str(error), status=429) from None
+        except UnavailableError as error:
+            raise self._unavailable("unavailable", str(error)) from None
+        try:
+            waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            return await asyncio.wait_for(waiting, self.limits.request_timeout_s)
+        except TimeoutError:
+            message = f"no result within {self.limits.request_timeout_s} s"
+            raise self._unavailable("timeout", message) from None
+        except UnavailableError as error:  # the server stopped while the texts waited
+            raise self._unavailable("unavailable", str(error)) from None
+        except BatchError:  # the worker logged the cause once for the whole batch
+            message = "internal error while decoding this request's batch"
+            raise ApiError(500, "internal", message) from None
+        finally:
+            for future in futures:
+                future.cancel()  # no-op once done; frees the worker from abandoned texts
