@@ -40,3 +40,27 @@ def tiny_export(tiny_run):
     out = tiny_run.parent / "exported"
     report = export_run(tiny_run, out, samples=12, echo=lambda *_: None)
     return out, report
+
+
+@pytest.fixture(scope="session")
+def pretrained_export(tmp_path_factory):
+    """The shipped pretrained en-es model, exported (every artifact, parity on 8 verses)."""
+    from export.main import export_run
+    from seq2seq_attn.commands import PRETRAINED_DIR
+
+    out = tmp_path_factory.mktemp("pretrained") / "bible-export"
+    export_run(PRETRAINED_DIR, out, samples=8, echo=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def load_test():
+    """benchmarks/load_test.py as a module: the realistic request mix and the loopback server."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
+    spec = importlib.util.spec_from_file_location("load_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
