@@ -6,8 +6,8 @@ Runtimes (the benchmark model of `common.py`, exported by `seq2seq-attn export`)
 - `saved_model`: `tf.saved_model.load` of the export, its `greedy` and `translate_ids`
   (beam 4) signatures, whole decodes in the graph;
 - `onnx_host`: `encoder.onnx` + `decoder_step.onnx` in onnxruntime, driven by the numpy
-  host loop of `serving.search` (what `seq2seq-attn serve` runs); `onnx_host_int8` the same
-  with the int8 graphs;
+  host loop of `seq2seq_attn.inference.search` (what `seq2seq-attn serve` runs);
+  `onnx_host_int8` the same with the int8 graphs;
 - `onnx_graph`: `greedy.onnx`, the whole greedy decode as one ONNX Loop (greedy only);
 - `litert_fp32` / `litert_fp16` / `litert_int8`: the `encode` + `decode_step` signatures of
   `model*.tflite` with the same host loop; `litert_graph` the fp32 `greedy` signature.
@@ -262,11 +262,11 @@ def make_runtime(name, run_dir, export_dir):
 
         return saved_model
     if name.startswith("onnx"):
-        from serving.runtime import OnnxModel
+        from seq2seq_attn.inference.runtime import OnnxModel
 
         runtime = OnnxModel(export_dir, quantized=name.endswith("int8"), threads=THREADS)
     else:
-        from serving.runtime import LiteRTModel
+        from seq2seq_attn.inference.runtime import LiteRTModel
 
         variant = {"litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite"}
         runtime = LiteRTModel(export_dir / variant.get(name, "model.tflite"), threads=THREADS)

@@ -5,7 +5,8 @@
    runs on `--samples` held-out sentences (20 by default; the CLI's 200 would mostly time
    the eager Keras reference decodes).
 2. The same export again, stage by stage, in another child that calls the functions
-   `export.convert.export_all` and `export.main.export_run` call, one by one, into a
+   `seq2seq_attn.export.convert.export_all` and `seq2seq_attn.export.main.export_run` call,
+   one by one, into a
    scratch directory that is deleted afterwards (skip with `--no-stages`), with the
    process's peak RSS after each stage (where it jumps is the stage that needs the memory).
 3. The size of every artifact, of the Keras `.keras` file and of the tokenizer.
@@ -37,8 +38,8 @@ SAMPLES = 20
 STAGE_DIR = common.ROOT / "runs" / "bench-export-stages"
 # What each memory probe imports before loading anything: its runtime's packages.
 IMPORTS = {
-    "onnxruntime": ("numpy", "onnxruntime", "serving.runtime"),
-    "litert": ("numpy", "ai_edge_litert.interpreter", "serving.runtime"),
+    "onnxruntime": ("numpy", "onnxruntime", "seq2seq_attn.inference.runtime"),
+    "litert": ("numpy", "ai_edge_litert.interpreter", "seq2seq_attn.inference.runtime"),
     "tensorflow": ("numpy", "tensorflow", "tensorflow_text", "keras", "seq2seq_attn.translator"),
 }
 MEMORY_PROBES = {  # probe -> (package group, decode_latency runtime or None for imports only)
@@ -117,11 +118,11 @@ def stage_times(run_dir, out_dir, samples):
     """Times every stage of an export (the steps of `export_run`, called one by one)."""
     import absl.logging
     import tensorflow as tf
+    from seq2seq_attn.export.main import _held_out, write_manifest
+    from seq2seq_attn.export.signatures import ExportModule
+    from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
 
     from export import convert
-    from export.main import _held_out, write_manifest
-    from export.signatures import ExportModule
-    from export.validate import BEAM_WIDTH, validate_export
     from seq2seq_attn.tokenizer import TokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 

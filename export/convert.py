@@ -7,9 +7,8 @@ import tempfile
 from pathlib import Path
 
 import tensorflow as tf
+from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-from export.signatures import SIGNATURES, STEP_SIGNATURES
 
 TFLITE_VARIANTS = {"model.tflite": None, "model_fp16.tflite": "fp16", "model_int8.tflite": "int8"}
 ONNX_OPSET = 17
@@ -99,7 +98,7 @@ def export_all(module, out_dir, stage=_run):
     """Writes every artifact of `module` into `out_dir`; returns {artifact: relative path}.
 
     Args:
-        module: an `export.signatures.ExportModule`.
+        module: an `seq2seq_attn.export.signatures.ExportModule`.
         out_dir: an existing directory.
         stage: `stage(name, fn, *args)` runs each step as `fn(*args)`; pass a wrapper to
             time or log the steps (names like "saved_model", "tflite:model.tflite").

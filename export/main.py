@@ -11,10 +11,11 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from export.convert import export_all
-from export.signatures import ExportModule
-from export.validate import BEAM_WIDTH, ParityError, validate_export
-from seq2seq_attn.errors import UserError
+from seq2seq_attn.export.convert import export_all
+from seq2seq_attn.export.signatures import ExportModule
+from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
+
+from seq2seq_attn.errors import ParityError, UserError
 
 VERSIONED = (
     "seq2seq-attn",

@@ -16,6 +16,8 @@ never equal output names (tf2onnx rejects graphs where they do).
 
 import tensorflow as tf
 
+from seq2seq_attn.interface import new_state_name, state_name
+
 SIGNATURES = ("encode", "decode_step", "greedy", "translate_ids", "serving_default")
 STEP_SIGNATURES = ("encode", "decode_step", "greedy")  # what TFLite and ONNX carry
 
@@ -46,7 +48,7 @@ class ExportModule(tf.Module):
         self.length_penalty = length_penalty
         self.max_source_length = max_source_length
         cell = model.decoder_cell
-        self.state_names = [f"state_{i}" for i in range(len(cell.state_sizes))]
+        self.state_names = [state_name(i) for i in range(len(cell.state_sizes))]
         self.state_sizes = list(cell.state_sizes)
         self.memory_units = model.encoder.memory_units
         keys = cell.project_keys(tf.zeros([1, 1, self.memory_units]))
@@ -99,7 +101,7 @@ class ExportModule(tf.Module):
             prev_tokens, states, memory, keys, tf.cast(mask, tf.bool)
         )
         out = {"logits": logits, "attention": weights}
-        out.update({f"new_{name}": s for name, s in zip(self.state_names, new_states, strict=True)})
+        out.update({new_state_name(i): s for i, s in enumerate(new_states)})
         return out
 
     def _greedy(self, source_ids):

@@ -12,24 +12,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from serving.runtime import LiteRTModel, OnnxModel, state_names
+from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
+from seq2seq_attn.interface import new_state_name, state_name, state_names, trim_after_end
 
 LOGITS_ATOL = 1e-4
 BLEU_DROP = {"fp16": 0.5, "int8": 1.0}
 BEAM_WIDTH = 4
 
 
-class ParityError(Exception):
-    """An exported artifact does not compute what the Keras model computes."""
-
-
 def _trim(tokens, end_id):
     """Token rows as lists, cut after the first [END]."""
-    rows = []
-    for row in np.asarray(tokens):
-        row = [int(t) for t in row]
-        rows.append(row[: row.index(end_id) + 1] if end_id in row else [t for t in row if t])
-    return rows
+    return [trim_after_end(row, end_id).tolist() for row in np.asarray(tokens)]
 
 
 class Reference:
@@ -90,11 +83,11 @@ def check_saved_model(reference, path, tokenizers=None, texts=None):
         return out["memory"], out["projected_keys"], out["mask"], states
 
     def step(prev, states, memory, keys, mask):
-        inputs = {f"state_{i}": s for i, s in enumerate(states)}
+        inputs = {state_name(i): s for i, s in enumerate(states)}
         out = sig["decode_step"](
             prev_tokens=tf.constant(prev), memory=memory, projected_keys=keys, mask=mask, **inputs
         )
-        new = [out[f"new_state_{i}"] for i in range(len(states))]
+        new = [out[new_state_name(i)] for i in range(len(states))]
         return out["logits"], new, out["attention"]
 
     logits = reference.step_logits(encode, step)

@@ -8,7 +8,7 @@ import os
 import sys
 
 from seq2seq_attn.config import STRATEGIES
-from seq2seq_attn.errors import UserError
+from seq2seq_attn.errors import ParityError, UserError
 
 
 def _train(args):
@@ -60,7 +60,7 @@ def _translate(args):
 
 
 def _export(args):
-    from export.main import export_run
+    from seq2seq_attn.export.main import export_run
 
     report = export_run(
         args.run_dir,
@@ -79,7 +79,7 @@ def _export(args):
 
 
 def _serve(args):
-    from serving.server import serve
+    from seq2seq_attn.serving.server import serve
 
     serve(
         args.export_dir,
@@ -216,9 +216,7 @@ def main(argv=None):
     except UserError as err:
         print(f"seq2seq-attn {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:
-        if type(err).__name__ != "ParityError":
-            raise
+    except ParityError as err:
         print(f"seq2seq-attn {args.command}: parity check failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -118,7 +118,7 @@ def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", ec
     for t in translations:
         echo(f"      {t.source!r:32} -> {t.text}")
     echo("[4/5] exporting SavedModel, TFLite and ONNX and checking parity ...")
-    from export.main import export_run
+    from seq2seq_attn.export.main import export_run
 
     export_dir = out_dir / "export"
     report = export_run(out_dir, export_dir, samples=20, force=True, echo=lambda *_: None)

@@ -149,13 +149,14 @@ def _or_default(size, num_pairs: int):
 def bible_path() -> Path:
     """Where the embedded Bible corpus lives.
 
-    Looks for an installed copy inside the package (``seq2seq_attn/data/``) first, then
-    for the source checkout's ``data/`` folder next to the package. Returns the checkout
-    path when neither exists, so that the error message names the expected place.
+    Looks for the installed copy inside the package first (the repository's ``data/``
+    folder installs as ``seq2seq_attn/corpus/``, see pyproject.toml), then for the source
+    checkout's ``data/`` folder next to the package. Returns the checkout path when neither
+    exists, so that the error message names the expected place.
     """
     package_dir = Path(__file__).resolve().parent
     candidates = (
-        package_dir / "data" / BIBLE_FILENAME,  # installed copy
+        package_dir / "corpus" / BIBLE_FILENAME,  # installed wheel
         package_dir.parent / "data" / BIBLE_FILENAME,  # source checkout
     )
     for candidate in candidates:

@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class DataError(UserError, ValueError):
     """A data file that cannot be read or parsed; the message names the file and line."""
+
+
+class ParityError(Exception):
+    """An exported artifact does not compute what the Keras model computes (exit code 1)."""

@@ -1,41 +1,19 @@
 """Loading a trained run directory and translating text with it."""
 
-import dataclasses
 import json
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
 from seq2seq_attn import wordpiece
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.interface import Translation, default_max_length
 
 MODEL_FILE = "model.keras"
 TOKENIZER_DIR = "tokenizer"
 RUN_INFO_FILE = "run.json"
-
-
-@dataclasses.dataclass
-class Translation:
-    """One translated sentence with what is needed to plot its alignment.
-
-    Attributes:
-        source: the input text.
-        text: the detokenized translation.
-        score: the search score (log-probability, length-normalised if asked).
-        source_tokens: subword strings of the input, [START] and [END] included.
-        target_tokens: subword strings of the output up to and including [END].
-        attention: `(len(target_tokens), len(source_tokens))` float32 weights.
-    """
-
-    source: str
-    text: str
-    score: float
-    source_tokens: list
-    target_tokens: list
-    attention: np.ndarray
 
 
 def check_run_dir(run_dir):
@@ -116,23 +94,18 @@ class Translator:
         source, target = self.tokenizers.source, self.tokenizers.target
         ids = source.encode_batch(texts)  # (batch, source_len) int32
         if max_length is None:
-            max_length = 2 * ids.shape[1] + 10
+            max_length = default_max_length(ids.shape[1])
         out = self._generator(beam_width, float(length_penalty))(
             tf.constant(ids), tf.constant(max_length, tf.int32)
         )
-        tokens, scores, attention = (out[k].numpy() for k in ("tokens", "scores", "attention"))
+        out = {k: out[k].numpy() for k in ("tokens", "scores", "attention")}
         results = []
         for row, text in enumerate(texts):
-            n_src = int((ids[row] != 0).sum())
-            row_tokens = [int(t) for t in tokens[row] if t != 0]
-            results.append(
-                Translation(
-                    source=text,
-                    text=target.decode(row_tokens),
-                    score=float(scores[row]),
-                    source_tokens=source.id_to_token(ids[row, :n_src]),
-                    target_tokens=target.id_to_token(row_tokens),
-                    attention=attention[row, : len(row_tokens), :n_src],
-                )
-            )
+            source_ids = ids[row, : int((ids[row] != 0).sum())]
+            result = Translation.from_search(out, row, self.model.end_id, len(source_ids))
+            result.source, result.source_ids = text, source_ids
+            result.text = target.decode(result.tokens)
+            result.source_tokens = source.id_to_token(source_ids)
+            result.target_tokens = target.id_to_token(result.tokens)
+            results.append(result)
         return results

@@ -1,15 +1,15 @@
 """The HTTP translation server's app: FastAPI over an export directory, without TensorFlow.
 
-`create_app` wires the pieces, each in its own module:
+`create_app` wires the pieces, each in its own module of `seq2seq_attn.serving`:
 
-    serving.service       limits, tokenization, the micro-batcher, results (the request side)
-    serving.batching      the supervised decode worker and its queue
-    serving.routes        the endpoints (see there), on an APIRouter
-    serving.schemas       request and response bodies (the OpenAPI document)
-    serving.middleware    body size limit, UTF-8, JSON
-    serving.http_errors   the JSON error body and the exception handlers
-    serving.metrics       Prometheus metrics and their middleware
-    serving.server        `serve`: uvicorn with a graceful, draining shutdown
+    service       limits, tokenization, the micro-batcher, results (the request side)
+    batching      the supervised decode worker and its queue
+    routes        the endpoints (see there), on an APIRouter
+    schemas       request and response bodies (the OpenAPI document)
+    middleware    body size limit, UTF-8, JSON
+    http_errors   the JSON error body and the exception handlers
+    metrics       Prometheus metrics and their middleware
+    server        `serve`: uvicorn with a graceful, draining shutdown
 """
 
 import contextlib
@@ -17,13 +17,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from seq2seq_attn.serving.http_errors import install_error_handlers
+from seq2seq_attn.serving.metrics import MetricsMiddleware, ServerMetrics
+from seq2seq_attn.serving.middleware import JsonBodyMiddleware
+from seq2seq_attn.serving.routes import MODEL_VERSION, STATIC_DIR, router
+from seq2seq_attn.serving.service import Limits, TranslationService
 
 from seq2seq_attn.errors import UserError
-from serving.http_errors import install_error_handlers
-from serving.metrics import MetricsMiddleware, ServerMetrics
-from serving.middleware import JsonBodyMiddleware
-from serving.routes import MODEL_VERSION, STATIC_DIR, router
-from serving.service import Limits, TranslationService
 
 DEFAULT_MODEL_NAME = "seq2seq_attn"
 BACKENDS = ("onnx", "tflite")
@@ -31,7 +31,7 @@ BACKENDS = ("onnx", "tflite")
 
 def load_model(export_dir, backend, quantized=False, threads=None):
     """The runtime model of an export: onnxruntime or LiteRT, float32 or int8."""
-    from serving.runtime import LiteRTModel, OnnxModel
+    from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
 
     if backend == "onnx":
         return OnnxModel(export_dir, quantized=quantized, threads=threads)
@@ -74,7 +74,7 @@ def create_app(
         model_name: the `{name}` of the `/v1/models/{name}` endpoints.
         quantized: serve the int8 artifacts (`*_int8.onnx` or `model_int8.tflite`).
         threads: intra-op threads of the runtime; None lets it choose.
-        limits: a `serving.service.Limits`; None for the defaults.
+        limits: a `seq2seq_attn.serving.service.Limits`; None for the defaults.
         model: an already loaded runtime model (anything with `.decode`), instead of loading
             one from `export_dir` (tests, fault injection).
 

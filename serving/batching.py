@@ -23,7 +23,7 @@ logits tie to within float32 rounding.
 Example:
     >>> batcher = MicroBatcher(decode_fn, end_id=3, max_batch_size=8)  # doctest: +SKIP
     >>> batcher.start()  # doctest: +SKIP
-    >>> batcher.submit(ids, beam_width=1, max_length=20).result()["tokens"]  # doctest: +SKIP
+    >>> batcher.submit(ids, beam_width=1, max_length=20).result().tokens  # doctest: +SKIP
 """
 
 import collections
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PAD_ID = 0
+from seq2seq_attn.interface import PAD_ID, Translation
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,18 +66,6 @@ def _ended_within(tokens, end_id, max_length):
     return bool((np.asarray(tokens)[..., :max_length] == end_id).any(axis=-1).all())
 
 
-def _row_result(out, row, source_length, end_id):
-    """One row of a search result: tokens up to and including [END], attention to the source."""
-    tokens = np.asarray(out["tokens"][row])  # (length,)
-    ends = np.flatnonzero(tokens == end_id)
-    length = int(ends[0]) + 1 if ends.size else tokens.shape[0]
-    return {
-        "tokens": tokens[:length].astype(np.int32),
-        "score": float(out["scores"][row]),
-        "attention": np.asarray(out["attention"][row, :length, :source_length], np.float32),
-    }
-
-
 def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=None):
     """Decodes `sequences` together; each result equals decoding that sequence alone.
 
@@ -92,8 +81,8 @@ def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=N
         pad_to: optional fixed source length (an export with a static source length).
 
     Returns:
-        list of dicts, one per sequence: `tokens` int32 `(n,)` (through [END]), `score`
-        float, `attention` float32 `(n, source_length)`.
+        list of `Translation`, one per sequence: `tokens` int32 `(n,)` (through [END]),
+        `score`, `attention` float32 `(n, source_length)`.
     """
     if len(sequences) != len(max_lengths):
         raise ValueError(
@@ -106,10 +95,10 @@ def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=N
     results = []
     for row, (ids, max_length) in enumerate(zip(sequences, max_lengths, strict=True)):
         if max_length == longest or _ended_within(out[ended_key][row], end_id, max_length):
-            results.append(_row_result(out, row, len(ids), end_id))
+            results.append(Translation.from_search(out, row, end_id, len(ids)))
         else:  # it ran past its own limit in the batch: decode it alone
             alone = decode_fn(pad([ids], pad_to), beam_width, max_length)
-            results.append(_row_result(alone, 0, len(ids), end_id))
+            results.append(Translation.from_search(alone, 0, end_id, len(ids)))
     return results
 
 

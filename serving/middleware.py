@@ -1,6 +1,6 @@
 """ASGI middleware of the server: the request body's size limit, UTF-8 check and JSON parsing."""
 
-from serving.http_errors import error_response
+from seq2seq_attn.serving.http_errors import error_response
 
 
 class JsonBodyMiddleware:

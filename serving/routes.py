@@ -16,9 +16,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
-
-from serving.http_errors import ApiError
-from serving.schemas import (
+from seq2seq_attn.serving.http_errors import ApiError
+from seq2seq_attn.serving.schemas import (
     ERROR_RESPONSES,
     HealthResponse,
     ModelStatusResponse,
@@ -27,7 +26,7 @@ from serving.schemas import (
     TranslateRequest,
     TranslateResponse,
 )
-from serving.service import TranslationService
+from seq2seq_attn.serving.service import TranslationService
 
 MODEL_VERSION = "1"  # the version directory in serving/tfserving/models.config
 STATIC_DIR = Path(__file__).parent / "static"
@@ -80,9 +79,9 @@ async def _predict(service, body):
     _, results = await service.translate(_predict_texts(body))
     rows = [
         {
-            "translation": service.target.decode(r["tokens"]),
-            "tokens": r["tokens"].tolist(),
-            "scores": r["score"],
+            "translation": service.target.decode(r.tokens),
+            "tokens": r.tokens.tolist(),
+            "scores": r.score,
         }
         for r in results
     ]
@@ -128,13 +127,13 @@ async def translate(body: TranslateRequest, service: Service, served: ModelName)
     response = {
         "model": served,
         "beam_width": beam_width,
-        "translations": [service.target.decode(r["tokens"]) for r in results],
-        "scores": [r["score"] for r in results],
+        "translations": [service.target.decode(r.tokens) for r in results],
+        "scores": [r.score for r in results],
     }
     if body.return_attention:
-        response["source_tokens"] = [service.source.id_to_token(r["source_ids"]) for r in results]
-        response["target_tokens"] = [service.target.id_to_token(r["tokens"]) for r in results]
-        response["attention"] = [r["attention"].round(ATTENTION_DECIMALS).tolist() for r in results]
+        response["source_tokens"] = [service.source.id_to_token(r.source_ids) for r in results]
+        response["target_tokens"] = [service.target.id_to_token(r.tokens) for r in results]
+        response["attention"] = [r.attention.round(ATTENTION_DECIMALS).tolist() for r in results]
     return response
 
 

@@ -1,7 +1,7 @@
 """The request side of the server: limits, tokenization, queueing texts on the batcher, results.
 
 Texts are tokenized in the request handler (pure Python, `seq2seq_attn.wordpiece`) and
-decoded by one worker thread that owns the runtime (`serving.batching.MicroBatcher`): texts of
+decoded by one worker thread that owns the runtime (`batching.MicroBatcher`): texts of
 concurrent requests with the same beam width share a batch.
 """
 
@@ -10,9 +10,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
+from seq2seq_attn.serving.http_errors import ApiError
+
 from seq2seq_attn import wordpiece
-from serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
-from serving.http_errors import ApiError
+from seq2seq_attn.interface import default_max_length
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,11 @@ class TranslationService:
 
     Args:
         export_dir: the export directory (manifest and tokenizer).
-        model: a runtime model with `.decode` (see `serving.runtime`).
+        model: a runtime model with `.decode` (see `seq2seq_attn.inference.runtime`).
         limits: a `Limits`.
         max_batch_size: most texts decoded together.
         batch_timeout_ms: how long the first text waits for batch mates.
-        metrics: a `serving.metrics.ServerMetrics`.
+        metrics: a `seq2seq_attn.serving.metrics.ServerMetrics`.
     """
 
     def __init__(self, export_dir, model, limits, max_batch_size, batch_timeout_ms, metrics):
@@ -154,7 +157,7 @@ class TranslationService:
     def resolve_max_length(self, max_length, ids):
         if max_length is None:
             source_length = self.static_length or len(ids)
-            return min(2 * source_length + 10, self.limits.max_output_length)
+            return min(default_max_length(source_length), self.limits.max_output_length)
         if not 1 <= max_length <= self.limits.max_output_length:
             raise ApiError(
                 422,
@@ -165,7 +168,7 @@ class TranslationService:
         return max_length
 
     async def translate(self, texts, beam_width=None, max_length=None):
-        """Per text: dict with source_ids, tokens, score, attention.
+        """The beam width used, and a `Translation` per text (ids, score, attention).
 
         Raises:
             ApiError: 4xx for a bad request; 429 when the queue is full; 503 when the worker
@@ -179,7 +182,7 @@ class TranslationService:
         results = await self._decode_all(sources, beam_width, lengths)
         self.metrics.texts.labels(str(beam_width)).inc(len(texts))
         for ids, result in zip(sources, results, strict=True):
-            result["source_ids"] = ids
+            result.source_ids = np.asarray(ids, np.int32)
         return beam_width, results
 
     async def _decode_all(self, sources, beam_width, lengths):

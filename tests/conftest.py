@@ -35,7 +35,7 @@ def tiny_run(tiny_config, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run):
     """`(export_dir, parity_report)` of the tiny run: every artifact, parity passed."""
-    from export.main import export_run
+    from seq2seq_attn.export.main import export_run
 
     out = tiny_run.parent / "exported"
     report = export_run(tiny_run, out, samples=12, echo=lambda *_: None)
@@ -45,7 +45,8 @@ def tiny_export(tiny_run):
 @pytest.fixture(scope="session")
 def pretrained_export(tmp_path_factory):
     """The shipped pretrained en-es model, exported (every artifact, parity on 8 verses)."""
-    from export.main import export_run
+    from seq2seq_attn.export.main import export_run
+
     from seq2seq_attn.commands import PRETRAINED_DIR
 
     out = tmp_path_factory.mktemp("pretrained") / "bible-export"

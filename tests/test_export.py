@@ -8,13 +8,14 @@ import onnx
 import pytest
 import tensorflow as tf
 from onnx import numpy_helper
+from seq2seq_attn.export.main import export_run
+from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
+from seq2seq_attn.export.validate import LOGITS_ATOL, Reference, check_step_runtime, float_failures
 
-from export.main import export_run
-from export.signatures import SIGNATURES, STEP_SIGNATURES
-from export.validate import LOGITS_ATOL, ParityError, Reference, check_step_runtime, float_failures
 from seq2seq_attn.cli import main
+from seq2seq_attn.errors import ParityError
+from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
 from seq2seq_attn.translator import Translator
-from serving.runtime import LiteRTModel, OnnxModel
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_validator_catches_a_perturbed_artifact(exported, run_dir, tmp_path):
 
 
 def test_failed_parity_leaves_no_valid_looking_output(run_dir, tmp_path, monkeypatch):
-    import export.main as export_main
+    import seq2seq_attn.export.main as export_main
 
     real_export_all = export_main.export_all
 
@@ -168,8 +169,8 @@ def test_export_user_mistakes_exit_2(run_dir, tmp_path, capsys):
 
 
 def test_static_source_length_option_for_tflite(run_dir, tmp_path):
-    from export.convert import save_frozen_steps, to_tflite
-    from export.signatures import ExportModule
+    from seq2seq_attn.export.convert import save_frozen_steps, to_tflite
+    from seq2seq_attn.export.signatures import ExportModule
 
     model = Translator.load(run_dir).model
     save_frozen_steps(ExportModule(model, max_source_length=16), tmp_path / "frozen")

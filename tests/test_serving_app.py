@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from seq2seq_attn.serving.app import DEFAULT_MODEL_NAME, create_app
+from seq2seq_attn.serving.batching import pad
+from seq2seq_attn.serving.service import Limits
 
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
-from serving.app import DEFAULT_MODEL_NAME, create_app
-from serving.batching import pad
-from serving.runtime import OnnxModel
-from serving.service import Limits
 
 SCORE_ATOL = 1e-5  # batched vs single: float32 summation order, see test_serving_batching.py
 ATTENTION_ATOL = 2e-6  # the server rounds attention to 6 decimals
@@ -49,8 +49,9 @@ def error_of(response, status):
 
 def test_server_does_not_import_tensorflow():
     code = (
-        "import sys, serving.app, serving.server, serving.batching, serving.metrics\n"
-        "import serving.runtime\n"
+        "import sys\n"
+        "import seq2seq_attn.serving.app, seq2seq_attn.serving.server\n"
+        "import seq2seq_attn.inference.runtime, seq2seq_attn.inference.search\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')"
         " or m in ('seq2seq_attn.model', 'seq2seq_attn.training', 'seq2seq_attn.tokenizer')]\n"
         "assert not bad, bad\n"
@@ -295,7 +296,7 @@ def test_create_app_user_errors(export_dir, tmp_path):
 
 
 def test_serve_checks_arguments(export_dir):
-    from serving.server import serve
+    from seq2seq_attn.serving.server import serve
 
     with pytest.raises(UserError, match="port"):
         serve(export_dir, port=70000)

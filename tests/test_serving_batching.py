@@ -11,9 +11,7 @@ import time
 
 import numpy as np
 import pytest
-
-from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
-from serving.batching import (
+from seq2seq_attn.serving.batching import (
     BatchError,
     MicroBatcher,
     QueueFullError,
@@ -21,7 +19,9 @@ from serving.batching import (
     decode_batch,
     pad,
 )
-from serving.runtime import OnnxModel
+
+from seq2seq_attn.inference.runtime import OnnxModel
+from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
 
 # Batched and single runs pad differently and use other batch sizes, which changes the float32
 # summation order inside onnxruntime: tokens must match exactly, floats to these tolerances.
@@ -81,10 +81,10 @@ def reference(model, ids, beam_width, max_length):
 
 def assert_same(result, expected):
     tokens, score, attention = expected
-    np.testing.assert_array_equal(result["tokens"], tokens)
-    np.testing.assert_allclose(result["score"], score, rtol=0, atol=SCORE_ATOL)
-    assert result["attention"].shape == attention.shape
-    np.testing.assert_allclose(result["attention"], attention, rtol=0, atol=ATTENTION_ATOL)
+    np.testing.assert_array_equal(result.tokens, tokens)
+    np.testing.assert_allclose(result.score, score, rtol=0, atol=SCORE_ATOL)
+    assert result.attention.shape == attention.shape
+    np.testing.assert_allclose(result.attention, attention, rtol=0, atol=ATTENTION_ATOL)
 
 
 @pytest.mark.parametrize("beam_width", [1, 3])
@@ -118,7 +118,7 @@ def test_decode_batch_static_length(export_dir, sources):
 
     results = decode_batch(decode_fn, sources, 1, [20] * len(sources), END_ID, pad_to=40)
     for ids, result in zip(sources, results, strict=True):
-        assert result["attention"].shape[1] == len(ids)
+        assert result.attention.shape[1] == len(ids)
         assert_same(result, reference(model, ids, 1, 20))
 
 
@@ -175,7 +175,7 @@ def test_micro_batcher_reports_errors_and_keeps_going():
         with pytest.raises(BatchError, match="boom") as raised:
             batcher.submit([2, 5, 3], 2, 5).result(timeout=10)
         assert isinstance(raised.value.__cause__, ValueError)
-        assert batcher.submit([2, 5, 3], 1, 5).result(timeout=10)["tokens"].tolist() == [END_ID]
+        assert batcher.submit([2, 5, 3], 1, 5).result(timeout=10).tokens.tolist() == [END_ID]
         assert errors == [1] and batcher.health(stall_timeout=5) is None
     finally:
         batcher.stop()
@@ -206,7 +206,7 @@ def test_micro_batcher_refuses_when_stopped_or_full():
         with pytest.raises(QueueFullError):
             batcher.submit([2, 3], 1, 5)
         gate.set_result(None)
-        assert first.result(timeout=10)["tokens"].tolist() == [END_ID]
+        assert first.result(timeout=10).tokens.tolist() == [END_ID]
     finally:
         batcher.stop()
     for future in waiting:  # decoded, or refused by the stop
@@ -273,11 +273,11 @@ def test_mixed_beam_widths_and_lengths_queue_by_identity():
         futures = [batcher.submit(ids, beam, 5) for ids, beam in jobs]
         gate.set()
         results = [f.result(timeout=10) for f in futures]
-        assert first.result(timeout=10)["tokens"].tolist() == [END_ID]
+        assert first.result(timeout=10).tokens.tolist() == [END_ID]
         assert batcher.alive and batcher.health(stall_timeout=5) is None
     finally:
         batcher.stop()
-    assert [r["score"] for r in results] == [float(beam) for _, beam in jobs]
+    assert [r.score for r in results] == [float(beam) for _, beam in jobs]
 
 
 def test_failure_while_gathering_fails_that_batch_only(caplog):
@@ -301,11 +301,11 @@ def test_failure_while_gathering_fails_that_batch_only(caplog):
         for future in doomed:
             with pytest.raises(BatchError, match="bookkeeping bug"):
                 future.result(timeout=10)
-        assert batcher.submit([2, 5, 3], 2, 5).result(timeout=10)["score"] == 2.0
+        assert batcher.submit([2, 5, 3], 2, 5).result(timeout=10).score == 2.0
     finally:
         batcher.stop()
     assert errors == [2]
-    logged = [r for r in caplog.records if r.name == "serving.batching" and r.exc_info]
+    logged = [r for r in caplog.records if r.name == "seq2seq_attn.serving.batching" and r.exc_info]
     assert len(logged) == 1  # the traceback once per batch, not once per text
 
 
@@ -329,7 +329,7 @@ def test_an_error_outside_a_batch_restarts_the_loop():
         lost = batcher.submit([2, 3], 1, 5)
         _wait_until(lambda: restarts)
         batcher.decode_fn = _ended
-        assert batcher.submit([2, 3], 1, 5).result(timeout=10)["score"] == 1.0
+        assert batcher.submit([2, 3], 1, 5).result(timeout=10).score == 1.0
         assert batcher.alive
         assert not lost.done()  # its handler failed: the request's own timeout answers it
     finally:
@@ -377,6 +377,6 @@ def test_submit_many_is_all_or_nothing():
             batcher.submit_many([[2, 3], [2, 3]], 1, [5, 5])
         assert batcher.depth() == 2
         gate.set()
-        assert all(f.result(timeout=10)["tokens"].tolist() == [END_ID] for f in held)
+        assert all(f.result(timeout=10).tokens.tolist() == [END_ID] for f in held)
     finally:
         batcher.stop()

@@ -12,8 +12,8 @@ import urllib.request
 
 import numpy as np
 
+from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.wordpiece import WordPiecePair
-from serving.runtime import OnnxModel
 
 CLIENTS = 32
 REQUESTS = 64  # two rounds of the 32 clients

@@ -13,9 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from serving.app import DEFAULT_MODEL_NAME, create_app
-from serving.service import Limits
+from seq2seq_attn.serving.app import DEFAULT_MODEL_NAME, create_app
+from seq2seq_attn.serving.service import Limits
 
 PREDICT = f"/v1/models/{DEFAULT_MODEL_NAME}:predict"
 OPENAPI_PATHS = {"/translate": "/translate", PREDICT: "/v1/models/{name}:predict"}

@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import CHECKS  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
-
-from serving.app import create_app  # noqa: E402
-from serving.service import Limits  # noqa: E402
+from seq2seq_attn.serving.app import create_app  # noqa: E402
+from seq2seq_attn.serving.service import Limits  # noqa: E402
 
 EXAMPLES = 25  # per operation and mode
 LEFT_OUT = {"positive_data_acceptance"}

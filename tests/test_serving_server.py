@@ -66,8 +66,8 @@ def _start(args, port):
 
 SLOW_SERVER = """
 import sys, time
-from serving.app import create_app, load_model
-from serving.server import run_app
+from seq2seq_attn.serving.app import create_app, load_model
+from seq2seq_attn.serving.server import run_app
 
 class Slow:
     def __init__(self, model):

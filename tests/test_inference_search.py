@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from search_tables import END, PAD, START, VOCAB, A, B, C, trap_table
 
-from serving.search import beam_search, greedy_search, log_softmax
+from seq2seq_attn.inference.search import beam_search, greedy_search, log_softmax
 
 SCORE_ATOL = 1e-5  # scores and attention against hand values and against TF
 
@@ -220,7 +220,7 @@ def test_bad_arguments(search, kwargs, match):
 
 
 def test_module_does_not_import_tensorflow():
-    code = "import serving.search, sys; assert 'tensorflow' not in sys.modules, 'tf'"
+    code = "import seq2seq_attn.inference.search, sys; assert 'tensorflow' not in sys.modules, 'tf'"
     code += "; assert 'keras' not in sys.modules, 'keras'"
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -1,6 +1,6 @@
 """Exported models on TensorFlow-free runtimes: onnxruntime and LiteRT.
 
-Both classes offer the same two calls, which the host-side search in `serving.search`
+Both classes offer the same two calls, which the host-side search in `seq2seq_attn.inference.search`
 drives one step at a time:
 
     memory, projected_keys, mask, states = model.encode(source_ids)
@@ -14,12 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving import search
-
-
-def state_names(names):
-    """`state_0`, `state_1`, ... among `names`, in index order."""
-    return sorted((n for n in names if n.startswith("state_")), key=lambda n: int(n[6:]))
+from seq2seq_attn.inference import search
+from seq2seq_attn.interface import new_state_name, state_names
 
 
 class _StepModel:
@@ -44,7 +40,7 @@ class _StepModel:
         }
         inputs.update(zip(self.state_names, states, strict=True))
         out = self._run("decode_step", inputs)
-        new_states = [out[f"new_{name}"] for name in self.state_names]
+        new_states = [out[new_state_name(i)] for i in range(len(self.state_names))]
         return out["logits"], new_states, out["attention"]
 
     def greedy_graph(self, source_ids):

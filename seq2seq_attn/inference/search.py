@@ -33,6 +33,8 @@ Example:
 
 import numpy as np
 
+from seq2seq_attn.interface import default_max_length
+
 NEG_INF = np.float32(-1e9)
 _F32 = np.float32
 
@@ -99,8 +101,8 @@ def _check_args(max_length, length_penalty, coverage_penalty, beam_width=1):
 
 
 def _default_max_length(mask, max_length):
-    """2 * source_length + 10 when not given (source_length is the padded length)."""
-    return 2 * mask.shape[1] + 10 if max_length is None else int(max_length)
+    """`default_max_length` of the padded source length when not given."""
+    return default_max_length(mask.shape[1]) if max_length is None else int(max_length)
 
 
 def _cast_like(new_states, states):
