@@ -125,6 +125,8 @@ class BahdanauAttention(_Scorer):
 
     Example:
 
+    >>> import numpy as np
+    >>> from seq2seq_attn.attention import BahdanauAttention
     >>> layer = BahdanauAttention(8)
     >>> context, weights = layer(np.ones((2, 4)), np.ones((2, 5, 6)))
     >>> context.shape, weights.shape
@@ -225,6 +227,8 @@ class LuongAttention(_Scorer):
 
     Example:
 
+    >>> import numpy as np
+    >>> from seq2seq_attn.attention import LuongAttention
     >>> layer = LuongAttention(score="general")
     >>> context, weights = layer(np.ones((2, 4)), np.ones((2, 5, 6)))
     >>> weights.shape

@@ -60,6 +60,8 @@ class AttentionDecoderCell(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
+    >>> from seq2seq_attn import AttentionDecoderCell, BahdanauAttention
     >>> cell = AttentionDecoderCell(10, 4, 8, memory_units=6,
     ...                             attention=BahdanauAttention(8))
     >>> memory = np.ones((2, 5, 6), "float32")

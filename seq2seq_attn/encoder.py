@@ -39,6 +39,8 @@ class Encoder(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
+    >>> from seq2seq_attn import Encoder
     >>> encoder = Encoder(20, 8, 16, decoder_units=32)
     >>> memory, mask, states = encoder(np.array([[5, 6, 7, 0]]))
     >>> memory.shape, len(states), states[0].shape

@@ -54,6 +54,8 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     Example:
 
+    >>> import numpy as np
+    >>> from seq2seq_attn.losses import MaskedCrossEntropy
     >>> loss = MaskedCrossEntropy()
     >>> float(loss(np.array([[1, 0]]), np.zeros((1, 2, 4))))  # log(4)
     1.386...

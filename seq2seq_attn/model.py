@@ -62,6 +62,8 @@ class Seq2SeqAttention(keras.Model):
 
     Example:
 
+    >>> import numpy as np
+    >>> from seq2seq_attn import Seq2SeqAttention
     >>> model = Seq2SeqAttention(20, 30, embedding_dim=8, units=16)
     >>> logits = model((np.array([[4, 5, 6]]), np.array([[2, 7]])))
     >>> logits.shape
