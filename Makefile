@@ -5,4 +5,4 @@ demo:
 test:
 	python3 tasks.py test
 lint:
-	.venv/bin/ruff check seq2seq_attn tests data tasks.py
+	.venv/bin/ruff check seq2seq_attn export serving benchmarks tests data tasks.py
