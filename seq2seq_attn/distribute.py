@@ -22,11 +22,13 @@ Example, on one machine with 2 logical CPU devices:
 2
 """
 
+import functools
 import hashlib
 import json
 import os
 import socket
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +40,14 @@ from seq2seq_attn.errors import UserError
 
 # Job names MultiWorkerMirroredStrategy trains with (TF_CONFIG may have no others).
 WORKER_JOBS = ("chief", "worker")
+
+# The Keras versions (major.minor) the workarounds of `prepare_fit` were written and checked
+# for: there tests/test_distribute.py reproduces each upstream bug without its workaround and
+# trains with it. Add a version once those tests pass on it; drop a workaround once they say
+# its bug is fixed.
+WORKAROUND_KERAS = ("3.15",)
+BUILD_PEEK_BUG = "keras-team/keras#20585"
+SCALAR_LOGS_BUG = "tensorflow/tensorflow#72388"
 
 
 class Task(NamedTuple):
@@ -210,33 +220,84 @@ def current_task(strategy):
     )
 
 
+def workarounds_checked(keras_version):
+    """Whether `prepare_fit`'s workarounds were checked on Keras `keras_version`.
+
+    Args:
+        keras_version: a version string such as "3.15.1"; compared by major.minor with
+            `WORKAROUND_KERAS`.
+    """
+    return ".".join(keras_version.split(".")[:2]) in WORKAROUND_KERAS
+
+
+@functools.cache  # once per process and version
+def warn_if_unchecked(keras_version):
+    """Warns, once, that `prepare_fit`'s workarounds were not checked on `keras_version`."""
+    if not workarounds_checked(keras_version):
+        warnings.warn(
+            f"seq2seq_attn works around {BUILD_PEEK_BUG} and {SCALAR_LOGS_BUG} through Keras "
+            f"internals checked on Keras {', '.join(WORKAROUND_KERAS)}, not on {keras_version}; "
+            "it applies them anyway. tests/test_distribute.py tells whether each is still "
+            "needed and still works.",
+            stacklevel=3,
+        )
+
+
 def prepare_fit(model, strategy):
     """Lets Keras 3 `fit` and `evaluate` run `model` under `strategy`; run them inside
     `strategy.scope()` afterwards.
 
-    Keras 3 (3.15) has two problems with `tf.distribute` that this works around:
-
-    1. Before training and before every evaluation it builds a model created under a
-       strategy from a peeked batch that it averages over the replicas. That fails when
-       the batch splits unevenly across replicas (a bucket's last batch), and across
-       workers on any nested input (keras-team/keras#20585); the peek also spends one
-       reshuffle of the training data. `build_model` has built the model and optimizer
-       already, so the model forgets the strategy it was created under and `fit` takes
-       it from the scope it runs in, skipping the peek.
-    2. Across workers it averages every step's logs with `strategy.reduce(MEAN, axis=0)`,
-       which rejects scalars (tensorflow/tensorflow#72388). The logs are metric results,
-       already equal on every replica (metric variables are mirrored and summed on
-       write), so the train and test functions keep the first local replica's.
+    Applies `forget_creation_strategy` (keras-team/keras#20585) and, across workers,
+    `use_first_replica_logs` (tensorflow/tensorflow#72388). Both reach into Keras
+    internals, so they are guarded by the Keras versions they were checked on,
+    `WORKAROUND_KERAS`. On any other Keras they still apply, after a warning (once per
+    process), because that is the safe side for training: where a bug is fixed its
+    workaround is harmless (the model is built already; the logs are equal on every
+    replica), where it is not, skipping the workaround would make `fit` fail. The warning
+    is for the remaining case, Keras internals that changed under a workaround.
+    tests/test_distribute.py reproduces each bug without its workaround, checks that the
+    workaround still fixes it, and fails, naming the workaround to remove, once the bug no
+    longer reproduces.
 
     Args:
         model: a compiled Keras model whose variables (the optimizer's too) were created
             under `strategy.scope()`.
         strategy: a `tf.distribute.Strategy`.
     """
-    model._distribute_strategy = None  # already None for the default strategy
+    warn_if_unchecked(keras.__version__)
+    forget_creation_strategy(model)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        model.train_function = _first_replica_logs(strategy, model.train_step)
-        model.test_function = _first_replica_logs(strategy, model.test_step)
+        use_first_replica_logs(model, strategy)
+
+
+def forget_creation_strategy(model):
+    """Works around keras-team/keras#20585 (Keras 3.15): `fit` skips its build peek.
+
+    Before training and before every evaluation Keras builds a model created under a
+    strategy from a peeked batch that it averages over the replicas. That fails when the
+    batch splits unevenly across replicas (a bucket's last batch), and across workers on
+    any nested input; the peek also spends one reshuffle of the training data.
+    `build_model` has built the model and optimizer already, so the model forgets the
+    strategy it was created under (the private `_distribute_strategy`) and `fit` takes it
+    from the scope it runs in, skipping the peek.
+    """
+    model._distribute_strategy = None  # already None for the default strategy
+
+
+def use_first_replica_logs(model, strategy):
+    """Works around tensorflow/tensorflow#72388 (Keras 3.15, TensorFlow 2.21): the train
+    and test functions of `model` keep the first local replica's logs.
+
+    Across workers Keras averages every step's logs with `strategy.reduce(MEAN, axis=0)`,
+    which rejects scalars. The logs are metric results, already equal on every replica
+    (metric variables are mirrored and summed on write), so nothing needs averaging.
+
+    Args:
+        model: a compiled Keras model.
+        strategy: a `tf.distribute.MultiWorkerMirroredStrategy`.
+    """
+    model.train_function = _first_replica_logs(strategy, model.train_step)
+    model.test_function = _first_replica_logs(strategy, model.test_step)
 
 
 def _first_replica_logs(strategy, step):

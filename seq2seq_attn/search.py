@@ -15,9 +15,42 @@ positions j, applied to finished hypotheses only. |Y| counts the [END] token.
 Tokens after [END] are 0 (padding) and their attention rows are zeros.
 """
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
+from seq2seq_attn.interface import default_max_length
+
 NEG_INF = -1e9
+
+
+class _GreedyState(NamedTuple):
+    """The loop variables of `greedy_search`'s `tf.while_loop`."""
+
+    t: tf.Tensor  # int32 scalar, the step about to run
+    prev_tokens: tf.Tensor  # int32 (batch,), fed to the next step
+    states: list  # decoder states, each (batch, units)
+    finished: tf.Tensor  # bool (batch,)
+    log_probs: tf.Tensor  # float32 (batch,)
+    lengths: tf.Tensor  # int32 (batch,), counting [END]
+    coverage: tf.Tensor  # float32 (batch, source_len), attention summed over steps
+    tokens: tf.Tensor  # int32 (batch, max_length), step t written at column t
+    attention: tf.Tensor  # float32 (batch, max_length, source_len)
+
+
+class _BeamState(NamedTuple):
+    """The loop variables of `beam_search`'s `tf.while_loop`; k is the beam width."""
+
+    t: tf.Tensor  # int32 scalar, the step about to run
+    prev_tokens: tf.Tensor  # int32 (batch * k,), fed to the next step
+    states: list  # decoder states, each (batch * k, units)
+    log_probs: tf.Tensor  # float32 (batch, k)
+    finished: tf.Tensor  # bool (batch, k)
+    lengths: tf.Tensor  # int32 (batch, k), counting [END]
+    coverage: tf.Tensor  # float32 (batch, k, source_len)
+    scores: tf.Tensor  # float32 (batch, k), the ranking score, best first
+    tokens: tf.Tensor  # int32 (batch, k, t), the hypotheses so far
+    attention: tf.Tensor  # float32 (batch, k, t, source_len)
 
 
 def length_penalty_factor(lengths, alpha):
@@ -45,7 +78,7 @@ def final_score(log_probs, lengths, coverage, finished, mask, length_penalty, co
 
 def _default_max_length(memory, max_length):
     if max_length is None:
-        return 2 * tf.shape(memory)[1] + 10
+        return default_max_length(tf.shape(memory)[1])
     return tf.convert_to_tensor(max_length, tf.int32)
 
 
@@ -81,46 +114,63 @@ def greedy_search(
     max_length = _default_max_length(memory, max_length)
     # Fixed-size buffers written with one-hot masks (no TensorList): the loop converts to
     # TFLite builtins and ONNX with dynamic batch and source length.
-    init = (
-        tf.constant(0),
-        tf.fill([batch], tf.cast(start_id, tf.int32)),  # previous tokens
-        list(states),
-        tf.zeros([batch], tf.bool),  # finished
-        tf.zeros([batch], tf.float32),  # log_probs
-        tf.zeros([batch], tf.int32),  # lengths
-        tf.zeros([batch, source_len], tf.float32),  # coverage
-        tf.zeros([batch, max_length], tf.int32),  # tokens
-        tf.zeros([batch, max_length, source_len], tf.float32),  # attention
+    init = _GreedyState(
+        t=tf.constant(0),
+        prev_tokens=tf.fill([batch], tf.cast(start_id, tf.int32)),
+        states=list(states),
+        finished=tf.zeros([batch], tf.bool),
+        log_probs=tf.zeros([batch], tf.float32),
+        lengths=tf.zeros([batch], tf.int32),
+        coverage=tf.zeros([batch, source_len], tf.float32),
+        tokens=tf.zeros([batch, max_length], tf.int32),
+        attention=tf.zeros([batch, max_length, source_len], tf.float32),
     )
 
-    def cond(t, prev, states, finished, *_):
-        return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(finished)))
+    def cond(s):
+        return tf.logical_and(s.t < max_length, tf.logical_not(tf.reduce_all(s.finished)))
 
-    def body(t, prev, states, finished, log_probs, lengths, coverage, tokens, attention):
-        logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
+    def body(s):
+        logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory, projected_keys, mask)
         step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocab)
         token = tf.argmax(step_lp, axis=-1, output_type=tf.int32)
-        alive = tf.logical_not(finished)
+        alive = tf.logical_not(s.finished)
         token_lp = tf.reduce_sum(step_lp * tf.one_hot(token, tf.shape(step_lp)[-1]), axis=-1)
-        log_probs += tf.where(alive, token_lp, 0.0)
-        lengths += tf.cast(alive, tf.int32)
         weights = tf.where(tf.expand_dims(alive, -1), tf.cast(weights, tf.float32), 0.0)
-        coverage += weights
         token = tf.where(alive, token, 0)
-        at_t = tf.one_hot(t, max_length)  # (max_length,)
-        tokens += tf.expand_dims(tf.cast(at_t, tf.int32), 0) * tf.expand_dims(token, -1)
-        attention += tf.reshape(at_t, [1, -1, 1]) * tf.expand_dims(weights, 1)
-        finished = tf.logical_or(finished, tf.equal(token, end_id))
-        new_states = [tf.cast(s, ref.dtype) for s, ref in zip(new_states, states, strict=True)]
-        return (t + 1, token, new_states, finished, log_probs, lengths, coverage, tokens, attention)
+        at_t = tf.one_hot(s.t, max_length)  # (max_length,)
+        at_t_tokens = tf.expand_dims(tf.cast(at_t, tf.int32), 0) * tf.expand_dims(token, -1)
+        return (
+            _GreedyState(
+                t=s.t + 1,
+                prev_tokens=token,
+                states=[
+                    tf.cast(new, ref.dtype) for new, ref in zip(new_states, s.states, strict=True)
+                ],
+                finished=tf.logical_or(s.finished, tf.equal(token, end_id)),
+                log_probs=s.log_probs + tf.where(alive, token_lp, 0.0),
+                lengths=s.lengths + tf.cast(alive, tf.int32),
+                coverage=s.coverage + weights,
+                tokens=s.tokens + at_t_tokens,  # (batch, max_length)
+                attention=s.attention + tf.reshape(at_t, [1, -1, 1]) * tf.expand_dims(weights, 1),
+            ),
+        )
 
-    t, _, _, finished, log_probs, lengths, coverage, tokens, attention = tf.while_loop(
-        cond, body, init
-    )
+    # One loop variable, the state, so that `cond` and `body` take it whole, by name.
+    (out,) = tf.while_loop(cond, body, (init,))
     scores = final_score(
-        log_probs, lengths, coverage, finished, mask, length_penalty, coverage_penalty
+        out.log_probs,
+        out.lengths,
+        out.coverage,
+        out.finished,
+        mask,
+        length_penalty,
+        coverage_penalty,
     )
-    return {"tokens": tokens[:, :t], "scores": scores, "attention": attention[:, :t]}
+    return {
+        "tokens": out.tokens[:, : out.t],
+        "scores": scores,
+        "attention": out.attention[:, : out.t],
+    }
 
 
 def _tile_beams(x, beam_width):
@@ -197,29 +247,30 @@ def beam_search(
     max_length = _default_max_length(memory, max_length)
     memory_t, keys_t, mask_t = (_tile_beams(x, k) for x in (memory, projected_keys, mask))
     mask_b = tf.reshape(mask_t, [batch, k, source_len])
-    init = (
-        tf.constant(0),
-        tf.fill([batch * k], tf.cast(start_id, tf.int32)),  # prev tokens
-        [_tile_beams(s, k) for s in states],
-        tf.tile(tf.constant([[0.0] + [NEG_INF] * (k - 1)]), [batch, 1]),  # log_probs
-        tf.zeros([batch, k], tf.bool),  # finished
-        tf.zeros([batch, k], tf.int32),  # lengths
-        tf.zeros([batch, k, source_len], tf.float32),  # coverage
-        tf.zeros([batch, k], tf.float32),  # scores
-        tf.zeros([batch, k, 0], tf.int32),  # tokens so far
-        tf.zeros([batch, k, 0, source_len], tf.float32),  # attention so far
+    init = _BeamState(
+        t=tf.constant(0),
+        prev_tokens=tf.fill([batch * k], tf.cast(start_id, tf.int32)),
+        states=[_tile_beams(s, k) for s in states],
+        # Only beam 0 is alive at first: k equal beams would make k copies of one hypothesis.
+        log_probs=tf.tile(tf.constant([[0.0] + [NEG_INF] * (k - 1)]), [batch, 1]),
+        finished=tf.zeros([batch, k], tf.bool),
+        lengths=tf.zeros([batch, k], tf.int32),
+        coverage=tf.zeros([batch, k, source_len], tf.float32),
+        scores=tf.zeros([batch, k], tf.float32),
+        tokens=tf.zeros([batch, k, 0], tf.int32),
+        attention=tf.zeros([batch, k, 0, source_len], tf.float32),
     )
 
-    def cond(t, prev, states, log_probs, finished, *_):
-        return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(finished)))
+    def cond(s):
+        return tf.logical_and(s.t < max_length, tf.logical_not(tf.reduce_all(s.finished)))
 
-    def body(t, prev, states, log_probs, finished, lengths, coverage, scores, seqs, attn):
-        logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
+    def body(s):
+        logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory_t, keys_t, mask_t)
         vocab = tf.shape(logits)[-1]
         step_lp = tf.reshape(tf.nn.log_softmax(tf.cast(logits, tf.float32)), [batch, k, vocab])
         weights = tf.reshape(tf.cast(weights, tf.float32), [batch, k, source_len])
         total, cand_len, cand_cov, cand_fin, weights = _expand_candidates(
-            step_lp, finished, log_probs, lengths, coverage, weights, end_id
+            step_lp, s.finished, s.log_probs, s.lengths, s.coverage, weights, end_id
         )
         cand_score = final_score(
             total,
@@ -232,41 +283,38 @@ def beam_search(
         )  # (batch, beam, vocab)
         scores, index = tf.math.top_k(tf.reshape(cand_score, [batch, k * vocab]), k=k)
         parents, token = index // vocab, index % vocab  # (batch, beam)
-        log_probs = tf.gather(tf.reshape(total, [batch, k * vocab]), index, batch_dims=1)
-        parent_finished = _gather_beams(finished, parents)
+        parent_finished = _gather_beams(s.finished, parents)
         token = tf.where(parent_finished, 0, token)
-        finished = tf.logical_or(parent_finished, tf.equal(token, end_id))
-        seqs = tf.concat([_gather_beams(seqs, parents), token[..., None]], axis=-1)
-        step_attn = _gather_beams(weights, parents)[:, :, None, :]
-        attn = tf.concat([_gather_beams(attn, parents), step_attn], axis=2)
-        new_states = [
-            tf.cast(_flat_gather(s, parents, k), ref.dtype)
-            for s, ref in zip(new_states, states, strict=True)
-        ]
+        step_attn = _gather_beams(weights, parents)[:, :, None, :]  # (batch, k, 1, source_len)
         return (
-            t + 1,
-            tf.reshape(token, [-1]),
-            new_states,
-            log_probs,
-            finished,
-            _gather_beams(cand_len, parents),
-            _gather_beams(cand_cov, parents),
-            scores,
-            seqs,
-            attn,
+            _BeamState(
+                t=s.t + 1,
+                prev_tokens=tf.reshape(token, [-1]),
+                states=[
+                    tf.cast(_flat_gather(new, parents, k), ref.dtype)
+                    for new, ref in zip(new_states, s.states, strict=True)
+                ],
+                log_probs=tf.gather(tf.reshape(total, [batch, k * vocab]), index, batch_dims=1),
+                finished=tf.logical_or(parent_finished, tf.equal(token, end_id)),
+                lengths=_gather_beams(cand_len, parents),
+                coverage=_gather_beams(cand_cov, parents),
+                scores=scores,
+                tokens=tf.concat([_gather_beams(s.tokens, parents), token[..., None]], axis=-1),
+                attention=tf.concat([_gather_beams(s.attention, parents), step_attn], axis=2),
+            ),
         )
 
-    invariants = tf.nest.map_structure(_invariant, init)
-    invariants = invariants[:8] + (
-        _invariant(None, None, k, None),
-        _invariant(None, None, k, None, None),
+    # The hypotheses grow by one step per iteration; everything else keeps its shape.
+    invariants = tf.nest.map_structure(_invariant, init)._replace(
+        tokens=_invariant(None, None, k, None),
+        attention=_invariant(None, None, k, None, None),
     )
-    out = tf.while_loop(cond, body, init, shape_invariants=invariants)
-    scores, seqs, attn = out[7], out[8], out[9]
+    # One loop variable, the state, so that `cond` and `body` take it whole, by name.
+    (out,) = tf.while_loop(cond, body, (init,), shape_invariants=(invariants,))
     return {
-        "tokens": seqs[:, 0],
-        "scores": scores[:, 0],
-        "attention": attn[:, 0],
-        "beam_tokens": seqs,
-        "beam_scores": scores,
+        "tokens": out.tokens[:, 0],
+        "scores": out.scores[:, 0],
+        "attention": out.attention[:, 0],
+        "beam_tokens": out.tokens,
+        "beam_scores": out.scores,
     }

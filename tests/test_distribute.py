@@ -143,6 +143,178 @@ def test_mirrored_steps_equal_one_device_steps():
     assert out["finite"] == [False, False]
 
 
+# The upstream bugs `distribute.prepare_fit` works around, reproduced without the workaround
+# in a fresh interpreter with 2 logical CPU devices; a `fit` that shows a bug runs again with
+# the workaround, which must make it pass.
+UPSTREAM_BUGS_MIRRORED = textwrap.dedent(
+    """
+    import json
+
+    from seq2seq_attn import distribute
+    distribute.split_cpu(2)
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    mirrored = distribute.make_strategy("mirrored")
+    # 3 rows: the replicas get 2 and 1.
+    uneven = tf.data.Dataset.from_tensors((np.ones((3, 2), "f4"), np.ones((3, 1), "f4")))
+
+    def error_of(run):
+        try:
+            run()
+        except Exception as err:  # the bug: reported to the test
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    def fit_uneven(workaround):
+        with mirrored.scope():
+            model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+            model.compile("sgd", "mse")
+        if workaround:
+            distribute.forget_creation_strategy(model)
+        with mirrored.scope():
+            model.fit(uneven, verbose=0)
+
+    scalars = mirrored.run(lambda: tf.constant(1.0))  # a metric result per replica
+    print(json.dumps({
+        "build_peek": error_of(lambda: fit_uneven(workaround=False)),
+        "build_peek_workaround": error_of(lambda: fit_uneven(workaround=True)),
+        "scalar_mean": error_of(lambda: mirrored.reduce("MEAN", scalars, axis=0)),
+    }))
+    """
+)
+
+# Runs in each worker process of a loopback cluster: one fit with Keras' own train function,
+# then one with the workaround's.
+UPSTREAM_BUG_ACROSS_WORKERS = textwrap.dedent(
+    """
+    import json
+
+    from seq2seq_attn import distribute
+    strategy = distribute.make_strategy("multi-worker")
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+    distribute.forget_creation_strategy(model)  # not the bug under test
+    rows = tf.data.Dataset.from_tensors((np.ones((4, 2), "f4"), np.ones((4, 1), "f4")))
+
+    def error_of_fit():
+        try:
+            with strategy.scope():
+                model.fit(rows, verbose=0)
+        except Exception as err:  # the bug: reported to the test
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    scalar_logs = error_of_fit()
+    distribute.use_first_replica_logs(model, strategy)
+    print(json.dumps({"scalar_logs": scalar_logs, "scalar_logs_workaround": error_of_fit()}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def upstream_bugs_mirrored():
+    return last_json_line(run_python(["-c", UPSTREAM_BUGS_MIRRORED]))
+
+
+def expect_upstream_bug(bug, error, fragment, workaround):
+    """Fails, saying what to change, unless `error` is the error `bug` still gives."""
+    versions = f"Keras {keras.__version__} (TensorFlow {tf.__version__})"
+    if error is None:
+        pytest.fail(
+            f"upstream bug {bug} fixed in {versions}: remove the workaround distribute.{workaround}"
+        )
+    assert fragment in error, f"{bug} reproduces differently in {versions}: {error[-2000:]}"
+    if not distribute.workarounds_checked(keras.__version__):
+        minor = ".".join(keras.__version__.split(".")[:2])
+        pytest.fail(
+            f"upstream bug {bug} still present in {versions}: once every test here passes "
+            f"on it, add {minor!r} to distribute.WORKAROUND_KERAS"
+        )
+
+
+def test_upstream_keras_20585_build_peek_still_fails_on_uneven_batches(upstream_bugs_mirrored):
+    # Keras averages a peeked batch over the replicas, whose halves have 2 and 1 rows.
+    assert upstream_bugs_mirrored["build_peek_workaround"] is None, upstream_bugs_mirrored
+    expect_upstream_bug(
+        distribute.BUILD_PEEK_BUG,
+        upstream_bugs_mirrored["build_peek"],
+        "must have the same size and shape",
+        "forget_creation_strategy",
+    )
+
+
+def test_upstream_tf_72388_mean_over_the_batch_axis_still_rejects_scalars(
+    upstream_bugs_mirrored,
+):
+    # What Keras does to every step's logs across workers; any multi-replica strategy shows it.
+    expect_upstream_bug(
+        distribute.SCALAR_LOGS_BUG,
+        upstream_bugs_mirrored["scalar_mean"],
+        "Invalid reduction dimension 0 for input with 0 dimensions",
+        "use_first_replica_logs",
+    )
+
+
+def test_upstream_tf_72388_still_breaks_fit_across_workers():
+    # The same bug as Keras meets it: a fix in Keras or in TensorFlow shows here.
+    workers = distribute.loopback_workers(2)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPSTREAM_BUG_ACROSS_WORKERS],
+            env={
+                **os.environ,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+                ),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["scalar_logs_workaround"] is None, result
+        expect_upstream_bug(
+            distribute.SCALAR_LOGS_BUG,
+            result["scalar_logs"],
+            "Invalid reduction dimension 0 for input with 0 dimensions",
+            "use_first_replica_logs",
+        )
+
+
+def test_unchecked_keras_warns_once_and_still_gets_the_workarounds(monkeypatch):
+    assert distribute.workarounds_checked("3.15.1")
+    assert not distribute.workarounds_checked("3.16.0")
+    assert not distribute.workarounds_checked("3.1.5")
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    assert model._distribute_strategy is not None
+    with pytest.warns(UserWarning) as record:
+        distribute.prepare_fit(model, tf.distribute.get_strategy())
+        distribute.prepare_fit(model, tf.distribute.get_strategy())
+    ours = [w for w in record if "not on 3.99.0" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__, [str(w.message) for w in record]
+    assert model._distribute_strategy is None
+
+
 def test_cli_trains_mirrored_over_two_cpu_devices(small_config, tmp_path):
     from seq2seq_attn.translator import Translator
 
