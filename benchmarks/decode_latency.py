@@ -235,9 +235,9 @@ def trim(row, end_id):
 
 def make_runtime(name, run_dir, export_dir):
     """The decode function `(source_ids, beam_width) -> tokens` of a runtime, loaded."""
-    from seq2seq_attn import wordpiece
+    from seq2seq_attn import tokenizer
 
-    start, end = wordpiece.START_ID, wordpiece.END_ID
+    start, end = tokenizer.START_ID, tokenizer.END_ID
     if name in ("keras_eager", "saved_model"):
         pin_tensorflow_threads()
     if name == "keras_eager":
@@ -463,7 +463,7 @@ def run(runtimes, repeats, repeats32, n_sentences):
     import keras
 
     pin_tensorflow_threads()
-    from seq2seq_attn import wordpiece
+    from seq2seq_attn import tokenizer
     from seq2seq_attn.translator import Translator
 
     run_dir = common.bench_run()
@@ -494,7 +494,7 @@ def run(runtimes, repeats, repeats32, n_sentences):
                     beam,
                     reps,
                     lambda b=batch, k=beam: measure_floor(shapes, b, k, SOURCE_LENGTH),
-                    wordpiece.END_ID,
+                    tokenizer.END_ID,
                 )
                 key = (mode, batch)
                 if name == "keras_eager":

@@ -123,7 +123,7 @@ def stage_times(run_dir, out_dir, samples):
     from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
 
     from export import convert
-    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 
     absl.logging.set_verbosity(absl.logging.ERROR)
@@ -142,7 +142,7 @@ def stage_times(run_dir, out_dir, samples):
     out_dir.mkdir(parents=True)
     translator = timed("load_keras_model", Translator.load, run_dir)
     texts, references = timed("held_out_sentences", _held_out, translator, run_dir, samples, None)
-    graph_tokenizers = TokenizerPair.load(Path(run_dir) / TOKENIZER_DIR)
+    graph_tokenizers = GraphTokenizerPair(translator.tokenizers)
     module = timed(
         "build_export_module", ExportModule, translator.model, graph_tokenizers, BEAM_WIDTH
     )
@@ -223,9 +223,9 @@ def cache_batch32(run_dir):
     """Saves the batch-32 source ids of decode_latency, so that probes never read the corpus."""
     import numpy as np
 
-    from seq2seq_attn.wordpiece import WordPiecePair
+    from seq2seq_attn.tokenizer import TokenizerPair
 
-    tokenizers = WordPiecePair.load(Path(run_dir) / "tokenizer")
+    tokenizers = TokenizerPair.load(Path(run_dir) / "tokenizer")
     np.save(BATCH32, decode_latency.bench_sentences(run_dir, tokenizers, 1)["batch32"])
 
 

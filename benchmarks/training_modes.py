@@ -64,6 +64,7 @@ def measure(mode, steps, warmup, seed):
     from seq2seq_attn.commands import PRETRAINED_DIR
     from seq2seq_attn.config import load_config
     from seq2seq_attn.data import make_dataset, tokenize_pairs
+    from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.tokenizer import TokenizerPair
     from seq2seq_attn.training import build_model, corpus_for, shard_by_data
 
@@ -72,7 +73,7 @@ def measure(mode, steps, warmup, seed):
     train_cfg["mixed_precision"] = mode.get("mixed_precision", False)
     keras.utils.set_random_seed(seed)
     corpus = corpus_for("bible-en-es", seed, config)
-    tokenizers = TokenizerPair.load(PRETRAINED_DIR / "tokenizer")  # the bible config's vocab
+    tokenizers = GraphTokenizerPair(TokenizerPair.load(PRETRAINED_DIR / "tokenizer"))
     limits = dict(
         max_source_length=train_cfg["max_source_length"],
         max_target_length=train_cfg["max_target_length"],

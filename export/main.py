@@ -62,8 +62,8 @@ def _io_spec(function):
 
 
 def write_manifest(directory, module, tokenizers, report):
-    """manifest.json: versions, vocabularies, special ids, I/O specs, tolerances, file hashes."""
-    from seq2seq_attn import wordpiece
+    """manifest.json: versions, tokenizer models, special ids, I/O specs, tolerances, hashes."""
+    from seq2seq_attn import tokenizer
 
     directory = Path(directory)
     hashes = {
@@ -78,11 +78,19 @@ def write_manifest(directory, module, tokenizers, report):
             "source": tokenizers.source.vocab_size,
             "target": tokenizers.target.vocab_size,
         },
+        "tokenizer": {
+            side: {
+                "file": f"tokenizer/{name}",
+                "sha256": getattr(tokenizers, side).sha256,
+                "type": "sentencepiece",
+            }
+            for side, name in tokenizers.files().items()
+        },
         "special_ids": {
-            "pad": wordpiece.PAD_ID,
-            "unk": wordpiece.UNK_ID,
-            "start": wordpiece.START_ID,
-            "end": wordpiece.END_ID,
+            "pad": tokenizer.PAD_ID,
+            "unk": tokenizer.UNK_ID,
+            "start": tokenizer.START_ID,
+            "end": tokenizer.END_ID,
         },
         "state_names": module.state_names,
         "beam_width": module.beam_width,
@@ -108,7 +116,7 @@ def export_run(
     import absl.logging
     import tensorflow as tf
 
-    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 
     absl.logging.set_verbosity(absl.logging.ERROR)  # SavedModel saving warnings are noise here
@@ -117,7 +125,7 @@ def export_run(
     out, tmp = _prepare_out(out, force)
     try:
         texts, references = _held_out(translator, run_dir, samples, max_source_length)
-        graph_tokenizers = TokenizerPair.load(Path(run_dir) / TOKENIZER_DIR)
+        graph_tokenizers = GraphTokenizerPair(translator.tokenizers)
         module = ExportModule(
             translator.model, graph_tokenizers, beam_width, max_source_length=max_source_length
         )

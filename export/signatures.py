@@ -31,7 +31,8 @@ class ExportModule(tf.Module):
 
     Args:
         model: a built `Seq2SeqAttention`.
-        tokenizers: optional `seq2seq_attn.tokenizer.TokenizerPair` for `serving_default`.
+        tokenizers: optional `seq2seq_attn.graph_tokenizer.GraphTokenizerPair` for
+            `serving_default`.
         beam_width: beam of `translate_ids` and `serving_default` (1 is greedy).
         length_penalty: GNMT alpha used by those two.
         max_source_length: optional static source length (some runtimes need one); inputs

@@ -166,7 +166,7 @@ def validate_export(directory, model, tokenizers, texts, references):
     Args:
         directory: export directory (as written by `convert.export_all`).
         model: the Keras `Seq2SeqAttention` the artifacts came from.
-        tokenizers: the run's `wordpiece.WordPiecePair`.
+        tokenizers: the run's `seq2seq_attn.tokenizer.TokenizerPair`.
         texts: held-out source sentences.
         references: their reference translations (for the BLEU of quantized variants).
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import yaml
 
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.tokenizer import DEFAULTS as TOKENIZER_DEFAULTS
+from seq2seq_attn.tokenizer import check_options
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 DEFAULTS = {
     "data": {"size": None},
-    "tokenizer": {"source_vocab_size": 8000, "target_vocab_size": 8000, "lower_case": True},
+    "tokenizer": dict(TOKENIZER_DEFAULTS),
     "model": {},
     "training": {
         "batch_size": 64,
@@ -104,6 +106,7 @@ def resolve_config(raw):
         _check_keys(section, values, allowed)
         config[section].update(values)
     _check_training_values(config["training"])
+    check_options(config["tokenizer"])
     return config
 
 

@@ -7,7 +7,7 @@ Each element is `((source_ids, target_in_ids), target_out_ids)`, int32, padded w
 import tensorflow as tf
 
 from seq2seq_attn.errors import DataError
-from seq2seq_attn.wordpiece import END_ID
+from seq2seq_attn.tokenizer import END_ID
 
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96)
 
@@ -17,7 +17,7 @@ def tokenize_pairs(pairs, tokenizers, max_source_length=None, max_target_length=
 
     Args:
         pairs: sequence of `(source, target)` strings.
-        tokenizers: a `TokenizerPair`.
+        tokenizers: a `seq2seq_attn.graph_tokenizer.GraphTokenizerPair`.
         max_source_length, max_target_length: optional token limits, counting
             [START] and [END]; longer pairs are dropped.
 

@@ -2,7 +2,8 @@
 
 A run directory holds:
     model.keras      the best model by dev loss (Keras ModelCheckpoint)
-    tokenizer/       source and target vocabularies (seq2seq_attn.wordpiece format)
+    tokenizer/       SentencePiece models (source.model, target.model or shared.model) and
+                     tokenizer.json (see seq2seq_attn.tokenizer)
     config.yaml      the resolved configuration
     run.json         data spec, seed, corpus sizes, epochs run, best dev loss, time
     history.csv      per-epoch metrics
@@ -27,6 +28,7 @@ from seq2seq_attn import distribute
 from seq2seq_attn.corpora import load_corpus
 from seq2seq_attn.data import make_dataset, tokenize_pairs
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
 from seq2seq_attn.model import Seq2SeqAttention
 from seq2seq_attn.tokenizer import TokenizerPair
 from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE, TOKENIZER_DIR
@@ -70,21 +72,17 @@ def _prepare_run_dir(out_dir):
 
 
 def run_tokenizers(out_dir, corpus, tok_config):
-    """The vocabularies in `out_dir/tokenizer/` (a resumed run), else learned from the
-    corpus's train split as `tok_config` (the config's `tokenizer` section) says and saved
-    there."""
+    """The in-graph tokenizers of the SentencePiece models in `out_dir/tokenizer/` (a resumed
+    run), else of models trained on the corpus's train split as `tok_config` (the config's
+    `tokenizer` section) says and saved there."""
     tok_dir = Path(out_dir) / TOKENIZER_DIR
     if tok_dir.exists():
-        return TokenizerPair.load(tok_dir)
-    pair = TokenizerPair.build(
-        [s for s, _ in corpus.train],
-        [t for _, t in corpus.train],
-        tok_config["source_vocab_size"],
-        tok_config["target_vocab_size"],
-        tok_config["lower_case"],
+        return GraphTokenizerPair(TokenizerPair.load(tok_dir))
+    pair = TokenizerPair.train(
+        [s for s, _ in corpus.train], [t for _, t in corpus.train], **tok_config
     )
     pair.save(tok_dir)
-    return pair
+    return GraphTokenizerPair(pair)
 
 
 def build_model(config, tokenizers, strategy=None):

@@ -7,9 +7,9 @@ import keras
 import tensorflow as tf
 
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
-from seq2seq_attn import wordpiece
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.interface import Translation, default_max_length
+from seq2seq_attn.tokenizer import TokenizerPair
 
 MODEL_FILE = "model.keras"
 TOKENIZER_DIR = "tokenizer"
@@ -48,12 +48,7 @@ class Translator:
     @classmethod
     def load(cls, run_dir):
         run_dir = check_run_dir(run_dir)
-        try:
-            tokenizers = wordpiece.WordPiecePair.load(run_dir / TOKENIZER_DIR)
-        except UserError:
-            raise
-        except Exception as err:  # a damaged vocabulary file
-            raise UserError(f"cannot load the tokenizer in {run_dir}: {err}") from None
+        tokenizers = TokenizerPair.load(run_dir / TOKENIZER_DIR)
         try:
             model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False, safe_mode=True)
         except Exception as err:  # a truncated or foreign .keras file

@@ -1,6 +1,6 @@
 """The request side of the server: limits, tokenization, queueing texts on the batcher, results.
 
-Texts are tokenized in the request handler (pure Python, `seq2seq_attn.wordpiece`) and
+Texts are tokenized in the request handler (SentencePiece, `seq2seq_attn.tokenizer`) and
 decoded by one worker thread that owns the runtime (`batching.MicroBatcher`): texts of
 concurrent requests with the same beam width share a batch.
 """
@@ -14,8 +14,8 @@ import numpy as np
 from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
 from seq2seq_attn.serving.http_errors import ApiError
 
-from seq2seq_attn import wordpiece
 from seq2seq_attn.interface import default_max_length
+from seq2seq_attn.tokenizer import TokenizerPair
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class TranslationService:
     def __init__(self, export_dir, model, limits, max_batch_size, batch_timeout_ms, metrics):
         export_dir = Path(export_dir)
         self.manifest = json.loads((export_dir / "manifest.json").read_text())
-        tokenizers = wordpiece.WordPiecePair.load(export_dir / "tokenizer")
+        tokenizers = TokenizerPair.load(export_dir / "tokenizer")
         self.source, self.target = tokenizers.source, tokenizers.target
         special = self.manifest["special_ids"]
         self.start_id, self.end_id = int(special["start"]), int(special["end"])

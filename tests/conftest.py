@@ -9,7 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # A dates model small enough to train in seconds; shared by the CLI, export and serving tests.
 TINY_CONFIG = {
     "data": {"size": 600},
-    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30},
+    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},
     "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
     "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
 }

@@ -136,3 +136,23 @@ def test_same_seed_gives_identical_training(run_dir, tiny_config, tmp_path):
     argv = ["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]
     assert main(argv) == 0
     assert (again / "history.csv").read_text() == (run_dir / "history.csv").read_text()
+
+
+def test_a_run_from_before_sentencepiece_is_a_one_line_error(tmp_path, run_dir, capsys):
+    old = tmp_path / "old-run"
+    (old / "tokenizer").mkdir(parents=True)
+    (old / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+    for name in ("source.vocab.txt", "source.json", "target.vocab.txt", "target.json"):
+        (old / "tokenizer" / name).write_text("[PAD]\n")  # the WordPiece layout of 0.1
+    for argv in (["translate", "--run-dir", str(old), "hi"], ["evaluate", str(old)]):
+        expect_user_error(capsys, argv, "WordPiece", "train it again")
+    expect_user_error(capsys, ["export", str(old), "--out", str(tmp_path / "x")], "WordPiece")
+
+
+def test_bad_tokenizer_config_exits_2(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("tokenizer:\n  model_type: wordpiece\n")
+    argv = ["train", "--data", "dates", "--config", str(config), "--out", str(tmp_path / "o")]
+    expect_user_error(capsys, argv, "tokenizer.model_type", "unigram or bpe")
+    config.write_text("tokenizer:\n  lower_case: true\n")
+    expect_user_error(capsys, argv, "lower_case", "lowercase")

@@ -3,6 +3,7 @@ outside the checkout, holds one top-level package with everything the commands n
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -42,8 +43,12 @@ def test_console_script_help():
 def wheel(tmp_path_factory):
     """The wheel, built offline from the checkout as `pip wheel` builds it."""
     out = tmp_path_factory.mktemp("wheel")
+    # a copy without build outputs: setuptools would pack stale files from an old build/
+    source = tmp_path_factory.mktemp("source") / "seq2seq-attn"
+    skip = shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, source, ignore=skip)
     command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*command, str(ROOT), "-w", str(out)], check=True, timeout=600)
+    subprocess.run([*command, str(source), "-w", str(out)], check=True, timeout=600)
     (path,) = out.glob("seq2seq_attn-*.whl")
     return path
 
@@ -60,8 +65,10 @@ def test_wheel_installs_one_top_level_name_with_its_data(wheel):
         "seq2seq_attn/serving/app.py",
         "seq2seq_attn/export/main.py",
         "seq2seq_attn/inference/runtime.py",
+        "seq2seq_attn/pretrained/bible-en-es/tokenizer/tokenizer.json",
     ):
         assert needed in names, needed
+    assert not [n for n in names if "wordpiece" in n], "a stale module from an old build"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
         "seq2seq-attn = seq2seq_attn.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

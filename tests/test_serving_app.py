@@ -14,7 +14,7 @@ from seq2seq_attn.serving.service import Limits
 
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.inference.runtime import OnnxModel
-from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
+from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
 
 SCORE_ATOL = 1e-5  # batched vs single: float32 summation order, see test_serving_batching.py
 ATTENTION_ATOL = 2e-6  # the server rounds attention to 6 decimals
@@ -30,7 +30,7 @@ def export_dir(tiny_export):
 
 @pytest.fixture(scope="module")
 def tokenizers(export_dir):
-    return WordPiecePair.load(export_dir / "tokenizer")
+    return TokenizerPair.load(export_dir / "tokenizer")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_server_does_not_import_tensorflow():
         "import seq2seq_attn.serving.app, seq2seq_attn.serving.server\n"
         "import seq2seq_attn.inference.runtime, seq2seq_attn.inference.search\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')"
-        " or m in ('seq2seq_attn.model', 'seq2seq_attn.training', 'seq2seq_attn.tokenizer')]\n"
+        " or m in ('seq2seq_attn.model', 'seq2seq_attn.training', 'seq2seq_attn.graph_tokenizer')]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -101,7 +101,7 @@ def test_translate_matches_runtime(client, export_dir, tokenizers):
         )
         assert out["translations"][i] == tokenizers.target.decode(tokens)
         assert out["target_tokens"][i] == tokenizers.target.id_to_token(tokens[:n])
-        assert out["source_tokens"][i] == tokenizers.source.tokens(text)
+        assert out["source_tokens"][i] == tokenizers.source.id_to_token(ids)
         np.testing.assert_allclose(out["scores"][i], alone["scores"][0], atol=SCORE_ATOL)
         attention = np.array(out["attention"][i])
         assert attention.shape == (n, len(ids))

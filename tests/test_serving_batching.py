@@ -21,7 +21,7 @@ from seq2seq_attn.serving.batching import (
 )
 
 from seq2seq_attn.inference.runtime import OnnxModel
-from seq2seq_attn.wordpiece import END_ID, START_ID, WordPiecePair
+from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
 
 # Batched and single runs pad differently and use other batch sizes, which changes the float32
 # summation order inside onnxruntime: tokens must match exactly, floats to these tolerances.
@@ -52,7 +52,7 @@ class ShiftedLogits(OnnxModel):
 
 
 def _shift(export_dir, end_penalty):
-    vocab = WordPiecePair.load(export_dir / "tokenizer").target.vocab_size
+    vocab = TokenizerPair.load(export_dir / "tokenizer").target.vocab_size
     shift = np.zeros(vocab, np.float32)
     shift[END_ID] = -end_penalty
     shift[END_ID + 1] = -end_penalty  # the tiny model's runner-up
@@ -66,7 +66,7 @@ def export_dir(tiny_export):
 
 @pytest.fixture(scope="module")
 def sources(export_dir):
-    tokenizer = WordPiecePair.load(export_dir / "tokenizer").source
+    tokenizer = TokenizerPair.load(export_dir / "tokenizer").source
     return [tokenizer.encode(text) for text in TEXTS]
 
 

@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 
 from seq2seq_attn.inference.runtime import OnnxModel
-from seq2seq_attn.wordpiece import WordPiecePair
+from seq2seq_attn.tokenizer import TokenizerPair
 
 CLIENTS = 32
 REQUESTS = 64  # two rounds of the 32 clients
@@ -58,7 +58,7 @@ def test_32_clients_mixed_requests_equal_decoding_alone(pretrained_export, load_
     assert batched  # the worker decoded batches
 
     model = OnnxModel(pretrained_export)
-    tokenizers = WordPiecePair.load(pretrained_export / "tokenizer")
+    tokenizers = TokenizerPair.load(pretrained_export / "tokenizer")
     manifest = json.loads((pretrained_export / "manifest.json").read_text())
     mismatches = []
     for body, (_, answer) in zip(bodies, answers, strict=True):
