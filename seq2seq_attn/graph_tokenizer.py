@@ -32,8 +32,14 @@ class GraphTokenizer(tf.Module):
     def __init__(self, tokenizer, name=None):
         super().__init__(name=name)
         self.vocab_size = tokenizer.vocab_size
+        # A distinct name per model: the op's kernel shares its resource by node name, and
+        # in a reloaded SavedModel two unnamed models would both resolve to the first one.
         self._sp = tf_text.SentencepieceTokenizer(
-            model=tokenizer.model_proto, out_type=tf.int32, add_bos=True, add_eos=True
+            model=tokenizer.model_proto,
+            out_type=tf.int32,
+            add_bos=True,
+            add_eos=True,
+            name=f"sentencepiece_{name or 'model'}_{tokenizer.sha256[:12]}",
         )
 
     def tokenize(self, strings):

@@ -71,3 +71,27 @@ def test_shared_pair_is_one_graph_tokenizer():
     )
     graph = GraphTokenizerPair(host)
     assert graph.source is graph.target
+
+
+def test_two_models_survive_a_saved_model_round_trip(pairs, tmp_path):
+    """Source and target are different models: a reloaded SavedModel must keep them apart (the
+    op's kernel shares resources by node name; unnamed, both sides decoded with the first)."""
+    host, graph = pairs
+    module = tf.Module()
+    module.tokenizers = graph
+    texts = ["En el principio creó Dios los cielos y la tierra.", "Dios es amor."]
+    ids = host.target.encode_batch(texts)
+    module.both = tf.function(
+        lambda s, i: {
+            "source": graph.source.tokenize(s).to_tensor(),
+            "target": graph.target.detokenize(i),
+        },
+        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None, None], tf.int32)],
+    )
+    tf.saved_model.save(module, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    out = loaded.both(tf.constant(["In the beginning"]), tf.constant(ids))
+    assert [s.decode() for s in out["target"].numpy()] == texts
+    np.testing.assert_array_equal(
+        out["source"].numpy(), host.source.encode_batch(["In the beginning"])
+    )
