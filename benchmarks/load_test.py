@@ -1,23 +1,51 @@
-"""A bounded loopback load test of the translation server.
+"""A bounded loopback load test of the translation server with a realistic request mix.
 
-Sends a fixed number of POST /translate requests from a fixed number of client threads (each
-with one keep-alive connection), every request with a timeout, and reports throughput,
-latency percentiles and the error count. Only loopback addresses are accepted.
+Every request is a `POST /translate` of 1..8 texts at a beam width drawn from 1..4, each text
+1..60 words cut from English verses of the embedded Bible test split (see `request_mix`), so
+short and long texts and every beam width meet in the server's micro-batcher. The same
+requests (fixed `--seed`) run at each concurrency level of `--levels`, one level after the
+other against the same server: `level` client threads, each with one keep-alive connection,
+take the next request from the shared list until it is empty (a closed loop of `level`
+users). Every request has a timeout (`--timeout`), every level a time budget
+(`--max-seconds`). Only loopback addresses are accepted.
 
+Per level the report has the requests, the 200s, the errors (any non-200, a timeout, a
+dropped connection or a 200 whose body does not match the request) by kind, the statuses
+(429 and 503, the server's overload answers, each under its own status), the first body and
+`Retry-After` of each non-200 status, the throughput (200s only) in requests/s and texts/s,
+latency p50/p90/p99/max over every answered request (non-200s included), and whether
+`/readyz` still answered 200 after the level.
+
+The results of the README (the pretrained model's export, 2 shared CPU cores; measured at
+commit 54eb1ce, whose pretrained model still had a WordPiece tokenizer):
+
+    seq2seq-attn export seq2seq_attn/pretrained/bible-en-es --out runs/bible-export \\
+        --samples 8 --force
+    python benchmarks/load_test.py --export-dir runs/bible-export --matrix --requests 200
+
+`--matrix` runs three configurations (onnx, tflite, onnx with the int8 graphs), each on a
+fresh in-process server (`LocalServer`), each at every level. Other ways to run it:
+
+    # one configuration
+    python benchmarks/load_test.py --export-dir EXPORT_DIR --backend tflite --levels 1,16
+    python benchmarks/load_test.py --export-dir EXPORT_DIR --quantized
     # against a running server (`seq2seq-attn serve EXPORT_DIR`)
-    python benchmarks/load_test.py --url http://127.0.0.1:8080 --requests 500 --concurrency 16
-    # or start one in-process on a free loopback port for the run
-    python benchmarks/load_test.py --export-dir EXPORT_DIR
+    python benchmarks/load_test.py --url http://127.0.0.1:8080 --requests 50
 
-Writes the numbers to benchmarks/results/load_test.json (see --out).
+The in-process server shares its Python process (and GIL) with the client threads; the
+clients spend their time blocked on sockets, but at high levels they still take some CPU
+from the server. Writes the numbers to benchmarks/results/load_test.json (see --out).
+The module imports neither TensorFlow nor the server unless a server is started.
 """
 
 import argparse
 import concurrent.futures
 import http.client
 import json
+import os
 import platform
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,105 +54,289 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_OUT = Path(__file__).parent / "results" / "load_test.json"
-TEXTS = [
-    "March 3, 1999",
-    "tuesday 4 june 2001",
-    "12/05/1970",
-    "1 de agosto de 1964",
-    "den 23 oktober 1989",
-    "may 5 2020",
-    "sunday, 31 december 1961",
-    "17 september 2012",
-]
+DEFAULT_LEVELS = (1, 8, 32, 64)
+SPLITS = ("train", "dev", "test")
+# (name, backend, quantized) of --matrix
+MATRIX = (("onnx", "onnx", False), ("tflite", "tflite", False), ("onnx-int8", "onnx", True))
+OVERLOAD_STATUSES = ("429", "503")
+BODY_SAMPLE_CHARS = 500
 
 
-def _client(host, port, timeout, body, count, stop_at):
-    """One client thread: `count` requests on one connection; (latencies, errors, statuses)."""
-    latencies, errors, statuses = [], [], {}
+# ---- the requests ----
+
+
+def bible_sources(split="test"):
+    """English source sentences of one split of the embedded Bible corpus (no TensorFlow).
+
+    Args:
+        split: "train", "dev" or "test" (the split stored in the corpus file).
+
+    Returns:
+        A list of English verses, in corpus order.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    from seq2seq_attn.corpora import load_bible  # plain Python, no TensorFlow
+
+    return [source for source, _ in getattr(load_bible("en", "es"), split)]
+
+
+def request_mix(texts, count, seed, max_beam_width=4, max_texts=8, max_words=60):
+    """`count` JSON bodies for `POST /translate`, drawn from `texts` with a fixed seed.
+
+    Each body is `{"texts": [...], "beam_width": b}` with b uniform in 1..max_beam_width and
+    a number of texts uniform in 1..max_texts. Each text has a word count uniform in
+    1..max_words: it starts at a random verse of `texts`, runs on into the following verses
+    (wrapping around) until it has that many words, and is cut there.
+
+    Args:
+        texts: source sentences (non-empty strings), e.g. `bible_sources()`.
+        count: number of bodies, >= 0.
+        seed: seed of the `numpy.random.Generator`; the same seed gives the same bodies.
+        max_beam_width: largest beam width, >= 1.
+        max_texts: most texts per request, >= 1.
+        max_words: most words per text, >= 1.
+
+    Returns:
+        A list of `count` dicts.
+
+    Example:
+        >>> bodies = request_mix(["In the beginning God created the heavens."], 3, seed=0)
+        >>> len(bodies), sorted(bodies[0]), bodies[0]["texts"][0].split()[0]
+        (3, ['beam_width', 'texts'], 'In')
+    """
+    texts = list(texts)
+    if not any(text.split() for text in texts):
+        raise ValueError(f"texts must hold at least one word, got {len(texts)} empty texts")
+    for name, value, least in (
+        ("count", count, 0),
+        ("max_beam_width", max_beam_width, 1),
+        ("max_texts", max_texts, 1),
+        ("max_words", max_words, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    rng = np.random.default_rng(seed)
+    bodies = []
+    for _ in range(count):
+        beam_width = int(rng.integers(1, max_beam_width + 1))
+        n_texts = int(rng.integers(1, max_texts + 1))
+        body_texts = [_cut_text(texts, rng, max_words) for _ in range(n_texts)]
+        bodies.append({"texts": body_texts, "beam_width": beam_width})
+    return bodies
+
+
+def _cut_text(texts, rng, max_words):
+    """A text of a drawn word count from consecutive verses, starting at a random one."""
+    wanted = int(rng.integers(1, max_words + 1))
+    start = int(rng.integers(len(texts)))
+    words = []
+    for i in range(start, start + len(texts)):
+        words.extend(texts[i % len(texts)].split())
+        if len(words) >= wanted:
+            break
+    return " ".join(words[:wanted])
+
+
+# ---- the clients ----
+
+
+class _Requests:
+    """The shared list of request bodies; client threads take the next index in turn."""
+
+    def __init__(self, bodies, stop_at):
+        self.bodies, self.stop_at = bodies, stop_at
+        self.next = 0
+        self.lock = threading.Lock()
+
+    def take(self):
+        """The next body's index, or None when all are taken or the time is up."""
+        with self.lock:
+            if self.next >= len(self.bodies) or time.monotonic() > self.stop_at:
+                return None
+            self.next += 1
+            return self.next - 1
+
+
+def _check_body(request, status, raw):
+    """None if a 200 answers `request`, else the error kind."""
+    if status != 200:
+        return f"HTTP {status}"
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return "bad_response: not JSON"
+    if len(answer.get("translations", ())) != len(request["texts"]):
+        return "bad_response: translation count"
+    if answer.get("beam_width") != request["beam_width"]:
+        return "bad_response: beam_width"
+    return None
+
+
+def _client(host, port, timeout, queue):
+    """One client thread on one connection; a list of per-request outcome dicts."""
+    outcomes = []
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        for i in range(count):
-            if time.monotonic() > stop_at:
-                errors.append("deadline")
-                continue
-            payload = json.dumps(body(i)).encode()
+        while (index := queue.take()) is not None:
+            request = queue.bodies[index]
+            payload = json.dumps(request).encode()
             start = time.perf_counter()
             try:
                 connection.request(
                     "POST", "/translate", payload, {"Content-Type": "application/json"}
                 )
                 response = connection.getresponse()
-                response.read()
-                status = response.status
+                raw = response.read()
             except (OSError, http.client.HTTPException) as error:
-                errors.append(type(error).__name__)
+                outcomes.append({"error": type(error).__name__, "texts": len(request["texts"])})
                 connection.close()
                 connection = http.client.HTTPConnection(host, port, timeout=timeout)
                 continue
-            latencies.append(time.perf_counter() - start)
-            statuses[status] = statuses.get(status, 0) + 1
-            if status != 200:
-                errors.append(f"HTTP {status}")
+            outcomes.append(
+                {
+                    "latency": time.perf_counter() - start,
+                    "status": response.status,
+                    "error": _check_body(request, response.status, raw),
+                    "body": raw[:BODY_SAMPLE_CHARS].decode("utf-8", "replace"),
+                    "retry_after": response.getheader("Retry-After"),
+                    "texts": len(request["texts"]),
+                }
+            )
     finally:
         connection.close()
-    return latencies, errors, statuses
+    return outcomes
 
 
-def run_load(url, requests=200, concurrency=8, timeout=10.0, beam_width=1, max_seconds=120.0):
-    """Sends `requests` requests from `concurrency` threads; returns the report dict."""
+def _check_url(url):
+    """(host, port) of an http:// loopback URL; SystemExit for any other."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "http" or parsed.hostname not in LOOPBACK:
         raise SystemExit(f"only http:// loopback URLs are allowed, got {url!r}")
-    if requests < 1 or concurrency < 1:
-        raise SystemExit("--requests and --concurrency must be positive")
-    host, port = parsed.hostname, parsed.port or 80
+    return parsed.hostname, parsed.port or 80
 
-    def body(i):
-        return {"text": TEXTS[i % len(TEXTS)], "beam_width": beam_width}
 
-    shares = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
-    stop_at = time.monotonic() + max_seconds
+def _ready_status(host, port, timeout):
+    """The status of GET /readyz, or the exception's name."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", "/readyz")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException) as error:
+        return type(error).__name__
+    finally:
+        connection.close()
+
+
+def run_load(url, bodies=None, concurrency=8, timeout=60.0, max_seconds=300.0, requests=None):
+    """Sends `bodies` from `concurrency` client threads; returns the level's report dict.
+
+    Args:
+        url: an http:// loopback URL of the server.
+        bodies: `POST /translate` bodies, e.g. from `request_mix`; None for `requests`
+            bodies of the Bible test mix with seed 0.
+        concurrency: client threads, each with one connection.
+        timeout: seconds per request.
+        max_seconds: time budget of the level; bodies not sent by then count as
+            "deadline" errors.
+        requests: how many bodies to draw when `bodies` is None (default 200).
+
+    Raises:
+        SystemExit: `url` is not loopback, or a count is not positive.
+    """
+    host, port = _check_url(url)
+    if bodies is None:
+        bodies = request_mix(bible_sources("test"), requests or 200, seed=0)
+    if not bodies or concurrency < 1:
+        raise SystemExit("the requests and the concurrency must be positive")
+    queue = _Requests(bodies, time.monotonic() + max_seconds)
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        futures = [pool.submit(_client, host, port, timeout, body, n, stop_at) for n in shares if n]
-        parts = [f.result() for f in futures]
+        futures = [
+            pool.submit(_client, host, port, timeout, queue)
+            for _ in range(min(concurrency, len(bodies)))
+        ]
+        outcomes = [outcome for future in futures for outcome in future.result()]
     elapsed = time.perf_counter() - start
-    latencies = np.array([x for part in parts for x in part[0]])
-    errors = [e for part in parts for e in part[1]]
-    statuses = {}
-    for part in parts:
-        for status, n in part[2].items():
-            statuses[str(status)] = statuses.get(str(status), 0) + n
-    ok = int(statuses.get("200", 0))
-    ms = lambda q: float(np.percentile(latencies, q) * 1000) if latencies.size else None  # noqa: E731
+    report = _summary(outcomes, len(bodies), elapsed)
+    report.update(
+        url=url,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        max_seconds=max_seconds,
+        ready_after=_ready_status(host, port, timeout=5),
+    )
+    return report
+
+
+def _summary(outcomes, sent, elapsed):
+    """Counts, throughput and latency percentiles of one level's outcomes."""
+    kinds, statuses, bodies = {}, {}, {}
+    for outcome in outcomes:
+        if outcome["error"]:
+            kinds[outcome["error"]] = kinds.get(outcome["error"], 0) + 1
+        if "status" in outcome:
+            status = str(outcome["status"])
+            statuses[status] = statuses.get(status, 0) + 1
+            if outcome["status"] != 200:
+                sample = {"body": outcome["body"], "retry_after": outcome["retry_after"]}
+                bodies.setdefault(status, sample)
+    unsent = sent - len(outcomes)
+    if unsent:
+        kinds["deadline"] = unsent
+    good = [o for o in outcomes if not o["error"]]
+    latencies = np.array([o["latency"] for o in outcomes if "latency" in o])
+    ok_texts = sum(o["texts"] for o in good)
+
+    def ms(q):
+        return round(float(np.percentile(latencies, q) * 1000), 1) if latencies.size else None
+
     return {
-        "url": url,
-        "requests": requests,
-        "concurrency": concurrency,
-        "beam_width": beam_width,
-        "timeout_s": timeout,
+        "requests": sent,
+        "ok": len(good),
+        "errors": sum(kinds.values()),
+        "error_kinds": dict(sorted(kinds.items())),
+        "statuses": dict(sorted(statuses.items())),
+        "overload": {status: statuses.get(status, 0) for status in OVERLOAD_STATUSES},
+        "error_bodies": bodies,
+        "texts_ok": ok_texts,
         "seconds": round(elapsed, 3),
-        "ok": ok,
-        "errors": len(errors),
-        "error_kinds": sorted(set(errors)),
-        "statuses": statuses,
-        "throughput_rps": round(ok / elapsed, 2) if elapsed > 0 else None,
-        "latency_ms": {
-            "p50": ms(50),
-            "p90": ms(90),
-            "p99": ms(99),
-            "max": float(latencies.max() * 1000) if latencies.size else None,
-        },
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "throughput_rps": round(len(good) / elapsed, 2) if elapsed > 0 else None,
+        "throughput_texts_per_s": round(ok_texts / elapsed, 2) if elapsed > 0 else None,
+        "latency_ms": {"p50": ms(50), "p90": ms(90), "p99": ms(99), "max": ms(100)},
     }
 
 
-def _cpus():
-    import os
+def run_levels(url, bodies, levels, timeout, max_seconds, echo=print):
+    """`run_load` at each concurrency of `levels` in turn; a list of level reports."""
+    reports = []
+    for level in levels:
+        report = run_load(url, bodies, level, timeout=timeout, max_seconds=max_seconds)
+        echo(_line(report))
+        reports.append(report)
+    return reports
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+def _line(report):
+    latency = report["latency_ms"]
+    line = (
+        f"  concurrency {report['concurrency']:3d}: {report['ok']}/{report['requests']} ok, "
+        f"{report['errors']} errors in {report['seconds']} s, "
+        f"{report['throughput_rps']} req/s, {report['throughput_texts_per_s']} texts/s"
+    )
+    if latency["p50"] is not None:
+        line += f", p50 {latency['p50']} ms, p99 {latency['p99']} ms"
+    if report["errors"]:
+        line += f"; errors: {report['error_kinds']}"
+    return line
+
+
+# ---- the server ----
 
 
 def _free_port():
@@ -136,13 +348,18 @@ def _free_port():
 class LocalServer:
     """The server on a free 127.0.0.1 port in a background thread (context manager)."""
 
-    def __init__(self, export_dir, backend="onnx", max_batch_size=16, batch_timeout_ms=5):
+    def __init__(
+        self, export_dir, backend="onnx", max_batch_size=16, batch_timeout_ms=5, quantized=False
+    ):
         import uvicorn
-
-        from serving.app import create_app
+        from seq2seq_attn.serving.app import create_app
 
         app = create_app(
-            export_dir, backend, max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms
+            export_dir,
+            backend,
+            max_batch_size=max_batch_size,
+            batch_timeout_ms=batch_timeout_ms,
+            quantized=quantized,
         )
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -165,53 +382,184 @@ class LocalServer:
         self.thread.join(timeout=15)
 
 
-def main(argv=None):
+def _warm_up(url, max_beam_width, timeout):
+    """One short request per beam width (first-call setup out of the timed levels)."""
+    bodies = [{"texts": ["In the beginning."], "beam_width": b + 1} for b in range(max_beam_width)]
+    report = run_load(url, bodies, 1, timeout=timeout, max_seconds=timeout * len(bodies))
+    return {key: report[key] for key in ("requests", "ok", "errors", "error_kinds", "statuses")}
+
+
+# ---- the command line ----
+
+
+def _machine():
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpus": cpus,
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _code():
+    """The checkout's commit and whether it has uncommitted changes (None outside git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "uncommitted_changes": bool(status.strip())}
+
+
+def _load_average():
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _levels(text):
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"levels must be positive integers, got {text!r}")
+    return levels
+
+
+def _parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8080")
     where.add_argument("--export-dir", help="start a server on this export for the run")
     parser.add_argument("--backend", default="onnx", choices=["onnx", "tflite"])
+    parser.add_argument("--quantized", action="store_true", help="serve the int8 artifacts")
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="onnx, tflite and onnx --quantized, a fresh server each (needs --export-dir)",
+    )
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-timeout-ms", type=float, default=5)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--beam-width", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="whole run")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    load = dict(
-        requests=args.requests,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        beam_width=args.beam_width,
-        max_seconds=args.max_seconds,
+    parser.add_argument(
+        "--levels",
+        type=_levels,
+        default=list(DEFAULT_LEVELS),
+        help="concurrency levels, run in turn (default 1,8,32,64)",
     )
+    parser.add_argument("--requests", type=int, default=200, help="requests per level")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", choices=SPLITS, help="Bible split of texts")
+    parser.add_argument("--max-beam-width", type=int, default=4)
+    parser.add_argument("--max-texts", type=int, default=8, help="most texts per request")
+    parser.add_argument("--max-words", type=int, default=60, help="most words per text")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="seconds per level")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    return parser
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.matrix and args.url:
+        parser.error("--matrix starts its own servers: use it with --export-dir, not --url")
+    if args.url and (args.quantized or args.backend != "onnx"):
+        parser.error("--backend and --quantized choose the server that --export-dir starts")
+    if args.requests < 1:
+        parser.error(f"--requests must be positive, got {args.requests}")
     if args.url:
-        report = run_load(args.url, **load)
+        _check_url(args.url)
+    try:
+        bodies = request_mix(
+            bible_sources(args.split),
+            args.requests,
+            args.seed,
+            max_beam_width=args.max_beam_width,
+            max_texts=args.max_texts,
+            max_words=args.max_words,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    result = {
+        "command": ["python", "benchmarks/load_test.py", *(sys.argv[1:] if argv is None else argv)],
+        "machine": _machine(),
+        "code": _code(),
+        "load_average_before": _load_average(),
+        "mix": {
+            "corpus": f"bible-en-es {args.split} split, English side",
+            "seed": args.seed,
+            "requests_per_level": args.requests,
+            "texts": sum(len(b["texts"]) for b in bodies),
+            "max_beam_width": args.max_beam_width,
+            "max_texts": args.max_texts,
+            "max_words": args.max_words,
+        },
+        "levels": args.levels,
+        "configurations": [],
+    }
+    load = dict(timeout=args.timeout, max_seconds=args.max_seconds)
+    if args.url:
+        print(f"{args.url}:")
+        levels = run_levels(args.url, bodies, args.levels, **load)
+        result["configurations"].append({"name": "url", "url": args.url, "levels": levels})
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        with LocalServer(
-            args.export_dir, args.backend, args.max_batch_size, args.batch_timeout_ms
-        ) as server:
-            report = run_load(server.url, **load)
-        report["server"] = {
+        result["server"] = {
             "export_dir": str(args.export_dir),
-            "backend": args.backend,
             "max_batch_size": args.max_batch_size,
             "batch_timeout_ms": args.batch_timeout_ms,
+            "in_process": True,
         }
+        setups = MATRIX if args.matrix else [_name(args.backend, args.quantized)]
+        for name, backend, quantized in setups:
+            print(f"{name}:")
+            before = _load_average()
+            with LocalServer(
+                args.export_dir, backend, args.max_batch_size, args.batch_timeout_ms, quantized
+            ) as server:
+                warmup = _warm_up(server.url, args.max_beam_width, args.timeout)
+                levels = run_levels(server.url, bodies, args.levels, **load)
+            result["configurations"].append(
+                {
+                    "name": name,
+                    "backend": backend,
+                    "quantized": quantized,
+                    "load_average_before": before,
+                    "load_average_after": _load_average(),
+                    "warmup": warmup,
+                    "levels": levels,
+                }
+            )
+    result["load_average_after"] = _load_average()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    latency = report["latency_ms"]
-    print(
-        f"{report['ok']}/{report['requests']} ok, {report['errors']} errors in "
-        f"{report['seconds']} s: {report['throughput_rps']} req/s, "
-        f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms -> {args.out}"
-        if report["ok"]
-        else f"no successful request; errors: {report['error_kinds']}"
-    )
-    return 0 if report["errors"] == 0 else 1
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    errors = sum(level["errors"] for c in result["configurations"] for level in c["levels"])
+    print(f"{errors} errors -> {args.out}")
+    return 0 if errors == 0 else 1
+
+
+def _name(backend, quantized):
+    return (f"{backend}-int8" if quantized else backend), backend, quantized
 
 
 if __name__ == "__main__":

@@ -133,15 +133,27 @@ def test_page_shows_errors(server):
 
 def test_load_script(server, load_test, tmp_path):
     out = tmp_path / "load.json"
-    code = load_test.main(
-        ["--url", server.url, "--requests", "40", "--concurrency", "4", "--out", str(out)]
-    )
+    argv = ["--url", server.url, "--levels", "1,4", "--requests", "12", "--max-words", "8"]
+    code = load_test.main([*argv, "--out", str(out)])
     report = json.loads(out.read_text())
-    assert code == 0 and report["errors"] == 0 and report["ok"] == 40
-    assert report["throughput_rps"] > 0
-    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    (configuration,) = report["configurations"]
+    levels = configuration["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 4]
+    for level in levels:
+        assert level["errors"] == 0 and level["error_kinds"] == {}, level
+        assert level["ok"] == 12 and level["statuses"] == {"200": 12}
+        assert level["texts_ok"] == report["mix"]["texts"]
+        assert 0 < level["throughput_rps"] <= level["throughput_texts_per_s"]
+        latency = level["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+        assert level["ready_after"] == 200
+    assert code == 0
+    assert len(report["load_average_before"]) == len(report["load_average_after"]) == 3
 
 
 def test_load_script_refuses_other_hosts(load_test):
+    body = {"texts": ["In the beginning."], "beam_width": 1}
     with pytest.raises(SystemExit, match="loopback"):
-        load_test.run_load("http://example.com:80", requests=1)
+        load_test.run_load("http://example.com:80", [body])
+    with pytest.raises(SystemExit, match="loopback"):
+        load_test.main(["--url", "http://10.0.0.1:8080", "--requests", "1"])
