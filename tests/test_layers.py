@@ -106,3 +106,12 @@ def test_inference_layer_imports_no_tensorflow(module):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_no_two_classes_share_a_name():
+    seen = {}
+    for module, path in modules():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                seen.setdefault(node.name, []).append(module)
+    assert not {name: where for name, where in seen.items() if len(where) > 1}
