@@ -118,11 +118,11 @@ def stage_times(run_dir, out_dir, samples):
     """Times every stage of an export (the steps of `export_run`, called one by one)."""
     import absl.logging
     import tensorflow as tf
+    from seq2seq_attn.export import convert
     from seq2seq_attn.export.main import _held_out, write_manifest
     from seq2seq_attn.export.signatures import ExportModule
     from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
 
-    from export import convert
     from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 
@@ -148,6 +148,13 @@ def stage_times(run_dir, out_dir, samples):
     )
     convert.export_all(module, out_dir, stage=timed)
     shutil.copytree(Path(run_dir) / TOKENIZER_DIR, out_dir / "tokenizer")
+    timed(
+        "onnx:translate.onnx",
+        convert.to_translate_onnx,
+        out_dir,
+        translator.tokenizers,
+        out_dir / "translate.onnx",
+    )
     report = timed(
         "parity",
         validate_export,

@@ -4,7 +4,9 @@ For float32 artifacts a mismatch is an error: step logits must agree within
 `LOGITS_ATOL` along the Keras greedy trajectory, and greedy and beam-4 tokens must
 agree exactly (host-side search over the step graphs, and the single-graph greedy
 decodes). Quantized artifacts report their BLEU against the float Keras model and must
-lose at most `BLEU_DROP[variant]`. All mismatches are collected, then reported at once.
+lose at most `BLEU_DROP[variant]`. `translate.onnx` (strings in, strings out) must give
+exactly the host's strings: `decode` of the host-side greedy tokens. All mismatches are
+collected, then reported at once.
 """
 
 from pathlib import Path
@@ -160,6 +162,89 @@ def _check_quantized(name, variant, result, host_greedy, keras_bleu, tokenizers,
     return []
 
 
+TRANSLATE_RUNTIME = "onnxruntime+extensions"
+
+
+def load_onnxruntime_extensions():
+    """The `onnxruntime_extensions` module, its native library bound to its own symbols.
+
+    The library carries its own protobuf and sentencepiece. TensorFlow loads its libraries
+    with RTLD_GLOBAL, so a library loaded after it resolves those C++ symbols to TensorFlow's
+    protobuf (another version) and creating a session with the SentencepieceTokenizer op
+    segfaults (in `MessageLite::ParseFromArray`). RTLD_DEEPBIND makes it look up its own
+    symbols first. Import it through this function in any process that may hold TensorFlow;
+    an earlier plain `import onnxruntime_extensions` after TensorFlow cannot be undone.
+    """
+    import os
+    import sys
+
+    import onnx  # noqa: F401  (loaded the usual way, not deep-bound)
+    import onnxruntime  # noqa: F401
+
+    if "onnxruntime_extensions" not in sys.modules:
+        flags = sys.getdlopenflags()
+        sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))  # 0 where there is none
+        try:
+            import onnxruntime_extensions  # noqa: F401
+        finally:
+            sys.setdlopenflags(flags)
+    return sys.modules["onnxruntime_extensions"]
+
+
+def translate_session(path):
+    """An onnxruntime session of `translate.onnx` with onnxruntime-extensions' ops registered."""
+    import onnxruntime as ort
+
+    onnxruntime_extensions = load_onnxruntime_extensions()
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
+    """`translate.onnx` (strings in, strings out) against the host-side text path.
+
+    Args:
+        reference: the `Reference` of `tokenizers.source.encode_batch(texts)`.
+        path: the `translate.onnx` file.
+        tokenizers: the run's `TokenizerPair`.
+        texts: the source sentences.
+        host_greedy: int32 `(batch, steps)`, host-side greedy search over the float ONNX step
+            graphs on `reference.source_ids`.
+
+    Returns:
+        dict: `translation_agreement` (its strings equal `tokenizers.target.decode` of
+        `host_greedy`), `greedy_graph_agreement` (its tokens equal the Keras greedy decode)
+        and up to 3 `mismatches` as [text, got, expected].
+    """
+    session = translate_session(path)
+    got, tokens = session.run(["translation", "tokens"], {"text": np.array(texts, object)})
+    expected = [tokenizers.target.decode(row) for row in host_greedy]
+    same = [a == b for a, b in zip(got, expected, strict=True)]
+    return {
+        "translation_agreement": float(np.mean(same)),
+        "greedy_graph_agreement": reference.agreement(tokens),
+        "mismatches": [
+            [text, str(a), b]
+            for text, a, b, ok in zip(texts, got, expected, same, strict=True)
+            if not ok
+        ][:3],
+    }
+
+
+def translate_failures(result):
+    """The parity rule for `translate.onnx`: every string and every token sequence agrees."""
+    failures = [
+        f"translate.onnx: {key} {value:.3f} < 1"
+        for key, value in result.items()
+        if key.endswith("agreement") and value < 1.0
+    ]
+    if result["mismatches"]:
+        text, got, expected = result["mismatches"][0]
+        failures.append(f"translate.onnx: {text!r} -> {got!r}, host {expected!r}")
+    return failures
+
+
 def validate_export(directory, model, tokenizers, texts, references):
     """Checks every artifact in an export directory; returns the parity report.
 
@@ -183,12 +268,22 @@ def validate_export(directory, model, tokenizers, texts, references):
     for name, runtime_name, variant, make in runtimes(directory):
         result, host_greedy = check_step_runtime(reference, make())
         artifacts[f"{name}/{runtime_name}"] = result
+        if name == "*.onnx":
+            onnx_greedy = host_greedy  # the host text path translate.onnx must equal
         if variant is None:
             failures += float_failures(name, result)
         else:
             failures += _check_quantized(
                 name, variant, result, host_greedy, keras_bleu, tokenizers, references
             )
+    if not (directory / "translate.onnx").is_file():
+        failures.append("translate.onnx: missing")
+    else:
+        result = check_translate_onnx(
+            reference, directory / "translate.onnx", tokenizers, list(texts), onnx_greedy
+        )
+        artifacts[f"translate.onnx/{TRANSLATE_RUNTIME}"] = result
+        failures += translate_failures(result)
     return {
         "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},
         "samples": len(texts),

@@ -40,7 +40,10 @@ def test_every_artifact_is_written_and_hashed(exported):
         "greedy.onnx",
         "encoder_int8.onnx",
         "decoder_step_int8.onnx",
-        "tokenizer/source.vocab.txt",
+        "translate.onnx",
+        "tokenizer/source.model",
+        "tokenizer/target.model",
+        "tokenizer/tokenizer.json",
         "parity.json",
         "manifest.json",
     ):
