@@ -15,6 +15,7 @@ other worker writes the same files into its own scratch directory
 (`distribute.worker_scratch_dir`) and deletes it once training has finished.
 """
 
+import csv
 import json
 import shutil
 import time
@@ -147,6 +148,16 @@ def _callbacks(out_dir, patience):
     ]
 
 
+def _whole_history(out_dir, history):
+    """(epochs run, best dev loss) over the whole run, resumed parts included: history.csv has
+    every epoch, `history` only this call's."""
+    path = Path(out_dir) / "history.csv"
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
+    losses = losses or history.history.get("val_loss", [float("nan")])
+    return max(len(rows), len(history.history.get("loss", []))), min(losses)
+
+
 def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
     """Trains on corpus `data` ("dates", "bible-en-es" or a file) into `out_dir`.
 
@@ -199,12 +210,13 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
             callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]) + list(callbacks),
             verbose=verbose,
         )
+    epochs_run, best_val_loss = _whole_history(out_dir, history)
     info = {
         "data": str(data),
         "seed": seed,
         "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
-        "epochs_run": len(history.history.get("loss", [])),
-        "best_val_loss": min(history.history.get("val_loss", [float("nan")])),
+        "epochs_run": epochs_run,
+        "best_val_loss": best_val_loss,
         "train_seconds": round(time.time() - started, 1),
         "parameters": int(model.count_params()),
         "strategy": train_cfg["strategy"] or "default",

@@ -77,10 +77,12 @@ def test_resume_after_interruption_continues_epochs(tiny_config, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train("dates", config, out, callbacks=[Interrupt()], verbose=0)
     assert (out / "backup").exists()
-    train("dates", config, out, verbose=0)
+    info = train("dates", config, out, verbose=0)
     with open(out / "history.csv") as f:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
-    assert epochs == [0, 1, 2]
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
+    assert info["epochs_run"] == 3  # the whole run, not only the resumed part
+    assert info["best_val_loss"] == min(float(row["val_loss"]) for row in rows)
 
 
 def expect_user_error(capsys, argv, *fragments):
