@@ -16,15 +16,16 @@ dropped connection or a 200 whose body does not match the request) by kind, the 
 latency p50/p90/p99/max over every answered request (non-200s included), and whether
 `/readyz` still answered 200 after the level.
 
-The results of the README (the pretrained model's export, 2 shared CPU cores; measured at
-commit 54eb1ce, whose pretrained model still had a WordPiece tokenizer):
+The results of the README (the pretrained SentencePiece model's export, 2 shared CPU cores):
 
     seq2seq-attn export seq2seq_attn/pretrained/bible-en-es --out runs/bible-export \\
         --samples 8 --force
     python benchmarks/load_test.py --export-dir runs/bible-export --matrix --requests 200
 
-`--matrix` runs three configurations (onnx, tflite, onnx with the int8 graphs), each on a
-fresh in-process server (`LocalServer`), each at every level. Other ways to run it:
+`--matrix` runs three configurations (onnx, tflite, onnx with the int8 graphs), each at every
+level on a fresh server in its own process (`LocalServer`: `python -m seq2seq_attn.cli serve
+EXPORT_DIR --port P ...`, the way users run it, stopped with SIGTERM at the end; its exit code,
+0 after a clean drain, is in the report). Other ways to run it:
 
     # one configuration
     python benchmarks/load_test.py --export-dir EXPORT_DIR --backend tflite --levels 1,16
@@ -32,10 +33,9 @@ fresh in-process server (`LocalServer`), each at every level. Other ways to run 
     # against a running server (`seq2seq-attn serve EXPORT_DIR`)
     python benchmarks/load_test.py --url http://127.0.0.1:8080 --requests 50
 
-The in-process server shares its Python process (and GIL) with the client threads; the
-clients spend their time blocked on sockets, but at high levels they still take some CPU
-from the server. Writes the numbers to benchmarks/results/load_test.json (see --out).
-The module imports neither TensorFlow nor the server unless a server is started.
+The client threads and the server share the machine's cores but not a process (nor a GIL).
+Writes the numbers to benchmarks/results/load_test.json (see --out). The module imports
+neither TensorFlow nor the server.
 """
 
 import argparse
@@ -44,9 +44,11 @@ import http.client
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -346,40 +348,82 @@ def _free_port():
 
 
 class LocalServer:
-    """The server on a free 127.0.0.1 port in a background thread (context manager)."""
+    """`seq2seq-attn serve` in its own process on a free 127.0.0.1 port (context manager).
+
+    Starts `python -m seq2seq_attn.cli serve EXPORT_DIR --port P ...` with this interpreter,
+    the way users run the server, so the client threads of the load test share neither a
+    process nor a GIL with it. Entering waits until `GET /readyz` answers 200; leaving sends
+    SIGTERM (the server reports not ready for `drain_s`, lets the requests in flight finish
+    and exits) and records the exit code (`exit_code`, 0 after a clean shutdown) and the
+    seconds the shutdown took (`stop_seconds`). The server's log goes to a temporary file,
+    whose end is in the error when it does not start.
+
+    Args:
+        export_dir: the export directory to serve.
+        backend: "onnx" or "tflite".
+        max_batch_size: the server's `--max-batch-size`.
+        batch_timeout_ms: the server's `--batch-timeout-ms`.
+        quantized: serve the int8 artifacts (`--quantized`).
+        drain_s: the server's `--drain-seconds`.
+        start_timeout_s: seconds to wait for `/readyz` 200.
+    """
 
     def __init__(
-        self, export_dir, backend="onnx", max_batch_size=16, batch_timeout_ms=5, quantized=False
+        self,
+        export_dir,
+        backend="onnx",
+        max_batch_size=16,
+        batch_timeout_ms=5,
+        quantized=False,
+        drain_s=1.0,
+        start_timeout_s=120.0,
     ):
-        import uvicorn
-        from seq2seq_attn.serving.app import create_app
-
-        app = create_app(
-            export_dir,
-            backend,
-            max_batch_size=max_batch_size,
-            batch_timeout_ms=batch_timeout_ms,
-            quantized=quantized,
-        )
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.command = [
+            sys.executable, "-m", "seq2seq_attn.cli", "serve", str(export_dir),
+            "--port", str(self.port),
+            "--backend", backend,
+            "--max-batch-size", str(max_batch_size),
+            "--batch-timeout-ms", str(batch_timeout_ms),
+            "--drain-seconds", str(drain_s),
+        ] + (["--quantized"] if quantized else [])  # fmt: skip
+        self.drain_s, self.start_timeout_s = drain_s, start_timeout_s
+        self.process = self.log = None
+        self.exit_code = self.stop_seconds = None
 
     def __enter__(self):
-        self.thread.start()
-        for _ in range(600):  # up to 30 s
-            if self.server.started:
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if _ready_status("127.0.0.1", self.port, timeout=5) == 200:
                 return self
-            if not self.thread.is_alive():
-                break
-            time.sleep(0.05)
-        raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError(
+            f"the server did not start (exit code {self.exit_code}): "
+            f"{' '.join(self.command)}\n{self.log_tail()}"
+        )
 
     def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+        if self.process.poll() is None:
+            start = time.perf_counter()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.drain_s + 60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.stop_seconds = round(time.perf_counter() - start, 2)
+        self.exit_code = self.process.returncode
+
+    def log_tail(self, chars=2000):
+        """The end of the server's log (stdout and stderr)."""
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-chars:]
 
 
 def _warm_up(url, max_beam_width, timeout):
@@ -475,6 +519,12 @@ def _parser():
     parser.add_argument("--max-words", type=int, default=60, help="most words per text")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="seconds per level")
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=1.0,
+        help="the started server's --drain-seconds before it stops on SIGTERM (default 1)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return parser
 
@@ -528,22 +578,36 @@ def main(argv=None):
             "export_dir": str(args.export_dir),
             "max_batch_size": args.max_batch_size,
             "batch_timeout_ms": args.batch_timeout_ms,
-            "in_process": True,
+            "drain_s": args.drain_seconds,
+            "process": "own (python -m seq2seq_attn.cli serve), stopped with SIGTERM",
         }
         setups = MATRIX if args.matrix else [_name(args.backend, args.quantized)]
         for name, backend, quantized in setups:
             print(f"{name}:")
             before = _load_average()
-            with LocalServer(
-                args.export_dir, backend, args.max_batch_size, args.batch_timeout_ms, quantized
-            ) as server:
+            server = LocalServer(
+                args.export_dir,
+                backend,
+                args.max_batch_size,
+                args.batch_timeout_ms,
+                quantized,
+                drain_s=args.drain_seconds,
+            )
+            with server:
                 warmup = _warm_up(server.url, args.max_beam_width, args.timeout)
                 levels = run_levels(server.url, bodies, args.levels, **load)
+            print(f"  server stopped: exit code {server.exit_code} in {server.stop_seconds} s")
+            if server.exit_code != 0:
+                print(server.log_tail())
             result["configurations"].append(
                 {
                     "name": name,
                     "backend": backend,
                     "quantized": quantized,
+                    "server_command": server.command[1:],
+                    "server_exit_code": server.exit_code,
+                    "server_stop_seconds": server.stop_seconds,
+                    "server_log_tail": server.log_tail() if server.exit_code != 0 else None,
                     "load_average_before": before,
                     "load_average_after": _load_average(),
                     "warmup": warmup,
@@ -554,8 +618,11 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     errors = sum(level["errors"] for c in result["configurations"] for level in c["levels"])
+    unclean = [c["name"] for c in result["configurations"] if c.get("server_exit_code", 0) != 0]
     print(f"{errors} errors -> {args.out}")
-    return 0 if errors == 0 else 1
+    if unclean:
+        print(f"servers that did not exit 0 on SIGTERM: {', '.join(unclean)}")
+    return 0 if errors == 0 and not unclean else 1
 
 
 def _name(backend, quantized):

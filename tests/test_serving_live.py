@@ -151,6 +151,28 @@ def test_load_script(server, load_test, tmp_path):
     assert len(report["load_average_before"]) == len(report["load_average_after"]) == 3
 
 
+def test_load_script_starts_its_own_server(tiny_export, load_test, tmp_path):
+    """--export-dir: `seq2seq-attn serve` in a subprocess, stopped by SIGTERM, exit code 0."""
+    out = tmp_path / "load.json"
+    argv = ["--export-dir", str(tiny_export[0]), "--levels", "2", "--requests", "4"]
+    argv += ["--max-words", "8", "--drain-seconds", "0", "--out", str(out)]
+    assert load_test.main(argv) == 0
+    (configuration,) = json.loads(out.read_text())["configurations"]
+    assert configuration["server_command"][:4] == ["-m", "seq2seq_attn.cli", "serve", argv[1]]
+    assert configuration["server_exit_code"] == 0
+    assert configuration["warmup"]["ok"] == configuration["warmup"]["requests"]
+    (level,) = configuration["levels"]
+    assert level["ok"] == 4 and level["errors"] == 0 and level["ready_after"] == 200
+
+
+def test_load_script_reports_a_server_that_does_not_start(load_test, tmp_path):
+    server = load_test.LocalServer(tmp_path / "missing", drain_s=0, start_timeout_s=60)
+    with pytest.raises(RuntimeError, match="export directory not found") as error:
+        with server:
+            pass
+    assert server.exit_code == 2 and "exit code 2" in str(error.value)
+
+
 def test_load_script_refuses_other_hosts(load_test):
     body = {"texts": ["In the beginning."], "beam_width": 1}
     with pytest.raises(SystemExit, match="loopback"):

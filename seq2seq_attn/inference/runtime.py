@@ -72,6 +72,9 @@ class OnnxModel(_StepModel):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle workers sleep instead of spin-waiting: a spinning pool (3 sessions, one pool
+        # each) takes the cores from the server's own threads and any other process.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         suffix = "_int8" if quantized else ""
         directory = Path(directory)
         files = {
