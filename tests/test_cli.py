@@ -21,7 +21,9 @@ def run_dir(tiny_run):
 def test_train_writes_a_complete_run_dir(run_dir):
     for name in (
         "model.keras",
-        "tokenizer/source.vocab.txt",
+        "tokenizer/source.model",
+        "tokenizer/target.model",
+        "tokenizer/tokenizer.json",
         "config.yaml",
         "run.json",
         "history.csv",
