@@ -115,7 +115,7 @@ def test_bad_arguments(kwargs, match):
         Seq2SeqAttention(16, 18, **kwargs)
 
 
-def train_and_score(attention, train, test, epochs=5):
+def train_and_score(attention, train, test, epochs=8):
     keras.utils.set_random_seed(0)
     model = Seq2SeqAttention(24, 24, embedding_dim=32, units=64, attention=attention)
     model.compile(keras.optimizers.Adam(2e-3, clipnorm=1.0))
