@@ -50,7 +50,7 @@ def machine():
     return {
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -59,7 +59,8 @@ def machine():
     }
 
 
-def _cpu_model():
+def cpu_model():
+    """The processor's model name, for the results."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -56,6 +56,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402  (TensorFlow-free at import)
+
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_OUT = Path(__file__).parent / "results" / "load_test.json"
@@ -441,20 +445,10 @@ def _machine():
     return {
         "cpus": cpus,
         "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": common.cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-
-
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _code():
