@@ -160,3 +160,20 @@ def test_bad_tokenizer_config_exits_2(tmp_path, capsys):
     expect_user_error(capsys, argv, "tokenizer.model_type", "unigram or bpe")
     config.write_text("tokenizer:\n  lower_case: true\n")
     expect_user_error(capsys, argv, "lower_case", "lowercase")
+
+
+def test_demo_prints_every_parity_result(tiny_export):
+    """The demo's export step prints each artifact's line (translate.onnx has no logits)."""
+    from seq2seq_attn.commands import parity_line
+
+    lines = [parity_line(name, result) for name, result in tiny_export[1]["artifacts"].items()]
+    assert any(line.startswith("translate.onnx/") and "100%" in line for line in lines), lines
+    assert any("max |logit diff|" in line for line in lines)
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    """The README's first command, small: train, evaluate, translate, export with parity."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "600", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[5/5] outputs:" in out and "translate.onnx/" in out
+    assert (tmp_path / "demo" / "export" / "manifest.json").is_file()
