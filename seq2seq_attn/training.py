@@ -149,13 +149,19 @@ def _callbacks(out_dir, patience):
 
 
 def _whole_history(out_dir, history):
-    """(epochs run, best dev loss) over the whole run, resumed parts included: history.csv has
-    every epoch, `history` only this call's."""
+    """(epochs run, best dev loss) of the whole run, a resumed part included.
+
+    `history` has only this call's epochs (`history.epoch` continues the numbering after a
+    resume); history.csv has them all, after the rows of any earlier run trained into the
+    same directory, which start again at epoch 0.
+    """
+    epochs_run = history.epoch[-1] + 1 if history.epoch else 0
     path = Path(out_dir) / "history.csv"
     rows = list(csv.DictReader(path.open())) if path.exists() else []
+    starts = [i for i, row in enumerate(rows) if row.get("epoch") == "0"]
+    rows = rows[starts[-1] :] if starts else rows
     losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
-    losses = losses or history.history.get("val_loss", [float("nan")])
-    return max(len(rows), len(history.history.get("loss", []))), min(losses)
+    return epochs_run, min(losses or history.history.get("val_loss", [float("nan")]))
 
 
 def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):

@@ -177,3 +177,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[5/5] outputs:" in out and "translate.onnx/" in out
     assert (tmp_path / "demo" / "export" / "manifest.json").is_file()
+
+
+def test_training_a_finished_run_again_reports_that_run(run_dir, tiny_config, tmp_path):
+    again = tmp_path / "twice"
+    argv = ["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]
+    assert main(argv) == 0 and main(argv) == 0  # the second trains from scratch again
+    info = json.loads((again / "run.json").read_text())
+    assert info["epochs_run"] == 1  # not 2: history.csv holds both runs
