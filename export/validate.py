@@ -191,14 +191,20 @@ def load_onnxruntime_extensions():
     return sys.modules["onnxruntime_extensions"]
 
 
-def translate_session(path):
-    """An onnxruntime session of `translate.onnx` with onnxruntime-extensions' ops registered."""
+def translate_session(model):
+    """An onnxruntime session with onnxruntime-extensions' ops registered.
+
+    Args:
+        model: the path of `translate.onnx` (or of any graph using those ops), or an
+            `onnx.ModelProto`.
+    """
     import onnxruntime as ort
 
     onnxruntime_extensions = load_onnxruntime_extensions()
     options = ort.SessionOptions()
     options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):

@@ -90,6 +90,7 @@ def create_app(
         export_dir, model, limits, max_batch_size, batch_timeout_ms, metrics
     )
     metrics.queue_depth.set_function(service.batcher.depth)
+    metrics.worker_healthy.set_function(lambda: 0 if service.health() else 1)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

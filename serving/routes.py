@@ -149,7 +149,6 @@ async def model_status(name: str, service: Service, served: ModelName):
 
 
 def _probe(service, problem, code, ok):
-    service.metrics.worker_healthy.set(0 if service.health() else 1)
     if problem:
         retry = {"Retry-After": str(service.limits.retry_after_s)}
         raise ApiError(503, code, problem, retry)
@@ -168,7 +167,6 @@ async def readyz(service: Service):
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
 async def prometheus_metrics(service: Service):
-    service.metrics.worker_healthy.set(0 if service.health() else 1)
     return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
 

@@ -5,7 +5,6 @@ import json
 import shutil
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from seq2seq_attn.export.convert import (
     detokenizer_onnx,
@@ -18,8 +17,8 @@ from seq2seq_attn.export.validate import (
     TRANSLATE_RUNTIME,
     Reference,
     check_translate_onnx,
-    load_onnxruntime_extensions,
     translate_failures,
+    translate_session,
 )
 
 from seq2seq_attn.inference.runtime import OnnxModel
@@ -43,11 +42,7 @@ TEXTS = [
 
 def session(model_or_path):
     """A session with the extensions' ops registered (TensorFlow is loaded already)."""
-    options = ort.SessionOptions()
-    library = load_onnxruntime_extensions().get_library_path()
-    options.register_custom_ops_library(library)
-    source = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return translate_session(model_or_path)
 
 
 def host_translations(export_dir, tokenizers, texts):
