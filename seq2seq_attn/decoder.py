@@ -5,9 +5,10 @@ is what gets exported as the `decode_step` graph; `unroll` runs the very same
 `transition` over a teacher-forced target with `tf.scan`, then applies the
 output projection to all steps at once.
 
-Decoder state is a flat list of `(batch_size, units)` tensors:
-GRU `[h]`, LSTM `[h, c]`, and with input feeding one more, the previous
-attentional vector `h~` (Luong et al. 2015, section 3.3).
+Decoder state is a flat list of `(batch_size, units)` tensors, layer by layer
+from the bottom: GRU `[h^1, ..., h^N]`, LSTM `[h^1, c^1, ..., h^N, c^N]`, and with
+input feeding one more, the previous attentional vector `h~` (Luong et al. 2015,
+section 3.3).
 """
 
 import keras
@@ -34,6 +35,20 @@ class AttentionDecoderCell(keras.layers.Layer):
     Without attention (`attention=None`) the cell is the vanilla decoder whose
     only view of the source is its initial state: logits = W_o s_i + b_o.
 
+    Stacked (`num_layers=N`, GNMT, Wu et al. 2016, section 3 and 4): x is the
+    RNN input above ([E y_{i-1}; c_i] or [E y_{i-1}; h~_{i-1}]), then
+    o^1_i = RNN_1(x, s^1_{i-1}), o^2_i = RNN_2(o^1_i, s^2_{i-1}) and, with a
+    residual connection from the third layer on, o^l_i = RNN_l(o^{l-1}_i,
+    s^l_{i-1}) + o^{l-1}_i; dropout sits between layers. The top output o^N_i
+    takes the place of s_i above, and in Bahdanau order the query is the top
+    layer's previous state h^N_{i-1}. Every layer starts from the encoder's
+    bridge state (Marian's s2s decoder does the same); see `get_initial_states`.
+
+    Tied embeddings (`tie_embeddings=True`, Press and Wolf 2017): W_o is the
+    target embedding matrix E, logits = E (P f_i) + b_o for the output
+    features f_i; P is a bias-free projection to `embedding_dim`, present only
+    when the features have another size.
+
     Args:
         vocab_size: Positive int, target vocabulary size.
         embedding_dim: Positive int, size of the target embeddings.
@@ -43,11 +58,15 @@ class AttentionDecoderCell(keras.layers.Layer):
             serialized config), or None for the vanilla decoder.
         rnn: "gru" or "lstm".
         input_feeding: Bool, Luong order with input feeding (needs attention).
-        dropout: Float in [0, 1), dropout on embeddings and output features.
+        dropout: Float in [0, 1), dropout on embeddings, between RNN layers
+            and on output features.
+        num_layers: Positive int N, stacked decoder RNN layers.
+        tie_embeddings: Bool, share E with the output projection.
 
     Call arguments:
         prev_tokens: int `(batch_size,)`, the previous target token y_{i-1}.
-        states: list of `(batch_size, units)` tensors, see `state_sizes`.
+        states: list of `(batch_size, units)` tensors, see `state_sizes`
+            and `get_initial_states`.
         memory: `(batch_size, source_length, memory_units)` encoder states.
         projected_keys: `attention.project_keys(memory)`, or None.
         mask: bool `(batch_size, source_length)`, False at source padding.
@@ -80,6 +99,8 @@ class AttentionDecoderCell(keras.layers.Layer):
         rnn="gru",
         input_feeding=False,
         dropout=0.0,
+        num_layers=1,
+        tie_embeddings=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,7 +111,12 @@ class AttentionDecoderCell(keras.layers.Layer):
             embedding_dim=embedding_dim,
             units=units,
             memory_units=memory_units,
+            num_layers=num_layers,
         )
+        if not isinstance(tie_embeddings, bool):
+            raise ValueError(
+                f"`tie_embeddings` must be a bool, received: tie_embeddings={tie_embeddings!r}"
+            )
         if isinstance(attention, dict):
             attention = keras.saving.deserialize_keras_object(attention)
         if input_feeding and attention is None:
@@ -105,21 +131,37 @@ class AttentionDecoderCell(keras.layers.Layer):
         self.rnn = rnn
         self.input_feeding = bool(input_feeding)
         self.dropout = dropout
+        self.num_layers = num_layers
+        self.tie_embeddings = tie_embeddings
 
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
-        self.rnn_cell = make_rnn_cell(rnn, units, name="rnn_cell")
+        self.rnn_cell = make_rnn_cell(rnn, units, name="rnn_cell")  # layer 1
+        # Layers 2..N, a flat list (nested lists escape TensorFlow's tracking on export).
+        self.upper_cells = [
+            make_rnn_cell(rnn, units, name=f"rnn_cell_{layer}")
+            for layer in range(2, num_layers + 1)
+        ]
         self.dropout_layer = keras.layers.Dropout(dropout)
         if self.input_feeding:
             self.attentional = keras.layers.Dense(
                 units, activation="tanh", use_bias=False, name="attentional"
             )
         # Logits stay float32 under mixed precision.
-        self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+        if not tie_embeddings:
+            self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+        elif self.feature_size != embedding_dim:
+            self.output_projection = keras.layers.Dense(
+                embedding_dim, use_bias=False, name="output_projection", dtype="float32"
+            )
+
+    @property
+    def _states_per_layer(self):
+        return 2 if self.rnn == "lstm" else 1
 
     @property
     def state_sizes(self):
         """Sizes of the state tensors, in order."""
-        sizes = [self.units] * (2 if self.rnn == "lstm" else 1)
+        sizes = [self.units] * (self._states_per_layer * self.num_layers)
         return sizes + ([self.units] if self.input_feeding else [])
 
     @property
@@ -137,15 +179,49 @@ class AttentionDecoderCell(keras.layers.Layer):
             if not self.attention.built:  # a deserialized scorer arrives built
                 self.attention.build((None, self.units), (None, None, self.memory_units))
         self.rnn_cell.build((None, rnn_input))
+        for cell in self.upper_cells:
+            cell.build((None, self.units))
         if self.input_feeding:
             self.attentional.build((None, self.memory_units + self.units))
-        self.output_layer.build((None, self.feature_size))
+        if not self.tie_embeddings:
+            self.output_layer.build((None, self.feature_size))
+            return
+        if self.feature_size != self.embedding_dim:
+            self.output_projection.build((None, self.feature_size))
+        self.output_bias = self.add_weight(
+            shape=(self.vocab_size,), initializer="zeros", name="output_bias", dtype="float32"
+        )
 
     def project_keys(self, memory):
         """Once-per-sentence key projection, or None without attention."""
         if self.attention is None:
             return None
         return self.attention.project_keys(memory)
+
+    def stack(self, x, rnn_states, training=False):
+        """The N RNN layers of one step (layer 1 is `rnn_cell`).
+
+        Args:
+            x: `(batch_size, rnn_input)`, the input of layer 1.
+            rnn_states: the first `N * (2 if lstm else 1)` entries of the state list.
+            training: Python bool.
+
+        Returns:
+            `(output, new_rnn_states)`: the top output o^N `(batch_size, units)`
+            and the new per-layer states, in the order of `rnn_states`.
+        """
+        n = self._states_per_layer
+        output, layer_states = self.rnn_cell(x, rnn_states[:n], training=training)
+        new_states = list(layer_states)
+        for index, cell in enumerate(self.upper_cells, start=2):
+            below = output
+            layer_in = self.dropout_layer(below, training=training)
+            first = (index - 1) * n
+            output, layer_states = cell(layer_in, rnn_states[first : first + n], training=training)
+            if index >= 3:  # GNMT residual connections from the third layer on
+                output = output + below
+            new_states += list(layer_states)
+        return output, new_states
 
     def transition(self, embedded, states, memory, projected_keys, mask, training=False):
         """The recurrent part of a step, shared by `call` and `unroll`.
@@ -155,28 +231,42 @@ class AttentionDecoderCell(keras.layers.Layer):
             `(batch_size, feature_size)`, float32 weights `(batch_size, source_length)`.
         """
         states = list(states)
-        n_rnn = 2 if self.rnn == "lstm" else 1
+        n_rnn = self._states_per_layer * self.num_layers
         rnn_states = states[:n_rnn]
         if self.attention is None:
-            output, new_rnn = self.rnn_cell(embedded, rnn_states, training=training)
+            output, new_rnn = self.stack(embedded, rnn_states, training=training)
             weights = ops.zeros_like(ops.cast(memory[:, :, 0], "float32"))  # (batch, source_len)
-            return list(new_rnn), output, weights
+            return new_rnn, output, weights
         if self.input_feeding:
             x = ops.concatenate([embedded, states[n_rnn]], axis=-1)  # (batch, emb + units)
-            output, new_rnn = self.rnn_cell(x, rnn_states, training=training)
+            output, new_rnn = self.stack(x, rnn_states, training=training)
             context, weights = self.attention(
                 output, memory, mask=mask, projected_keys=projected_keys
             )
             attentional = self.attentional(ops.concatenate([context, output], axis=-1))
-            return list(new_rnn) + [attentional], attentional, weights
-        # Bahdanau order: attend with s_{i-1} (h for LSTM), then update the RNN.
-        context, weights = self.attention(
-            rnn_states[0], memory, mask=mask, projected_keys=projected_keys
-        )
+            return new_rnn + [attentional], attentional, weights
+        # Bahdanau order: attend with the top layer's s_{i-1} (h for LSTM), then update the RNN.
+        query = rnn_states[n_rnn - self._states_per_layer]  # (batch, units)
+        context, weights = self.attention(query, memory, mask=mask, projected_keys=projected_keys)
         x = ops.concatenate([embedded, context], axis=-1)  # (batch, emb + memory_units)
-        output, new_rnn = self.rnn_cell(x, rnn_states, training=training)
+        output, new_rnn = self.stack(x, rnn_states, training=training)
         features = ops.concatenate([output, context], axis=-1)  # (batch, units + memory_units)
-        return list(new_rnn), features, weights
+        return new_rnn, features, weights
+
+    def output_logits(self, features):
+        """Float32 logits `(..., vocab_size)` of features `(..., feature_size)`.
+
+        Tied, the table and bias are read in the cell's compute dtype (the embedding
+        lookup reads the same values) and the product is taken in float32, as Keras
+        Hub's `ReversibleEmbedding` does with `reverse_dtype="float32"`.
+        """
+        if not self.tie_embeddings:
+            return self.output_layer(features)
+        x = ops.cast(features, "float32")
+        if self.feature_size != self.embedding_dim:
+            x = self.output_projection(x)  # (..., embedding_dim)
+        table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
+        return ops.matmul(x, ops.transpose(table)) + ops.cast(self.output_bias, "float32")
 
     def call(self, prev_tokens, states, memory, projected_keys=None, mask=None, training=False):
         if projected_keys is None:
@@ -185,7 +275,7 @@ class AttentionDecoderCell(keras.layers.Layer):
         new_states, features, weights = self.transition(
             embedded, states, memory, projected_keys, mask, training
         )
-        logits = self.output_layer(self.dropout_layer(features, training=training))
+        logits = self.output_logits(self.dropout_layer(features, training=training))
         return logits, new_states, weights
 
     def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):
@@ -217,7 +307,7 @@ class AttentionDecoderCell(keras.layers.Layer):
         _, features, weights = tf.scan(step, embedded, initializer=(states, features0, weights0))
         features = tf.transpose(features, [1, 0, 2])  # (batch, target_len, feature_size)
         weights = tf.transpose(weights, [1, 0, 2])  # (batch, target_len, source_len)
-        logits = self.output_layer(self.dropout_layer(features, training=training))
+        logits = self.output_logits(self.dropout_layer(features, training=training))
         return logits, weights
 
     def get_initial_extra_states(self, batch_size):
@@ -225,6 +315,19 @@ class AttentionDecoderCell(keras.layers.Layer):
         if not self.input_feeding:
             return []
         return [tf.zeros([batch_size, self.units], dtype=self.compute_dtype)]
+
+    def get_initial_states(self, bridge_states, batch_size):
+        """The initial state list: the bridge state for every layer, then the extra slot.
+
+        Args:
+            bridge_states: the encoder's `[h]` (GRU) or `[h, c]` (LSTM), each
+                `(batch_size, units)`.
+            batch_size: int or scalar tensor.
+
+        Returns:
+            A list of `len(state_sizes)` tensors `(batch_size, units)`.
+        """
+        return list(bridge_states) * self.num_layers + self.get_initial_extra_states(batch_size)
 
     def get_config(self):
         config = super().get_config()
@@ -241,5 +344,7 @@ class AttentionDecoderCell(keras.layers.Layer):
             rnn=self.rnn,
             input_feeding=self.input_feeding,
             dropout=self.dropout,
+            num_layers=self.num_layers,
+            tie_embeddings=self.tie_embeddings,
         )
         return config

@@ -42,6 +42,8 @@ class Seq2SeqAttention(keras.Model):
         embedding_dim: Positive int, for source and target embeddings.
         units: Positive int, encoder RNN size per direction and decoder RNN size.
         encoder_layers: Positive int.
+        decoder_layers: Positive int, stacked decoder RNN layers (attention
+            reads the top one; residual connections from the third layer on).
         rnn: "gru" or "lstm", for encoder and decoder.
         bidirectional: Bool, bidirectional encoder.
         attention: "bahdanau", "luong" or None (the vanilla encoder-decoder).
@@ -49,6 +51,8 @@ class Seq2SeqAttention(keras.Model):
         luong_score: "dot", "general", "scaled_dot" or "concat".
         normalize: Bool, weight-normalised Bahdanau scorer.
         input_feeding: Bool, Luong order with input feeding.
+        tie_embeddings: Bool, the target embedding matrix is also the output
+            projection (after a projection to `embedding_dim` where the sizes differ).
         dropout: Float in [0, 1).
         start_id: Int, the [START] token id decoding begins with.
         end_id: Int, the [END] token id decoding stops at.
@@ -79,6 +83,7 @@ class Seq2SeqAttention(keras.Model):
         embedding_dim=64,
         units=128,
         encoder_layers=1,
+        decoder_layers=1,
         rnn="gru",
         bidirectional=True,
         attention="bahdanau",
@@ -86,6 +91,7 @@ class Seq2SeqAttention(keras.Model):
         luong_score="general",
         normalize=False,
         input_feeding=False,
+        tie_embeddings=False,
         dropout=0.0,
         start_id=2,
         end_id=3,
@@ -94,11 +100,13 @@ class Seq2SeqAttention(keras.Model):
         super().__init__(**kwargs)
         if attention_units is not None:
             check_positive_int("attention_units", attention_units)
+        check_positive_int("decoder_layers", decoder_layers)
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
         self.embedding_dim = embedding_dim
         self.units = units
         self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
         self.rnn = rnn
         self.bidirectional = bidirectional
         self.attention_type = attention
@@ -106,6 +114,7 @@ class Seq2SeqAttention(keras.Model):
         self.luong_score = luong_score
         self.normalize = normalize
         self.input_feeding = input_feeding
+        self.tie_embeddings = tie_embeddings
         self.dropout = dropout
         self.start_id = start_id
         self.end_id = end_id
@@ -131,6 +140,8 @@ class Seq2SeqAttention(keras.Model):
             rnn=rnn,
             input_feeding=input_feeding,
             dropout=dropout,
+            num_layers=decoder_layers,
+            tie_embeddings=tie_embeddings,
             name="decoder_cell",
         )
 
@@ -150,7 +161,7 @@ class Seq2SeqAttention(keras.Model):
         """
         source_ids = tf.cast(source_ids, tf.int32)
         memory, mask, states = self.encoder(source_ids, training=training)
-        states = list(states) + self.decoder_cell.get_initial_extra_states(tf.shape(memory)[0])
+        states = self.decoder_cell.get_initial_states(states, tf.shape(memory)[0])
         return memory, self.decoder_cell.project_keys(memory), mask, states
 
     def decode_step(self, prev_tokens, states, memory, projected_keys, mask):
@@ -232,6 +243,7 @@ class Seq2SeqAttention(keras.Model):
             embedding_dim=self.embedding_dim,
             units=self.units,
             encoder_layers=self.encoder_layers,
+            decoder_layers=self.decoder_layers,
             rnn=self.rnn,
             bidirectional=self.bidirectional,
             attention=self.attention_type,
@@ -239,6 +251,7 @@ class Seq2SeqAttention(keras.Model):
             luong_score=self.luong_score,
             normalize=self.normalize,
             input_feeding=self.input_feeding,
+            tie_embeddings=self.tie_embeddings,
             dropout=self.dropout,
             start_id=self.start_id,
             end_id=self.end_id,

@@ -138,3 +138,125 @@ def test_reverse_task_attention_learns_and_beats_vanilla():
     van_exact, van_long = train_and_score(None, train, test)
     assert att_exact >= 0.95, (att_exact, van_exact)
     assert van_long <= att_long - 0.3, (att_long, van_long)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(rnn="gru", decoder_layers=2),
+        dict(rnn="lstm", decoder_layers=2, tie_embeddings=True),
+        dict(rnn="gru", decoder_layers=3, tie_embeddings=True, encoder_layers=2),
+        dict(rnn="lstm", decoder_layers=2, attention="luong", input_feeding=True),
+    ],
+)
+def test_deep_and_tied_step_decoding_reproduces_teacher_forced_logits(kwargs):
+    model = small_model(**kwargs)
+    logits = model((SOURCE, TARGET_IN)).numpy()
+    memory, keys, mask, states = model.encode(SOURCE)
+    per_layer = 2 if kwargs["rnn"] == "lstm" else 1
+    extra = 1 if kwargs.get("input_feeding") else 0
+    assert len(states) == per_layer * kwargs["decoder_layers"] + extra
+    for t in range(TARGET_IN.shape[1]):
+        step_logits, states, _ = model.decode_step(TARGET_IN[:, t], states, memory, keys, mask)
+        np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, features",
+    [
+        (dict(), 12 + 24),  # Bahdanau order: [s_i; c_i], bidirectional memory of 2 * 12
+        (dict(attention="luong", input_feeding=True, embedding_dim=12), 12),  # h~_i, no P
+        (dict(attention=None, decoder_layers=2), 12),  # the top output o^2_i
+    ],
+)
+def test_tying_removes_the_output_kernel(kwargs, features):
+    args = dict(dict(embedding_dim=8, units=12), **kwargs)
+    untied = Seq2SeqAttention(16, 18, **args)
+    tied = Seq2SeqAttention(16, 18, tie_embeddings=True, **args)
+    untied.build()
+    tied.build()
+    emb, vocab = args["embedding_dim"], 18
+    projection = features * emb if features != emb else 0
+    assert untied.count_params() - tied.count_params() == features * vocab - projection
+    assert len(tied.decoder_cell.trainable_weights) == len(
+        {id(w) for w in tied.decoder_cell.trainable_weights}
+    )
+
+
+def test_deep_tied_model_save_load_and_config_round_trip(tmp_path):
+    model = small_model(rnn="lstm", decoder_layers=3, tie_embeddings=True, dropout=0.1)
+    path = tmp_path / "deep.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(model((SOURCE, TARGET_IN)), loaded((SOURCE, TARGET_IN)))
+    a = model.generate(SOURCE, max_length=6, beam_width=3)
+    b = loaded.generate(SOURCE, max_length=6, beam_width=3)
+    np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    assert loaded.get_config() == model.get_config()
+    assert loaded.get_config()["decoder_layers"] == 3 and loaded.get_config()["tie_embeddings"]
+    clone = Seq2SeqAttention.from_config(model.get_config())
+    clone((SOURCE, TARGET_IN))
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(model((SOURCE, TARGET_IN)), clone((SOURCE, TARGET_IN)))
+
+
+def test_deep_tied_model_fits_with_dropout():
+    keras.utils.set_random_seed(1)
+    model = small_model(rnn="gru", decoder_layers=3, tie_embeddings=True, dropout=0.1)
+    model.compile(keras.optimizers.Adam(1e-2))
+    data = tf.data.Dataset.from_tensor_slices(((SOURCE, TARGET_IN), TARGET_OUT)).batch(2)
+    before = model.evaluate(data, verbose=0)
+    model.fit(data.repeat(100), verbose=0)
+    after = model.evaluate(data, verbose=0)
+    assert after[0] < before[0] / 2
+    assert after[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(decoder_layers=0), "decoder_layers=0"),
+        (dict(decoder_layers="2"), "decoder_layers='2'"),
+        (dict(tie_embeddings="true"), "tie_embeddings='true'"),
+    ],
+)
+def test_bad_deep_and_tied_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Seq2SeqAttention(16, 18, **kwargs)
+
+
+def test_bad_deep_and_tied_config_values_are_user_errors():
+    from types import SimpleNamespace
+
+    from seq2seq_attn.config import resolve_config
+    from seq2seq_attn.errors import UserError
+    from seq2seq_attn.training import build_model
+
+    tokenizers = SimpleNamespace(
+        source=SimpleNamespace(vocab_size=16), target=SimpleNamespace(vocab_size=18)
+    )
+    for model_cfg, match in [
+        ({"decoder_layers": -1}, "decoder_layers=-1"),
+        ({"tie_embeddings": "yes"}, "tie_embeddings='yes'"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            build_model(resolve_config({"model": model_cfg}), tokenizers)
+
+
+def test_deep_tied_model_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = small_model(rnn="lstm", decoder_layers=3, tie_embeddings=True)
+        assert model.decoder_cell.embedding.embeddings.dtype == "float32"
+        logits = model((SOURCE, TARGET_IN))  # eager: the tied product is float32
+        assert logits.dtype == "float32" and np.all(np.isfinite(logits))
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(
+                TARGET_OUT, model((SOURCE, TARGET_IN)), from_logits=True
+            )
+        table = model.decoder_cell.embedding.embeddings
+        grad = tf.convert_to_tensor(tape.gradient(loss, table))  # input and output side
+        assert grad.dtype == "float32" and np.all(np.isfinite(grad))
+        assert np.any(grad.numpy()[3] != 0.0)  # [END] is never an input, only an output
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
