@@ -191,22 +191,39 @@ class Seq2SeqAttention(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def generate(
-        self, source_ids, max_length=None, beam_width=1, length_penalty=0.0, coverage_penalty=0.0
+        self,
+        source_ids,
+        max_length=None,
+        beam_width=1,
+        length_penalty=0.0,
+        coverage_penalty=0.0,
+        num_return_sequences=None,
+        **options,
     ):
-        """Decodes in the graph: greedy for `beam_width=1`, beam search above.
+        """Decodes in the graph: greedy (or sampling) for `beam_width=1`, beam search above.
 
         Args:
             source_ids: int `(batch_size, source_length)`, 0 is padding.
-            max_length: int or scalar tensor, most tokens per output
-                (default 2 * source_length + 10).
+            max_length: int or scalar tensor, most tokens per output (default
+                floor(max_length_ratio * source_length + max_length_offset),
+                2 * source_length + 10 unless set).
             beam_width: positive Python int.
             length_penalty: GNMT alpha, float >= 0.
             coverage_penalty: GNMT beta, float >= 0.
+            num_return_sequences: K, the n-best list size (at most `beam_width`);
+                the result then holds `nbest_*` of K hypotheses.
+            **options: `seq2seq_attn.interface.DecodeOptions` fields as Python
+                values: `max_length_ratio`, `max_length_offset`, `no_repeat_ngram`,
+                `top_k` or `top_p` with `temperature` (sampling, beam width 1), and
+                `seed` (an int or an int64 scalar tensor). See `seq2seq_attn.search`.
 
         Returns:
-            dict with `tokens` int32 `(batch_size, length)` ending in [END]
-            then 0s, `scores` float32 `(batch_size,)` and `attention` float32
-            `(batch_size, length, source_length)`; for beam search also
+            dict with `tokens` int32 `(batch_size, length)` ending in [END] then
+            0s, `scores` float32 `(batch_size,)`, `attention` float32
+            `(batch_size, length, source_length)` and the n-best list best first:
+            `nbest_tokens` `(batch_size, K, length)`, `nbest_scores`
+            `(batch_size, K)`, `nbest_attention` `(batch_size, K, length,
+            source_length)` (K = 1 unless asked); for beam search also
             `beam_tokens` and `beam_scores`, all hypotheses best first.
         """
         check_positive_int("beam_width", beam_width)
@@ -221,6 +238,8 @@ class Seq2SeqAttention(keras.Model):
         ]:
             if not isinstance(value, tf.Tensor) and value < 0:
                 raise ValueError(f"`{name}` must be >= 0, received: {name}={value!r}")
+        if num_return_sequences is not None:
+            options["n_best"] = num_return_sequences
         memory, keys, mask, states = self.encode(source_ids)
         common = dict(
             start_id=self.start_id,
@@ -228,6 +247,7 @@ class Seq2SeqAttention(keras.Model):
             max_length=max_length,
             length_penalty=length_penalty,
             coverage_penalty=coverage_penalty,
+            **options,
         )
         if beam_width == 1:
             return greedy_search(self.decode_step, states, memory, keys, mask, **common)

@@ -13,13 +13,33 @@ lp(Y) = ((5 + |Y|) / 6) ** length_penalty and
 cp = coverage_penalty * sum_j log(min(sum_i a_ij, 1)) over unmasked source
 positions j, applied to finished hypotheses only. |Y| counts the [END] token.
 Tokens after [END] are 0 (padding) and their attention rows are zeros.
+
+Options (`seq2seq_attn.interface.DecodeOptions`; the host search
+`seq2seq_attn.inference.search` follows the same rules and picks the same
+tokens for all but sampling):
+
+- `n_best`: results also carry `nbest_tokens` `(batch, n_best, length)`,
+  `nbest_scores` and `nbest_attention`, best first.
+- `max_length_ratio`, `max_length_offset`: without `max_length`, at most
+  floor(ratio * padded source length + offset) steps (int32 arithmetic for a
+  whole-number ratio, float64 otherwise, exactly as the host computes it).
+- `no_repeat_ngram` N: tokens that would complete an n-gram of size N already
+  in the hypothesis get log-prob NEG_INF before the choice, with fixed-size
+  ops (every window of the token buffer against its last N - 1 tokens, then a
+  `scatter_nd`), so the greedy loop keeps its fixed-size buffers.
+- Sampling (`top_k` or `top_p`, greedy only): log-probs / temperature, cut to
+  top-k or the top-p nucleus, then the arg-max after adding Gumbel noise drawn
+  by `tf.random.stateless_uniform` with seed (seed, step): one noise vector
+  `(vocab,)` per step shared by every row, so a row's tokens depend on the
+  seed and that row only, never on its batch mates.
 """
 
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
-from seq2seq_attn.interface import default_max_length
+from seq2seq_attn.interface import DecodeOptions
 
 NEG_INF = -1e9
 
@@ -76,10 +96,109 @@ def final_score(log_probs, lengths, coverage, finished, mask, length_penalty, co
     return score
 
 
-def _default_max_length(memory, max_length):
-    if max_length is None:
-        return default_max_length(tf.shape(memory)[1])
-    return tf.convert_to_tensor(max_length, tf.int32)
+def _max_length(memory, max_length, options):
+    """`max_length` as an int32 scalar, or floor(ratio * padded source length + offset)."""
+    if max_length is not None:
+        return tf.convert_to_tensor(max_length, tf.int32)
+    ratio, offset = options.max_length_ratio, options.max_length_offset
+    source_len = tf.shape(memory)[1]
+    if float(ratio).is_integer():  # the exported graphs: int32 ops only
+        return int(ratio) * source_len + int(offset)
+    scaled = float(ratio) * tf.cast(source_len, tf.float64) + float(offset)
+    return tf.cast(tf.floor(scaled), tf.int32)
+
+
+def _check_options(beam_width=1, **options):
+    """The checked `DecodeOptions`; a tensor seed is checked by the caller."""
+    seed = options.pop("seed", None)
+    opts = DecodeOptions(beam_width=beam_width, **options)
+    if not isinstance(seed, tf.Tensor):
+        opts = DecodeOptions(beam_width=beam_width, seed=seed, **options)
+    return opts.check(), seed
+
+
+def banned_ngram_mask(tokens, length, n, vocab):
+    """Tokens that would repeat an n-gram of size `n` in each row of `tokens`.
+
+    Args:
+        tokens: int32 `(rows, buffer_length)`; the first `length` columns are the
+            hypotheses so far, the rest is ignored.
+        length: int32 scalar, filled columns.
+        n: Python int >= 1.
+        vocab: int32 scalar, the vocabulary size.
+
+    Returns:
+        bool `(rows, vocab)`: True for every token w such that the row's last n - 1
+        tokens followed by w already occur in the row.
+    """
+    rows, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
+    padded = tf.pad(tokens, [[0, 0], [0, n]])  # (rows, width + n)
+    match = tf.ones([rows, width], tf.bool)  # window starting at column i matches
+    for j in range(n - 1):
+        last_j = tf.gather(padded, tf.maximum(length - n + 1 + j, 0), axis=1)  # (rows,)
+        match = tf.logical_and(match, tf.equal(padded[:, j : j + width], last_j[:, None]))
+    follower = padded[:, n - 1 : n - 1 + width]  # (rows, width), the window's last token
+    hit = tf.logical_and(match, tf.range(width)[None, :] <= length - n)  # whole windows only
+    row = tf.broadcast_to(tf.range(rows)[:, None], [rows, width])
+    index = tf.stack([row, follower], axis=-1)  # (rows, width, 2)
+    return tf.scatter_nd(index, tf.cast(hit, tf.int32), [rows, vocab]) > 0
+
+
+def filter_logits(logits, top_k=None, top_p=None, temperature=1.0):
+    """float32 `(rows, vocab)`: `logits / temperature`, NEG_INF outside the top-k tokens or
+    outside the top-p nucleus (the smallest set, most likely first, with mass >= top_p; the
+    most likely token always stays). Ties at the threshold stay in."""
+    scaled = tf.cast(logits, tf.float32) / temperature
+    if top_k is not None:
+        k = tf.minimum(top_k, tf.shape(scaled)[-1])
+        kth = tf.math.top_k(scaled, k).values[:, -1:]  # (rows, 1)
+        scaled = tf.where(scaled >= kth, scaled, NEG_INF)
+    if top_p is not None:
+        probs = tf.nn.softmax(scaled)  # (rows, vocab)
+        ranked = tf.sort(probs, axis=-1, direction="DESCENDING")
+        before = tf.cumsum(ranked, axis=-1, exclusive=True)  # mass of the more likely tokens
+        kept = tf.reduce_sum(tf.cast(before < top_p, tf.int32), axis=-1)  # (rows,), >= 1
+        threshold = tf.gather(ranked, kept - 1, batch_dims=1)[:, None]  # (rows, 1)
+        scaled = tf.where(probs >= threshold, scaled, NEG_INF)
+    return scaled
+
+
+def gumbel_noise(seed, step, vocab):
+    """float32 `(vocab,)` standard Gumbel noise from the stateless RNG at seed (seed, step)."""
+    pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    u = tf.random.stateless_uniform([vocab], pair, minval=np.finfo(np.float32).tiny, maxval=1.0)
+    return -tf.math.log(-tf.math.log(u))
+
+
+def sample_tokens(logits, noise, top_k=None, top_p=None, temperature=1.0):
+    """int32 `(rows,)`: a draw per row from softmax of `filter_logits(logits, ...)`, given
+    Gumbel `noise` broadcastable to `(rows, vocab)` (Gumbel-max trick)."""
+    filtered = filter_logits(logits, top_k, top_p, temperature)
+    return tf.argmax(filtered + noise, axis=-1, output_type=tf.int32)
+
+
+def _choice_lp(step_lp, tokens, length, options):
+    """The log-probs the next token is chosen from: banned n-grams at NEG_INF."""
+    if options.no_repeat_ngram is None:
+        return step_lp
+    vocab = tf.shape(step_lp)[-1]
+    banned = banned_ngram_mask(tokens, length, options.no_repeat_ngram, vocab)
+    return tf.where(banned, NEG_INF, step_lp)
+
+
+def _pick(step_lp, s, options, seed):
+    """Greedy's next token `(batch,)`: the arg-max, or a draw when sampling."""
+    choice_lp = _choice_lp(step_lp, s.tokens, s.t, options)
+    if not options.sampling:
+        return tf.argmax(choice_lp, axis=-1, output_type=tf.int32)
+    noise = gumbel_noise(seed, s.t, tf.shape(step_lp)[-1])
+    return sample_tokens(choice_lp, noise, options.top_k, options.top_p, options.temperature)
+
+
+def _fresh_seed(seed):
+    if seed is not None:
+        return seed
+    return tf.random.uniform([], 0, np.iinfo(np.int64).max, tf.int64)
 
 
 def greedy_search(
@@ -93,8 +212,9 @@ def greedy_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    **options,
 ):
-    """Greedy decoding: the arg-max token at every step.
+    """Greedy decoding: the arg-max token at every step, or a sampled one.
 
     Args:
         step_fn: the decoder step, see module docstring.
@@ -103,15 +223,25 @@ def greedy_search(
         projected_keys: once-per-sentence key projection, or None.
         mask: bool `(batch_size, source_length)`.
         start_id, end_id: ints.
-        max_length: int or scalar tensor; default 2 * source_length + 10.
+        max_length: int or scalar tensor; default floor(max_length_ratio *
+            source_length + max_length_offset), 2 * source_length + 10 unless set.
         length_penalty, coverage_penalty: floats, only for the returned score.
+        **options: Python values of `DecodeOptions` fields (`n_best` (1),
+            `max_length_ratio`, `max_length_offset`, `no_repeat_ngram`, `top_k`,
+            `top_p`, `temperature`) and `seed`, an int or an int64 scalar tensor
+            (None draws one); see the module docstring.
 
     Returns:
         dict with `tokens` int32 `(batch_size, length)`, `scores` float32
-        `(batch_size,)`, `attention` float32 `(batch_size, length, source_length)`.
+        `(batch_size,)` (log P of the tokens under the model, normalised as asked),
+        `attention` float32 `(batch_size, length, source_length)` and the same as a
+        one-best list: `nbest_tokens` `(batch_size, 1, length)`, `nbest_scores`
+        `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`.
     """
+    options, seed = _check_options(**options)
+    seed = _fresh_seed(seed) if options.sampling else None
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
-    max_length = _default_max_length(memory, max_length)
+    max_length = _max_length(memory, max_length, options)
     # Fixed-size buffers written with one-hot masks (no TensorList): the loop converts to
     # TFLite builtins and ONNX with dynamic batch and source length.
     init = _GreedyState(
@@ -132,7 +262,7 @@ def greedy_search(
     def body(s):
         logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory, projected_keys, mask)
         step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocab)
-        token = tf.argmax(step_lp, axis=-1, output_type=tf.int32)
+        token = _pick(step_lp, s, options, seed)
         alive = tf.logical_not(s.finished)
         token_lp = tf.reduce_sum(step_lp * tf.one_hot(token, tf.shape(step_lp)[-1]), axis=-1)
         weights = tf.where(tf.expand_dims(alive, -1), tf.cast(weights, tf.float32), 0.0)
@@ -166,11 +296,13 @@ def greedy_search(
         length_penalty,
         coverage_penalty,
     )
-    return {
+    result = {
         "tokens": out.tokens[:, : out.t],
         "scores": scores,
         "attention": out.attention[:, : out.t],
     }
+    result.update({f"nbest_{key}": value[:, None] for key, value in result.items()})
+    return result
 
 
 def _tile_beams(x, beam_width):
@@ -230,21 +362,27 @@ def beam_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    **options,
 ):
     """Batched beam search with the GNMT length and coverage penalties.
 
-    Args: as `greedy_search`, plus `beam_width`, a positive Python int.
+    Args: as `greedy_search`, plus `beam_width`, a positive Python int. Options:
+        `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
+        `max_length_offset`, `no_repeat_ngram`; no sampling.
 
     Returns:
         dict with the best hypothesis per sentence, `tokens` int32
         `(batch_size, length)`, `scores` `(batch_size,)`, `attention`
-        `(batch_size, length, source_length)`, and all hypotheses sorted best
+        `(batch_size, length, source_length)`; all hypotheses sorted best
         first: `beam_tokens` `(batch_size, beam_width, length)`, `beam_scores`
-        `(batch_size, beam_width)`.
+        `(batch_size, beam_width)`; and the first `n_best` of them with their
+        attention: `nbest_tokens` `(batch_size, n_best, length)`, `nbest_scores`,
+        `nbest_attention` `(batch_size, n_best, length, source_length)`.
     """
+    options, _ = _check_options(beam_width, **options)
     k = beam_width
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
-    max_length = _default_max_length(memory, max_length)
+    max_length = _max_length(memory, max_length, options)
     memory_t, keys_t, mask_t = (_tile_beams(x, k) for x in (memory, projected_keys, mask))
     mask_b = tf.reshape(mask_t, [batch, k, source_len])
     init = _BeamState(
@@ -267,7 +405,9 @@ def beam_search(
     def body(s):
         logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory_t, keys_t, mask_t)
         vocab = tf.shape(logits)[-1]
-        step_lp = tf.reshape(tf.nn.log_softmax(tf.cast(logits, tf.float32)), [batch, k, vocab])
+        step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch * k, vocab)
+        hypotheses = tf.reshape(s.tokens, [batch * k, s.t])
+        step_lp = tf.reshape(_choice_lp(step_lp, hypotheses, s.t, options), [batch, k, vocab])
         weights = tf.reshape(tf.cast(weights, tf.float32), [batch, k, source_len])
         total, cand_len, cand_cov, cand_fin, weights = _expand_candidates(
             step_lp, s.finished, s.log_probs, s.lengths, s.coverage, weights, end_id
@@ -317,4 +457,7 @@ def beam_search(
         "attention": out.attention[:, 0],
         "beam_tokens": out.tokens,
         "beam_scores": out.scores,
+        "nbest_tokens": out.tokens[:, : options.n_best],
+        "nbest_scores": out.scores[:, : options.n_best],
+        "nbest_attention": out.attention[:, : options.n_best],
     }

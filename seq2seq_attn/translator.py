@@ -1,6 +1,8 @@
 """Loading a trained run directory and translating text with it."""
 
+import dataclasses
 import json
+import secrets
 from pathlib import Path
 
 import keras
@@ -8,7 +10,7 @@ import tensorflow as tf
 
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
 from seq2seq_attn.errors import UserError
-from seq2seq_attn.interface import Translation, default_max_length
+from seq2seq_attn.interface import DecodeOptions, Translation
 from seq2seq_attn.tokenizer import TokenizerPair
 
 MODEL_FILE = "model.keras"
@@ -58,49 +60,102 @@ class Translator:
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         return cls(model, tokenizers, info)
 
-    def _generator(self, beam_width, length_penalty):
-        key = (beam_width, length_penalty)
+    def _generator(self, options):
+        """A traced `model.generate` per option set but the seed (an input, like the ids)."""
+        key = dataclasses.replace(options, seed=None)
         if key not in self._generators:
+            kwargs = key.search_kwargs()
+            del kwargs["seed"], kwargs["n_best"]
             self._generators[key] = tf.function(
-                lambda ids, max_length: self.model.generate(
-                    ids, max_length=max_length, beam_width=beam_width, length_penalty=length_penalty
+                lambda ids, max_length, seed: self.model.generate(
+                    ids,
+                    max_length=max_length,
+                    beam_width=options.beam_width,
+                    num_return_sequences=options.n_best,
+                    seed=seed if options.sampling else None,
+                    **kwargs,
                 ),
                 input_signature=[
                     tf.TensorSpec([None, None], tf.int32),
                     tf.TensorSpec([], tf.int32),
+                    tf.TensorSpec([], tf.int64),
                 ],
             )
         return self._generators[key]
 
-    def translate(self, texts, beam_width=1, max_length=None, length_penalty=0.0, batch_size=64):
-        """Translates a list of strings; returns a list of `Translation`."""
+    def options(self, beam_width=1, length_penalty=0.0, **options):
+        """The checked `DecodeOptions`; UserError naming a bad value (the CLI's one line)."""
+        try:
+            options = DecodeOptions(
+                beam_width=beam_width, length_penalty=length_penalty, **options
+            ).check()
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        vocab = self.model.target_vocab_size
+        if options.beam_width > vocab:
+            raise UserError(
+                f"`beam_width` must not exceed the target vocabulary size ({vocab}), "
+                f"received: beam_width={options.beam_width}"
+            )
+        if options.sampling and options.seed is None:
+            options = dataclasses.replace(options, seed=secrets.randbits(63))
+        return options
+
+    def translate(
+        self, texts, beam_width=1, max_length=None, length_penalty=0.0, batch_size=64, **options
+    ):
+        """Translates a list of strings; returns a list of `Translation`.
+
+        Args:
+            texts: strings (or one string).
+            beam_width: 1 is greedy (or sampling).
+            max_length: most target tokens; default from `max_length_ratio` and
+                `max_length_offset` and the batch's padded source length.
+            length_penalty: GNMT alpha.
+            batch_size: texts decoded together, in the given order.
+            **options: other `DecodeOptions` fields (`n_best`, `max_length_ratio`,
+                `max_length_offset`, `no_repeat_ngram`, `top_k`, `top_p`,
+                `temperature`, `seed`). With `n_best`, each result has `nbest`.
+                A sampled text's output depends on the seed and the text only.
+
+        Raises:
+            UserError: a bad option value, in one line.
+        """
         if isinstance(texts, str):
             texts = [texts]
-        if beam_width < 1:
-            raise UserError(f"beam width must be at least 1, got {beam_width}")
+        opts = self.options(beam_width, length_penalty, **options)
+        n_best = opts.n_best if "n_best" in options else None
         results = []
         for start in range(0, len(texts), batch_size):
             results += self._translate_batch(
-                texts[start : start + batch_size], beam_width, max_length, length_penalty
+                texts[start : start + batch_size], opts, max_length, n_best
             )
         return results
 
-    def _translate_batch(self, texts, beam_width, max_length, length_penalty):
-        source, target = self.tokenizers.source, self.tokenizers.target
-        ids = source.encode_batch(texts)  # (batch, source_len) int32
+    def _translate_batch(self, texts, options, max_length, n_best):
+        ids = self.tokenizers.source.encode_batch(texts)  # (batch, source_len) int32
         if max_length is None:
-            max_length = default_max_length(ids.shape[1])
-        out = self._generator(beam_width, float(length_penalty))(
-            tf.constant(ids), tf.constant(max_length, tf.int32)
+            max_length = options.max_length(ids.shape[1])
+        out = self._generator(options)(
+            tf.constant(ids),
+            tf.constant(max_length, tf.int32),
+            tf.constant(options.seed or 0, tf.int64),
         )
-        out = {k: out[k].numpy() for k in ("tokens", "scores", "attention")}
+        out = {k: v.numpy() for k, v in out.items() if k != "beam_tokens"}
         results = []
         for row, text in enumerate(texts):
             source_ids = ids[row, : int((ids[row] != 0).sum())]
-            result = Translation.from_search(out, row, self.model.end_id, len(source_ids))
-            result.source, result.source_ids = text, source_ids
-            result.text = target.decode(result.tokens)
-            result.source_tokens = source.id_to_token(source_ids)
-            result.target_tokens = target.id_to_token(result.tokens)
+            result = Translation.from_search(
+                out, row, self.model.end_id, len(source_ids), n_best=n_best
+            )
+            for one in [result, *(result.nbest or [])]:
+                self._describe(one, text, source_ids)
             results.append(result)
         return results
+
+    def _describe(self, result, text, source_ids):
+        source, target = self.tokenizers.source, self.tokenizers.target
+        result.source, result.source_ids = text, source_ids
+        result.text = target.decode(result.tokens)
+        result.source_tokens = source.id_to_token(source_ids)
+        result.target_tokens = target.id_to_token(result.tokens)

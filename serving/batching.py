@@ -1,7 +1,9 @@
 """Dynamic micro-batching: one worker thread owns the model and decodes queued texts together.
 
 Concurrent requests put their texts on a queue; the worker takes the oldest one and, for at
-most `batch_timeout_ms`, gathers more texts with the same beam width, up to `max_batch_size`,
+most `batch_timeout_ms`, gathers more texts with the same search options (a beam width, or a
+whole `seq2seq_attn.interface.DecodeOptions`: n-best, no-repeat-ngram, sampling, seed, ...),
+up to `max_batch_size`,
 then decodes them in one padded batch (the same design as TF Serving's batching session and
 Triton's dynamic batcher). The runtimes are not thread-safe, so only the worker calls them.
 
@@ -15,6 +17,10 @@ decoding it alone gives (`model.decode` on that text, with its own `max_length`)
   its own `max_length` would differ from the single-text run (it was allowed to go on), so
   that row is decoded again alone. With the default `max_length` (2 * source length + 10,
   the runtime's own default for a single text) this happens only for runaway outputs.
+- The other options are per row too: n-best lists come from each row's own beams, banned
+  n-grams from each row's own hypothesis, and sampling draws one noise vector per step from
+  the seed (see `seq2seq_attn.inference.search`), shared by every row: a sampled text's
+  tokens depend on its seed and on the text, never on its batch mates.
 
 Floats can differ in the last bits from a single-text run (the padded length and the
 batch size change the summation order inside the runtime); tokens are the same unless two
@@ -23,7 +29,7 @@ logits tie to within float32 rounding.
 Example:
     >>> batcher = MicroBatcher(decode_fn, end_id=3, max_batch_size=8)  # doctest: +SKIP
     >>> batcher.start()  # doctest: +SKIP
-    >>> batcher.submit(ids, beam_width=1, max_length=20).result().tokens  # doctest: +SKIP
+    >>> batcher.submit(ids, 1, max_length=20).result().tokens  # doctest: +SKIP
 """
 
 import collections
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seq2seq_attn.interface import PAD_ID, Translation
+from seq2seq_attn.interface import PAD_ID, DecodeOptions, Translation
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +72,22 @@ def _ended_within(tokens, end_id, max_length):
     return bool((np.asarray(tokens)[..., :max_length] == end_id).any(axis=-1).all())
 
 
-def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=None):
+def _beam_width(options):
+    return options.beam_width if isinstance(options, DecodeOptions) else int(options)
+
+
+def decode_batch(decode_fn, sequences, options, max_lengths, end_id, pad_to=None):
     """Decodes `sequences` together; each result equals decoding that sequence alone.
 
     Args:
-        decode_fn: `decode_fn(ids, beam_width, max_length)` -> search result dict with
+        decode_fn: `decode_fn(ids, options, max_length)` -> search result dict with
             `tokens` `(batch, length)`, `scores` `(batch,)`, `attention`
-            `(batch, length, source_length)` and, for beam search, `beam_tokens`
-            `(batch, beam_width, length)`; e.g. `OnnxModel.decode` with the special ids bound.
+            `(batch, length, source_length)`, for beam search `beam_tokens`
+            `(batch, beam_width, length)`, and with `DecodeOptions` the `nbest_*` arrays;
+            e.g. `OnnxModel.decode` with the special ids bound.
         sequences: list of 1-D int sequences (source ids with [START] and [END]).
-        beam_width: int >= 1, shared by all sequences.
+        options: shared by all sequences: a beam width (int >= 1) or a `DecodeOptions`
+            (then every result also has its `nbest` list).
         max_lengths: one int >= 0 per sequence.
         end_id: the [END] id.
         pad_to: optional fixed source length (an export with a static source length).
@@ -90,22 +102,23 @@ def decode_batch(decode_fn, sequences, beam_width, max_lengths, end_id, pad_to=N
             f"received: {len(max_lengths)} entries"
         )
     longest = max(max_lengths)
-    out = decode_fn(pad(sequences, pad_to), beam_width, longest)
-    ended_key = "tokens" if beam_width == 1 else "beam_tokens"
+    out = decode_fn(pad(sequences, pad_to), options, longest)
+    ended_key = "tokens" if _beam_width(options) == 1 else "beam_tokens"
+    n_best = options.n_best if isinstance(options, DecodeOptions) else None
     results = []
     for row, (ids, max_length) in enumerate(zip(sequences, max_lengths, strict=True)):
         if max_length == longest or _ended_within(out[ended_key][row], end_id, max_length):
-            results.append(Translation.from_search(out, row, end_id, len(ids)))
+            results.append(Translation.from_search(out, row, end_id, len(ids), n_best))
         else:  # it ran past its own limit in the batch: decode it alone
-            alone = decode_fn(pad([ids], pad_to), beam_width, max_length)
-            results.append(Translation.from_search(alone, 0, end_id, len(ids)))
+            alone = decode_fn(pad([ids], pad_to), options, max_length)
+            results.append(Translation.from_search(alone, 0, end_id, len(ids), n_best))
     return results
 
 
 @dataclass(eq=False)  # compared by identity: `==` on the id arrays would broadcast
 class _Item:
     ids: np.ndarray
-    beam_width: int
+    options: object  # the batching key: a beam width or a DecodeOptions
     max_length: int
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
@@ -211,12 +224,15 @@ class MicroBatcher:
             if item.future.set_running_or_notify_cancel():
                 item.future.set_exception(UnavailableError("the server is shutting down"))
 
-    def submit(self, ids, beam_width, max_length):
+    def submit(self, ids, options, max_length):
         """Queues one text; returns a Future of its `decode_batch` result."""
-        return self.submit_many([ids], beam_width, [max_length])[0]
+        return self.submit_many([ids], options, [max_length])[0]
 
-    def submit_many(self, sequences, beam_width, max_lengths):
+    def submit_many(self, sequences, options, max_lengths):
         """Queues all of `sequences` or none of them; returns one Future per sequence.
+
+        `options` is a beam width or a `DecodeOptions`; only texts with equal options share
+        a batch.
 
         Raises:
             UnavailableError: the worker is not running or is stopping.
@@ -230,8 +246,10 @@ class MicroBatcher:
                     f"{len(self._items)} texts are waiting (limit {self.max_queue}); "
                     "try again later"
                 )
+            if not isinstance(options, DecodeOptions):
+                options = int(options)
             items = [
-                _Item(np.asarray(ids, np.int32), int(beam_width), int(length))
+                _Item(np.asarray(ids, np.int32), options, int(length))
                 for ids, length in zip(sequences, max_lengths, strict=True)
             ]
             self._items.extend(items)
@@ -266,8 +284,8 @@ class MicroBatcher:
                 self._inflight = []
 
     def _take_batch(self, batch):
-        """Moves the oldest text and up to max_batch_size - 1 more of its beam width into
-        `batch`, waiting up to batch_timeout for batch mates; texts of other beam widths
+        """Moves the oldest text and up to max_batch_size - 1 more with its options into
+        `batch`, waiting up to batch_timeout for batch mates; texts with other options
         keep their place in the queue."""
         with self._cond:
             if not self._items:
@@ -275,12 +293,12 @@ class MicroBatcher:
             if not self._items or self._stop.is_set():
                 return
             batch.append(self._items.popleft())
-            beam_width = batch[0].beam_width
+            options = batch[0].options
             deadline = time.monotonic() + self.batch_timeout
             while True:
                 keep = collections.deque()
                 for item in self._items:
-                    if len(batch) < self.max_batch_size and item.beam_width == beam_width:
+                    if len(batch) < self.max_batch_size and item.options == options:
                         batch.append(item)
                     else:
                         keep.append(item)
@@ -295,7 +313,7 @@ class MicroBatcher:
         results = decode_batch(
             self.decode_fn,
             [item.ids for item in batch],
-            batch[0].beam_width,
+            batch[0].options,
             [item.max_length for item in batch],
             self.end_id,
             self.pad_to,

@@ -3,7 +3,10 @@
 POST /v1/models/{name}:predict    TF Serving REST predict: {"instances": [...]} in,
                                   {"predictions": [...]} out ({"inputs"} -> {"outputs"})
 POST /translate                   {"text" | "texts", "beam_width", "max_length",
-                                  "return_attention"} -> translations, scores, attention
+                                  "return_attention", "n_best", "max_length_ratio",
+                                  "max_length_offset", "no_repeat_ngram", "top_k" | "top_p",
+                                  "temperature", "seed"} -> translations, scores,
+                                  attention, nbest, seed
 GET  /v1/models/{name}            TF Serving model status
 GET  /healthz                     liveness: 503 when the decode worker is dead or stuck
 GET  /readyz                      readiness: also 503 while shutting down
@@ -113,6 +116,18 @@ async def predict_version(
     return await _predict(service, body)
 
 
+_OPTIONS = (
+    "n_best",
+    "max_length_ratio",
+    "max_length_offset",
+    "no_repeat_ngram",
+    "top_k",
+    "top_p",
+    "temperature",
+    "seed",
+)
+
+
 @router.post(
     "/translate",
     response_model=TranslateResponse,
@@ -123,13 +138,22 @@ async def translate(body: TranslateRequest, service: Service, served: ModelName)
     if (body.text is None) == (body.texts is None):
         raise ApiError(422, "invalid_request", 'send exactly one of "text" or "texts"')
     texts = [body.text] if body.text is not None else body.texts
-    beam_width, results = await service.translate(texts, body.beam_width, body.max_length)
+    options, results = await service.translate(
+        texts, body.beam_width, body.max_length, **{k: getattr(body, k) for k in _OPTIONS}
+    )
     response = {
         "model": served,
-        "beam_width": beam_width,
+        "beam_width": options.beam_width,
         "translations": [service.target.decode(r.tokens) for r in results],
         "scores": [r.score for r in results],
     }
+    if body.n_best is not None:
+        response["nbest"] = [
+            [{"translation": service.target.decode(h.tokens), "score": h.score} for h in r.nbest]
+            for r in results
+        ]
+    if options.sampling:
+        response["seed"] = options.seed
     if body.return_attention:
         response["source_tokens"] = [service.source.id_to_token(r.source_ids) for r in results]
         response["target_tokens"] = [service.target.id_to_token(r.tokens) for r in results]

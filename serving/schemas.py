@@ -2,6 +2,12 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seq2seq_attn.interface import MAX_SEED
+
+# Bounds of the server on top of the option rules: no overflowing length, no infinite logits.
+MAX_LENGTH_RATIO = 100
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -52,6 +58,42 @@ class TranslateRequest(_Strict):
         description="Most target tokens; default 2 * source tokens + 10.",
     )
     return_attention: bool = Field(False, description="Add attention and tokens.")
+    n_best: int = Field(
+        None,
+        json_schema_extra=_AT_LEAST_1,
+        description="Return the K best hypotheses per text as `nbest` (K <= beam_width).",
+    )
+    max_length_ratio: float = Field(
+        None,
+        json_schema_extra={"minimum": 0, "maximum": MAX_LENGTH_RATIO},
+        description="Default most target tokens: ratio * source tokens + offset (ratio 2).",
+    )
+    max_length_offset: int = Field(
+        None, json_schema_extra={"minimum": 0}, description="See max_length_ratio (offset 10)."
+    )
+    no_repeat_ngram: int = Field(
+        None, json_schema_extra=_AT_LEAST_1, description="Never repeat an n-gram of this size."
+    )
+    top_k: int = Field(
+        None,
+        json_schema_extra=_AT_LEAST_1,
+        description="Sample among the K likeliest tokens (beam width 1).",
+    )
+    top_p: float = Field(
+        None,
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": 1},
+        description="Sample from the smallest set of tokens with mass >= P (beam width 1).",
+    )
+    temperature: float = Field(
+        None,
+        json_schema_extra={"minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
+        description="Sampling temperature (default 1).",
+    )
+    seed: int = Field(
+        None,
+        json_schema_extra={"minimum": 0, "maximum": MAX_SEED},
+        description="Sampling seed: the same seed and text give the same translation.",
+    )
 
 
 class Prediction(BaseModel):
@@ -71,11 +113,20 @@ class PredictResponse(BaseModel):
     outputs: ColumnarOutputs | None = None
 
 
+class Hypothesis(BaseModel):
+    translation: str
+    score: float
+
+
 class TranslateResponse(BaseModel):
     model: str
     beam_width: int
     translations: list[str]
     scores: list[float]
+    nbest: list[list[Hypothesis]] | None = Field(
+        None, description="Per text, with `n_best`: the K best hypotheses, best first."
+    )
+    seed: int | None = Field(None, description="The sampling seed used, when sampling.")
     source_tokens: list[list[str]] | None = Field(
         None, description="Per text: source tokens, the columns of `attention`."
     )

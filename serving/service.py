@@ -2,19 +2,21 @@
 
 Texts are tokenized in the request handler (SentencePiece, `seq2seq_attn.tokenizer`) and
 decoded by one worker thread that owns the runtime (`batching.MicroBatcher`): texts of
-concurrent requests with the same beam width share a batch.
+concurrent requests with the same search options (`DecodeOptions`) share a batch.
 """
 
 import asyncio
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
 from seq2seq_attn.serving.http_errors import ApiError
+from seq2seq_attn.serving.schemas import MAX_LENGTH_RATIO, MAX_TEMPERATURE, MIN_TEMPERATURE
 
-from seq2seq_attn.interface import default_max_length
+from seq2seq_attn.interface import DecodeOptions
 from seq2seq_attn.tokenizer import TokenizerPair
 
 
@@ -29,8 +31,9 @@ class Limits:
         max_source_tokens: source tokens per text, [START] and [END] included (also capped
             by the export's static source length, if it has one).
         max_beam_width: largest beam (also capped by the target vocabulary size).
-        max_output_length: largest `max_length`; the default per text is the runtime's
-            2 * source tokens + 10, capped by this.
+        max_output_length: largest `max_length`; the default per text is
+            max_length_ratio * source tokens + max_length_offset (2 and 10 unless the request
+            sets them), capped by this.
         request_timeout_s: a request waiting longer for its results gets a 503.
         max_queue: texts waiting for the worker; a request that would go beyond gets a 429.
         stall_timeout_s: `/healthz` fails when the worker spent longer than this on one batch
@@ -93,9 +96,16 @@ class TranslationService:
             on_restart=metrics.worker_restarts.inc,
         )
 
-    def _decode(self, ids, beam_width, max_length):
+    def _decode(self, ids, options, max_length):
+        if not isinstance(options, DecodeOptions):
+            options = DecodeOptions(beam_width=options)
         return self.model.decode(
-            ids, self.start_id, self.end_id, beam_width=beam_width, max_length=max_length
+            ids,
+            self.start_id,
+            self.end_id,
+            beam_width=options.beam_width,
+            max_length=max_length,
+            **options.search_kwargs(),
         )
 
     def health(self):
@@ -154,10 +164,39 @@ class TranslationService:
             )
         return beam_width
 
-    def resolve_max_length(self, max_length, ids):
+    def resolve_options(self, beam_width=None, **options):
+        """The checked `DecodeOptions` of a request, or ApiError 422 naming the bad value.
+
+        Without `beam_width`: the export's default, or 1 when sampling. Sampling without a
+        seed gets a fresh one (the response tells it).
+        """
+        given = {k: v for k, v in options.items() if v is not None}
+        sampling = "top_k" in given or "top_p" in given
+        if beam_width is None and sampling:
+            beam_width = 1
+        beam_width = self.resolve_beam_width(beam_width)
+        ratio, temperature = given.get("max_length_ratio"), given.get("temperature")
+        if ratio is not None and not 0 <= ratio <= MAX_LENGTH_RATIO:
+            message = f"max_length_ratio must be between 0 and {MAX_LENGTH_RATIO}, got {ratio}"
+            raise ApiError(422, "bad_option", message)
+        if temperature is not None and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+            message = (
+                f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}, "
+                f"got {temperature}"
+            )
+            raise ApiError(422, "bad_option", message)
+        if sampling and given.get("seed") is None:
+            given["seed"] = secrets.randbits(63)
+        try:
+            return DecodeOptions(beam_width=beam_width, **given).check()
+        except ValueError as error:
+            raise ApiError(422, "bad_option", str(error)) from None
+
+    def resolve_max_length(self, max_length, ids, options=None):
         if max_length is None:
             source_length = self.static_length or len(ids)
-            return min(default_max_length(source_length), self.limits.max_output_length)
+            options = options or DecodeOptions()
+            return min(options.max_length(source_length), self.limits.max_output_length)
         if not 1 <= max_length <= self.limits.max_output_length:
             raise ApiError(
                 422,
@@ -167,8 +206,15 @@ class TranslationService:
             )
         return max_length
 
-    async def translate(self, texts, beam_width=None, max_length=None):
-        """The beam width used, and a `Translation` per text (ids, score, attention).
+    async def translate(self, texts, beam_width=None, max_length=None, **options):
+        """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention, and
+        the `nbest` list).
+
+        Args:
+            texts: list of str.
+            beam_width: None for the export's default (1 when sampling).
+            max_length: None for the options' ratio * source tokens + offset, capped.
+            **options: the other `DecodeOptions` fields; None values are left out.
 
         Raises:
             ApiError: 4xx for a bad request; 429 when the queue is full; 503 when the worker
@@ -177,17 +223,17 @@ class TranslationService:
         """
         self.check_texts(texts)
         sources = [self.encode(i, text) for i, text in enumerate(texts)]
-        beam_width = self.resolve_beam_width(beam_width)
-        lengths = [self.resolve_max_length(max_length, ids) for ids in sources]
-        results = await self._decode_all(sources, beam_width, lengths)
-        self.metrics.texts.labels(str(beam_width)).inc(len(texts))
+        options = self.resolve_options(beam_width, **options)
+        lengths = [self.resolve_max_length(max_length, ids, options) for ids in sources]
+        results = await self._decode_all(sources, options, lengths)
+        self.metrics.texts.labels(str(options.beam_width)).inc(len(texts))
         for ids, result in zip(sources, results, strict=True):
             result.source_ids = np.asarray(ids, np.int32)
-        return beam_width, results
+        return options, results
 
-    async def _decode_all(self, sources, beam_width, lengths):
+    async def _decode_all(self, sources, options, lengths):
         try:
-            futures = self.batcher.submit_many(sources, beam_width, lengths)
+            futures = self.batcher.submit_many(sources, options, lengths)
         except QueueFullError as error:
             raise self._unavailable("overloaded", str(error), status=429) from None
         except UnavailableError as error:

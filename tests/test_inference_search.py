@@ -384,6 +384,239 @@ def test_tables_same_as_tensorflow(table, kwargs):
 
     name = "beam_search" if "beam_width" in kwargs else "greedy_search"
     first = np.stack([table()[START], np.eye(VOCAB)[END]])  # row 1 ends at once
-    common = dict(batch=2, mask=[[1, 1, 1], [1, 1, 0]], first=first, max_length=6, **kwargs)
+    kwargs.setdefault("max_length", None if "max_length_ratio" in kwargs else 6)
+    common = dict(batch=2, mask=[[1, 1, 1], [1, 1, 0]], first=first, **kwargs)
     expected = run(getattr(tf_search, name), table(), to_tf=True, **common)
     assert_same(expected, run(globals()[name], table(), **common))
+
+
+# --- options: n-best, length rule, no-repeat-ngram, sampling --------------------------------
+
+from seq2seq_attn.inference.search import (  # noqa: E402
+    banned_ngram_mask,
+    filter_logits,
+    gumbel_noise,
+    sample_tokens,
+)
+
+DRAWS = 20_000  # sampled-token frequencies over this many draws ...
+FREQ_ATOL = 0.015  # ... are within this of the probabilities (about 4 standard deviations)
+
+
+def loop_table():
+    """START: A .9, END .1; A: B .6, C .3, END .1; B: A .6, END .4; C: END 1.
+
+    Greedy loops A B A B ...; banning repeated bigrams turns A B A into A B A C END.
+    """
+    t = np.zeros((VOCAB, VOCAB))
+    t[START, [A, END]] = [0.9, 0.1]
+    t[A, [B, C, END]] = [0.6, 0.3, 0.1]
+    t[B, [A, END]] = [0.6, 0.4]
+    t[C, END] = t[END, END] = t[PAD, END] = 1.0
+    return t
+
+
+@pytest.mark.parametrize(
+    "tokens, n, banned",
+    [
+        ([[A, B, A]], 2, [B]),  # "A B" seen, the hypothesis ends in A
+        ([[A, B, A]], 1, [A, B]),  # no token twice
+        ([[A, B, A]], 3, []),  # "B A" never began a trigram
+        ([[A, B, C, A, B]], 3, [C]),
+        ([[A, A, A]], 2, [A]),
+        ([[A, B]], 3, []),  # shorter than n
+        ([[A, B, A], [C, C, B]], 2, None),  # two rows at once, see below
+    ],
+)
+def test_banned_ngram_mask_by_hand(tokens, n, banned):
+    mask = banned_ngram_mask(np.array(tokens, np.int32), n, VOCAB)
+    if banned is None:
+        assert [np.flatnonzero(row).tolist() for row in mask] == [[B], []]
+        return
+    assert mask.shape == (1, VOCAB) and np.flatnonzero(mask[0]).tolist() == sorted(banned)
+    assert not banned_ngram_mask(np.zeros((2, 0), np.int32), n, VOCAB).any()
+
+
+def test_no_repeat_ngram_greedy_by_hand():
+    plain = run(greedy_search, loop_table(), max_length=7)
+    assert plain["tokens"].tolist() == [[A, B, A, B, A, B, A]]
+    out = run(greedy_search, loop_table(), max_length=7, no_repeat_ngram=2)
+    assert out["tokens"].tolist() == [[A, B, A, C, END]]
+    # the score is the model's log-prob of the tokens, not renormalised after the ban
+    np.testing.assert_allclose(out["scores"], [np.log(0.9 * 0.6 * 0.6 * 0.3)], atol=SCORE_ATOL)
+    out = run(greedy_search, loop_table(), max_length=7, no_repeat_ngram=1)
+    assert out["tokens"].tolist() == [[A, B, END]]
+    np.testing.assert_allclose(out["scores"], [np.log(0.9 * 0.6 * 0.4)], atol=SCORE_ATOL)
+
+
+def test_no_repeat_ngram_beam_never_repeats():
+    out = run(beam_search, loop_table(), beam_width=3, n_best=3, max_length=9, no_repeat_ngram=2)
+    for hypothesis in out["nbest_tokens"][0]:
+        kept = hypothesis[: int(np.argmax(hypothesis == END)) + 1]
+        bigrams = list(zip(kept[:-1], kept[1:], strict=True))
+        assert len(bigrams) == len(set(bigrams)), kept
+    # A C END (.9 .3 = .27), A B END (.9 .6 .4 = .216), A B A C END (.9 .6 .6 .3 = .0972);
+    # A B A B is banned, and [END] alone (.1) fell out of the beam at step 3
+    expected = [[A, C, END, 0, 0], [A, B, END, 0, 0], [A, B, A, C, END]]
+    assert out["nbest_tokens"][0, :, :5].tolist() == expected
+    np.testing.assert_allclose(out["nbest_scores"][0], np.log([0.27, 0.216, 0.0972]), atol=1e-5)
+
+
+def test_n_best_is_the_sorted_head_of_the_beam():
+    out = run(beam_search, trap_table(), beam_width=3, n_best=2, max_length=6)
+    np.testing.assert_array_equal(out["nbest_tokens"], out["beam_tokens"][:, :2])
+    np.testing.assert_array_equal(out["nbest_scores"], out["beam_scores"][:, :2])
+    np.testing.assert_array_equal(out["nbest_attention"][:, 0], out["attention"])
+    # B END (.36) then A C END (.24), as the trap table's docstring computes
+    assert out["nbest_tokens"][0, :, :3].tolist() == [[B, END, 0], [A, C, END]]
+    np.testing.assert_allclose(out["nbest_scores"][0], np.log([0.36, 0.24]), atol=SCORE_ATOL)
+    greedy = run(greedy_search, trap_table(), max_length=6)
+    assert greedy["nbest_tokens"].shape == (1, 1, 3)
+
+
+@pytest.mark.parametrize(
+    "ratio, offset, length", [(1.5, 1, 5), (0, 0, 0), (0.7, 2, 4), (2, 10, 16)]
+)
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_max_length_ratio_and_offset(search, ratio, offset, length):
+    never_ends = np.zeros((VOCAB, VOCAB))
+    never_ends[:, A] = 0.9
+    never_ends[:, B] = 0.1
+    extra = dict(beam_width=2) if search is beam_search else {}
+    out = run(search, never_ends, max_length_ratio=ratio, max_length_offset=offset, **extra)
+    assert out["tokens"].shape == (1, length)  # 3 source positions: floor(3 ratio + offset)
+
+
+def independent_filtered_probs(logits, top_k=None, top_p=None, temperature=1.0):
+    """The distribution sampling must follow, written without the code under test: float64,
+    a full sort, tokens kept one by one."""
+    z = np.asarray(logits, np.float64) / temperature
+    order = np.argsort(-z, kind="stable")
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    keep = np.zeros(len(z), bool)
+    mass = 0.0
+    for rank, token in enumerate(order):
+        if top_k is not None and rank >= top_k:
+            break
+        if top_p is not None and mass >= top_p:
+            break
+        keep[token] = True
+        mass += p[token]
+    q = np.where(keep, p, 0.0)
+    return q / q.sum()
+
+
+SAMPLE_CASES = [
+    dict(top_k=3),
+    dict(top_k=5, temperature=0.6),
+    dict(top_p=0.7),
+    dict(top_p=0.95, temperature=1.7),
+    dict(top_p=1.0),
+]
+
+
+@pytest.mark.parametrize("kwargs", SAMPLE_CASES, ids=str)
+def test_sampled_frequencies_follow_the_filtered_distribution(kwargs):
+    rng = np.random.default_rng(11)
+    logits = rng.normal(scale=1.5, size=9).astype(np.float32)
+    expected = independent_filtered_probs(logits, **kwargs)
+    noise = np.stack([gumbel_noise(rng, 9) for _ in range(DRAWS)])  # (draws, vocab)
+    tokens = sample_tokens(np.tile(logits, (DRAWS, 1)), noise, **kwargs)
+    freq = np.bincount(tokens, minlength=9) / DRAWS
+    assert (freq[expected == 0] == 0).all()  # filtered tokens never come out
+    assert np.abs(freq - expected).max() < FREQ_ATOL, (freq, expected)
+
+
+def test_filter_logits_keeps_ties_and_the_top_token():
+    logits = np.array([[2.0, 1.0, 1.0, 0.0], [5.0, -5.0, -5.0, -5.0]], np.float32)
+    kept = filter_logits(logits, top_k=2) > -1e8
+    assert kept.tolist() == [[True, True, True, False], [True, True, True, True]]
+    assert (filter_logits(logits, top_p=1e-6) > -1e8).sum(-1).tolist() == [1, 1]
+
+
+def sample_run(first, seed, **kwargs):
+    first = np.atleast_2d(first)
+    return run(
+        greedy_search, loop_table(), batch=len(first), first=first, seed=seed, **kwargs
+    )["tokens"]
+
+
+def test_sampling_is_reproducible_and_independent_of_batch_mates():
+    firsts = np.eye(VOCAB)[[A, B, C]] * 0.5 + np.eye(VOCAB)[END] * 0.5
+    kwargs = dict(max_length=12, top_p=1.0, temperature=1.5)
+    together = sample_run(firsts, 7, **kwargs)
+    np.testing.assert_array_equal(together, sample_run(firsts, 7, **kwargs))
+    for row, first in enumerate(firsts):  # alone, or with other batch mates
+        alone = sample_run(first, 7, **kwargs)
+        np.testing.assert_array_equal(alone[0], together[row, : alone.shape[1]])
+        mates = sample_run(np.stack([firsts[(row + 1) % 3], first]), 7, **kwargs)
+        np.testing.assert_array_equal(mates[1, : alone.shape[1]], alone[0])
+    seeds = [sample_run(firsts, seed, **kwargs).tolist() for seed in range(6)]
+    assert len({str(s) for s in seeds}) > 1  # another seed, other draws
+
+
+def test_sampled_first_tokens_follow_the_model():
+    # the whole loop, not only the kernel: 3000 seeds, one step each, START row A .9 END .1
+    firsts = [int(sample_run(loop_table()[START], seed, max_length=1, top_k=7)[0, 0])
+              for seed in range(3000)]
+    freq_a = np.mean(np.array(firsts) == A)
+    assert set(firsts) <= {A, END} and abs(freq_a - 0.9) < 0.02  # sd 0.0055
+
+
+def test_sampling_scores_are_the_model_log_probs():
+    out = run(greedy_search, loop_table(), max_length=9, top_k=2, temperature=3.0, seed=5)
+    tokens = out["tokens"][0]
+    table = loop_table()
+    prev, expected = START, 0.0
+    for token in tokens[: int(np.argmax(tokens == END)) + 1]:
+        expected += np.log(table[prev, token])
+        prev = token
+    np.testing.assert_allclose(out["scores"], [expected], atol=SCORE_ATOL)
+
+
+@pytest.mark.parametrize(
+    "search, kwargs, match",
+    [
+        (beam_search, dict(beam_width=2, n_best=3), "n_best=3"),
+        (greedy_search, dict(n_best=2), "n_best=2"),
+        (greedy_search, dict(no_repeat_ngram=0), "no_repeat_ngram=0"),
+        (beam_search, dict(beam_width=2, top_k=3), "beam_width=2"),
+        (greedy_search, dict(top_p=1.5), "top_p=1.5"),
+        (greedy_search, dict(top_p=0.0), "top_p=0.0"),
+        (greedy_search, dict(max_length_ratio=-1.0), "max_length_ratio=-1.0"),
+    ],
+)
+def test_bad_option_values(search, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run(search, trap_table(), **kwargs)
+
+
+OPTION_CASES = [
+    (1, dict(no_repeat_ngram=2)),
+    (1, dict(no_repeat_ngram=1, max_length_ratio=1.5, max_length_offset=2)),
+    (3, dict(no_repeat_ngram=2, n_best=3)),
+    (4, dict(n_best=2, max_length_ratio=0.7, max_length_offset=3, length_penalty=0.6)),
+    (2, dict(no_repeat_ngram=3, n_best=2, coverage_penalty=0.3)),
+]
+
+
+@pytest.mark.parametrize("beam_width, kwargs", OPTION_CASES, ids=str)
+def test_options_same_as_tensorflow(model, beam_width, kwargs):
+    loops = make_model(end_bias=0.0, attention="bahdanau")  # outputs that repeat themselves
+    for m in (model, loops):
+        tf_out = m.generate(SOURCE, beam_width=beam_width, **kwargs)
+        assert_same(tf_out, host_decode(m, SOURCE, beam_width, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "table, kwargs",
+    [
+        (loop_table, dict(no_repeat_ngram=2)),
+        (loop_table, dict(no_repeat_ngram=1, beam_width=3, n_best=3)),
+        (loop_table, dict(no_repeat_ngram=2, beam_width=2, n_best=2)),
+        (tie_table, dict(beam_width=4, n_best=4, max_length_ratio=1.5, max_length_offset=0)),
+    ],
+)
+def test_option_tables_same_as_tensorflow(table, kwargs):
+    test_tables_same_as_tensorflow(table, dict(kwargs))

@@ -19,6 +19,25 @@ sum_j log(min(sum_i a_ij, 1)) over unmasked source positions j, applied to
 finished hypotheses only. |Y| counts the [END] token. Tokens after [END] are
 0 (padding) and their attention rows are zeros.
 
+Options (`seq2seq_attn.interface.DecodeOptions`, same rules as in the graph):
+
+- `n_best`: the results also carry `nbest_tokens` `(batch, n_best, length)`,
+  `nbest_scores` and `nbest_attention`, best first (greedy: the one hypothesis).
+- `max_length_ratio`, `max_length_offset`: without `max_length`, at most
+  floor(ratio * padded source length + offset) steps.
+- `no_repeat_ngram` N: before choosing, every token that would complete an
+  n-gram of size N already in the hypothesis gets log-prob NEG_INF (fairseq's
+  `_no_repeat_ngram`); scores keep the model's own log-probs.
+- Sampling (`top_k` or `top_p`, greedy only): the log-probs, banned n-grams at
+  NEG_INF, are divided by `temperature`, cut to the top-k tokens or the
+  smallest top-p nucleus, and the token is the arg-max after adding Gumbel
+  noise (the Gumbel-max trick, a draw from the renormalised distribution).
+  The noise of step t is one vector `(vocab,)` shared by all rows, the t-th
+  draw of `numpy.random.default_rng(seed)`: a row's tokens depend on the seed
+  and on that row only, never on its batch mates. The graph search draws its
+  noise from TensorFlow's stateless RNG instead, so the two runtimes sample
+  differently, each reproducibly.
+
 Example:
     >>> import numpy as np
     >>> table = np.log(np.full((4, 4), 0.1) + 0.6 * np.eye(4)[[1, 2, 3, 3]])
@@ -31,9 +50,11 @@ Example:
     [[1, 2, 3, 0, 0, 0]]
 """
 
+import secrets
+
 import numpy as np
 
-from seq2seq_attn.interface import default_max_length
+from seq2seq_attn.interface import DecodeOptions
 
 NEG_INF = np.float32(-1e9)
 _F32 = np.float32
@@ -81,28 +102,86 @@ def final_score(log_probs, lengths, coverage, finished, mask, length_penalty, co
     return score.astype(_F32)
 
 
-def _check_args(max_length, length_penalty, coverage_penalty, beam_width=1):
-    """Raises ValueError naming the first bad argument and its value."""
-    if (
-        isinstance(beam_width, bool)
-        or not isinstance(beam_width, int | np.integer)
-        or beam_width <= 0
-    ):
-        raise ValueError(f"`beam_width` must be a positive integer, received: {beam_width=!r}")
+def _check_args(max_length, beam_width=1, **options):
+    """The checked `DecodeOptions`; raises ValueError naming the first bad argument."""
     if max_length is not None and (
         isinstance(max_length, bool)
         or not isinstance(max_length, int | np.integer)
         or max_length < 0
     ):
         raise ValueError(f"`max_length` must be an int >= 0 or None, received: {max_length=!r}")
-    for name, value in [("length_penalty", length_penalty), ("coverage_penalty", coverage_penalty)]:
-        if not value >= 0:  # also rejects NaN
-            raise ValueError(f"`{name}` must be >= 0, received: {name}={value!r}")
+    if isinstance(beam_width, np.integer):
+        beam_width = int(beam_width)
+    return DecodeOptions(beam_width=beam_width, **options).check()
 
 
-def _default_max_length(mask, max_length):
-    """`default_max_length` of the padded source length when not given."""
-    return default_max_length(mask.shape[1]) if max_length is None else int(max_length)
+def _max_length(mask, max_length, options):
+    """`max_length`, or the options' ratio and offset applied to the padded source length."""
+    return options.max_length(mask.shape[1]) if max_length is None else int(max_length)
+
+
+def banned_ngram_mask(tokens, n, vocab):
+    """Tokens that would repeat an n-gram of size `n` of each row of `tokens`.
+
+    Args:
+        tokens: int `(rows, length)`, the hypotheses so far.
+        n: int >= 1.
+        vocab: int, the vocabulary size.
+
+    Returns:
+        bool `(rows, vocab)`: True for every token w such that the row's last n - 1
+        tokens followed by w already occur in the row.
+    """
+    tokens = np.asarray(tokens)
+    rows, length = tokens.shape
+    banned = np.zeros([rows, vocab], bool)
+    if length < n:
+        return banned
+    windows = np.lib.stride_tricks.sliding_window_view(tokens, n, axis=1)  # (rows, w, n)
+    last = tokens[:, length - n + 1 :]  # (rows, n - 1)
+    match = (windows[:, :, : n - 1] == last[:, None, :]).all(axis=-1)  # (rows, w)
+    row, start = np.nonzero(match)
+    banned[row, windows[row, start, n - 1]] = True
+    return banned
+
+
+def filter_logits(logits, top_k=None, top_p=None, temperature=1.0):
+    """float32 `(rows, vocab)`: `logits / temperature`, NEG_INF outside the top-k tokens or
+    outside the top-p nucleus (the smallest set, most likely first, with mass >= top_p; the
+    most likely token always stays). Ties at the threshold stay in."""
+    scaled = (np.asarray(logits, _F32) / _F32(temperature)).astype(_F32)
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = -np.partition(-scaled, top_k - 1, axis=-1)[:, top_k - 1 : top_k]  # (rows, 1)
+        scaled = np.where(scaled >= kth, scaled, NEG_INF)
+    if top_p is not None:
+        probs = np.exp(log_softmax(scaled))  # (rows, vocab)
+        ranked = -np.sort(-probs, axis=-1)  # descending
+        before = np.cumsum(ranked, axis=-1) - ranked  # mass of the more likely tokens
+        kept = (before < top_p).sum(axis=-1, keepdims=True)  # >= 1
+        threshold = np.take_along_axis(ranked, kept - 1, axis=-1)  # (rows, 1)
+        scaled = np.where(probs >= threshold, scaled, NEG_INF)
+    return scaled
+
+
+def gumbel_noise(rng, vocab):
+    """float32 `(vocab,)` standard Gumbel noise: -log(-log(u)), u uniform on (0, 1)."""
+    u = np.maximum(rng.random(vocab), np.finfo(np.float64).tiny)
+    return (-np.log(-np.log(u))).astype(_F32)
+
+
+def sample_tokens(logits, noise, top_k=None, top_p=None, temperature=1.0):
+    """int32 `(rows,)`: a draw per row from softmax of `filter_logits(logits, ...)`, given
+    Gumbel `noise` broadcastable to `(rows, vocab)` (Gumbel-max trick)."""
+    filtered = filter_logits(logits, top_k, top_p, temperature)
+    return (filtered + noise).argmax(axis=-1).astype(np.int32)
+
+
+def _choice_lp(step_lp, tokens, options):
+    """The log-probs the next token is chosen from: banned n-grams at NEG_INF."""
+    if options.no_repeat_ngram is None:
+        return step_lp
+    banned = banned_ngram_mask(tokens, options.no_repeat_ngram, step_lp.shape[-1])
+    return np.where(banned, NEG_INF, step_lp)
 
 
 def _cast_like(new_states, states):
@@ -121,8 +200,9 @@ def greedy_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    **options,
 ):
-    """Greedy decoding: the arg-max token at every step.
+    """Greedy decoding: the arg-max token at every step, or a sampled one.
 
     Args:
         step_fn: the decoder step on NumPy arrays, see module docstring.
@@ -131,16 +211,28 @@ def greedy_search(
         projected_keys: once-per-sentence key projection, or None.
         mask: bool `(batch_size, source_length)`.
         start_id, end_id: ints.
-        max_length: int >= 0; default 2 * source_length + 10.
+        max_length: int >= 0; default floor(max_length_ratio * source_length +
+            max_length_offset), 2 * source_length + 10 unless set.
         length_penalty, coverage_penalty: floats >= 0, only for the returned score.
+        **options: `DecodeOptions` fields (`n_best` (1), `max_length_ratio`,
+            `max_length_offset`, `no_repeat_ngram`, `top_k`, `top_p`,
+            `temperature`, `seed`); see the module docstring.
 
     Returns:
         dict with `tokens` int32 `(batch_size, length)`, `scores` float32
-        `(batch_size,)`, `attention` float32 `(batch_size, length, source_length)`.
+        `(batch_size,)` (log P of the tokens under the model, normalised as asked),
+        `attention` float32 `(batch_size, length, source_length)` and the same as a
+        one-best list: `nbest_tokens` `(batch_size, 1, length)`, `nbest_scores`
+        `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`.
     """
-    _check_args(max_length, length_penalty, coverage_penalty)
+    opts = _check_args(
+        max_length, length_penalty=length_penalty, coverage_penalty=coverage_penalty, **options
+    )
     mask = np.asarray(mask, bool)
-    (batch, source_len), max_length = mask.shape, _default_max_length(mask, max_length)
+    (batch, source_len), max_length = mask.shape, _max_length(mask, max_length, opts)
+    rng = None
+    if opts.sampling:
+        rng = np.random.default_rng(secrets.randbits(63) if opts.seed is None else opts.seed)
     states = [np.asarray(s) for s in states]
     prev = np.full([batch], start_id, np.int32)
     finished = np.zeros([batch], bool)
@@ -151,7 +243,13 @@ def greedy_search(
     while len(tokens) < max_length and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
         step_lp = log_softmax(logits)  # (batch, vocab)
-        token = step_lp.argmax(axis=-1).astype(np.int32)
+        so_far = np.stack(tokens, 1) if tokens else np.zeros([batch, 0], np.int32)
+        choice_lp = _choice_lp(step_lp, so_far, opts)
+        if rng is None:
+            token = choice_lp.argmax(axis=-1).astype(np.int32)
+        else:
+            noise = gumbel_noise(rng, step_lp.shape[-1])
+            token = sample_tokens(choice_lp, noise, opts.top_k, opts.top_p, opts.temperature)
         alive = ~finished
         log_probs += np.where(alive, step_lp[np.arange(batch), token], _F32(0))
         lengths += alive
@@ -165,13 +263,15 @@ def greedy_search(
     scores = final_score(
         log_probs, lengths, coverage, finished, mask, length_penalty, coverage_penalty
     )
-    return {
+    out = {
         "tokens": np.stack(tokens, 1) if tokens else np.zeros([batch, 0], np.int32),
         "scores": scores,
         "attention": (
             np.stack(attention, 1) if attention else np.zeros([batch, 0, source_len], _F32)
         ),  # (batch, length, source_len)
     }
+    out.update({f"nbest_{key}": value[:, None] for key, value in out.items()})
+    return out
 
 
 def _gather_beams(x, parents):
@@ -250,6 +350,7 @@ def beam_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    **options,
 ):
     """Batched beam search with the GNMT length and coverage penalties.
 
@@ -257,18 +358,28 @@ def beam_search(
     `b * beam_width + i`), so `step_fn` sees `batch_size * beam_width` rows.
 
     Args: as `greedy_search`, plus `beam_width`, a positive int at most the
-        vocabulary size (checked once the first step gives the logits).
+        vocabulary size (checked once the first step gives the logits). Options:
+        `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
+        `max_length_offset`, `no_repeat_ngram`; no sampling.
 
     Returns:
         dict with the best hypothesis per sentence, `tokens` int32
         `(batch_size, length)`, `scores` float32 `(batch_size,)`, `attention`
-        float32 `(batch_size, length, source_length)`, and all hypotheses sorted
+        float32 `(batch_size, length, source_length)`; all hypotheses sorted
         best first: `beam_tokens` `(batch_size, beam_width, length)`,
-        `beam_scores` `(batch_size, beam_width)`.
+        `beam_scores` `(batch_size, beam_width)`; and the first `n_best` of them
+        with their attention: `nbest_tokens` `(batch_size, n_best, length)`,
+        `nbest_scores`, `nbest_attention` `(batch_size, n_best, length, source_length)`.
     """
-    _check_args(max_length, length_penalty, coverage_penalty, beam_width)
+    opts = _check_args(
+        max_length,
+        beam_width,
+        length_penalty=length_penalty,
+        coverage_penalty=coverage_penalty,
+        **options,
+    )
     k, mask = int(beam_width), np.asarray(mask, bool)
-    (batch, source_len), max_length = mask.shape, _default_max_length(mask, max_length)
+    (batch, source_len), max_length = mask.shape, _max_length(mask, max_length, opts)
     memory_t, keys_t, mask_t = (
         None if x is None else np.repeat(x, k, axis=0) for x in (memory, projected_keys, mask)
     )
@@ -285,7 +396,8 @@ def beam_search(
         logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
         vocab = np.shape(logits)[-1]
         _check_vocab(k, vocab)
-        step_lp = log_softmax(logits).reshape(batch, k, vocab)
+        step_lp = _choice_lp(log_softmax(logits), seqs.reshape(batch * k, -1), opts)
+        step_lp = step_lp.reshape(batch, k, vocab)
         weights = np.asarray(weights, _F32).reshape(batch, k, source_len)
         total, cand_len, cand_cov, cand_fin, weights = _expand_candidates(
             step_lp, finished, log_probs, lengths, coverage, weights, end_id
@@ -317,4 +429,7 @@ def beam_search(
         "attention": attn[:, 0],
         "beam_tokens": seqs,
         "beam_scores": scores,
+        "nbest_tokens": seqs[:, : opts.n_best],
+        "nbest_scores": scores[:, : opts.n_best],
+        "nbest_attention": attn[:, : opts.n_best],  # (batch, n_best, length, source_len)
     }
