@@ -2,8 +2,7 @@
 
 1. `seq2seq-attn export` on the benchmark model (`common.bench_run()`) in a child process,
    into runs/bench-export: wall time and peak RSS (the child's VmHWM, polled). Parity
-   runs on `--samples` held-out sentences (20 by default; the CLI's 200 would mostly time
-   the eager Keras reference decodes).
+   runs on `--samples` held-out sentences (200 by default, as the CLI).
 2. The same export again, stage by stage, in another child that calls the functions
    `seq2seq_attn.export.convert.export_all` and `seq2seq_attn.export.main.export_run` call,
    one by one, into a
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import decode_latency  # noqa: E402
 
-SAMPLES = 20
+SAMPLES = 200  # parity sentences, the CLI's default
 STAGE_DIR = common.ROOT / "runs" / "bench-export-stages"
 # What each memory probe imports before loading anything: its runtime's packages.
 IMPORTS = {

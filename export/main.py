@@ -11,7 +11,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from seq2seq_attn.export.convert import export_all, to_translate_onnx
+from seq2seq_attn.export.convert import export_all, release_memory, to_translate_onnx
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
 
@@ -134,6 +134,7 @@ def export_run(
         export_all(module, tmp)
         shutil.copytree(Path(run_dir) / TOKENIZER_DIR, tmp / "tokenizer")
         to_translate_onnx(tmp, translator.tokenizers, tmp / "translate.onnx")
+        release_memory()
         echo(f"checking parity on {len(texts)} held-out sentences ...")
         report = validate_export(tmp, translator.model, translator.tokenizers, texts, references)
         (tmp / "parity.json").write_text(json.dumps(report, indent=2))

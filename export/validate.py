@@ -7,19 +7,27 @@ decodes). Quantized artifacts report their BLEU against the float Keras model an
 lose at most `BLEU_DROP[variant]`. `translate.onnx` (strings in, strings out) must give
 exactly the host's strings: `decode` of the host-side greedy tokens. All mismatches are
 collected, then reported at once.
+
+The sentences are sorted by length and decoded in batches of `PARITY_BATCH` (little
+padding, and a batch stops at its own longest decode); every artifact sees the same
+batches as the Keras reference, which runs compiled (`KerasDecoder`), and every sentence
+still has to agree on its own.
 """
 
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from seq2seq_attn.export.search_parity import validate_search
 
+from seq2seq_attn.errors import ParityError
 from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
 from seq2seq_attn.interface import new_state_name, state_name, state_names, trim_after_end
 
 LOGITS_ATOL = 1e-4
 BLEU_DROP = {"fp16": 0.5, "int8": 1.0}
 BEAM_WIDTH = 4
+PARITY_BATCH = 32  # parity sentences decoded together, of similar length
 
 
 def _trim(tokens, end_id):
@@ -27,19 +35,62 @@ def _trim(tokens, end_id):
     return [trim_after_end(row, end_id).tolist() for row in np.asarray(tokens)]
 
 
-class Reference:
-    """What the Keras model computes on `source_ids`: the yardstick for every artifact."""
+class KerasDecoder:
+    """The Keras model's encode, step and whole decodes, compiled once with `tf.function`.
 
-    def __init__(self, model, source_ids):
+    Every function takes any batch size and source length (no retracing per parity batch);
+    `Reference` calls these instead of the eager model when given one.
+    """
+
+    def __init__(self, model):
+        ids = tf.TensorSpec([None, None], tf.int32)
         self.model = model
+        self._generate = {
+            width: tf.function(
+                lambda source_ids, width=width: model.generate(source_ids, beam_width=width),
+                input_signature=[ids],
+            )
+            for width in (1, BEAM_WIDTH)
+        }
+        self.encode = tf.function(model.encode, input_signature=[ids])
+        self.decode_step = tf.function(model.decode_step, reduce_retracing=True)
+
+    def generate(self, source_ids, beam_width):
+        return self._generate[beam_width](tf.constant(source_ids, tf.int32))
+
+
+class _EagerDecoder:
+    """The Keras model called eagerly: `KerasDecoder`'s interface without the compiling."""
+
+    def __init__(self, model):
+        self.model = model
+        self.encode, self.decode_step = model.encode, model.decode_step
+
+    def generate(self, source_ids, beam_width):
+        return self.model.generate(source_ids, beam_width=beam_width)
+
+
+class Reference:
+    """What the Keras model computes on `source_ids`: the yardstick for every artifact.
+
+    Args:
+        model: the Keras `Seq2SeqAttention`.
+        source_ids: int `(batch_size, source_length)`, one parity batch.
+        decoder: a `KerasDecoder` of `model` (compiled once, shared by the batches), or
+            None to call the model eagerly.
+    """
+
+    def __init__(self, model, source_ids, decoder=None):
+        self.model = model
+        self.decoder = decoder or _EagerDecoder(model)
         self.source_ids = np.asarray(source_ids, np.int32)
         self.end_id, self.start_id = model.end_id, model.start_id
-        greedy = model.generate(self.source_ids, beam_width=1)
-        beam = model.generate(self.source_ids, beam_width=BEAM_WIDTH)
+        greedy = self.decoder.generate(self.source_ids, 1)
+        beam = self.decoder.generate(self.source_ids, BEAM_WIDTH)
         self.greedy = _trim(greedy["tokens"], self.end_id)
         self.beam = _trim(beam["tokens"], self.end_id)
         self.trajectory = np.asarray(greedy["tokens"])  # (batch, steps) fed back step by step
-        self.logits = self.step_logits(model.encode, model.decode_step)
+        self.logits = self.step_logits(self.decoder.encode, self.decoder.decode_step)
 
     def step_logits(self, encode, step):
         """Logits `(batch, steps, vocab)` of `step` fed the Keras greedy trajectory."""
@@ -73,10 +124,14 @@ def check_step_runtime(reference, runtime):
     return result, host_greedy
 
 
-def check_saved_model(reference, path, tokenizers=None, texts=None):
-    """Every signature of the SavedModel against the Keras model."""
-    loaded = tf.saved_model.load(str(path))
-    sig = loaded.signatures
+def check_saved_model(reference, signatures):
+    """The SavedModel's step and whole-decode signatures against the Keras model.
+
+    Args:
+        reference: the `Reference` of one parity batch.
+        signatures: `tf.saved_model.load(path).signatures`.
+    """
+    sig = signatures
     ids = tf.constant(reference.source_ids)
 
     def encode(source_ids):
@@ -93,23 +148,27 @@ def check_saved_model(reference, path, tokenizers=None, texts=None):
         return out["logits"], new, out["attention"]
 
     logits = reference.step_logits(encode, step)
-    result = {
+    return {
         "max_abs_logit_diff": float(np.max(np.abs(logits - reference.logits))),
         "greedy_graph_agreement": reference.agreement(sig["greedy"](source_ids=ids)["tokens"]),
         "translate_ids_beam4_agreement": reference.agreement(
             sig["translate_ids"](source_ids=ids)["tokens"], "beam"
         ),
     }
-    if tokenizers is not None and texts:
-        served = sig["serving_default"](text=tf.constant(texts))["translation"].numpy()
-        source = tokenizers.source.encode_batch(texts)
-        beam = reference.model.generate(source, beam_width=BEAM_WIDTH)["tokens"].numpy()
-        expected = [tokenizers.target.decode(row) for row in beam]
-        got = [s.decode("utf-8") for s in served]
-        result["serving_default_agreement"] = float(
+
+
+def check_serving_default(signatures, decoder, tokenizers, texts):
+    """`serving_default` (strings in, strings out, beam 4) against the Keras beam decode."""
+    served = signatures["serving_default"](text=tf.constant(texts))["translation"].numpy()
+    source = tokenizers.source.encode_batch(texts)
+    beam = np.asarray(decoder.generate(source, BEAM_WIDTH)["tokens"])
+    expected = [tokenizers.target.decode(row) for row in beam]
+    got = [s.decode("utf-8") for s in served]
+    return {
+        "serving_default_agreement": float(
             np.mean([a == b for a, b in zip(got, expected, strict=True)])
         )
-    return result
+    }
 
 
 def runtimes(directory):
@@ -163,6 +222,7 @@ def _check_quantized(name, variant, result, host_greedy, keras_bleu, tokenizers,
 
 
 TRANSLATE_RUNTIME = "onnxruntime+extensions"
+OPTIONS_RUNTIME = "onnxruntime, host search"
 
 
 def load_onnxruntime_extensions():
@@ -212,7 +272,7 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
 
     Args:
         reference: the `Reference` of `tokenizers.source.encode_batch(texts)`.
-        path: the `translate.onnx` file.
+        path: the `translate.onnx` file, or a session of it (`translate_session`).
         tokenizers: the run's `TokenizerPair`.
         texts: the source sentences.
         host_greedy: int32 `(batch, steps)`, host-side greedy search over the float ONNX step
@@ -223,7 +283,7 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
         `host_greedy`), `greedy_graph_agreement` (its tokens equal the Keras greedy decode)
         and up to 3 `mismatches` as [text, got, expected].
     """
-    session = translate_session(path)
+    session = path if hasattr(path, "run") else translate_session(path)
     got, tokens = session.run(["translation", "tokens"], {"text": np.array(texts, object)})
     expected = [tokenizers.target.decode(row) for row in host_greedy]
     same = [a == b for a, b in zip(got, expected, strict=True)]
@@ -251,8 +311,74 @@ def translate_failures(result):
     return failures
 
 
-def validate_export(directory, model, tokenizers, texts, references):
+def parity_batches(texts, references, tokenizers, batch_size=PARITY_BATCH):
+    """The parity sentences sorted by source length and cut into batches of `batch_size`.
+
+    Sorting keeps padding (and the default decode length, 2 x padded length + 10) close
+    to each sentence's own, and a batch stops at its own longest decode.
+
+    Returns:
+        list of `(texts, references, source_ids)`, source_ids int32 `(n, longest)`.
+    """
+    lengths = [len(tokenizers.source.encode(t)) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        chunk = [texts[i] for i in rows]
+        refs = [references[i] for i in rows]
+        batches.append((chunk, refs, tokenizers.source.encode_batch(chunk)))
+    return batches
+
+
+def combine(results, sizes):
+    """One result from the per-batch results of one artifact.
+
+    Agreements become the share of all sentences (per batch share x batch size, summed),
+    `max_*` the maximum, `mismatches` the first 3 of all batches; other keys are dropped.
+    """
+    total = sum(sizes)
+    out = {}
+    for key in results[0]:
+        values = [r[key] for r in results]
+        if key.endswith("agreement"):
+            same = sum(round(v * n) for v, n in zip(values, sizes, strict=True))
+            out[key] = same / total
+        elif key.startswith("max_"):
+            out[key] = max(values)
+        elif key == "mismatches":
+            out[key] = [m for batch in values for m in batch][:3]
+    return out
+
+
+def _check_runtime(references, runtime):
+    """`check_step_runtime` over every parity batch: combined result, host greedy per batch."""
+    per_batch = [check_step_runtime(reference, runtime) for reference in references]
+    sizes = [len(r.source_ids) for r in references]
+    return combine([r for r, _ in per_batch], sizes), [tokens for _, tokens in per_batch]
+
+
+def _rows(batches):
+    """Token rows of every batch, in order (batches differ in length)."""
+    return [row for batch in batches for row in np.asarray(batch)]
+
+
+def _check_search_options(model, runtime, batches):
+    """`search_parity.validate_search` on the first parity batch: every decoding option
+    (n-best, length rule, no-repeat-ngram, sampling) through `generate` and through the
+    host search over `runtime`; returns (figures, failures)."""
+    try:
+        return validate_search(model, runtime, [batches[0][2]]), []
+    except ParityError as err:
+        return {"passed": False}, [f"search options: {err}"]
+
+
+def validate_export(directory, model, tokenizers, texts, references, batch_size=PARITY_BATCH):
     """Checks every artifact in an export directory; returns the parity report.
+
+    The sentences are decoded in batches of similar length (`parity_batches`); every
+    artifact sees the same batches as the Keras reference, and each sentence still has to
+    agree on its own (agreements are shares of all sentences).
 
     Args:
         directory: export directory (as written by `convert.export_all`).
@@ -260,19 +386,27 @@ def validate_export(directory, model, tokenizers, texts, references):
         tokenizers: the run's `seq2seq_attn.tokenizer.TokenizerPair`.
         texts: held-out source sentences.
         references: their reference translations (for the BLEU of quantized variants).
+        batch_size: sentences per parity batch.
 
     Returns:
         dict: tolerances, per-artifact results, `failures` (list) and `passed` (bool).
     """
     directory = Path(directory)
-    reference = Reference(model, tokenizers.source.encode_batch(texts))
-    keras_bleu = _bleu(reference.greedy, tokenizers, references)
+    batches = parity_batches(texts, references, tokenizers, batch_size)
+    sorted_refs = [r for _, refs, _ in batches for r in refs]
+    sizes = [len(chunk) for chunk, _, _ in batches]
+    decoder = KerasDecoder(model)
+    keras = [Reference(model, ids, decoder) for _, _, ids in batches]
+    keras_bleu = _bleu([row for r in keras for row in r.greedy], tokenizers, sorted_refs)
     artifacts, failures = {}, []
-    result = check_saved_model(reference, directory / "saved_model", tokenizers, list(texts[:16]))
+    signatures = tf.saved_model.load(str(directory / "saved_model")).signatures
+    result = combine([check_saved_model(r, signatures) for r in keras], sizes)
+    result.update(check_serving_default(signatures, decoder, tokenizers, list(texts[:16])))
     artifacts["saved_model/tensorflow"] = result
     failures += float_failures("saved_model", result)
+    del signatures
     for name, runtime_name, variant, make in runtimes(directory):
-        result, host_greedy = check_step_runtime(reference, make())
+        result, host_greedy = _check_runtime(keras, make())
         artifacts[f"{name}/{runtime_name}"] = result
         if name == "*.onnx":
             onnx_greedy = host_greedy  # the host text path translate.onnx must equal
@@ -280,19 +414,26 @@ def validate_export(directory, model, tokenizers, texts, references):
             failures += float_failures(name, result)
         else:
             failures += _check_quantized(
-                name, variant, result, host_greedy, keras_bleu, tokenizers, references
+                name, variant, result, _rows(host_greedy), keras_bleu, tokenizers, sorted_refs
             )
+    result, search_failures = _check_search_options(model, OnnxModel(directory), batches)
+    artifacts[f"search options/{OPTIONS_RUNTIME}"] = result
+    failures += search_failures
     if not (directory / "translate.onnx").is_file():
         failures.append("translate.onnx: missing")
     else:
-        result = check_translate_onnx(
-            reference, directory / "translate.onnx", tokenizers, list(texts), onnx_greedy
-        )
+        session = translate_session(directory / "translate.onnx")
+        per_batch = [
+            check_translate_onnx(reference, session, tokenizers, chunk, host)
+            for reference, (chunk, _, _), host in zip(keras, batches, onnx_greedy, strict=True)
+        ]
+        result = combine(per_batch, sizes)
         artifacts[f"translate.onnx/{TRANSLATE_RUNTIME}"] = result
         failures += translate_failures(result)
     return {
         "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},
         "samples": len(texts),
+        "parity_batch_size": batch_size,
         "keras_bleu": keras_bleu,
         "artifacts": artifacts,
         "failures": failures,

@@ -73,7 +73,8 @@ def create_app(
         batch_timeout_ms: how long the first text waits for batch mates.
         model_name: the `{name}` of the `/v1/models/{name}` endpoints.
         quantized: serve the int8 artifacts (`*_int8.onnx` or `model_int8.tflite`).
-        threads: intra-op threads of the runtime; None lets it choose.
+        threads: intra-op threads of the runtime; None is the runtime class's default
+            (1 for onnxruntime, see `OnnxModel`); 0 lets onnxruntime choose.
         limits: a `seq2seq_attn.serving.service.Limits`; None for the defaults.
         model: an already loaded runtime model (anything with `.decode`), instead of loading
             one from `export_dir` (tests, fault injection).

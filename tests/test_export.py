@@ -187,3 +187,133 @@ def test_static_source_length_option_for_tflite(run_dir, tmp_path):
     np.testing.assert_array_equal(tokens[:, : keras_tokens.shape[1]], keras_tokens)
     input_shape = litert.interpreter.get_signature_runner("encode").get_input_details()
     assert list(input_shape["source_ids"]["shape"]) == [1, 16]
+
+
+class _WordTokenizer:
+    """One id per word, [START] 2 and [END] 3 around them: encode length = words + 2."""
+
+    def encode(self, text):
+        return [2] + [4 + len(w) for w in text.split()] + [3]
+
+    def encode_batch(self, texts):
+        rows = [self.encode(t) for t in texts]
+        out = np.zeros((len(rows), max(map(len, rows))), np.int32)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out
+
+
+def test_parity_batches_sort_by_length_and_keep_pairs_together():
+    from types import SimpleNamespace
+
+    from seq2seq_attn.export.validate import parity_batches
+
+    texts = ["a b c d e", "a", "a b c", "a b", "a b c d e f g", "a b c d"]
+    references = [f"ref {len(t.split())}" for t in texts]
+    tokenizers = SimpleNamespace(source=_WordTokenizer())
+    batches = parity_batches(texts, references, tokenizers, batch_size=4)
+    assert [chunk for chunk, _, _ in batches] == [
+        ["a", "a b", "a b c", "a b c d"],
+        ["a b c d e", "a b c d e f g"],
+    ]
+    for chunk, refs, ids in batches:
+        assert refs == [f"ref {len(t.split())}" for t in chunk]  # still aligned
+        assert ids.shape == (len(chunk), len(chunk[-1].split()) + 2)  # padded to its longest
+    assert batches[0][2][0].tolist() == [2, 5, 3, 0, 0, 0]
+
+
+def test_combine_counts_sentences_not_batches():
+    from seq2seq_attn.export.validate import combine
+
+    per_batch = [
+        {"greedy_agreement": 0.5, "max_abs_logit_diff": 1e-5, "mismatches": [["x", "y", "z"]]},
+        {"greedy_agreement": 1.0, "max_abs_logit_diff": 3e-5, "mismatches": []},
+        {"greedy_agreement": 2 / 3, "max_abs_logit_diff": 2e-5, "mismatches": [["u", "v", "w"]]},
+    ]
+    out = combine(per_batch, [2, 5, 3])
+    assert out["greedy_agreement"] == (1 + 5 + 2) / 10  # 8 of 10 sentences, not mean(0.72)
+    assert out["max_abs_logit_diff"] == 3e-5
+    assert out["mismatches"] == [["x", "y", "z"], ["u", "v", "w"]]
+
+
+def test_parity_in_several_batches_passes_and_counts_every_sentence(exported, run_dir):
+    from seq2seq_attn.export.main import _held_out
+    from seq2seq_attn.export.validate import validate_export
+
+    out, _ = exported
+    translator = Translator.load(run_dir)
+    texts, references = _held_out(translator, run_dir, 12, None)
+    report = validate_export(
+        out, translator.model, translator.tokenizers, texts, references, batch_size=5
+    )
+    assert report["passed"], report["failures"]
+    assert report["samples"] == 12 and report["parity_batch_size"] == 5
+    translate = report["artifacts"]["translate.onnx/onnxruntime+extensions"]
+    assert translate["translation_agreement"] == 1.0
+
+
+def test_onnx_sessions_default_to_one_sleeping_thread(exported):
+    out, _ = exported
+    cases = [({}, "0", 1), ({"spinning": True, "threads": 0}, "1", 0), ({"threads": 2}, "0", 2)]
+    for kwargs, spinning, threads in cases:
+        for session in OnnxModel(out, **kwargs).sessions.values():
+            options = session.get_session_options()
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == spinning
+            assert options.intra_op_num_threads == threads
+
+
+def _run_encoder_onnx(model, ids):
+    import onnxruntime as ort
+    from seq2seq_attn.export.convert import encoder_onnx
+
+    proto = encoder_onnx(model)
+    onnx.checker.check_model(proto)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"source_ids": ids}), strict=True))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(bidirectional=False), dict(encoder_layers=2, units=12)]
+)
+def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
+    """ONNX GRU ops (sequence_lens from the mask) against the masked Keras loop, rows of
+    lengths 1 to full, the backward direction included."""
+    import keras
+    from seq2seq_attn.export.convert import native_encoder_supported
+
+    from seq2seq_attn import Seq2SeqAttention
+
+    keras.utils.set_random_seed(7)
+    model = Seq2SeqAttention(50, 40, embedding_dim=6, units=kwargs.pop("units", 10), **kwargs)
+    model.build()
+    for w in model.encoder.weights:  # non-zero biases, so their layout matters
+        w.assign(np.random.default_rng(1).normal(0, 0.5, w.shape).astype("float32"))
+    assert native_encoder_supported(model)
+    ids = random_padded_batch(50, np.random.default_rng(2))  # lengths 1, 3, 7, 12, 5
+    memory, keys, mask, states = model.encode(ids)
+    got = _run_encoder_onnx(model, ids)
+    np.testing.assert_allclose(got["memory"], memory, atol=1e-5)
+    np.testing.assert_allclose(got["projected_keys"], keys, atol=1e-5)
+    np.testing.assert_allclose(got["state_0"], states[0], atol=1e-5)
+    np.testing.assert_array_equal(got["mask"], np.asarray(mask, np.float32))
+    assert np.all(got["memory"][0, 1:] == 0)  # padding positions are exactly zero
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(rnn="lstm"), dict(attention="luong"), dict(input_feeding=True)]
+)
+def test_other_encoders_convert_with_tf2onnx(kwargs):
+    from seq2seq_attn.export.convert import native_encoder_supported
+
+    from seq2seq_attn import Seq2SeqAttention
+
+    model = Seq2SeqAttention(20, 20, embedding_dim=4, units=8, **kwargs)
+    model.build()
+    assert not native_encoder_supported(model)
+
+
+def test_exported_encoder_is_the_native_one(exported):
+    out, _ = exported
+    ops = {node.op_type for node in onnx.load(str(out / "encoder.onnx")).graph.node}
+    assert "GRU" in ops and "Loop" not in ops

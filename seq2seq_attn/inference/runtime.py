@@ -64,17 +64,26 @@ class OnnxModel(_StepModel):
     Args:
         directory: the export directory.
         quantized: use the int8 step graphs (`*_int8.onnx`).
+        threads: intra-op threads of each session. None is 1: on a 2-core machine shared
+            with other work, onnxruntime's own choice (one thread per physical core) made
+            batch-1 greedy 1.1-1.8x and batch-32 beam-4 1.26x slower (tutorial-size model,
+            `benchmarks/tutorial_size.py`), and LiteRT runs on one thread too. 0 lets
+            onnxruntime choose; give more on a dedicated many-core host for large batches.
+        spinning: let idle intra-op threads spin-wait for work (onnxruntime's own
+            default) instead of sleeping. Off by default: a spinning pool (3 sessions,
+            one pool each) takes the cores from the server's own threads and from any
+            other process (batch-1 greedy was 1.4-3x slower with it on 2 shared cores);
+            with 1 thread there is no pool and nothing spins.
     """
 
-    def __init__(self, directory, quantized=False, threads=None):
+    def __init__(self, directory, quantized=False, threads=None, spinning=False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # Idle workers sleep instead of spin-waiting: a spinning pool (3 sessions, one pool
-        # each) takes the cores from the server's own threads and any other process.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = 1 if threads is None else threads
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
         suffix = "_int8" if quantized else ""
         directory = Path(directory)
         files = {
@@ -88,13 +97,16 @@ class OnnxModel(_StepModel):
             )
             for graph, name in files.items()
         }
+        self.output_names = {
+            graph: [o.name for o in session.get_outputs()]
+            for graph, session in self.sessions.items()
+        }
         inputs = [i.name for i in self.sessions["decode_step"].get_inputs()]
         self.state_names = state_names(inputs)
 
     def _run(self, graph, inputs):
-        session = self.sessions[graph]
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, inputs), strict=True))
+        names = self.output_names[graph]
+        return dict(zip(names, self.sessions[graph].run(names, inputs), strict=True))
 
 
 class LiteRTModel(_StepModel):

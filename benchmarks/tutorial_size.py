@@ -1,0 +1,310 @@
+"""Batch-1 greedy latency, text to text, at the size of TensorFlow's "NMT with attention" tutorial.
+
+The tutorial's model: a bidirectional GRU encoder and a GRU decoder with 256 units, 256-wide
+embeddings, additive attention, 5000-piece vocabularies; the issue trained it on ~17,000 short
+UI strings (5-6 words). We have neither that file nor the tutorial's code, so:
+
+- `tutorial_data()` writes `runs/tutorial-data.tsv`: 17,000 short pairs cut from Bible
+  training verses, the first 4-8 words of the English verse and as many words of the
+  Spanish one as the same share of its words (the pairs are not translations; what matters
+  here is that sources and targets are short, so that a trained model stops after a few
+  steps as the issue's did);
+- `tutorial_run()` trains `Seq2SeqAttention(embedding_dim=256, units=256,
+  attention_units=256, bidirectional GRU, bahdanau)` on it for `--train-steps` steps of
+  batch 64 (the decoder learns when to emit [END]; latency does not depend on anything
+  else the weights do) and saves a run directory `seq2seq-attn export` reads;
+- `seq2seq-attn export` writes `runs/tutorial-export` (timed, with its peak RSS);
+- every runtime then translates the same `--sentences` short test sentences of that file
+  one at a time, text in, text out (SentencePiece encode, decode, detokenize), the runtimes
+  taking turns sentence by sentence so that all see the machine alike. The TF tutorial's
+  own SavedModel cannot run here: the comparison is between runtimes of one export, as
+  ratios measured in one run.
+
+Runtimes: `onnx_host` (`OnnxModel` + host greedy loop: what `seq2seq-attn serve` runs, with
+its default options: 1 intra-op thread, no spinning), `onnx_host_ort_threads` (the same with
+onnxruntime's own thread count, one per core), `onnx_host_spin` (that pool spinning),
+`onnx_graph` (`greedy.onnx`), `litert_host` / `litert_graph` / `litert_int8`
+(`model*.tflite`, host loop or `greedy` signature), `saved_model` (the SavedModel's
+`greedy` signature).
+
+    python benchmarks/tutorial_size.py                    # ~10 min on 2 busy cores
+    python benchmarks/tutorial_size.py --no-export --runtimes onnx_host litert_graph
+
+Writes benchmarks/results/tutorial_size.json.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+RUN_DIR = common.ROOT / "runs" / "tutorial-model"
+EXPORT_DIR = common.ROOT / "runs" / "tutorial-export"
+DATA_FILE = common.ROOT / "runs" / "tutorial-data.tsv"
+SIZE = dict(embedding_dim=256, units=256, attention_units=256, vocab=5000)
+PAIRS = 17_000
+WORDS = (4, 8)  # source words per pair, uniform
+TRAIN_STEPS = 400
+RUNTIMES = (
+    "onnx_host",
+    "onnx_host_ort_threads",
+    "onnx_host_spin",
+    "onnx_graph",
+    "litert_host",
+    "litert_graph",
+    "litert_int8",
+    "saved_model",
+)
+
+
+def tutorial_data(path=DATA_FILE, count=PAIRS, seed=common.SEED):
+    """Writes `count` short (source, target) pairs cut from Bible training verses as a TSV."""
+    from seq2seq_attn.corpora import load_corpus
+
+    rng = random.Random(seed)
+    verses = load_corpus(common.DATA).train
+    rows = []
+    while len(rows) < count:
+        source, target = verses[rng.randrange(len(verses))]
+        src, tgt = source.split(), target.split()
+        n = min(rng.randint(*WORDS), len(src))
+        m = max(1, round(n * len(tgt) / len(src)))
+        rows.append((" ".join(src[:n]), " ".join(tgt[:m])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("source\ttarget\n" + "".join(f"{s}\t{t}\n" for s, t in rows))
+    return path
+
+
+def tutorial_config():
+    """The bundled `bible` config at the tutorial's size, no dropout, batch 64."""
+    from seq2seq_attn.config import load_config
+
+    config = load_config("bible")
+    config["tokenizer"].update(source_vocab_size=SIZE["vocab"], target_vocab_size=SIZE["vocab"])
+    config["model"].update(
+        embedding_dim=SIZE["embedding_dim"],
+        units=SIZE["units"],
+        attention_units=SIZE["attention_units"],
+        attention="bahdanau",
+        rnn="gru",
+        bidirectional=True,
+        dropout=0.0,
+    )
+    config["training"]["batch_size"] = 64
+    return config
+
+
+def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
+    """A run directory with the tutorial-size model after `train_steps`; reused if present."""
+    import keras
+
+    from seq2seq_attn import config as config_lib
+    from seq2seq_attn.training import build_model, corpus_for, run_tokenizers
+    from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE
+
+    out_dir = Path(out_dir)
+    if (out_dir / RUN_INFO_FILE).exists():
+        return out_dir
+    data = str(DATA_FILE if DATA_FILE.exists() else tutorial_data())
+    config = tutorial_config()
+    keras.utils.set_random_seed(common.SEED)
+    corpus = corpus_for(data, common.SEED, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
+    model = build_model(config, tokenizers)
+    started = time.perf_counter()
+    epochs = -(-train_steps * 64 // len(corpus.train))
+    batches = []
+    for epoch in range(epochs):
+        batches += common.train_batches(corpus, tokenizers, config, 10**6, seed=epoch)
+    model.fit(common.as_dataset(batches[:train_steps]), epochs=1, verbose=0)
+    model.save(out_dir / MODEL_FILE)
+    config_lib.save_config(config, out_dir / "config.yaml")
+    info = {
+        "data": data,
+        "seed": common.SEED,
+        "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
+        "epochs_run": 0,
+        "train_steps": train_steps,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "parameters": int(model.count_params()),
+        "note": "tutorial-size benchmark model: short cut Bible pairs, briefly trained",
+    }
+    (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+    return out_dir
+
+
+def export(run_dir, out=EXPORT_DIR, samples=200):
+    """`seq2seq-attn export` in a child: wall time and peak RSS (export_cost.run_export_cli)."""
+    from export_cost import run_export_cli
+
+    return run_export_cli(run_dir, out, samples)
+
+
+def test_sentences(run_dir, count):
+    """The first `count` source texts of the run's test split."""
+    from seq2seq_attn.training import run_corpus
+    from seq2seq_attn.translator import RUN_INFO_FILE
+
+    info = json.loads((Path(run_dir) / RUN_INFO_FILE).read_text())
+    return [s for s, _ in run_corpus(run_dir, info).test[:count]]
+
+
+def make_translate(name, export_dir, tokenizers):
+    """`translate(text) -> text` of one runtime, loaded: encode, greedy decode, detokenize."""
+    from seq2seq_attn.tokenizer import END_ID, START_ID
+
+    export_dir = Path(export_dir)
+    source, target = tokenizers.source, tokenizers.target
+    if name == "saved_model":
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers serving_default's ops)
+
+        greedy = tf.saved_model.load(str(export_dir / "saved_model")).signatures["greedy"]
+
+        def saved_model(text):
+            ids = tf.constant(source.encode_batch([text]))
+            return target.decode(greedy(source_ids=ids)["tokens"].numpy()[0])
+
+        return saved_model
+    if name.startswith("onnx"):
+        from seq2seq_attn.inference.runtime import OnnxModel
+
+        options = {
+            "onnx_host_ort_threads": {"threads": 0},
+            "onnx_host_spin": {"threads": 0, "spinning": True},
+        }
+        model = OnnxModel(export_dir, **options.get(name, {}))
+    else:
+        from seq2seq_attn.inference.runtime import LiteRTModel
+
+        file = "model_int8.tflite" if name == "litert_int8" else "model.tflite"
+        model = LiteRTModel(export_dir / file)
+    if name.endswith("_graph"):
+
+        def graph(text):
+            out = model.greedy_graph(source.encode_batch([text]))
+            return target.decode(out["tokens"][0])
+
+        return graph
+
+    def host(text):
+        out = model.decode(source.encode_batch([text]), START_ID, END_ID)
+        return target.decode(out["tokens"][0])
+
+    return host
+
+
+def measure(translators, texts, repeats):
+    """Per runtime: seconds of every call; the runtimes take turns on every sentence."""
+    for translate in translators.values():
+        translate(texts[0])  # warm-up
+    seconds = {name: [] for name in translators}
+    outputs = {name: [] for name in translators}
+    for r in range(repeats):
+        for text in texts:
+            for name, translate in translators.items():
+                t0 = time.perf_counter()
+                out = translate(text)
+                seconds[name].append(time.perf_counter() - t0)
+                if r == 0:
+                    outputs[name].append(out)
+    return seconds, outputs
+
+
+def summarize(seconds, outputs, baseline="litert_graph"):
+    """Median ms per runtime, ratio to `baseline`, and text agreement with it."""
+    rows = {}
+    for name, values in seconds.items():
+        rows[name] = {
+            "median_ms": 1000 * statistics.median(values),
+            "p90_ms": 1000 * float(np.percentile(values, 90)),
+            "calls": len(values),
+        }
+    if baseline in rows:
+        base = rows[baseline]["median_ms"]
+        for name, row in rows.items():
+            row[f"ratio_to_{baseline}"] = row["median_ms"] / base
+            row["same_text_as_baseline"] = float(
+                np.mean([a == b for a, b in zip(outputs[name], outputs[baseline], strict=True)])
+            )
+    return rows
+
+
+def decode_steps(export_dir, tokenizers, texts):
+    """Decoder steps of the host greedy loop per sentence (what every runtime runs)."""
+    from seq2seq_attn.inference.runtime import OnnxModel
+    from seq2seq_attn.tokenizer import END_ID, START_ID
+
+    model = OnnxModel(export_dir)
+    steps = [
+        model.decode(tokenizers.source.encode_batch([t]), START_ID, END_ID)["tokens"].shape[1]
+        for t in texts
+    ]
+    lengths = [len(tokenizers.source.encode(t)) for t in texts]
+    return {
+        "decoder_steps_median": statistics.median(steps),
+        "decoder_steps_max": max(steps),
+        "source_tokens_median": statistics.median(lengths),
+        "source_words_mean": float(np.mean([len(t.split()) for t in texts])),
+    }
+
+
+def run(args):
+    from seq2seq_attn.tokenizer import TokenizerPair
+
+    run_dir = tutorial_run(train_steps=args.train_steps)
+    result = {"machine": common.machine(), "size": SIZE}
+    if args.export or not (EXPORT_DIR / "manifest.json").exists():
+        print("exporting ...", flush=True)
+        result["export"] = export(run_dir, samples=args.samples)
+        print(f"  {result['export']}", flush=True)
+        parity = json.loads((EXPORT_DIR / "parity.json").read_text())
+        result["export"]["parity_passed"] = parity["passed"]
+    tokenizers = TokenizerPair.load(run_dir / "tokenizer")
+    texts = test_sentences(run_dir, args.sentences)
+    result["inputs"] = decode_steps(EXPORT_DIR, tokenizers, texts)
+    translators = {name: make_translate(name, EXPORT_DIR, tokenizers) for name in args.runtimes}
+    seconds, outputs = measure(translators, texts, args.repeats)
+    result["settings"] = {
+        "sentences": len(texts),
+        "repeats": args.repeats,
+        "timed": "text in, text out, batch 1, greedy; runtimes take turns per sentence",
+        "threads": "runtime defaults (the server's), except onnx_host_ort_threads/_spin",
+        "onnxruntime": __import__("onnxruntime").__version__,
+    }
+    result["latency"] = summarize(seconds, outputs)
+    for name, row in result["latency"].items():
+        ratio = row.get("ratio_to_litert_graph", float("nan"))
+        print(f"{name:16} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  x{ratio:.2f}")
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument("--sentences", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=TRAIN_STEPS)
+    parser.add_argument("--samples", type=int, default=200, help="export parity sentences")
+    parser.add_argument("--export", action="store_true", help="export again (timed)")
+    parser.add_argument("--no-export", dest="export", action="store_false")
+    parser.add_argument("--name", default="tutorial_size", help="results/NAME.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = run(args)
+    print(f"wrote {common.write_result(args.name, result)}")
+
+
+if __name__ == "__main__":
+    main()
