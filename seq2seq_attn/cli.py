@@ -16,8 +16,15 @@ def _train(args):
     from seq2seq_attn.training import train
 
     config = load_config(args.config)
-    if args.epochs is not None:
-        config["training"]["epochs"] = args.epochs
+    if args.data is None and args.train is None:
+        raise UserError("say what to train on: --data CORPUS, or --train FILE [--dev FILE]")
+    if args.data is not None and args.train is not None:
+        raise UserError("--data and --train exclude each other")
+    if args.train is None and (args.dev or args.test):
+        raise UserError("--dev and --test go with --train FILE (--data splits its corpus itself)")
+    for key in ("epochs", "max_steps", "max_minutes"):
+        if getattr(args, key) is not None:
+            config["training"][key] = getattr(args, key)
     if args.strategy is not None:
         config["training"]["strategy"] = None if args.strategy == "default" else args.strategy
     if args.cpu_devices is not None:
@@ -26,8 +33,21 @@ def _train(args):
         if config["training"]["strategy"] != "mirrored":
             raise UserError("--cpu-devices only applies to the mirrored strategy")
         split_cpu(args.cpu_devices)
-    info = train(args.data, config, args.out, seed=args.seed)
-    print(f"trained {info['epochs_run']} epochs, best dev loss {info['best_val_loss']:.4f}")
+    files = None
+    if args.train is not None:
+        files = {"train": args.train, "dev": args.dev, "test": args.test}
+    info = train(args.data, config, args.out, seed=args.seed, files=files)
+    best = info["best"]
+    scores = ", ".join(
+        f"{name} {best[key]:.4f}" if key.endswith("loss") else f"{name} {best[key]:.2f}"
+        for key, name in (("val_loss", "loss"), ("val_bleu", "BLEU"), ("val_chrf", "chrF"))
+        if key in best
+    )
+    print(
+        f"trained {info['epochs_run']} epochs ({info['steps']} steps, stopped by "
+        f"{info['stopped_by']}); kept epoch {best.get('epoch', '-')} by {info['select_by']}"
+        + (f": dev {scores}" if scores else "")
+    )
     if info["num_replicas"] > 1:
         print(f"{info['strategy']} strategy: {info['num_replicas']} replicas")
     print(f"run directory: {args.out}")
@@ -40,21 +60,61 @@ def _evaluate(args):
     result, path = evaluate_run(
         args.run_dir, args.split, beam_width=args.beam, data=args.data, limit=args.limit
     )
+    if result["split"] == "file":
+        print(f"{result['data']}: the whole file, {result['n']} pairs")
     print(format_table(result))
     print(f"exact match: {result['exact_match']:.1%}")
     print(f"written to {path}")
 
 
+def _decode_options(args):
+    """The translate options given on the command line, as `Translator.translate` kwargs."""
+    from seq2seq_attn.interface import DecodeOptions, parse_sample
+
+    options = dict(beam_width=args.beam)
+    for name in ("n_best", "max_length_ratio", "max_length_offset", "no_repeat_ngram", "seed"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.sample is not None:
+        try:
+            options.update(parse_sample(args.sample))
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    try:  # checked before TensorFlow loads: a bad value costs nothing and prints one line
+        DecodeOptions(**options).check()
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return options
+
+
 def _translate(args):
     from pathlib import Path
 
-    from seq2seq_attn.commands import translate_texts
+    from seq2seq_attn.commands import translate_lines_io, translate_texts
+    from seq2seq_attn.translate_stream import atomic_output, format_results
 
     run_dir, texts = args.run_dir, args.texts
-    if run_dir is None and len(texts) > 1 and Path(texts[0]).is_dir():
-        run_dir, texts = texts[0], texts[1:]  # `translate RUN_DIR "text" ...`
-    for t in translate_texts(run_dir, texts, beam_width=args.beam, plot=args.plot):
-        print(t.text)
+    if run_dir is None and texts and Path(texts[0]).is_dir():
+        run_dir, texts = texts[0], texts[1:]  # `translate RUN_DIR ["text" ...]`
+    options = _decode_options(args)
+    if args.input is not None and not Path(args.input).is_file():
+        raise UserError(f"input file {args.input} does not exist")
+    if not texts:  # stdin or --input, line by line
+        if args.plot:
+            raise UserError("--plot needs TEXT arguments")
+        translate_lines_io(run_dir, args.input, args.output, args.batch_size, **options)
+        return
+    if args.input is not None:
+        raise UserError("give TEXT arguments or --input, not both")
+    results = translate_texts(run_dir, texts, plot=args.plot, **options)
+    lines = format_results(0, results, options.get("n_best"))
+    if args.output is None:
+        print("\n".join(lines))
+    else:
+        with atomic_output(args.output) as out:
+            out.write("".join(line + "\n" for line in lines))
     if args.plot:
         print(f"attention plot: {args.plot}", file=sys.stderr)
 
@@ -81,6 +141,8 @@ def _export(args):
 def _serve(args):
     from seq2seq_attn.serving.server import serve
 
+    if args.threads is not None and args.threads < 0:
+        raise UserError(f"--threads must be 0 (the runtime chooses) or more, got {args.threads}")
     serve(
         args.export_dir,
         backend=args.backend,
@@ -92,6 +154,7 @@ def _serve(args):
         quantized=args.quantized,
         drain_s=args.drain_seconds,
         shutdown_timeout_s=args.shutdown_timeout,
+        threads=args.threads,
     )
 
 
@@ -111,6 +174,16 @@ def _positive_int(text):
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="seq2seq-attn", description="Encoder-decoder models with attention."
@@ -119,14 +192,21 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a model into a run directory")
     p.add_argument(
-        "--data", required=True, help="bible-en-es | bible-es-en | dates | FILE.tsv/.csv"
+        "--data",
+        help="bible-en-es | bible-es-en | dates | FILE.tsv/.csv (a file is split "
+        "deterministically into train/dev/test)",
     )
+    p.add_argument("--train", metavar="FILE", help="your own training split, used as given")
+    p.add_argument("--dev", metavar="FILE", help="with --train: the dev split (selection)")
+    p.add_argument("--test", metavar="FILE", help="with --train: the test split (evaluate)")
     p.add_argument(
         "--config", default="dates", help="YAML config file, or a bundled name: dates, bible"
     )
     p.add_argument("--out", required=True, help="run directory (an unfinished run there resumes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=_positive_int, help="override training.epochs")
+    p.add_argument("--max-steps", type=_positive_int, help="override training.max_steps")
+    p.add_argument("--max-minutes", type=_positive_float, help="override training.max_minutes")
     p.add_argument(
         "--strategy",
         choices=["default", *STRATEGIES],
@@ -143,18 +223,65 @@ def build_parser():
 
     p = sub.add_parser("evaluate", help="BLEU, chrF and exact match of a run on a split")
     p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument(
+        "--split", choices=["train", "dev", "test"], help="the corpus's split (default test)"
+    )
     p.add_argument("--beam", type=_positive_int, default=1, help="beam width (1 = greedy)")
-    p.add_argument("--data", help="corpus to evaluate on (default: the run's own)")
+    p.add_argument(
+        "--data",
+        help="corpus to evaluate on (default: the run's own); a FILE.tsv/.csv is scored "
+        "whole, as given",
+    )
     p.add_argument("--limit", type=_positive_int, help="only the first N pairs")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
-        "translate", help="translate text with a run (default: the pretrained model)"
+        "translate",
+        help="translate texts, stdin or a file with a run (default: the pretrained model)",
+        description="Translates the TEXT arguments, or else stdin (or --input) line by line to "
+        "stdout (or --output): one line out per line in, an empty line stays empty.",
     )
-    p.add_argument("texts", nargs="+", metavar="[RUN_DIR] TEXT", help="text(s) to translate")
+    p.add_argument(
+        "texts",
+        nargs="*",
+        metavar="[RUN_DIR] TEXT",
+        help="text(s) to translate; none: read lines from stdin or --input",
+    )
     p.add_argument("--run-dir", default=None, help="run directory (default: pretrained en-es)")
+    p.add_argument("--input", help="read lines from this file instead of stdin")
+    p.add_argument("--output", help="write here instead of stdout (only once all is done)")
     p.add_argument("--beam", type=_positive_int, default=1, help="beam width (1 = greedy)")
+    p.add_argument(
+        "--n-best",
+        type=int,
+        metavar="K",
+        help="K lines per input, index<TAB>score<TAB>translation, best first (K <= --beam)",
+    )
+    p.add_argument(
+        "--max-length-ratio",
+        type=float,
+        metavar="A",
+        help="most output tokens: A * source tokens + B (default A = 2)",
+    )
+    p.add_argument(
+        "--max-length-offset", type=int, metavar="B", help="see --max-length-ratio (default 10)"
+    )
+    p.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        metavar="N",
+        help="never repeat an n-gram of N tokens within an output",
+    )
+    p.add_argument(
+        "--sample",
+        metavar="top-k=K|top-p=P",
+        help="sample (beam 1) among the K likeliest tokens or the top-P nucleus",
+    )
+    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature")
+    p.add_argument("--seed", type=int, metavar="S", help="sampling seed: same seed, same output")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="lines decoded together (default 32)"
+    )
     p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
     p.set_defaults(func=_translate)
 
@@ -176,6 +303,14 @@ def build_parser():
     p.add_argument("--batch-timeout-ms", type=float, default=5.0)
     p.add_argument("--model-name", default="seq2seq_attn", help="name in the TF Serving URLs")
     p.add_argument("--quantized", action="store_true", help="serve the int8 artifacts")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="intra-op threads of the runtime (default 1; 0 lets onnxruntime choose: "
+        "try it on a dedicated many-core host with large batches)",
+    )
     p.add_argument(
         "--drain-seconds",
         type=float,

@@ -30,51 +30,71 @@ def default_run_dir(run_dir):
     return PRETRAINED_DIR
 
 
-def evaluate_run(run_dir, split="test", beam_width=1, data=None, out=None, limit=None):
-    """Translates a corpus split with a trained run and scores it.
+def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=None):
+    """Translates a corpus split, or a whole file, with a trained run and scores it.
 
     Args:
         run_dir: a training run directory.
-        split: "train", "dev" or "test".
+        split: "train", "dev" or "test" (default "test"); not with a `data` file.
         beam_width: 1 for greedy.
-        data: corpus spec; default the one the run was trained on.
-        out: JSON path; default `run_dir/eval_<split>.json` (`eval_<split>_beam<k>.json`).
+        data: corpus spec; default the one the run was trained on (a named corpus, its
+            split files, or its deterministically split file). A `.tsv`/`.csv` file
+            given here is scored whole, as given (no re-splitting).
+        out: JSON path; default `run_dir/eval_<split>.json` (`eval_<split>_beam<k>.json`;
+            `eval_file-<name>.json` for a whole file).
         limit: optional number of pairs to evaluate (the first ones).
 
     Returns:
-        `(result, path)`: the scores dict (see `evaluation.score`) and where it was written.
+        `(result, path)`: the scores dict (see `evaluation.score`; its `split` is "file"
+        for a whole file) and where it was written.
     """
+    from seq2seq_attn.corpora import KNOWN_NAMES, read_pairs
     from seq2seq_attn.training import run_corpus
     from seq2seq_attn.translator import Translator
 
     translator = Translator.load(run_dir)
     run_dir = Path(run_dir)
-    if split not in ("train", "dev", "test"):
+    if split not in ("train", "dev", "test", None):
         raise UserError(f"unknown split {split!r}; use train, dev or test")
-    data = data or translator.run_info.get("data")
-    corpus = run_corpus(run_dir, translator.run_info, data)
-    pairs = getattr(corpus, split)[:limit]
+    if data is not None and str(data) not in KNOWN_NAMES:
+        if split is not None:
+            raise UserError(f"--split does not apply to a file ({data}): it is scored whole")
+        split, pairs, described = "file", read_pairs(data), str(data)
+        name = f"file-{Path(data).name.split('.')[0]}"
+    else:
+        split = split or "test"
+        corpus = run_corpus(run_dir, translator.run_info, data)
+        files = translator.run_info.get("files") or {}
+        described = str(data or translator.run_info.get("data") or files.get(split))
+        pairs, name = getattr(corpus, split), split
+    pairs = pairs[:limit]
+    if not pairs:
+        raise UserError(f"the {split} split of {run_dir}'s data is empty: nothing to evaluate")
     hypotheses = [t.text for t in translator.translate([s for s, _ in pairs], beam_width)]
     result = evaluation.score(hypotheses, [t for _, t in pairs], [s for s, _ in pairs])
-    result.update(split=split, beam_width=beam_width, data=str(data))
+    result.update(split=split, beam_width=beam_width, data=described)
     result["examples"] = [
         {"source": s, "reference": r, "hypothesis": h}
         for (s, r), h in list(zip(pairs, hypotheses, strict=True))[:10]
     ]
     beam_suffix = "" if beam_width == 1 else f"_beam{beam_width}"
-    path = Path(out) if out else run_dir / f"eval_{split}{beam_suffix}.json"
+    path = Path(out) if out else run_dir / f"eval_{name}{beam_suffix}.json"
     evaluation.write_json(result, path)
     return result, path
 
 
-def translate_texts(run_dir, texts, beam_width=1, plot=None):
-    """Translates `texts`; with `plot`, writes the first one's attention heatmap there."""
+def translate_texts(run_dir, texts, beam_width=1, plot=None, **options):
+    """Translates `texts`; with `plot`, writes the first one's attention heatmap there.
+
+    `options` are the other `Translator.translate` keyword arguments (n_best,
+    max_length_ratio, max_length_offset, no_repeat_ngram, top_k, top_p, temperature, seed).
+    """
     from seq2seq_attn.translator import Translator
 
     if not texts:
         raise UserError("nothing to translate: give at least one text")
     translator = Translator.load(default_run_dir(run_dir))
-    results = translator.translate(list(texts), beam_width=beam_width)
+    results = translator.translate(list(texts), beam_width=beam_width, **options)
     if plot:
         first = results[0]
         plots.plot_attention(
@@ -87,9 +107,21 @@ def translate_texts(run_dir, texts, beam_width=1, plot=None):
     return results
 
 
+def translate_lines_io(run_dir, input_path=None, output_path=None, batch_size=32, **options):
+    """Translates stdin or `input_path` line by line to stdout or `output_path` (see
+    `seq2seq_attn.translate_stream`); returns the number of lines."""
+    from seq2seq_attn.translate_stream import translate_io
+    from seq2seq_attn.translator import Translator
+
+    translator = Translator.load(default_run_dir(run_dir))
+    return translate_io(translator, input_path, output_path, batch_size=batch_size, **options)
+
+
 def parity_line(name, result):
     """One artifact's parity result as the demo prints it."""
     agree = min(v for k, v in result.items() if k.endswith("agreement"))
+    if name.startswith("search options"):
+        return f"{name:28} every decoding option agrees with generate: {agree:.0%}"
     if "max_abs_logit_diff" in result:
         return (
             f"{name:28} max |logit diff| {result['max_abs_logit_diff']:.2g}, "

@@ -31,8 +31,24 @@ DEFAULTS = {
         "max_source_length": 80,
         "max_target_length": 80,
         "jit_compile": False,
+        # Pad batches to their length bucket's boundary: few shapes for XLA to compile.
+        "pad_to_bucket": False,
         "mixed_precision": False,
         "strategy": None,
+        # Learning-rate schedule (seq2seq_attn.schedules) and weight averaging.
+        "schedule": "constant",
+        "warmup_steps": 1000,
+        "patience": 2,
+        "min_learning_rate": 1e-5,
+        "ema": None,
+        # Checkpoint selection and early stopping (seq2seq_attn.callbacks).
+        "select_by": "loss",
+        "dev_sample": None,
+        # Batching and budgets.
+        "batch_tokens": None,
+        "accumulate": 1,
+        "max_steps": None,
+        "max_minutes": None,
     },
 }
 # `training.mixed_precision` -> Keras dtype policy.
@@ -44,6 +60,10 @@ PRECISION_POLICIES = {
 }
 # `training.strategy`, besides null for one device: see seq2seq_attn.distribute.
 STRATEGIES = ("mirrored", "multi-worker")
+# `training.schedule`: see seq2seq_attn.schedules.
+SCHEDULES = ("constant", "plateau", "rsqrt")
+# `training.select_by`: the dev metric that picks the checkpoint and stops training early.
+SELECT_BY = ("loss", "bleu", "chrf")
 # Set from the data, never from the config file.
 DERIVED_MODEL_KEYS = ("source_vocab_size", "target_vocab_size", "start_id", "end_id")
 
@@ -82,12 +102,84 @@ def precision_policy(mixed_precision):
     )
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_choice(key, value, choices):
+    if value not in choices:
+        raise UserError(f"training.{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_positive(key, value, kind="integer", optional=False):
+    """UserError unless `value` is a positive int (or number), or None when `optional`."""
+    if optional and value is None:
+        return
+    valid = _is_int(value) if kind == "integer" else _is_number(value)
+    if not valid or value <= 0:
+        null = " or null" if optional else ""
+        raise UserError(f"training.{key} must be a positive {kind}{null}, got {value!r}")
+
+
+def _check_pad_to_bucket(training):
+    """`pad_to_bucket` is a bool and, when true, both length limits are set (the last
+    bucket is padded to the longer of them)."""
+    if not isinstance(training["pad_to_bucket"], bool):
+        raise UserError(
+            f"training.pad_to_bucket must be true or false, got {training['pad_to_bucket']!r}"
+        )
+    if not training["pad_to_bucket"]:
+        return
+    for key in ("max_source_length", "max_target_length"):
+        if not _is_int(training[key]) or training[key] <= 0:
+            raise UserError(
+                f"training.pad_to_bucket needs training.{key} to be a positive integer, "
+                f"got {training[key]!r}"
+            )
+
+
 def _check_training_values(training):
     precision_policy(training["mixed_precision"])
     if training["strategy"] is not None and training["strategy"] not in STRATEGIES:
         raise UserError(
             f"training.strategy must be null (one device), mirrored or multi-worker, "
             f"got {training['strategy']!r}"
+        )
+    _check_positive("learning_rate", training["learning_rate"], "number")
+    _check_choice("schedule", training["schedule"], SCHEDULES)
+    warmup = training["warmup_steps"]
+    if not _is_int(warmup) or warmup < 0:
+        raise UserError(f"training.warmup_steps must be an integer >= 0, got {warmup!r}")
+    if training["schedule"] == "rsqrt" and warmup == 0:
+        raise UserError("training.warmup_steps must be at least 1 with schedule rsqrt, got 0")
+    _check_positive("patience", training["patience"])
+    min_rate = training["min_learning_rate"]
+    if not _is_number(min_rate) or min_rate < 0:
+        raise UserError(f"training.min_learning_rate must be a number >= 0, got {min_rate!r}")
+    ema = training["ema"]
+    if ema is not None and not (_is_number(ema) and 0 < ema < 1):
+        raise UserError(
+            f"training.ema must be a decay between 0 and 1 (exclusive) or null, got {ema!r}"
+        )
+    _check_choice("select_by", training["select_by"], SELECT_BY)
+    _check_positive("dev_sample", training["dev_sample"], optional=True)
+    _check_positive("batch_tokens", training["batch_tokens"], optional=True)
+    _check_pad_to_bucket(training)
+    _check_positive("accumulate", training["accumulate"])
+    _check_positive("max_steps", training["max_steps"], optional=True)
+    _check_positive("max_minutes", training["max_minutes"], "number", optional=True)
+    if training["strategy"] is not None and training["accumulate"] > 1:
+        raise UserError(
+            "training.accumulate above 1 is only supported with strategy null (one device)"
+        )
+    if training["strategy"] == "multi-worker" and training["max_minutes"] is not None:
+        raise UserError(
+            "training.max_minutes cannot stop multi-worker training in step on every worker "
+            "(their clocks differ); use training.max_steps"
         )
 
 

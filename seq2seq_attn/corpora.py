@@ -470,3 +470,28 @@ def _load_file(
         )
     train, dev, test = split_pairs(pairs, dev_size, test_size, seed)
     return Corpus(str(path), source_lang, target_lang, train, dev, test)
+
+
+def load_files(train, dev=None, test=None, *, source_lang="source", target_lang="target") -> Corpus:
+    """A corpus from the user's own split files, used as given (nothing is re-split).
+
+    Each file is read by :func:`read_pairs` (same formats and errors as ``--data FILE``).
+
+    Args:
+        train: The training pairs' file.
+        dev: Optional file of validation pairs; without it the corpus has no dev pairs.
+        test: Optional file of test pairs; without it the corpus has no test pairs.
+        source_lang: Source-side label.
+        target_lang: Target-side label.
+
+    Returns:
+        A :class:`Corpus` named after the train file.
+
+    Raises:
+        DataError: A file is missing or malformed, or holds no pairs.
+    """
+    splits = {
+        name: read_pairs(path) if path is not None else []
+        for name, path in (("train", train), ("dev", dev), ("test", test))
+    }
+    return Corpus(str(train), source_lang, target_lang, **splits)

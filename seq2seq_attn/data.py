@@ -57,28 +57,107 @@ def _to_model_inputs(source, target):
     return (source, target_in), target[:, 1:]
 
 
-def make_dataset(tokenized, batch_size, shuffle=False, seed=0, boundaries=DEFAULT_BOUNDARIES):
+def bucket_batch_sizes(boundaries, batch_size=None, batch_tokens=None, max_length=None):
+    """Sentences per batch in each length bucket: fixed, or by token count.
+
+    Bucket `i` holds pairs whose longer side has fewer than `boundaries[i]` tokens (the last
+    bucket: `boundaries[-1]` or more, up to `max_length`). With `batch_tokens`, a bucket's
+    batch holds `max(1, batch_tokens // longest)` pairs, `longest` being the most tokens a
+    pair of that bucket can have, so a padded batch never exceeds `batch_tokens` tokens per
+    side (fairseq's `--max-tokens`), except a lone pair longer than that.
+
+    Args:
+        boundaries: Increasing positive ints.
+        batch_size: Positive int, sentences per batch when `batch_tokens` is None.
+        batch_tokens: Positive int or None.
+        max_length: The longest pair the last bucket can hold (default twice the last
+            boundary).
+
+    Returns:
+        A list of `len(boundaries) + 1` positive ints.
+
+    Example:
+
+    >>> bucket_batch_sizes([8, 16], batch_tokens=100, max_length=40)
+    [14, 6, 2]
+    """
+    if batch_tokens is None:
+        if batch_size is None or batch_size <= 0:
+            raise ValueError(f"`batch_size` must be positive, received: batch_size={batch_size}")
+        return [batch_size] * (len(boundaries) + 1)
+    if batch_tokens <= 0:
+        raise ValueError(f"`batch_tokens` must be positive, received: batch_tokens={batch_tokens}")
+    last = max_length if max_length else 2 * boundaries[-1]
+    longest = [b - 1 for b in boundaries] + [max(last, boundaries[-1])]
+    return [max(1, batch_tokens // n) for n in longest]
+
+
+def padded_boundaries(boundaries, max_length):
+    """The bucket boundaries under `pad_to_bucket`: those up to `max_length`, then
+    `max_length + 1`, so that every pair fits a bucket and the last pads to `max_length`.
+
+    Args:
+        boundaries: Increasing positive ints.
+        max_length: Positive int, the most tokens a pair (its longer side) can have.
+
+    Returns:
+        A list of increasing ints; a batch of bucket `i` is `boundaries[i] - 1` wide.
+
+    Example:
+
+    >>> padded_boundaries([8, 16, 32], 20)
+    [8, 16, 21]
+    """
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
+        raise ValueError(
+            f"`pad_to_bucket` needs a positive `max_length`, received: max_length={max_length!r}"
+        )
+    return [b for b in boundaries if b <= max_length] + [max_length + 1]
+
+
+def make_dataset(
+    tokenized,
+    batch_size,
+    shuffle=False,
+    seed=0,
+    boundaries=DEFAULT_BOUNDARIES,
+    batch_tokens=None,
+    max_length=None,
+    pad_to_bucket=False,
+):
     """Buckets tokenized pairs by length and pads them into model-ready batches.
 
     Args:
         tokenized: dataset from `tokenize_pairs`.
-        batch_size: positive int, sentences per batch.
+        batch_size: positive int, sentences per batch (unused with `batch_tokens`).
         shuffle: bool, shuffle before bucketing (each epoch differently, seeded).
         seed: int.
         boundaries: bucket boundaries on the longer side's token count.
+        batch_tokens: optional positive int: batch by token count instead (see
+            `bucket_batch_sizes`).
+        max_length: optional int, the longest pair in `tokenized` (its length limits),
+            which sizes the last bucket's batches under `batch_tokens`.
+        pad_to_bucket: bool, pad each batch to the longest pair its bucket can hold
+            (`padded_boundaries(boundaries, max_length)` minus one) rather than to its own
+            longest pair; needs `max_length`. Batches then come in a bounded set of
+            shapes, so XLA (`jit_compile`) compiles each once: one width per bucket,
+            and at most two batch sizes (full, and the bucket's last batch, whose size
+            is the same every epoch). No pair is dropped.
 
     Returns:
         `tf.data.Dataset` of `((source_ids, target_in_ids), target_out_ids)`.
     """
-    if batch_size <= 0:
-        raise ValueError(f"`batch_size` must be positive, received: batch_size={batch_size}")
+    if pad_to_bucket:
+        boundaries = padded_boundaries(boundaries, max_length)
+    sizes = bucket_batch_sizes(list(boundaries), batch_size, batch_tokens, max_length)
     ds = tokenized
     if shuffle:
         ds = ds.shuffle(20_000, seed=seed, reshuffle_each_iteration=True)
     ds = ds.bucket_by_sequence_length(
         lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
         bucket_boundaries=list(boundaries),
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        bucket_batch_sizes=sizes,
         padded_shapes=([None], [None]),
+        pad_to_bucket_boundary=pad_to_bucket,
     )
     return ds.map(_to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

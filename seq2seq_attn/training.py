@@ -1,14 +1,20 @@
 """Training a model on a corpus into a run directory, resumable after an interruption.
 
 A run directory holds:
-    model.keras      the best model by dev loss (Keras ModelCheckpoint)
+    model.keras      the best model by `training.select_by` (dev loss, BLEU or chrF; with
+                     `training.ema`, the averaged weights)
     tokenizer/       SentencePiece models (source.model, target.model or shared.model) and
                      tokenizer.json (see seq2seq_attn.tokenizer)
     config.yaml      the resolved configuration
-    run.json         data spec, seed, corpus sizes, epochs run, best dev loss, time
-    history.csv      per-epoch metrics
-    logs/            TensorBoard logs
+    run.json         data spec (or the user's split files), seed, corpus sizes, epochs and
+                     optimizer steps run, why training stopped, best dev scores, time
+    history.csv      per-epoch metrics (dev loss, and dev BLEU/chrF of greedy translations)
+    logs/            TensorBoard logs (logs/optimizer: the learning rate of every step)
     backup/          Keras BackupAndRestore state while training is unfinished
+
+Training stops after `training.epochs`, by early stopping on the selection metric, or at
+`training.max_steps` / `training.max_minutes`; an epoch cut short by a budget still ends
+with a dev evaluation and a checkpoint, so the best model is always saved.
 
 Under `training.strategy: multi-worker` only the chief writes the run directory; every
 other worker writes the same files into its own scratch directory
@@ -24,9 +30,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from seq2seq_attn import callbacks as callbacks_lib
 from seq2seq_attn import config as config_lib
-from seq2seq_attn import distribute
-from seq2seq_attn.corpora import load_corpus
+from seq2seq_attn import distribute, schedules
+from seq2seq_attn.corpora import load_corpus, load_files
 from seq2seq_attn.data import make_dataset, tokenize_pairs
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
@@ -48,9 +55,12 @@ def run_corpus(run_dir, run_info, data=None):
 
     Args:
         run_dir: the run directory (its `config.yaml` holds the data options).
-        run_info: the run's `run.json` contents (data spec and seed).
+        run_info: the run's `run.json` contents (data spec and seed, or the split files
+            of `train --train FILE --dev FILE --test FILE`).
         data: optional corpus spec overriding the run's own.
     """
+    if data is None and run_info.get("files"):
+        return load_files(**run_info["files"])
     data = data or run_info.get("data")
     if data is None:
         raise UserError(
@@ -97,6 +107,7 @@ def build_model(config, tokenizers, strategy=None):
         strategy: optional `tf.distribute.Strategy` to create the variables under.
     """
     train_cfg = config["training"]
+    accumulate = train_cfg["accumulate"]
     keras.mixed_precision.set_global_policy(
         config_lib.precision_policy(train_cfg["mixed_precision"])
     )
@@ -116,7 +127,15 @@ def build_model(config, tokenizers, strategy=None):
         # CrossReplicaLossScaleOptimizer); compile wraps a plain float16 optimizer itself.
         several = strategy.num_replicas_in_sync > 1
         adam = distribute.CrossReplicaAdam if several else keras.optimizers.Adam
-        optimizer = adam(train_cfg["learning_rate"], clipnorm=train_cfg["clipnorm"])
+        optimizer = adam(
+            schedules.learning_rate(train_cfg),
+            clipnorm=train_cfg["clipnorm"],
+            use_ema=train_cfg["ema"] is not None,
+            # Keras updates the average after every batch, also those that only
+            # accumulate: decay ** (1 / K) per batch is about `ema` per update.
+            ema_momentum=(train_cfg["ema"] or 0.99) ** (1 / accumulate),
+            gradient_accumulation_steps=accumulate if accumulate > 1 else None,
+        )
         if several and keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = distribute.CrossReplicaLossScaleOptimizer(optimizer)
         model.compile(
@@ -136,48 +155,173 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
-def _callbacks(out_dir, patience):
-    return [
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(
-            str(out_dir / MODEL_FILE), monitor="val_loss", save_best_only=True
+def selection(select_by, has_dev):
+    """`(monitor, mode)`: the epoch-log key and direction that pick the checkpoint.
+
+    Without a dev set only `select_by: loss` is possible, on the training loss.
+    """
+    if select_by != "loss" and not has_dev:
+        raise UserError(
+            f"training.select_by: {select_by} needs a dev set (train --dev FILE, or --data)"
+        )
+    if select_by == "loss":
+        return ("val_loss" if has_dev else "loss"), "min"
+    return f"val_{select_by}", "max"
+
+
+def _resumed_best(out_dir, monitor, mode):
+    """The best `monitor` value of the epochs before an interruption (None if not resuming)."""
+    if not (Path(out_dir) / "backup").exists():
+        return None
+    values = [float(row[monitor]) for row in _this_run_rows(out_dir) if row.get(monitor)]
+    if not values:
+        return None
+    return min(values) if mode == "min" else max(values)
+
+
+def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
+    """The built-in callbacks in the order they must run at each epoch end."""
+    monitor, mode = selection(train_cfg["select_by"], has_dev)
+    found = [keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=True)]
+    if train_cfg["ema"] is not None:
+        found.append(callbacks_lib.AveragedEvaluation())
+    if dev_scores is not None:
+        found.append(dev_scores)  # adds val_bleu/val_chrf before anything reads them
+    found += [
+        budget,
+        callbacks_lib.AveragedCheckpoint(
+            str(out_dir / MODEL_FILE),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            initial_value_threshold=_resumed_best(out_dir, monitor, mode),
         ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=train_cfg["early_stopping_patience"]
+        ),
+    ]
+    if train_cfg["schedule"] == "plateau":
+        found.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                mode=mode,
+                factor=0.5,
+                patience=train_cfg["patience"],
+                min_lr=train_cfg["min_learning_rate"],
+            )
+        )
+    return found + [
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
+        callbacks_lib.LearningRateLogger(out_dir / "logs" / "optimizer"),
     ]
 
 
-def _whole_history(out_dir, history):
-    """(epochs run, best dev loss) of the whole run, a resumed part included.
+def _this_run_rows(out_dir):
+    """The rows of history.csv written by the latest run trained into `out_dir`.
 
-    `history` has only this call's epochs (`history.epoch` continues the numbering after a
-    resume); history.csv has them all, after the rows of any earlier run trained into the
-    same directory, which start again at epoch 0.
+    A finished run trained again into the same directory appends a new run, starting
+    again at epoch 0.
     """
-    epochs_run = history.epoch[-1] + 1 if history.epoch else 0
     path = Path(out_dir) / "history.csv"
     rows = list(csv.DictReader(path.open())) if path.exists() else []
     starts = [i for i, row in enumerate(rows) if row.get("epoch") == "0"]
-    rows = rows[starts[-1] :] if starts else rows
+    return rows[starts[-1] :] if starts else rows
+
+
+def _whole_history(out_dir, history, monitor, mode):
+    """Epochs run and the best scores of the whole run, a resumed part included.
+
+    `history` has only this call's epochs (`history.epoch` continues the numbering after a
+    resume); history.csv has them all.
+
+    Returns:
+        `(epochs_run, best_val_loss, best)`: `best` holds the epoch (from 1) that the
+        checkpoint kept, by `monitor`, and its dev scores.
+    """
+    epochs_run = history.epoch[-1] + 1 if history.epoch else 0
+    rows = _this_run_rows(out_dir)
     losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
-    return epochs_run, min(losses or history.history.get("val_loss", [float("nan")]))
+    best_val_loss = min(losses or history.history.get("val_loss", [None]))
+    scored = [row for row in rows if row.get(monitor)]
+    if not scored:
+        return epochs_run, best_val_loss, {}
+    pick = (min if mode == "min" else max)(scored, key=lambda row: float(row[monitor]))
+    best = {"epoch": int(pick["epoch"]) + 1, "metric": monitor}
+    for key in ("loss", "val_loss", "val_bleu", "val_chrf"):
+        if pick.get(key):
+            best[key] = float(pick[key])
+    return epochs_run, best_val_loss, best
 
 
-def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
-    """Trains on corpus `data` ("dates", "bible-en-es" or a file) into `out_dir`.
+def _load_data(data, files, seed, config):
+    """The corpus of `train --data SPEC`, or of `train --train FILE [--dev ..] [--test ..]`."""
+    if (data is None) == (files is None):
+        raise UserError("give either a corpus (--data) or split files (--train), not both")
+    if data is not None:
+        return corpus_for(data, seed, config), None
+    if not files.get("train"):
+        raise UserError("split files need a training file (--train FILE)")
+    files = {k: str(Path(v).resolve()) for k, v in files.items() if v is not None}
+    return load_files(**files), files
+
+
+def _datasets(corpus, tokenizers, train_cfg, seed):
+    """(train, dev or None) tf.data pipelines, sharded by data for multi-worker."""
+    limits = dict(
+        max_source_length=train_cfg["max_source_length"],
+        max_target_length=train_cfg["max_target_length"],
+    )
+    batching = dict(
+        batch_tokens=train_cfg["batch_tokens"],
+        max_length=max(limits["max_source_length"] or 0, limits["max_target_length"] or 0) or None,
+    )
+    train_ds = make_dataset(
+        tokenize_pairs(corpus.train, tokenizers, **limits),
+        train_cfg["batch_size"],
+        shuffle=True,
+        seed=seed,
+        pad_to_bucket=train_cfg["pad_to_bucket"],
+        **batching,
+    )
+    dev_ds = None
+    if corpus.dev:
+        dev_ds = make_dataset(
+            tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"], **batching
+        )
+        dev_ds = shard_by_data(dev_ds)
+    return shard_by_data(train_ds), dev_ds
+
+
+def _dev_scores(corpus, out_dir, train_cfg):
+    """The callback translating the dev set (`training.dev_sample` first pairs), or None."""
+    if not corpus.dev:
+        return None
+    return callbacks_lib.DevScores(
+        corpus.dev[: train_cfg["dev_sample"]],
+        TokenizerPair.load(out_dir / TOKENIZER_DIR),
+        batch_size=train_cfg["batch_size"],
+        max_length=train_cfg["max_target_length"],
+    )
+
+
+def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=None):
+    """Trains on corpus `data` ("dates", "bible-en-es" or a file), or on split `files`.
 
     `training.strategy` picks the devices (`seq2seq_attn.distribute`); `training.batch_size`
     is the global batch, split evenly across the replicas.
 
     Args:
-        data: corpus spec for `corpora.load_corpus`.
+        data: corpus spec for `corpora.load_corpus` (a file is split deterministically),
+            or None with `files`.
         config: resolved config dict (`config.load_config`).
         out_dir: run directory; an unfinished run there is resumed. A multi-worker
             non-chief worker leaves it alone.
         seed: int; fixes data splits, shuffling and initialisation.
         verbose: Keras fit verbosity (progress bar in a terminal).
         callbacks: extra Keras callbacks, run after the built-in ones.
+        files: dict of the user's own splits, used as given: `train` (required), `dev`
+            and `test` (optional) file paths; run.json records them.
 
     Returns:
         The run info dict also written to `out_dir/run.json`.
@@ -188,41 +332,39 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=()):
     task = distribute.current_task(strategy)
     if not task.chief:
         out_dir = distribute.worker_scratch_dir(out_dir, task)
+    corpus, files = _load_data(data, files, seed, config)
+    monitor, mode = selection(train_cfg["select_by"], bool(corpus.dev))
     out_dir = _prepare_run_dir(out_dir)
     keras.utils.set_random_seed(seed)
-    corpus = corpus_for(data, seed, config)
     tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
     config_lib.save_config(config, out_dir / "config.yaml")
-    limits = dict(
-        max_source_length=train_cfg["max_source_length"],
-        max_target_length=train_cfg["max_target_length"],
-    )
-    train_ds = make_dataset(
-        tokenize_pairs(corpus.train, tokenizers, **limits),
-        train_cfg["batch_size"],
-        shuffle=True,
-        seed=seed,
-    )
-    dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"])
-    train_ds, dev_ds = shard_by_data(train_ds), shard_by_data(dev_ds)
+    train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed)
     model = build_model(config, tokenizers, strategy)
     distribute.prepare_fit(model, strategy)
+    budget = callbacks_lib.Budget(train_cfg["max_steps"], train_cfg["max_minutes"])
+    dev_scores = _dev_scores(corpus, out_dir, train_cfg)
     started = time.time()
     with strategy.scope():
         history = model.fit(
             train_ds,
             validation_data=dev_ds,
             epochs=train_cfg["epochs"],
-            callbacks=_callbacks(out_dir, train_cfg["early_stopping_patience"]) + list(callbacks),
+            callbacks=_callbacks(out_dir, train_cfg, dev_scores, budget, bool(corpus.dev))
+            + list(callbacks),
             verbose=verbose,
         )
-    epochs_run, best_val_loss = _whole_history(out_dir, history)
+    epochs_run, best_val_loss, best = _whole_history(out_dir, history, monitor, mode)
     info = {
-        "data": str(data),
+        "data": None if data is None else str(data),
+        **({"files": files} if files else {}),
         "seed": seed,
         "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
         "epochs_run": epochs_run,
+        "steps": callbacks_lib.optimizer_steps(model.optimizer),
+        "stopped_by": budget.stopped_by or ("early_stopping" if model.stop_training else "epochs"),
+        "select_by": train_cfg["select_by"],
         "best_val_loss": best_val_loss,
+        "best": best,
         "train_seconds": round(time.time() - started, 1),
         "parameters": int(model.count_params()),
         "strategy": train_cfg["strategy"] or "default",

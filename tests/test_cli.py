@@ -185,3 +185,160 @@ def test_training_a_finished_run_again_reports_that_run(run_dir, tiny_config, tm
     assert main(argv) == 0 and main(argv) == 0  # the second trains from scratch again
     info = json.loads((again / "run.json").read_text())
     assert info["epochs_run"] == 1  # not 2: history.csv holds both runs
+
+
+# --- translate: stdin/files, n-best, options, bad values ------------------------------------
+
+
+def run_cli(argv, stdin_text, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin_text))
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+STREAM = "3 March 2021\n\nJuly 4, 1976\n12/05/1970\n   \n1 de agosto de 1964\n"
+
+
+def test_translate_stdin_line_for_line_in_order(run_dir, monkeypatch, capsys):
+    from seq2seq_attn.translator import Translator
+
+    argv = ["translate", str(run_dir), "--batch-size", "2"]
+    code, out, _ = run_cli(argv, STREAM, monkeypatch, capsys)
+    assert code == 0
+    lines = out.split("\n")[:-1]
+    inputs = STREAM.split("\n")[:-1]
+    assert len(lines) == len(inputs) == 6
+    assert lines[1] == "" and lines[4] == ""
+    translator = Translator.load(run_dir)
+    for line, text in zip(lines, inputs, strict=True):
+        if text.strip():  # each line as translating it alone (lengths differ a lot here)
+            assert line == translator.translate([text])[0].text
+
+
+def test_translate_n_best_lines(run_dir, monkeypatch, capsys):
+    argv = ["translate", "--run-dir", str(run_dir), "--beam", "3", "--n-best", "3"]
+    code, out, _ = run_cli(argv, "3 March 2021\n\nmay 5 2020\n", monkeypatch, capsys)
+    assert code == 0
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for index in (0, 2):
+        scores = [float(r[1]) for r in rows if int(r[0]) == index]
+        assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)
+    assert rows[3:6] == [["1", "0.000000", ""]] * 3
+    # with texts as arguments: the same format, the same numbers
+    assert main(["translate", str(run_dir), "3 March 2021", "--beam", "3", "--n-best", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == out.splitlines()[:3]
+
+
+def test_translate_files_and_options(run_dir, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text(STREAM, encoding="utf-8")
+    target = tmp_path / "out.txt"
+    argv = ["translate", str(run_dir), "--input", str(source), "--output", str(target)]
+    options = ["--max-length-ratio", "0.5", "--max-length-offset", "2", "--no-repeat-ngram", "2"]
+    assert main(argv + options) == 0
+    assert capsys.readouterr().out == ""
+    assert target.read_text(encoding="utf-8").count("\n") == 6
+    sampled = tmp_path / "sampled.txt"
+    sample = ["--sample", "top-p=0.9", "--temperature", "1.5", "--seed", "7"]
+    # a fixed most-tokens (ratio 0): the default depends on the batch's padded length
+    sample += ["--max-length-ratio", "0", "--max-length-offset", "12"]
+    argv = ["translate", str(run_dir), "--input", str(source), "--output", str(sampled)]
+    assert main(argv + sample) == 0
+    first = sampled.read_text(encoding="utf-8")
+    assert main(argv + sample + ["--batch-size", "1"]) == 0  # other batches, same output
+    assert sampled.read_text(encoding="utf-8") == first
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--beam", "2", "--n-best", "3"], "n_best=3"),
+        (["--n-best", "0"], "n_best=0"),
+        (["--no-repeat-ngram", "0"], "no_repeat_ngram=0"),
+        (["--sample", "top-p=1.5"], "top_p=1.5"),
+        (["--sample", "top-p=0"], "top_p=0.0"),
+        (["--sample", "top-k=0"], "top_k=0"),
+        (["--sample", "nucleus"], "top-k=K"),
+        (["--sample", "top-k=3", "--beam", "4"], "beam_width=4"),
+        (["--temperature", "0.5"], "temperature=0.5"),
+        (["--max-length-ratio", "-1"], "max_length_ratio=-1.0"),
+        (["--input", "MISSING"], "does not exist"),
+    ],
+)
+def test_translate_bad_values_are_one_line_errors(run_dir, tmp_path, extra, fragment, capsys):
+    extra = [str(tmp_path / x) if x == "MISSING" else x for x in extra]
+    output = tmp_path / "never.txt"
+    assert main(["translate", str(run_dir), "--output", str(output), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
+    assert not output.exists() and not list(tmp_path.iterdir())
+
+
+def _write_pairs(path, pairs):
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return path
+
+
+def test_train_on_split_files_and_evaluate_a_whole_file(tmp_path, tiny_config, capsys):
+    """`train --train A --dev B --test C` uses the files as given; `evaluate --split test`
+    finds C again from run.json; `evaluate --data D` scores all of D, not a split of it."""
+    from seq2seq_attn.corpora import generate_dates
+
+    pairs = generate_dates(560, seed=5)
+    train_file = _write_pairs(tmp_path / "train.tsv", pairs[:500])
+    dev_file = _write_pairs(tmp_path / "dev.tsv", pairs[500:520])
+    test_file = _write_pairs(tmp_path / "test.tsv", pairs[520:537])
+    other = _write_pairs(tmp_path / "other.tsv", pairs[537:])
+    out = tmp_path / "run"
+    argv = ["train", "--train", str(train_file), "--dev", str(dev_file), "--test", str(test_file)]
+    assert main(argv + ["--config", str(tiny_config), "--out", str(out), "--max-steps", "3"]) == 0
+    assert "3 steps, stopped by max_steps" in capsys.readouterr().out
+    info = json.loads((out / "run.json").read_text())
+    assert info["data"] is None and info["sizes"] == {"train": 500, "dev": 20, "test": 17}
+    assert info["files"] == {
+        "train": str(train_file.resolve()),
+        "dev": str(dev_file.resolve()),
+        "test": str(test_file.resolve()),
+    }
+    assert main(["evaluate", str(out), "--split", "test"]) == 0
+    result = json.loads((out / "eval_test.json").read_text())
+    assert result["n"] == 17 and result["data"] == str(test_file.resolve())
+    assert [e["source"] for e in result["examples"]] == [s for s, _ in pairs[520:530]]
+    assert main(["evaluate", str(out), "--data", str(other)]) == 0
+    assert "the whole file, 23 pairs" in capsys.readouterr().out
+    result = json.loads((out / "eval_file-other.json").read_text())
+    assert result["n"] == 23 and result["split"] == "file"
+    expect_user_error(
+        capsys,
+        ["evaluate", str(out), "--data", str(other), "--split", "dev"],
+        "--split does not apply",
+    )
+
+
+def test_training_option_mistakes_exit_2(tmp_path, tiny_config, capsys):
+    out = ["--out", str(tmp_path / "o")]
+    cfg = ["--config", str(tiny_config)]
+    data = tmp_path / "pairs.tsv"
+    data.write_text("a\tb\nc\td\ne\tf\n")
+    expect_user_error(
+        capsys, ["train", "--data", "dates", "--train", str(data), *cfg, *out], "exclude each other"
+    )
+    expect_user_error(capsys, ["train", "--dev", str(data), *cfg, *out], "--train FILE")
+    expect_user_error(
+        capsys, ["train", "--data", "dates", "--test", str(data), *cfg, *out], "go with --train"
+    )
+    for line, fragment in [
+        ("warmup_steps: -5", "training.warmup_steps must be an integer >= 0"),
+        ("schedule: cosine", "training.schedule must be one of constant, plateau, rsqrt"),
+        ("ema: 1.5", "training.ema must be a decay between 0 and 1"),
+        ("select_by: bleu", "select_by: bleu needs a dev set"),
+    ]:
+        config = tmp_path / "bad.yaml"
+        config.write_text(f"training:\n  {line}\n")
+        argv = ["train", "--train", str(data), "--config", str(config), *out]
+        expect_user_error(capsys, argv, fragment)
+    assert not (tmp_path / "o").exists()

@@ -405,3 +405,32 @@ def test_real_bible_file_has_plausible_splits():
     corpus = load_corpus("bible-en-es")
     assert len(corpus.train) > 20_000
     assert 500 <= len(corpus.dev) <= 2000 and 500 <= len(corpus.test) <= 2000
+
+
+def test_split_files_are_used_as_given(tmp_path):
+    """`train --train A --dev B --test C`: every pair where and in the order the files have
+    it, even a source repeated across files (no re-splitting, no leakage filtering)."""
+    train = tmp_path / "train.tsv"
+    train.write_text("source\ttarget\nb\tB\na\tA\nc\tC\na\tA2\n")
+    dev = tmp_path / "dev.csv"
+    dev.write_text('x,X\n"a, quoted",Q\n')
+    test = tmp_path / "test.tsv.gz"
+    test.write_bytes(gzip.compress(b"a\tA\n"))
+    corpus = corpora.load_files(train, dev, test)
+    assert corpus.train == [("b", "B"), ("a", "A"), ("c", "C"), ("a", "A2")]
+    assert corpus.dev == [("x", "X"), ("a, quoted", "Q")]
+    assert corpus.test == [("a", "A")]
+    assert corpus.name == str(train)
+
+
+def test_split_files_dev_and_test_are_optional_and_checked(tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("a\tA\n")
+    corpus = corpora.load_files(train)
+    assert (corpus.train, corpus.dev, corpus.test) == ([("a", "A")], [], [])
+    with pytest.raises(DataError, match="missing.tsv: file not found"):
+        corpora.load_files(train, dev=tmp_path / "missing.tsv")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="no pairs"):
+        corpora.load_files(train, test=empty)

@@ -1,0 +1,228 @@
+"""The Keras callbacks `seq2seq_attn.training` adds to `model.fit`, and the EMA weight swap.
+
+    DevScores          greedy translations of the dev set at each epoch end -> `val_bleu`,
+                       `val_chrf` in the epoch logs (history.csv, TensorBoard, selection).
+    AveragedEvaluation dev loss computed with the averaged (EMA) weights.
+    AveragedCheckpoint `ModelCheckpoint` that saves the averaged weights.
+    Budget             stops training cleanly after `max_steps` updates or `max_minutes`.
+    LearningRateLogger the learning rate of every update, to TensorBoard.
+
+Order matters: `DevScores` must come before the checkpoint, early stopping and plateau
+callbacks, which read `val_bleu`/`val_chrf` from the same logs dict at `on_epoch_end`.
+
+When the optimizer keeps an exponential moving average of the weights (`use_ema=True`,
+`training.ema`), the model's variables hold the raw weights during training and the
+optimizer holds their average; `averaged_weights(model)` swaps the average in for the
+duration of a block (dev evaluation, dev decoding, saving) and puts the raw weights back,
+so training continues from them.
+"""
+
+import contextlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from seq2seq_attn import evaluation
+from seq2seq_attn.interface import MAX_LENGTH_OFFSET, MAX_LENGTH_RATIO, trim_after_end
+
+
+def _ema_optimizer(model):
+    """The optimizer keeping the model's moving average (inside a loss-scale wrapper), or None."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(optimizer, "use_ema", False) and getattr(optimizer, "built", False):
+        return optimizer
+    return None
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Within the block, `model`'s trainable weights are its optimizer's moving averages.
+
+    A no-op when the optimizer keeps no average. The raw weights come back afterwards,
+    even if the block raises.
+
+    Args:
+        model: A compiled Keras model whose optimizer was built.
+    """
+    optimizer = _ema_optimizer(model)
+    if optimizer is None:
+        yield
+        return
+    variables = optimizer._trainable_variables
+    raw = [v.numpy() for v in variables]
+    for variable, average in zip(variables, optimizer._model_variables_moving_average, strict=True):
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, raw, strict=True):
+            variable.assign(value)
+
+
+class AveragedEvaluation(keras.callbacks.Callback):
+    """Evaluates (`val_loss`, `val_masked_accuracy`) with the averaged weights swapped in."""
+
+    def __init__(self):
+        super().__init__()
+        self._swap = None
+
+    def on_test_begin(self, logs=None):
+        self._swap = averaged_weights(self.model)
+        self._swap.__enter__()
+
+    def on_test_end(self, logs=None):
+        if self._swap is not None:
+            self._swap.__exit__(None, None, None)
+            self._swap = None
+
+
+class AveragedCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`keras.callbacks.ModelCheckpoint` that saves the averaged weights, if any."""
+
+    def _save_model(self, epoch, batch, logs):
+        with averaged_weights(self.model):
+            super()._save_model(epoch, batch, logs)
+
+
+class DevScores(keras.callbacks.Callback):
+    """Adds corpus BLEU and chrF of greedy dev translations to the epoch logs.
+
+    At each epoch end it translates the dev sources greedily in batches (one `tf.function`
+    around `model.generate`, dynamic batch and length, with the averaged weights when the
+    optimizer keeps them), detokenizes with the run's tokenizer and scores with
+    `seq2seq_attn.evaluation.score`: logs gain `val_bleu` and `val_chrf` (0..100).
+
+    Args:
+        pairs: `(source, target)` dev strings.
+        tokenizers: A `seq2seq_attn.tokenizer.TokenizerPair`.
+        batch_size: Positive int, sentences per decoding batch.
+        max_length: Most output tokens per sentence (default, per batch: 2 * the longest
+            source + 10).
+    """
+
+    def __init__(self, pairs, tokenizers, batch_size=64, max_length=None):
+        super().__init__()
+        if not pairs:
+            raise ValueError("`pairs` is empty: DevScores needs dev pairs to translate")
+        self.pairs = list(pairs)
+        self.tokenizers = tokenizers
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._generate = None
+
+    def translate(self, sources):
+        """Greedy translations of `sources` (strings), in their order."""
+        if self._generate is None:
+            self._generate = tf.function(
+                lambda ids, n: self.model.generate(ids, max_length=n)["tokens"],
+                input_signature=[
+                    tf.TensorSpec([None, None], tf.int32),
+                    tf.TensorSpec([], tf.int32),
+                ],
+            )
+        encoder, decoder = self.tokenizers.source, self.tokenizers.target
+        rows = [encoder.encode(text) for text in sources]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding
+        out = [""] * len(rows)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            longest = max(len(rows[i]) for i in chunk)
+            ids = np.zeros((len(chunk), longest), np.int32)  # (batch, source_length)
+            for row, i in enumerate(chunk):
+                ids[row, : len(rows[i])] = rows[i]
+            n = self.max_length or MAX_LENGTH_RATIO * longest + MAX_LENGTH_OFFSET
+            tokens = self._generate(tf.constant(ids), tf.constant(n, tf.int32)).numpy()
+            for row, i in enumerate(chunk):
+                out[i] = decoder.decode(trim_after_end(tokens[row], self.model.end_id))
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        sources = [s for s, _ in self.pairs]
+        with averaged_weights(self.model):
+            hypotheses = self.translate(sources)
+        result = evaluation.score(hypotheses, [t for _, t in self.pairs], sources)
+        logs["val_bleu"] = result["bleu"]
+        logs["val_chrf"] = result["chrf"]
+
+
+class Budget(keras.callbacks.Callback):
+    """Stops training once `max_steps` optimizer updates are done or `max_minutes` have passed.
+
+    Checked after every batch; Keras then ends the epoch early, still evaluates the dev
+    set and runs every `on_epoch_end` (so the checkpoint callback sees the partial
+    epoch). `stopped_by` says which budget stopped training ("max_steps", "max_minutes")
+    or is None. Steps are the optimizer's `iterations` (restored on resume, so they count
+    the whole run); minutes count from the start of this `fit`.
+
+    Args:
+        max_steps: Positive int or None.
+        max_minutes: Positive number or None.
+        clock: Seconds as a float (`time.monotonic`; tests pass their own).
+    """
+
+    def __init__(self, max_steps=None, max_minutes=None, clock=time.monotonic):
+        super().__init__()
+        self.max_steps = max_steps
+        self.max_minutes = max_minutes
+        self.clock = clock
+        self.stopped_by = None
+        self._started = None
+
+    def on_train_begin(self, logs=None):
+        self._started = self.clock()
+        self.stopped_by = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.max_steps and optimizer_steps(self.model.optimizer) >= self.max_steps:
+            self.stopped_by = "max_steps"
+        elif self.max_minutes and self.clock() - self._started >= 60 * self.max_minutes:
+            self.stopped_by = "max_minutes"
+        if self.stopped_by:
+            self.model.stop_training = True
+
+
+def optimizer_steps(optimizer):
+    """The optimizer's update count as an int (a mirrored variable under a strategy)."""
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def current_learning_rate(optimizer):
+    """The rate the optimizer's next update uses (a schedule evaluated at its step)."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Writes the learning rate of each optimizer update as a TensorBoard scalar.
+
+    Args:
+        log_dir: Directory of the event file (e.g. `RUN_DIR/logs/optimizer`).
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = str(log_dir)
+        self._writer = None
+        self._last_step = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        step = optimizer_steps(optimizer)
+        if step == self._last_step:  # gradient accumulation: no update this batch
+            return
+        self._last_step = step
+        # At step s: the rate update number s (from 0) uses, the next one.
+        with self._writer.as_default():
+            tf.summary.scalar("learning_rate", current_learning_rate(optimizer), step=step)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,166 @@
+"""The training callbacks: EMA swaps against a NumPy EMA, budgets with a fake clock, the
+learning-rate log read back from its event file, dev scores against the Translator."""
+
+import glob
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq_attn import evaluation
+from seq2seq_attn.callbacks import (
+    AveragedCheckpoint,
+    Budget,
+    DevScores,
+    LearningRateLogger,
+    averaged_weights,
+)
+from seq2seq_attn.schedules import InverseSquareRoot
+
+X = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+Y = np.random.default_rng(1).normal(size=(40, 2)).astype("float32")
+
+
+def _dense(ema=None, rate=0.1):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = keras.optimizers.Adam(rate, use_ema=ema is not None, ema_momentum=ema or 0.99)
+    model.compile(optimizer, loss="mse")
+    return model
+
+
+def test_averaged_weights_are_the_moving_average_of_every_update():
+    model = _dense(ema=0.8)
+    after_each = []
+    for step in range(6):
+        model.train_on_batch(X[step * 4 : step * 4 + 4], Y[step * 4 : step * 4 + 4])
+        after_each.append([w.copy() for w in model.get_weights()])
+    expected = [w.copy() for w in after_each[0]]  # Keras starts the average at update 1
+    for weights in after_each[1:]:
+        expected = [0.8 * e + 0.2 * w for e, w in zip(expected, weights, strict=True)]
+    with averaged_weights(model):
+        for got, want in zip(model.get_weights(), expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-6)
+        assert not np.allclose(model.get_weights()[0], after_each[-1][0])
+    for got, raw in zip(model.get_weights(), after_each[-1], strict=True):
+        np.testing.assert_array_equal(got, raw)  # the raw weights come back exactly
+
+
+def test_averaged_weights_restores_after_an_error_and_is_a_no_op_without_ema():
+    model = _dense(ema=0.5)
+    for _ in range(3):
+        model.train_on_batch(X[:8], Y[:8])
+    raw = model.get_weights()
+    with pytest.raises(RuntimeError), averaged_weights(model):
+        raise RuntimeError("inside")
+    for got, want in zip(model.get_weights(), raw, strict=True):
+        np.testing.assert_array_equal(got, want)
+    plain = _dense()
+    plain.train_on_batch(X[:8], Y[:8])
+    before = plain.get_weights()
+    with averaged_weights(plain):
+        for got, want in zip(plain.get_weights(), before, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_averaged_checkpoint_saves_the_average(tmp_path):
+    model = _dense(ema=0.7)
+    averages = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            optimizer = self.model.optimizer
+            averages.append([v.numpy().copy() for v in optimizer._model_variables_moving_average])
+
+    path = tmp_path / "m.keras"
+    checkpoint = AveragedCheckpoint(str(path), monitor="loss", save_best_only=False)
+    model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[checkpoint, Record()])
+    saved = keras.saving.load_model(path, compile=False)
+    for got, want in zip(saved.get_weights(), averages[-1], strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-7)
+
+
+def test_budget_stops_after_max_steps():
+    model = _dense()
+    budget = Budget(max_steps=7)
+    history = model.fit(X, Y, batch_size=4, epochs=5, verbose=0, callbacks=[budget])
+    assert int(model.optimizer.iterations) == 7  # 10 batches per epoch: mid-epoch
+    assert budget.stopped_by == "max_steps" and len(history.epoch) == 1
+    assert "loss" in history.history  # the cut epoch still ends (logs, checkpoints)
+
+
+def test_budget_stops_after_max_minutes_on_its_clock():
+    ticks = iter(range(1000))  # each reading one second later
+    model = _dense()
+    budget = Budget(max_minutes=0.1, clock=lambda: float(next(ticks)))
+    model.fit(X, Y, batch_size=4, epochs=5, verbose=0, callbacks=[budget])
+    # read at train begin (0 s), then after each batch (1 s, 2 s, ...): 6 s after batch 6
+    assert int(model.optimizer.iterations) == 6
+    assert budget.stopped_by == "max_minutes"
+
+
+def test_budget_without_limits_never_stops():
+    model = _dense()
+    budget = Budget()
+    model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[budget])
+    assert budget.stopped_by is None and int(model.optimizer.iterations) == 10
+
+
+def _logged_rates(log_dir):
+    rates = {}
+    for path in glob.glob(f"{log_dir}/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "learning_rate":
+                    rates[event.step] = float(tf.make_ndarray(value.tensor))
+    return rates
+
+
+def test_learning_rate_logger_writes_the_schedule_at_every_update(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(InverseSquareRoot(0.01, 3)), loss="mse")
+    model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[LearningRateLogger(tmp_path)])
+    rates = _logged_rates(tmp_path)
+    assert sorted(rates) == list(range(1, 11))  # 5 batches x 2 epochs
+    for step, rate in rates.items():  # the rate of update `step` (from 0): s = step + 1
+        s = step + 1
+        assert rate == pytest.approx(0.01 * min(s / 3, np.sqrt(3 / s)), rel=1e-6)
+
+
+def test_learning_rate_logger_logs_once_per_accumulated_update(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(0.01, gradient_accumulation_steps=2), loss="mse")
+    model.fit(X, Y, batch_size=4, epochs=1, verbose=0, callbacks=[LearningRateLogger(tmp_path)])
+    assert sorted(_logged_rates(tmp_path)) == [0, 1, 2, 3, 4, 5]  # 10 batches, 5 updates
+
+
+def test_dev_scores_match_the_translator_and_sacrebleu():
+    from seq2seq_attn import Seq2SeqAttention
+    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.translator import Translator
+
+    sources = ["one two three", "four five", "six", "seven eight nine ten", "two one", "ten"]
+    targets = ["uno dos tres", "cuatro cinco", "seis", "siete ocho nueve diez", "dos uno", "x"]
+    pair = TokenizerPair.train(
+        sources * 5, targets * 5, source_vocab_size=40, target_vocab_size=40, byte_fallback=False
+    )
+    keras.utils.set_random_seed(3)
+    model = Seq2SeqAttention(
+        pair.source.vocab_size, pair.target.vocab_size, embedding_dim=8, units=8
+    )
+    model.build()
+    model.compile(keras.optimizers.Adam(0.01))
+    pairs = list(zip(sources, targets, strict=True))
+    scores = DevScores(pairs, pair, batch_size=4, max_length=7)  # batches of mixed lengths
+    scores.set_model(model)
+    logs = {}
+    scores.on_epoch_end(0, logs)
+    hypotheses = [t.text for t in Translator(model, pair).translate(sources, max_length=7)]
+    assert scores.translate(sources) == hypotheses
+    expected = evaluation.score(hypotheses, targets, sources)
+    assert logs["val_bleu"] == pytest.approx(expected["bleu"], abs=1e-9)
+    assert logs["val_chrf"] == pytest.approx(expected["chrf"], abs=1e-9)
+    assert any(hypotheses)  # an untrained model still writes something to score

@@ -1,0 +1,84 @@
+"""Config resolution: the training options' defaults and a one-line UserError per bad value."""
+
+import pytest
+
+from seq2seq_attn.config import DEFAULTS, load_config, resolve_config
+from seq2seq_attn.errors import UserError
+
+
+def _training(**values):
+    return resolve_config({"training": values})["training"]
+
+
+def test_defaults_keep_todays_behaviour():
+    training = _training()
+    assert training["schedule"] == "constant" and training["ema"] is None
+    assert training["select_by"] == "loss" and training["accumulate"] == 1
+    for key in ("batch_tokens", "max_steps", "max_minutes", "dev_sample"):
+        assert training[key] is None, key
+
+
+def test_good_values_pass():
+    training = _training(
+        schedule="rsqrt",
+        warmup_steps=10,
+        ema=0.999,
+        select_by="chrf",
+        dev_sample=50,
+        batch_tokens=2000,
+        accumulate=4,
+        max_steps=100,
+        max_minutes=0.5,
+        patience=1,
+        min_learning_rate=0,
+    )
+    assert training["ema"] == 0.999 and training["max_minutes"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "values, fragments",
+    [
+        ({"warmup_steps": -1}, ["training.warmup_steps", "-1"]),
+        ({"warmup_steps": 1.5}, ["training.warmup_steps"]),
+        ({"schedule": "rsqrt", "warmup_steps": 0}, ["warmup_steps", "rsqrt"]),
+        ({"schedule": "cosine"}, ["training.schedule", "constant, plateau, rsqrt", "cosine"]),
+        ({"ema": 0}, ["training.ema", "between 0 and 1"]),
+        ({"ema": 1}, ["training.ema"]),
+        ({"ema": 1.5}, ["training.ema"]),
+        ({"ema": -0.1}, ["training.ema"]),
+        ({"ema": True}, ["training.ema"]),
+        ({"ema": "0.9"}, ["training.ema"]),
+        ({"select_by": "accuracy"}, ["training.select_by", "loss, bleu, chrf"]),
+        ({"batch_tokens": 0}, ["training.batch_tokens", "positive integer"]),
+        ({"accumulate": 0}, ["training.accumulate"]),
+        ({"accumulate": None}, ["training.accumulate"]),
+        ({"max_steps": -3}, ["training.max_steps"]),
+        ({"max_minutes": 0}, ["training.max_minutes", "positive number"]),
+        ({"dev_sample": 2.5}, ["training.dev_sample"]),
+        ({"patience": 0}, ["training.patience"]),
+        ({"min_learning_rate": -1e-4}, ["training.min_learning_rate"]),
+        ({"learning_rate": 0}, ["training.learning_rate"]),
+        ({"accumulate": 2, "strategy": "mirrored"}, ["training.accumulate", "one device"]),
+        ({"max_minutes": 5, "strategy": "multi-worker"}, ["max_minutes", "max_steps"]),
+    ],
+)
+def test_bad_training_values_are_one_line_user_errors(values, fragments):
+    with pytest.raises(UserError) as info:
+        _training(**values)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_a_misspelt_training_key_gets_a_suggestion():
+    with pytest.raises(UserError, match="did you mean 'warmup_steps'"):
+        _training(warmup_step=100)
+
+
+def test_every_training_key_is_documented_in_the_bundled_configs():
+    for name in ("dates", "bible"):
+        text = (load_config.__globals__["CONFIG_DIR"] / f"{name}.yaml").read_text()
+        for key in DEFAULTS["training"]:
+            assert f"  {key}:" in text, (name, key)
+        load_config(name)  # and they resolve

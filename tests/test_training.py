@@ -1,0 +1,173 @@
+"""`train()` end to end on the tiny dates model: the checkpoint holds the EMA average and the
+best epoch by the selection metric, budgets stop mid-epoch with a checkpoint, token batching
+and gradient accumulation count their updates, split files are used as given."""
+
+import copy
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import TINY_CONFIG
+
+from seq2seq_attn import evaluation
+from seq2seq_attn.config import resolve_config
+from seq2seq_attn.errors import UserError
+from seq2seq_attn.training import train
+from seq2seq_attn.translator import Translator
+
+
+def _config(**training):
+    raw = copy.deepcopy(TINY_CONFIG)
+    raw["training"].update(training)
+    return resolve_config(raw)
+
+
+class Recorder(keras.callbacks.Callback):
+    """Runs after the built-in callbacks: the raw weights after every update, and at each
+    epoch end the raw weights and the optimizer's averages."""
+
+    def __init__(self):
+        super().__init__()
+        self.updates, self.epoch_raw, self.epoch_average = [], [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.updates.append([v.numpy().copy() for v in self.model.trainable_variables])
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        self.epoch_raw.append([v.numpy().copy() for v in self.model.trainable_variables])
+        if optimizer.use_ema:
+            averages = optimizer._model_variables_moving_average
+            self.epoch_average.append([v.numpy().copy() for v in averages])
+
+
+def _saved_weights(run_dir):
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ema_bleu_run(tmp_path_factory):
+    """Two epochs with EMA 0.9, rsqrt, checkpoint by dev BLEU on 12 dev pairs."""
+    out = tmp_path_factory.mktemp("ema") / "run"
+    config = _config(
+        epochs=2, ema=0.9, select_by="bleu", dev_sample=12, schedule="rsqrt", warmup_steps=5
+    )
+    recorder = Recorder()
+    info = train("dates", config, out, verbose=0, callbacks=[recorder])
+    return out, info, recorder
+
+
+def test_the_checkpoint_holds_the_moving_average_of_the_kept_epoch(ema_bleu_run):
+    out, info, recorder = ema_bleu_run
+    kept = info["best"]["epoch"] - 1
+    # An independent EMA of the raw weights after every update (Keras starts it at update 1).
+    updates_per_epoch = len(recorder.updates) // 2
+    expected = [w.copy() for w in recorder.updates[0]]
+    for weights in recorder.updates[1 : (kept + 1) * updates_per_epoch]:
+        expected = [0.9 * e + 0.1 * w for e, w in zip(expected, weights, strict=True)]
+    saved = _saved_weights(out)
+    for got, want, average in zip(saved, expected, recorder.epoch_average[kept], strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_array_equal(got, average)
+    assert any(
+        not np.allclose(s, r, atol=1e-4)
+        for s, r in zip(saved, recorder.epoch_raw[kept], strict=True)
+    )
+    # Dev decoding and evaluation swapped the average in and the raw weights back.
+    for raw, last in zip(recorder.epoch_raw[-1], recorder.updates[-1], strict=True):
+        np.testing.assert_array_equal(raw, last)
+
+
+def test_select_by_bleu_keeps_the_best_epoch_and_its_dev_bleu_is_reproducible(ema_bleu_run):
+    out, info, _ = ema_bleu_run
+    rows = _history(out)
+    bleus = [float(row["val_bleu"]) for row in rows]
+    assert len(bleus) == 2 and all(row["val_chrf"] for row in rows)
+    assert info["best"]["metric"] == "val_bleu"
+    assert info["best"]["epoch"] == 1 + bleus.index(max(bleus))  # first of any tie
+    assert info["best"]["val_bleu"] == pytest.approx(max(bleus))
+    # The kept model.keras, reloaded, translates the same 12 dev pairs to the same BLEU.
+    from seq2seq_attn.training import run_corpus
+
+    run_info = json.loads((out / "run.json").read_text())
+    dev = run_corpus(out, run_info).dev[:12]
+    translator = Translator.load(out)
+    sources = [s for s, _ in dev]
+    hypotheses = [t.text for t in translator.translate(sources, max_length=16)]
+    scores = evaluation.score(hypotheses, [t for _, t in dev], sources)
+    assert scores["bleu"] == pytest.approx(max(bleus), abs=1e-6)
+    assert run_info["steps"] == info["steps"] > 0 and run_info["stopped_by"] == "epochs"
+
+
+def test_budget_stops_mid_epoch_and_still_saves_the_checkpoint(tmp_path):
+    recorder = Recorder()
+    info = train(
+        "dates", _config(epochs=3, max_steps=5), tmp_path / "r", verbose=0, callbacks=[recorder]
+    )
+    assert info["steps"] == 5 and info["stopped_by"] == "max_steps"
+    assert info["epochs_run"] == 1 and len(recorder.updates) == 5  # an epoch has 17 batches
+    rows = _history(tmp_path / "r")
+    assert len(rows) == 1 and rows[0]["val_loss"] and rows[0]["val_bleu"]
+    for got, want in zip(_saved_weights(tmp_path / "r"), recorder.updates[-1], strict=True):
+        np.testing.assert_array_equal(got, want)  # the weights at the stop were saved
+    run_info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run_info["steps"] == 5 and run_info["stopped_by"] == "max_steps"
+
+
+def test_a_time_budget_stops_training(tmp_path):
+    info = train("dates", _config(epochs=50, max_minutes=1e-6), tmp_path / "r", verbose=0)
+    assert info["stopped_by"] == "max_minutes" and info["epochs_run"] == 1
+    assert (tmp_path / "r" / "model.keras").exists()
+
+
+def test_token_batches_and_accumulation_count_updates(tmp_path):
+    recorder = Recorder()
+    config = _config(
+        epochs=1, batch_tokens=200, accumulate=3, ema=0.5, schedule="plateau", clipnorm=0.5
+    )
+    info = train("dates", config, tmp_path / "r", verbose=0, callbacks=[recorder])
+    batches = len(recorder.updates)
+    assert info["steps"] == batches // 3
+    assert batches > 17  # 200 tokens: more, smaller batches than 32 sentences
+    rows = _history(tmp_path / "r")
+    assert np.isfinite(float(rows[0]["loss"]))
+    assert float(rows[0]["learning_rate"]) == pytest.approx(1e-3)  # plateau logs its rate
+
+
+def test_plateau_halves_the_rate_when_the_metric_stalls_down_to_the_floor(tmp_path):
+    from seq2seq_attn.callbacks import Budget
+    from seq2seq_attn.training import _callbacks, build_model
+
+    config = _config(schedule="plateau", patience=2, min_learning_rate=3e-4, select_by="chrf")
+    train_cfg = config["training"]
+
+    class Sizes:
+        source = target = type("V", (), {"vocab_size": 20})()
+
+    model = build_model(config, Sizes())
+    found = _callbacks(tmp_path, train_cfg, None, Budget(), has_dev=True)
+    plateau = next(c for c in found if isinstance(c, keras.callbacks.ReduceLROnPlateau))
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    rates = []
+    for epoch, chrf in enumerate([10, 12, 11, 12, 11, 13, 13, 13, 13, 13, 13]):
+        plateau.on_epoch_end(epoch, {"val_chrf": chrf})
+        rates.append(round(float(model.optimizer.learning_rate), 8))
+    # improves at 1 and 5; stalls of 2 epochs halve it (1e-3 -> 5e-4 -> 3e-4 floor)
+    assert rates == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 3e-4, 3e-4, 3e-4, 3e-4]
+
+
+def test_select_by_bleu_without_a_dev_set_is_a_user_error(tmp_path):
+    train_file = tmp_path / "train.tsv"
+    train_file.write_text("".join(f"{i} March 2001\t2001-03-{i:02d}\n" for i in range(1, 29)))
+    with pytest.raises(UserError, match="select_by: bleu needs a dev set"):
+        train(None, _config(select_by="bleu"), tmp_path / "r", files={"train": train_file})
+    assert not (tmp_path / "r").exists()  # nothing written
