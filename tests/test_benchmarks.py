@@ -95,3 +95,72 @@ def test_each_timed_call_is_set_against_the_floors_around_it():
     )
     assert cell["produced_tokens"] == [3, 6, 3, 6]
     assert cell["tokens"] == [[5, 6, 3]] * 3  # the first pass only
+
+
+def test_tutorial_size_data_is_short_and_ratios_are_to_litert_graph(tmp_path):
+    import tutorial_size
+
+    path = tutorial_size.tutorial_data(tmp_path / "short.tsv", count=200)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "source\ttarget" and len(lines) == 201
+    words = [len(line.split("\t")[0].split()) for line in lines[1:]]
+    assert 1 <= min(words) and max(words) <= tutorial_size.WORDS[1]
+    assert all(line.split("\t")[1].strip() for line in lines[1:])  # no empty target
+    seconds = {"litert_graph": [0.002, 0.004, 0.003], "onnx_host": [0.006, 0.003, 0.0045]}
+    outputs = {"litert_graph": ["a", "b"], "onnx_host": ["a", "c"]}
+    rows = tutorial_size.summarize(seconds, outputs)
+    assert rows["litert_graph"]["median_ms"] == pytest.approx(3.0)
+    assert rows["onnx_host"]["ratio_to_litert_graph"] == pytest.approx(4.5 / 3.0)
+    assert rows["onnx_host"]["same_text_as_baseline"] == 0.5
+
+
+def test_training_recipes_smoke(tmp_path):
+    """benchmarks/training_recipes.py in its tiny mode: each recipe stops at its budget and
+    gets a test score; the recipes add their options cumulatively."""
+    import json
+
+    import training_recipes
+
+    argv = ["--smoke", "--max-steps", "2", "--minutes", "10", "--out", str(tmp_path)]
+    result = training_recipes.main(argv + ["--only", "baseline", "+select_bleu"])
+    written = json.loads((tmp_path / "training_recipes.json").read_text())
+    assert list(written["recipes"]) == ["baseline", "+select_bleu"]
+    for row in written["recipes"].values():
+        assert row["steps"] == 2 and row["stopped_by"] == "max_steps"
+        assert 0.0 <= row["test_bleu"] <= 100.0 and row["test_n"] > 0
+    changes = written["recipes"]["+select_bleu"]["changes"]
+    assert changes["schedule"] == "rsqrt" and changes["ema"] == 0.998  # from earlier steps
+    assert changes["select_by"] == "bleu" and changes["batch_tokens"] is None
+    assert written["recipes"]["baseline"]["changes"]["schedule"] == "constant"
+    assert result["table"].count("\n") == 3  # header, rule, two recipes
+
+
+def test_train_tutorial_size_smoke(tmp_path):
+    """benchmarks/train_tutorial_size.py: steps/s and ratios from pass times by hand, and in
+    its tiny mode, padding to the bucket boundary leaves the loss curve unchanged."""
+    import json
+
+    import train_tutorial_size
+
+    times = {"tutorial": [2.0, 4.0, 3.0], "seq2seq_attn": [1.0, 2.0, 1.5]}
+    curves = {"tutorial": [5.0, 4.0], "seq2seq_attn": [6.0, 5.5]}
+    first, rss = {"tutorial": 9, "seq2seq_attn": 9}, {"tutorial": 700.0, "seq2seq_attn": 800.0}
+    rows = train_tutorial_size.summarize(times, curves, first, 6, rss)
+    assert rows["tutorial"]["steps_per_second"] == 2.0  # 6 batches / median 3 s
+    assert rows["seq2seq_attn"]["steps_per_second"] == 4.0
+    assert rows["seq2seq_attn"]["x_tutorial"] == 2.0 and rows["tutorial"]["x_seq2seq_attn"] == 0.5
+    assert "max_abs_loss_diff_vs_seq2seq_attn" not in rows["tutorial"]  # another model
+
+    names = ["seq2seq_attn", "seq2seq_attn_bucket"]
+    argv = ["--smoke", "--batches", "3", "--rounds", "1", "--out", str(tmp_path), "--only"]
+    train_tutorial_size.main(argv + names)
+    written = json.loads((tmp_path / "train_tutorial_size.json").read_text())
+    assert list(written["implementations"]) == names
+    assert written["settings"]["same_initial_weights"]
+    bucket = written["implementations"]["seq2seq_attn_bucket"]
+    assert bucket["max_abs_loss_diff_vs_seq2seq_attn"] < 1e-5 and len(bucket["loss_curve"]) == 3
+    assert bucket["peak_rss_mb"] > 100
+    shapes = written["data"]["epoch_shapes"]
+    padded, tight = shapes["pad_to_bucket"], shapes["padded_to_longest"]
+    assert padded["batches"] == tight["batches"]
+    assert padded["distinct_shapes"] <= tight["distinct_shapes"]
