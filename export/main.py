@@ -44,7 +44,11 @@ def _prepare_out(out, force):
 def _held_out(translator, run_dir, samples, max_source_length):
     from seq2seq_attn.training import run_corpus
 
-    pairs = run_corpus(run_dir, translator.run_info).test
+    corpus = run_corpus(run_dir, translator.run_info)
+    # A run trained with --train/--dev and no --test file has only its dev split held out.
+    pairs = corpus.test or corpus.dev
+    if not pairs:
+        raise UserError(f"{run_dir} has no test or dev sentences to check parity on")
     if max_source_length:
         source = translator.tokenizers.source
         pairs = [p for p in pairs if len(source.encode(p[0])) <= max_source_length]

@@ -317,3 +317,23 @@ def test_exported_encoder_is_the_native_one(exported):
     out, _ = exported
     ops = {node.op_type for node in onnx.load(str(out / "encoder.onnx")).graph.node}
     assert "GRU" in ops and "Loop" not in ops
+
+
+def test_held_out_falls_back_to_dev_for_a_run_trained_without_a_test_file(tmp_path):
+    """A run of `train --train A --dev B` has no test split: parity uses the dev pairs, and a
+    run with neither is a one-line user error."""
+    import types
+
+    from seq2seq_attn.export.main import _held_out
+
+    from seq2seq_attn.errors import UserError
+
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("a b\tx y\nc d\tz w\n", encoding="utf-8")
+    dev.write_text("e f\tu v\ng h\tt s\n", encoding="utf-8")
+    files = {"train": str(train), "dev": str(dev), "test": None}
+    translator = types.SimpleNamespace(run_info={"files": files})
+    assert _held_out(translator, tmp_path, 1, None) == (["e f"], ["u v"])
+    translator.run_info["files"]["dev"] = None
+    with pytest.raises(UserError, match="no test or dev sentences"):
+        _held_out(translator, tmp_path, 5, None)
