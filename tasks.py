@@ -46,7 +46,10 @@ def main(argv):
     if argv[0] == "demo":
         cmd = [BIN / "seq2seq-attn", "demo", *argv[1:]]
     else:
-        cmd = [BIN / "python", "-m", "pytest", "-q", "--durations=10", *argv[1:]]
+        # One worker per core, at most 4 (each holds a TensorFlow runtime); whole test files
+        # go to one worker, so a module's fixtures are built once.
+        xdist = ["-n", "auto", "--maxprocesses=4", "--dist", "loadfile"]
+        cmd = [BIN / "python", "-m", "pytest", "-q", "--durations=10", *xdist, *argv[1:]]
     # pytest exits 5 when it collected no test: that is a failure here too.
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 

@@ -38,9 +38,8 @@ OPTIONS = {
         input_feeding=True,
         embedding_dim=16,
     ),
-    "lstm-3": dict(rnn="lstm", decoder_layers=3),  # the residual third layer
 }
-SLOW = ("lstm-3",)  # the NumPy reference in test_decoder covers the residual layer fast
+# The residual third layer is covered by the NumPy reference of tests/test_decoder.py.
 
 
 def source_batch():
@@ -55,7 +54,7 @@ def source_batch():
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param(k, marks=[pytest.mark.slow] if k in SLOW else []) for k in OPTIONS],
+    params=list(OPTIONS),
 )
 def exported(request, tmp_path_factory):
     """`(model, export_dir, reference)`: SavedModel, model.tflite, the ONNX step graphs."""

@@ -7,6 +7,7 @@ The browser test needs Debian's `chromium` package (/usr/bin/chromium) and the P
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,9 @@ def test_page_in_headless_chromium(server):
                 "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
             )
             page.goto(server.url + "/", timeout=30000)
-            page.wait_for_function(
-                "document.getElementById('model-name').textContent !== '…'", timeout=10000
-            )
+            # Locator assertions run in Playwright's own world: a string predicate for
+            # wait_for_function needs eval, which the page's CSP (rightly) refuses.
+            sync_api.expect(page.locator("#model-name")).not_to_have_text("…", timeout=10000)
             beam = int(page.input_value("#beam"))
             page.fill("#source", text)
             page.click("#submit")
@@ -121,9 +122,8 @@ def test_page_shows_errors(server):
             page.goto(server.url + "/", timeout=30000)
             page.fill("#source", "   ")  # passes `required`, but the server refuses it
             page.click("#submit")
-            page.wait_for_function(
-                "document.getElementById('status').textContent.startsWith('Error')",
-                timeout=10000,
+            sync_api.expect(page.locator("#status")).to_have_text(
+                re.compile(r"^Error"), timeout=10000
             )
             status = page.text_content("#status")
         finally:
