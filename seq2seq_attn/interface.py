@@ -24,6 +24,7 @@ Example:
 
 import dataclasses
 import math
+import secrets
 
 import numpy as np
 
@@ -116,6 +117,13 @@ class DecodeOptions:
     @property
     def sampling(self):
         return self.top_k is not None or self.top_p is not None
+
+    def with_seed(self):
+        """These options, with a fresh random seed (0 to MAX_SEED) when sampling without
+        one, so that the seed can be reported and the output reproduced."""
+        if not self.sampling or self.seed is not None:
+            return self
+        return dataclasses.replace(self, seed=secrets.randbits(63))
 
     def max_length(self, source_length):
         """`max_length_for(source_length)` with these options' ratio and offset."""

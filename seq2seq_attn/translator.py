@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import secrets
 from pathlib import Path
 
 import keras
@@ -97,9 +96,7 @@ class Translator:
                 f"`beam_width` must not exceed the target vocabulary size ({vocab}), "
                 f"received: beam_width={options.beam_width}"
             )
-        if options.sampling and options.seed is None:
-            options = dataclasses.replace(options, seed=secrets.randbits(63))
-        return options
+        return options.with_seed()
 
     def translate(
         self, texts, beam_width=1, max_length=None, length_penalty=0.0, batch_size=64, **options

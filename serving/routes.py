@@ -31,6 +31,8 @@ from seq2seq_attn.serving.schemas import (
 )
 from seq2seq_attn.serving.service import TranslationService
 
+from seq2seq_attn.interface import DecodeOptions
+
 MODEL_VERSION = "1"  # the version directory in serving/tfserving/models.config
 STATIC_DIR = Path(__file__).parent / "static"
 ATTENTION_DECIMALS = 6
@@ -116,16 +118,8 @@ async def predict_version(
     return await _predict(service, body)
 
 
-_OPTIONS = (
-    "n_best",
-    "max_length_ratio",
-    "max_length_offset",
-    "no_repeat_ngram",
-    "top_k",
-    "top_p",
-    "temperature",
-    "seed",
-)
+# The search options a request may set: the `DecodeOptions` fields the request model has.
+_OPTIONS = tuple(k for k in DecodeOptions().search_kwargs() if k in TranslateRequest.model_fields)
 
 
 @router.post(

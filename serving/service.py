@@ -7,7 +7,6 @@ concurrent requests with the same search options (`DecodeOptions`) share a batch
 
 import asyncio
 import json
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,10 +184,8 @@ class TranslationService:
                 f"got {temperature}"
             )
             raise ApiError(422, "bad_option", message)
-        if sampling and given.get("seed") is None:
-            given["seed"] = secrets.randbits(63)
         try:
-            return DecodeOptions(beam_width=beam_width, **given).check()
+            return DecodeOptions(beam_width=beam_width, **given).check().with_seed()
         except ValueError as error:
             raise ApiError(422, "bad_option", str(error)) from None
 

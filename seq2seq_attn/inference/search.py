@@ -50,7 +50,6 @@ Example:
     [[1, 2, 3, 0, 0, 0]]
 """
 
-import secrets
 
 import numpy as np
 
@@ -232,7 +231,7 @@ def greedy_search(
     (batch, source_len), max_length = mask.shape, _max_length(mask, max_length, opts)
     rng = None
     if opts.sampling:
-        rng = np.random.default_rng(secrets.randbits(63) if opts.seed is None else opts.seed)
+        rng = np.random.default_rng(opts.with_seed().seed)
     states = [np.asarray(s) for s in states]
     prev = np.full([batch], start_id, np.int32)
     finished = np.zeros([batch], bool)
