@@ -104,9 +104,8 @@ def bench_run(out_dir=ROOT / "runs" / "bench-model", train_steps=50):
     """A run directory with the benchmark model after `train_steps` steps; reused if present."""
     import keras
 
-    from seq2seq_attn import config as config_lib
     from seq2seq_attn.training import build_model, corpus_for
-    from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE, TOKENIZER_DIR
+    from seq2seq_attn.translator import RUN_INFO_FILE, TOKENIZER_DIR
 
     out_dir = Path(out_dir)
     if (out_dir / RUN_INFO_FILE).exists():
@@ -122,17 +121,26 @@ def bench_run(out_dir=ROOT / "runs" / "bench-model", train_steps=50):
     if train_steps:
         batches = train_batches(corpus, tokenizers, config, train_steps)
         model.fit(as_dataset(batches), epochs=1, verbose=0)
+    note = "benchmark model: sized for speed measurements, barely trained"
+    return save_run(out_dir, model, config, corpus, DATA, train_steps, started, note)
+
+
+def save_run(out_dir, model, config, corpus, data, train_steps, started, note):
+    """Writes a benchmark model as a run directory (model, config, run.json); returns it."""
+    from seq2seq_attn import config as config_lib
+    from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE
+
     model.save(out_dir / MODEL_FILE)
     config_lib.save_config(config, out_dir / "config.yaml")
     info = {
-        "data": DATA,
+        "data": data,
         "seed": SEED,
         "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
         "epochs_run": 0,
         "train_steps": train_steps,
         "train_seconds": round(time.perf_counter() - started, 1),
         "parameters": int(model.count_params()),
-        "note": "benchmark model: sized for speed measurements, barely trained",
+        "note": note,
     }
     (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
     return out_dir

@@ -108,9 +108,8 @@ def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
     """A run directory with the tutorial-size model after `train_steps`; reused if present."""
     import keras
 
-    from seq2seq_attn import config as config_lib
     from seq2seq_attn.training import build_model, corpus_for, run_tokenizers
-    from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE
+    from seq2seq_attn.translator import RUN_INFO_FILE
 
     out_dir = Path(out_dir)
     if (out_dir / RUN_INFO_FILE).exists():
@@ -128,20 +127,8 @@ def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
     for epoch in range(epochs):
         batches += common.train_batches(corpus, tokenizers, config, 10**6, seed=epoch)
     model.fit(common.as_dataset(batches[:train_steps]), epochs=1, verbose=0)
-    model.save(out_dir / MODEL_FILE)
-    config_lib.save_config(config, out_dir / "config.yaml")
-    info = {
-        "data": data,
-        "seed": common.SEED,
-        "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
-        "epochs_run": 0,
-        "train_steps": train_steps,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "parameters": int(model.count_params()),
-        "note": "tutorial-size benchmark model: short cut Bible pairs, briefly trained",
-    }
-    (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
-    return out_dir
+    note = "tutorial-size benchmark model: short cut Bible pairs, briefly trained"
+    return common.save_run(out_dir, model, config, corpus, data, train_steps, started, note)
 
 
 def export(run_dir, out=EXPORT_DIR, samples=200):
