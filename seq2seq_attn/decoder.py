@@ -146,9 +146,11 @@ class AttentionDecoderCell(keras.layers.Layer):
             self.attentional = keras.layers.Dense(
                 units, activation="tanh", use_bias=False, name="attentional"
             )
-        # Logits stay float32 under mixed precision.
+        # Under mixed precision the untied projection runs in the compute dtype (16-bit
+        # matrix units: AMX, tensor cores) and its logits are cast to float32, Keras'
+        # advice for a final Dense + softmax; the softmax and the loss stay float32.
         if not tie_embeddings:
-            self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+            self.output_layer = keras.layers.Dense(vocab_size, name="output")
         elif self.feature_size != embedding_dim:
             self.output_projection = keras.layers.Dense(
                 embedding_dim, use_bias=False, name="output_projection", dtype="float32"
@@ -256,12 +258,13 @@ class AttentionDecoderCell(keras.layers.Layer):
     def output_logits(self, features):
         """Float32 logits `(..., vocab_size)` of features `(..., feature_size)`.
 
-        Tied, the table and bias are read in the cell's compute dtype (the embedding
-        lookup reads the same values) and the product is taken in float32, as Keras
-        Hub's `ReversibleEmbedding` does with `reverse_dtype="float32"`.
+        Untied, the product is taken in the compute dtype and cast to float32. Tied,
+        the table and bias are read in the cell's compute dtype (the embedding lookup
+        reads the same values) and the product is taken in float32, as Keras Hub's
+        `ReversibleEmbedding` does with `reverse_dtype="float32"`.
         """
         if not self.tie_embeddings:
-            return self.output_layer(features)
+            return ops.cast(self.output_layer(features), "float32")
         x = ops.cast(features, "float32")
         if self.feature_size != self.embedding_dim:
             x = self.output_projection(x)  # (..., embedding_dim)

@@ -74,10 +74,12 @@ class MaskedCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         logits = ops.cast(y_pred, "float32")
-        log_probs = ops.log_softmax(logits, axis=-1)  # (batch, target_len, vocab)
-        nll = -ops.take_along_axis(log_probs, y_true[..., None], axis=-1)[..., 0]
+        # One fused op whose gradient is softmax - one_hot (a gather of log_softmax would
+        # scatter its gradient back into a (batch, target_len, vocab) tensor).
+        nll = ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
         if self.label_smoothing:
-            smooth = -ops.mean(log_probs, axis=-1)  # (batch, target_len)
+            # -mean(log_softmax(logits)) = logsumexp(logits) - mean(logits)
+            smooth = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
             nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
         mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
         context = tf.distribute.get_replica_context()

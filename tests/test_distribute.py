@@ -483,6 +483,8 @@ def test_mixed_precision_trains_with_float32_logits(policy):
         history = model.fit(data, verbose=0)
         logits = model((source, target_in))
         assert model.decoder_cell.rnn_cell.compute_dtype == policy.split("_")[1]
+        # the 768x5000-like output product runs on the 16-bit units too
+        assert model.decoder_cell.output_layer.compute_dtype == policy.split("_")[1]
         assert all(w.dtype == "float32" for w in model.trainable_weights)
         assert logits.dtype == "float32" and np.all(np.isfinite(logits))
         assert np.isfinite(history.history["loss"][0])

@@ -32,6 +32,23 @@ def test_label_smoothing_by_hand():
     assert float(loss) == pytest.approx(np.mean(per_token), abs=1e-6)
 
 
+def test_gradient_is_smoothed_softmax_minus_target():
+    import tensorflow as tf
+
+    eps = 0.1
+    logits = tf.constant(LOGITS * 1.7)  # not normalised: logsumexp matters
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        loss = MaskedCrossEntropy(label_smoothing=eps)(Y_TRUE, logits)
+    grad = tape.gradient(loss, logits).numpy()
+    x = LOGITS.astype("float64") * 1.7
+    softmax = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+    target = np.full(x.shape, eps / x.shape[-1]) + (1 - eps) * np.eye(x.shape[-1])[Y_TRUE]
+    mask = (Y_TRUE != 0)[..., None]
+    expected = (softmax - target) * mask / mask.sum()
+    np.testing.assert_allclose(grad, expected, atol=1e-6)
+
+
 def test_padding_logits_do_not_matter():
     changed = LOGITS.copy()
     changed[0, 2] = [9.0, -9.0, 3.0, 1.0]
