@@ -14,18 +14,22 @@ pieces per side, whose ids both implementations are fed. Implementations:
   Bahdanau, no dropout) on its own length-bucketed batches padded to the longest;
 - `seq2seq_attn_bucket`: the same batches padded to their bucket's boundary
   (`training.pad_to_bucket: true`);
-- `seq2seq_attn_xla_bucket`: that, with `training.jit_compile: true` (XLA compiles each
-  of the few bucket shapes once).
+- `seq2seq_attn_bf16_bucket`: the bucket-padded batches with
+  `training.mixed_precision: mixed_bfloat16` (matrix products on the CPU's AMX/AVX512-BF16
+  units; variables, softmax and loss in float32);
+- `seq2seq_attn_xla_bucket`: the bucket-padded batches with `training.jit_compile: true`
+  (XLA compiles each of the few bucket shapes once).
 
 Each implementation lives in its own child process (so that its peak RSS, VmHWM, is its
 own) and they take turns: pass 1 is one `model.fit` epoch over `--batches` batches that
 records every batch's loss (metrics reset before each batch) and is also the warm-up
 (tracing, XLA compilation; timed apart); then `--rounds` timed passes each, round robin,
-so that the machine's drift hits all alike. Steps/s = batches / median pass time. Our three
+so that the machine's drift hits all alike. Steps/s = batches / median pass time. Our
 variants start from the same weights and see the same pairs in the same batches (only the
-padding differs), so their loss curves must agree; the tutorial's model is another
-architecture and its curve is comparable only loosely. Also reported: how many distinct
-batch shapes one whole epoch of each pipeline has (what XLA would compile).
+padding differs), so their loss curves must agree (bfloat16 up to its rounding); the
+tutorial's model is another architecture and its curve is comparable only loosely. Also
+reported: how many distinct batch shapes one whole epoch of each pipeline has (what XLA
+would compile).
 
     python benchmarks/train_tutorial_size.py                 # ~10 min on 2 busy cores
     python benchmarks/train_tutorial_size.py --smoke --out /tmp/x   # tiny, for the tests
@@ -50,7 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 NAME = "train_tutorial_size"
-IMPLEMENTATIONS = ("tutorial", "seq2seq_attn", "seq2seq_attn_bucket", "seq2seq_attn_xla_bucket")
+IMPLEMENTATIONS = (
+    "tutorial",
+    "seq2seq_attn",
+    "seq2seq_attn_bucket",
+    "seq2seq_attn_bf16_bucket",
+    "seq2seq_attn_xla_bucket",
+)
 BASELINE = "tutorial"
 OURS = "seq2seq_attn"
 SMOKE = dict(pairs=300, vocab=500, units=16, batch_size=8)
@@ -167,6 +177,7 @@ def _build(name, config, vocab):
     from seq2seq_attn.training import build_model
 
     config["training"]["jit_compile"] = name == "seq2seq_attn_xla_bucket"
+    config["training"]["mixed_precision"] = "mixed_bfloat16" if "bf16" in name else False
     sizes = SimpleNamespace(
         source=SimpleNamespace(vocab_size=vocab[0]), target=SimpleNamespace(vocab_size=vocab[1])
     )

@@ -38,6 +38,7 @@ from seq2seq_attn.data import make_dataset, tokenize_pairs
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
 from seq2seq_attn.model import Seq2SeqAttention
+from seq2seq_attn.optimizers import FusedAdam
 from seq2seq_attn.tokenizer import TokenizerPair
 from seq2seq_attn.translator import MODEL_FILE, RUN_INFO_FILE, TOKENIZER_DIR
 
@@ -126,7 +127,7 @@ def build_model(config, tokenizers, strategy=None):
         # see all replicas' gradients (see CrossReplicaAdam and
         # CrossReplicaLossScaleOptimizer); compile wraps a plain float16 optimizer itself.
         several = strategy.num_replicas_in_sync > 1
-        adam = distribute.CrossReplicaAdam if several else keras.optimizers.Adam
+        adam = distribute.CrossReplicaAdam if several else FusedAdam
         optimizer = adam(
             schedules.learning_rate(train_cfg),
             clipnorm=train_cfg["clipnorm"],

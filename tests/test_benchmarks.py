@@ -151,7 +151,7 @@ def test_train_tutorial_size_smoke(tmp_path):
     assert rows["seq2seq_attn"]["x_tutorial"] == 2.0 and rows["tutorial"]["x_seq2seq_attn"] == 0.5
     assert "max_abs_loss_diff_vs_seq2seq_attn" not in rows["tutorial"]  # another model
 
-    names = ["seq2seq_attn", "seq2seq_attn_bucket"]
+    names = ["seq2seq_attn", "seq2seq_attn_bucket", "seq2seq_attn_bf16_bucket"]
     argv = ["--smoke", "--batches", "3", "--rounds", "1", "--out", str(tmp_path), "--only"]
     train_tutorial_size.main(argv + names)
     written = json.loads((tmp_path / "train_tutorial_size.json").read_text())
@@ -160,6 +160,8 @@ def test_train_tutorial_size_smoke(tmp_path):
     bucket = written["implementations"]["seq2seq_attn_bucket"]
     assert bucket["max_abs_loss_diff_vs_seq2seq_attn"] < 1e-5 and len(bucket["loss_curve"]) == 3
     assert bucket["peak_rss_mb"] > 100
+    bf16 = written["implementations"]["seq2seq_attn_bf16_bucket"]
+    assert 0 < bf16["max_abs_loss_diff_vs_seq2seq_attn"] < 0.02  # bfloat16 rounding only
     shapes = written["data"]["epoch_shapes"]
     padded, tight = shapes["pad_to_bucket"], shapes["padded_to_longest"]
     assert padded["batches"] == tight["batches"]
