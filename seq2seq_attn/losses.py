@@ -74,13 +74,16 @@ class MaskedCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         logits = ops.cast(y_pred, "float32")
-        # One fused op whose gradient is softmax - one_hot (a gather of log_softmax would
-        # scatter its gradient back into a (batch, target_len, vocab) tensor).
-        nll = ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+        # One fused softmax cross-entropy whose gradient is softmax - target (a gather of
+        # log_softmax would scatter its gradient into a (batch, target_len, vocab) tensor).
         if self.label_smoothing:
-            # -mean(log_softmax(logits)) = logsumexp(logits) - mean(logits)
-            smooth = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
-            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+            # target (1 - eps) one_hot + eps / vocab: (1 - eps) nll + eps mean(-log p)
+            eps, vocab = self.label_smoothing, ops.shape(logits)[-1]
+            off = eps / ops.cast(vocab, "float32")
+            target = tf.one_hot(y_true, vocab, on_value=1.0 - eps + off, off_value=off)
+            nll = ops.categorical_crossentropy(target, logits, from_logits=True)
+        else:
+            nll = ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
         mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
