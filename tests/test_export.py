@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import onnx
@@ -337,3 +338,27 @@ def test_held_out_falls_back_to_dev_for_a_run_trained_without_a_test_file(tmp_pa
     translator.run_info["files"]["dev"] = None
     with pytest.raises(UserError, match="no test or dev sentences"):
         _held_out(translator, tmp_path, 5, None)
+
+
+def test_tf2onnx_runs_only_the_kept_passes_during_conversion(monkeypatch):
+    """`to_onnx` leaves most graph optimisation to onnxruntime (tf2onnx's passes each keep
+    a copy of the weights); the pass table is restored afterwards, also on failure."""
+    from seq2seq_attn.export import convert
+    from tf2onnx import optimizer
+
+    seen = []
+
+    def fake_from_function(*args, **kwargs):
+        seen.append(list(optimizer._get_optimizers()))
+        seen.append(os.environ["TF2ONNX_CATCH_ERRORS"])
+        raise RuntimeError("conversion failed")
+
+    before = list(optimizer._get_optimizers())
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    monkeypatch.setattr("tf2onnx.convert.from_function", fake_from_function)
+    function = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([None], tf.float32)])
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        convert.to_onnx(function, "unused.onnx")
+    assert seen == [list(convert.TF2ONNX_PASSES), "FALSE"]  # a failing pass raises
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ
+    assert list(optimizer._get_optimizers()) == before and "fold_constants" in before
