@@ -25,21 +25,28 @@ TOKENIZER_CACHE = ROOT / "runs" / "bench-tokenizer"  # vocabularies in its token
 SIZE = dict(embedding_dim=256, units=512, attention_units=512, vocab=8000)
 
 
-def bench_config(batch_size=64):
-    """The bundled `bible` config at the benchmark size."""
+def sized_config(size, batch_size=64, **model):
+    """The bundled `bible` config at `size` (a dict like `SIZE`): Bahdanau attention, no
+    dropout, `batch_size`, and any other `model` keys given."""
     from seq2seq_attn.config import load_config
 
     config = load_config("bible")
-    config["tokenizer"].update(source_vocab_size=SIZE["vocab"], target_vocab_size=SIZE["vocab"])
+    config["tokenizer"].update(source_vocab_size=size["vocab"], target_vocab_size=size["vocab"])
     config["model"].update(
-        embedding_dim=SIZE["embedding_dim"],
-        units=SIZE["units"],
-        attention_units=SIZE["attention_units"],
+        embedding_dim=size["embedding_dim"],
+        units=size["units"],
+        attention_units=size["attention_units"],
         attention="bahdanau",
         dropout=0.0,
+        **model,
     )
     config["training"]["batch_size"] = batch_size
     return config
+
+
+def bench_config(batch_size=64):
+    """The bundled `bible` config at the benchmark size."""
+    return sized_config(SIZE, batch_size)
 
 
 def machine():

@@ -87,21 +87,7 @@ def tutorial_data(path=DATA_FILE, count=PAIRS, seed=common.SEED):
 
 def tutorial_config():
     """The bundled `bible` config at the tutorial's size, no dropout, batch 64."""
-    from seq2seq_attn.config import load_config
-
-    config = load_config("bible")
-    config["tokenizer"].update(source_vocab_size=SIZE["vocab"], target_vocab_size=SIZE["vocab"])
-    config["model"].update(
-        embedding_dim=SIZE["embedding_dim"],
-        units=SIZE["units"],
-        attention_units=SIZE["attention_units"],
-        attention="bahdanau",
-        rnn="gru",
-        bidirectional=True,
-        dropout=0.0,
-    )
-    config["training"]["batch_size"] = 64
-    return config
+    return common.sized_config(SIZE, 64, rnn="gru", bidirectional=True)
 
 
 def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
