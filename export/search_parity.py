@@ -91,17 +91,28 @@ def _host_draws(logits, draws, options, seed):
     return np.concatenate(tokens)[:draws]
 
 
-def _graph_draws(logits, draws, options, seed):
+def _graph_draws(logits, draws, options, seed, chunk=1000):
+    """Draws `0 .. draws-1` of the graph sampler, `chunk` at a time: draw t's noise
+    depends only on (seed, t), so the chunks are the same draws as one call, and the
+    `(draws, vocab)` noise, tiled logits and top-p sort are never all held at once
+    (about 2 GB at 10,000 draws of 8,000 pieces)."""
+
     @tf.function
-    def run():
+    def run(first, last):
         noise = tf.map_fn(
             lambda t: graph_search.gumbel_noise(tf.constant(seed, tf.int64), t, len(logits)),
-            tf.range(draws),
+            tf.range(first, last),
             fn_output_signature=tf.float32,
-        )  # (draws, vocab)
-        return graph_search.sample_tokens(tf.tile(logits[None], [draws, 1]), noise, **options)
+        )  # (last - first, vocab)
+        rows = tf.shape(noise)[0]
+        return graph_search.sample_tokens(tf.tile(logits[None], [rows, 1]), noise, **options)
 
-    return run().numpy()
+    return np.concatenate(
+        [
+            run(tf.constant(first), tf.constant(min(first + chunk, draws))).numpy()
+            for first in range(0, draws, chunk)
+        ]
+    )
 
 
 def _first_step_logits(encode, step, ids, start_id):

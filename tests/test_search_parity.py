@@ -74,3 +74,15 @@ def test_sampling_check_catches_a_biased_sampler(setup, monkeypatch):
     assert result["max_abs_freq_diff_host"] > 0.3, result  # the arg-max every time: 1 - ~1/5
     assert result["max_abs_freq_diff_graph"] < FREQ_ATOL
     assert any("max_abs_freq_diff_host" in f for f in search_failures(result))
+
+
+def test_graph_draws_in_chunks_are_the_same_draws():
+    import numpy as np
+    from seq2seq_attn.export.search_parity import SAMPLE, _graph_draws
+
+    logits = np.random.default_rng(3).normal(size=50).astype("float32")
+    whole = _graph_draws(logits, 2500, SAMPLE, seed=7, chunk=2500)
+    chunked = _graph_draws(logits, 2500, SAMPLE, seed=7, chunk=1000)  # 1000, 1000, 500
+    assert chunked.shape == (2500,)
+    np.testing.assert_array_equal(chunked, whole)
+    assert len(np.unique(whole)) > 5  # real draws, not one token
