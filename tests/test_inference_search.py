@@ -620,3 +620,39 @@ def test_options_same_as_tensorflow(model, beam_width, kwargs):
 )
 def test_option_tables_same_as_tensorflow(table, kwargs):
     test_tables_same_as_tensorflow(table, dict(kwargs))
+
+
+def _stable_top_k(x, k):
+    index = np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    return np.take_along_axis(x, index, axis=-1), index
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 8])
+@pytest.mark.parametrize("n", [8, 41, 4000])
+def test_top_k_equals_a_stable_sort(k, n):
+    from seq2seq_attn.inference.search import NEG_INF, _top_k
+
+    rng = np.random.default_rng(k * 1000 + n)
+    peaked = log_softmax(rng.normal(scale=4.0, size=(6, n))).astype(np.float32)
+    flat = np.round(rng.normal(size=(6, n)), 1).astype(np.float32)  # many exact ties
+    first_step = peaked.copy()
+    first_step[:, n // 2 :] = NEG_INF  # what the first beam step looks like
+    for x in (peaked, flat, first_step, np.zeros((3, n), np.float32)):
+        values, index = _top_k(x, min(k, n))
+        want_values, want_index = _stable_top_k(x, min(k, n))
+        np.testing.assert_array_equal(index, want_index)
+        np.testing.assert_array_equal(values, want_values)
+        assert index.dtype == np.int32
+
+
+def test_top_k_takes_both_paths(monkeypatch):
+    from seq2seq_attn.inference import search
+
+    calls, real = [], search._top_k_of_candidates
+    monkeypatch.setattr(search, "_top_k_of_candidates", lambda *a: calls.append(1) or real(*a))
+    peaked = log_softmax(np.random.default_rng(0).normal(scale=4.0, size=(4, 8000)))
+    search._top_k(peaked.astype(np.float32), 4)
+    assert calls, "a peaked row should take the few-candidates path"
+    calls.clear()
+    search._top_k(np.zeros((4, 8000), np.float32), 4)  # every value ties: partition
+    assert not calls

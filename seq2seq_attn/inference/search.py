@@ -50,7 +50,6 @@ Example:
     [[1, 2, 3, 0, 0, 0]]
 """
 
-
 import numpy as np
 
 from seq2seq_attn.interface import DecodeOptions
@@ -288,16 +287,43 @@ def _flat_gather(x, parents, beam_width):
 def _top_k(x, k):
     """`tf.math.top_k` on the last axis of (batch, n): sorted, lower index first among ties.
 
-    The same result as a stable descending argsort cut to `k`, in O(n) instead of a sort of
-    all n = beam x vocab candidates: partition finds each row's k-th largest value t, every
-    value above t is kept, and of the values equal to t the ones of lowest index fill the
-    rest; only those k are then sorted (stably, so ties keep index order).
+    The same result as a stable descending argsort cut to `k`, without sorting all
+    n = beam x vocab candidates. Cut a row into k chunks: each chunk's maximum is at least
+    the smallest of the k maxima t0, so the row has k values >= t0 and its k largest are
+    all >= t0. Usually only a few values are, and `_top_k_of_candidates` sorts just those;
+    where many are (the first beam step, where all but one beam is at NEG_INF),
+    `_top_k_by_partition` takes over.
     """
     x = np.asarray(x)
-    n = x.shape[-1]
+    batch, n = x.shape
     if k >= n or np.isnan(x).any():  # NaN order is argsort's business; never in practice
         index = np.argsort(-x, axis=-1, kind="stable")[:, :k].astype(np.int32)
         return np.take_along_axis(x, index, axis=-1), index
+    floor = x[:, : n - n % k].reshape(batch, k, -1).max(axis=-1).min(axis=-1)  # (batch,)
+    candidates = x >= floor[:, None]  # (batch, n), at least k per row
+    if np.isfinite(floor).all() and candidates.sum(axis=-1).max() <= max(4 * k, n // 16):
+        return _top_k_of_candidates(x, k, candidates)
+    return _top_k_by_partition(x, k)
+
+
+def _top_k_of_candidates(x, k, candidates):
+    """`_top_k` given a mask that holds every row's k largest values (finite ones)."""
+    rows, cols = np.nonzero(candidates)  # row-major: ascending index within a row
+    counts = candidates.sum(axis=-1)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    values = np.full((x.shape[0], counts.max()), -np.inf, x.dtype)  # padding sorts last
+    index = np.zeros(values.shape, np.int64)
+    values[rows, slot], index[rows, slot] = x[rows, cols], cols
+    order = np.argsort(-values, axis=-1, kind="stable")[:, :k]  # ties keep index order
+    index = np.take_along_axis(index, order, axis=-1).astype(np.int32)
+    return np.take_along_axis(x, index, axis=-1), index
+
+
+def _top_k_by_partition(x, k):
+    """`_top_k` in O(n): partition finds each row's k-th largest value t, every value
+    above t is kept, and of the values equal to t the ones of lowest index fill the rest;
+    only those k are then sorted (stably, so ties keep index order)."""
+    n = x.shape[-1]
     kth = np.partition(x, n - k, axis=-1)[:, n - k : n - k + 1]  # (batch, 1)
     above = x > kth  # (batch, n)
     at = x == kth
@@ -318,10 +344,11 @@ def _expand_candidates(step_lp, finished, log_probs, lengths, coverage, weights,
     coverage and weights `(batch, beam, source_len)`.
     """
     is_end = np.arange(step_lp.shape[-1]) == end_id  # (vocab,)
-    eos_only = np.where(is_end, _F32(0), NEG_INF)  # (vocab,)
-    step_lp = np.where(finished[..., None], eos_only, step_lp)
     alive = ~finished
-    weights = np.where(alive[..., None], weights, _F32(0))
+    if finished.any():  # (a pass over every candidate, so only when some beam is finished)
+        eos_only = np.where(is_end, _F32(0), NEG_INF)  # (vocab,)
+        step_lp = np.where(finished[..., None], eos_only, step_lp)
+        weights = np.where(alive[..., None], weights, _F32(0))
     total = log_probs[..., None] + step_lp  # (batch, beam, vocab)
     cand_lengths = lengths + alive.astype(np.int32)  # (batch, beam)
     cand_coverage = coverage + weights  # (batch, beam, source_len)
