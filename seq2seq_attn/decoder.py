@@ -2,7 +2,7 @@
 
 Split the way Keras splits `GRUCell` from `GRU`: `call` decodes one token and
 is what gets exported as the `decode_step` graph; `unroll` runs the very same
-`transition` over a teacher-forced target (`scan_in_chunks`), then applies the
+`transition` over a teacher-forced target with `tf.scan`, then applies the
 output projection to all steps at once.
 
 Decoder state is a flat list of `(batch_size, units)` tensors, layer by layer
@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from seq2seq_attn.recurrence import make_rnn_cell, scan_in_chunks
+from seq2seq_attn.recurrence import make_rnn_cell
 from seq2seq_attn.validation import check_layer_args
 
 
@@ -301,13 +301,13 @@ class AttentionDecoderCell(keras.layers.Layer):
         weights0 = tf.zeros_like(tf.cast(memory[:, :, 0], "float32"))  # (batch, source_len)
         states = [tf.cast(s, self.compute_dtype) for s in states]
 
-        def step(states, x):
+        def step(carry, x):
             new_states, features, weights = self.transition(
-                x[0], states, memory, projected_keys, mask, training
+                x, carry[0], memory, projected_keys, mask, training
             )
-            return new_states, [features, weights]
+            return new_states, features, weights
 
-        _, (features, weights) = scan_in_chunks(step, [embedded], states, [features0, weights0])
+        _, features, weights = tf.scan(step, embedded, initializer=(states, features0, weights0))
         features = tf.transpose(features, [1, 0, 2])  # (batch, target_len, feature_size)
         weights = tf.transpose(weights, [1, 0, 2])  # (batch, target_len, source_len)
         logits = self.output_logits(self.dropout_layer(features, training=training))

@@ -1,12 +1,11 @@
-"""run_rnn against Keras' own GRU/LSTM layers with the same weights, masks included;
-its training loop (`scan_in_chunks`) against its export loop."""
+"""run_rnn against Keras' own GRU/LSTM layers with the same weights, masks included."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from seq2seq_attn.recurrence import make_rnn_cell, run_rnn, scan_in_chunks
+from seq2seq_attn.recurrence import make_rnn_cell, run_rnn
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(3, 6, 4)).astype("float32")
@@ -43,52 +42,3 @@ def test_traces_with_dynamic_batch_and_time():
     )
     assert fn(X, MASK).shape == (3, 6, 5)
     assert fn(X[:1, :2], MASK[:1, :2]).shape == (1, 2, 5)
-
-
-@pytest.mark.parametrize("rnn", ["gru", "lstm"])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("time", [1, 5, 6])  # odd lengths take a padding step
-def test_training_loop_equals_export_loop(rnn, reverse, time):
-    cell = make_rnn_cell(rnn, 5, name="c")
-    cell.build((None, 4))
-    x, mask = tf.constant(X[:, :time]), tf.constant(MASK[:, :time])
-    exported = run_rnn(cell, x, mask, reverse=reverse)
-    trained = tf.function(
-        lambda x, m: run_rnn(cell, x, m, reverse=reverse, training=True),
-        input_signature=[tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, None], tf.bool)],
-    )(x, mask)
-    # The same step maths in the same order: equal to the bit.
-    np.testing.assert_array_equal(trained[0], exported[0])
-    for a, b in zip(trained[1], exported[1], strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_training_loop_gradient_equals_export_loop():
-    cell = make_rnn_cell("gru", 5, name="c")
-    cell.build((None, 4))
-
-    def gradient(training):
-        with tf.GradientTape() as tape:
-            outputs, states = run_rnn(cell, tf.constant(X), tf.constant(MASK), training=training)
-            loss = tf.reduce_sum(outputs**2) + tf.reduce_sum(states[0])
-        return tape.gradient(loss, cell.trainable_variables)
-
-    for a, b in zip(gradient(True), gradient(False), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.parametrize("chunk", [1, 2, 3])
-def test_scan_in_chunks_is_a_scan(chunk):
-    elems = tf.constant(RNG.normal(size=(7, 2, 3)).astype("float32"))  # (time, batch, features)
-
-    def step(total, x):
-        total = total + x[0]
-        return total, [total, 2.0 * x[0]]
-
-    carry, (running, doubled) = scan_in_chunks(
-        step, [elems], tf.zeros([2, 3]), [tf.zeros([2, 3])] * 2, chunk=chunk
-    )
-    np.testing.assert_allclose(running, np.cumsum(elems, axis=0), rtol=1e-6)
-    np.testing.assert_array_equal(doubled, 2.0 * elems.numpy())
-    # Padding steps add zeros, so the final carry is the whole sum.
-    np.testing.assert_allclose(carry, np.sum(elems, axis=0), rtol=1e-6)
