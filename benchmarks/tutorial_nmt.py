@@ -34,8 +34,11 @@ What differs from the tutorial, and why:
 - The tutorial's `ShapeChecker` calls are left out: they only check shapes when running
   eagerly and do nothing inside `model.fit`'s compiled step.
 - Written against Keras 3 (`keras.layers` rather than `tf.keras.layers`, which is the
-  same Keras 3 in TensorFlow 2.16 and later); the inference methods (`get_next_token`,
-  `translate`) are not needed for training and are left out.
+  same Keras 3 in TensorFlow 2.16 and later).
+- `Export` is the tutorial's exported greedy `translate` in its dynamic-loop version (its
+  section "Optional: Use a dynamic loop": `tf.range` loop, `TensorArray`s of tokens and
+  attention, stopping once every row is done; temperature 0), on ids in and ids out for the
+  tokenization reason above.
 """
 
 import keras
@@ -186,3 +189,41 @@ def _pad(rows):
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
+
+
+class Export(tf.Module):
+    """The tutorial's exported greedy decoder: `translate_ids(source_ids)` -> `tokens`.
+
+    Args:
+        model: a `Translator`.
+        start_id, end_id: the target's [START] and [END] ids.
+        max_length: the loop's bound (the tutorial's dynamic version uses 500).
+    """
+
+    def __init__(self, model, start_id, end_id, max_length=500):
+        super().__init__()
+        self.model = model
+        self.start_id, self.end_id, self.max_length = start_id, end_id, max_length
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")])
+    def translate_ids(self, source_ids):
+        decoder = self.model.decoder
+        context = self.model.encoder(source_ids)  # (batch, s, units)
+        batch = tf.shape(source_ids)[0]
+        next_token = tf.fill([batch, 1], tf.constant(self.start_id, tf.int64))
+        done = tf.zeros([batch, 1], tf.bool)
+        state = tf.zeros([batch, decoder.rnn.units])  # the GRU's initial state
+        tokens = tf.TensorArray(tf.int64, size=1, dynamic_size=True)
+        attention = tf.TensorArray(tf.float32, size=1, dynamic_size=True)
+        for t in tf.range(self.max_length):
+            logits, state = decoder(context, next_token, state=state, return_state=True)
+            next_token = tf.argmax(logits, axis=-1)  # (batch, 1)
+            done = done | (next_token == self.end_id)
+            next_token = tf.where(done, tf.constant(0, tf.int64), next_token)
+            tokens = tokens.write(t, next_token)
+            attention = attention.write(t, decoder.last_attention_weights)
+            if tf.reduce_all(done):
+                break
+        tokens = tf.transpose(tf.squeeze(tokens.stack(), -1))  # (batch, t)
+        weights = tf.transpose(tf.squeeze(attention.stack(), 2), [1, 0, 2])  # (batch, t, s)
+        return {"tokens": tokens, "attention": weights}

@@ -25,7 +25,11 @@ its default options: 1 intra-op thread, no spinning), `onnx_host_ort_threads` (t
 onnxruntime's own thread count, one per core), `onnx_host_spin` (that pool spinning),
 `onnx_graph` (`greedy.onnx`), `litert_host` / `litert_graph` / `litert_int8`
 (`model*.tflite`, host loop or `greedy` signature), `saved_model` (the SavedModel's
-`greedy` signature).
+`greedy` signature), and `tutorial_saved_model`: the tutorial's own model
+(`tutorial_nmt.Translator`, trained here by `tutorial_nmt_export()` on the same training
+pairs and ids for as many batches of 64, the tutorial's way) saved with its exported greedy
+loop (`tutorial_nmt.Export`, the dynamic-loop version), ids in and out, with the same
+SentencePiece encode and decode around it as every other runtime.
 
     python benchmarks/tutorial_size.py                    # ~10 min on 2 busy cores
     python benchmarks/tutorial_size.py --no-export --runtimes onnx_host litert_graph
@@ -64,7 +68,9 @@ RUNTIMES = (
     "litert_graph",
     "litert_int8",
     "saved_model",
+    "tutorial_saved_model",
 )
+TUTORIAL_NMT_DIR = common.ROOT / "runs" / "tutorial-nmt-export"
 
 
 def tutorial_data(path=DATA_FILE, count=PAIRS, seed=common.SEED):
@@ -117,6 +123,46 @@ def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
     return common.save_run(out_dir, model, config, corpus, data, train_steps, started, note)
 
 
+def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STEPS):
+    """The tutorial's model trained on `run_dir`'s training pairs and SentencePiece ids for
+    `train_steps` of its own batches (shuffled, 64, padded to the longest), saved with
+    `tutorial_nmt.Export`; reused if present."""
+    out_dir = Path(out_dir)
+    if (out_dir / "saved_model.pb").exists():
+        return out_dir
+    import keras
+    import tensorflow as tf
+    import tutorial_nmt
+
+    from seq2seq_attn.data import tokenize_pairs
+    from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
+    from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
+    from seq2seq_attn.training import run_corpus
+    from seq2seq_attn.translator import RUN_INFO_FILE
+
+    info = json.loads((Path(run_dir) / RUN_INFO_FILE).read_text())
+    tokenizers = TokenizerPair.load(Path(run_dir) / "tokenizer")
+    train = run_corpus(run_dir, info).train
+    limits = tutorial_config()["training"]
+    tokenized = tokenize_pairs(
+        train,
+        GraphTokenizerPair(tokenizers),
+        limits["max_source_length"],
+        limits["max_target_length"],
+    )
+    pairs = [(s.tolist(), t.tolist()) for s, t in tokenized.as_numpy_iterator()]
+    keras.utils.set_random_seed(common.SEED)
+    vocab = (tokenizers.source.vocab_size, tokenizers.target.vocab_size)
+    model = tutorial_nmt.build_translator(*vocab, units=SIZE["units"])
+    batches = []
+    for epoch in range(-(-train_steps * 64 // len(pairs))):
+        batches += tutorial_nmt.tutorial_batches(pairs, train_steps, seed=epoch)
+    for (context, target_in), target_out in batches[:train_steps]:
+        model.train_on_batch((context, target_in), target_out)
+    tf.saved_model.save(tutorial_nmt.Export(model, START_ID, END_ID), str(out_dir))
+    return out_dir
+
+
 def export(run_dir, out=EXPORT_DIR, samples=200):
     """`seq2seq-attn export` in a child: wall time and peak RSS (export_cost.run_export_cli)."""
     from export_cost import run_export_cli
@@ -139,6 +185,16 @@ def make_translate(name, export_dir, tokenizers):
 
     export_dir = Path(export_dir)
     source, target = tokenizers.source, tokenizers.target
+    if name == "tutorial_saved_model":
+        import tensorflow as tf
+
+        tutorial = tf.saved_model.load(str(TUTORIAL_NMT_DIR))  # keep it: it owns the weights
+
+        def tutorial_saved_model(text):
+            ids = tf.constant(source.encode_batch([text]))
+            return target.decode(tutorial.translate_ids(ids)["tokens"].numpy()[0])
+
+        return tutorial_saved_model
     if name == "saved_model":
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers serving_default's ops)
@@ -247,6 +303,8 @@ def run(args):
     tokenizers = TokenizerPair.load(run_dir / "tokenizer")
     texts = test_sentences(run_dir, args.sentences)
     result["inputs"] = decode_steps(EXPORT_DIR, tokenizers, texts)
+    if "tutorial_saved_model" in args.runtimes:
+        tutorial_nmt_export(run_dir, train_steps=args.train_steps)
     translators = {name: make_translate(name, EXPORT_DIR, tokenizers) for name in args.runtimes}
     seconds, outputs = measure(translators, texts, args.repeats)
     result["settings"] = {
@@ -257,6 +315,9 @@ def run(args):
         "onnxruntime": __import__("onnxruntime").__version__,
     }
     result["latency"] = summarize(seconds, outputs)
+    if "tutorial_saved_model" in outputs:  # its own model: its own output lengths
+        pieces = [len(tokenizers.target.encode(t)) - 1 for t in outputs["tutorial_saved_model"]]
+        result["inputs"]["tutorial_output_pieces_median"] = statistics.median(pieces)
     for name, row in result["latency"].items():
         ratio = row.get("ratio_to_litert_graph", float("nan"))
         print(f"{name:16} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  x{ratio:.2f}")
