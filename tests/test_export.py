@@ -109,6 +109,16 @@ def test_parity_on_random_padded_batches(exported, run_dir, runtime):
     assert float_failures(runtime, result) == []
 
 
+def test_spilled_reference_logits_are_read_back_unchanged(run_dir, tmp_path):
+    model = Translator.load(run_dir).model
+    ids = random_padded_batch(model.source_vocab_size, np.random.default_rng(4))
+    kept = Reference(model, ids)
+    spilled = Reference(model, ids, spill_to=tmp_path / "batch0.npy")
+    assert (tmp_path / "batch0.npy").is_file()
+    assert "_logits" not in vars(spilled)  # not held in memory
+    np.testing.assert_array_equal(spilled.logits, kept.logits)
+
+
 def perturb_onnx(path):
     graph = onnx.load(str(path))
     biggest = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))
@@ -249,6 +259,7 @@ def test_parity_in_several_batches_passes_and_counts_every_sentence(exported, ru
     )
     assert report["passed"], report["failures"]
     assert report["samples"] == 12 and report["parity_batch_size"] == 5
+    assert not list(out.glob(".parity-logits-*"))  # the spilled logits are gone
     translate = report["artifacts"]["translate.onnx/onnxruntime+extensions"]
     assert translate["translation_agreement"] == 1.0
 
