@@ -301,15 +301,16 @@ def _top_k(x, k):
         return np.take_along_axis(x, index, axis=-1), index
     floor = x[:, : n - n % k].reshape(batch, k, -1).max(axis=-1).min(axis=-1)  # (batch,)
     candidates = x >= floor[:, None]  # (batch, n), at least k per row
-    if np.isfinite(floor).all() and candidates.sum(axis=-1).max() <= max(4 * k, n // 16):
-        return _top_k_of_candidates(x, k, candidates)
+    counts = candidates.sum(axis=-1)  # (batch,)
+    if np.isfinite(floor).all() and counts.max() <= max(4 * k, n // 16):
+        return _top_k_of_candidates(x, k, candidates, counts)
     return _top_k_by_partition(x, k)
 
 
-def _top_k_of_candidates(x, k, candidates):
-    """`_top_k` given a mask that holds every row's k largest values (finite ones)."""
+def _top_k_of_candidates(x, k, candidates, counts):
+    """`_top_k` given a mask that holds every row's k largest values (finite ones) and
+    its per-row counts."""
     rows, cols = np.nonzero(candidates)  # row-major: ascending index within a row
-    counts = candidates.sum(axis=-1)
     slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     values = np.full((x.shape[0], counts.max()), -np.inf, x.dtype)  # padding sorts last
     index = np.zeros(values.shape, np.int64)
