@@ -33,6 +33,7 @@ SentencePiece encode and decode around it as every other runtime.
 
     python benchmarks/tutorial_size.py                    # ~10 min on 2 busy cores
     python benchmarks/tutorial_size.py --no-export --runtimes onnx_host litert_graph
+    python benchmarks/tutorial_size.py --no-export --baseline-export runs/old-export
 
 Writes benchmarks/results/tutorial_size.json.
 """
@@ -306,6 +307,12 @@ def run(args):
     if "tutorial_saved_model" in args.runtimes:
         tutorial_nmt_export(run_dir, train_steps=args.train_steps)
     translators = {name: make_translate(name, EXPORT_DIR, tokenizers) for name in args.runtimes}
+    if args.baseline_export is not None:
+        result["baseline_export"] = str(args.baseline_export)
+        for name in args.runtimes:
+            if name != "tutorial_saved_model":
+                translate = make_translate(name, args.baseline_export, tokenizers)
+                translators[f"{name}@baseline"] = translate
     seconds, outputs = measure(translators, texts, args.repeats)
     result["settings"] = {
         "sentences": len(texts),
@@ -320,7 +327,7 @@ def run(args):
         result["inputs"]["tutorial_output_pieces_median"] = statistics.median(pieces)
     for name, row in result["latency"].items():
         ratio = row.get("ratio_to_litert_graph", float("nan"))
-        print(f"{name:16} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  x{ratio:.2f}")
+        print(f"{name:25} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  x{ratio:.2f}")
     return result
 
 
@@ -334,6 +341,12 @@ def main(argv=None):
     parser.add_argument("--export", action="store_true", help="export again (timed)")
     parser.add_argument("--no-export", dest="export", action="store_false")
     parser.add_argument("--name", default="tutorial_size", help="results/NAME.json")
+    parser.add_argument(
+        "--baseline-export",
+        type=Path,
+        help="another export of the same run (e.g. by an earlier commit): its runtimes join "
+        "the turns as NAME@baseline",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = run(args)

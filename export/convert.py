@@ -161,6 +161,26 @@ def _gru_weights(cells):
     return w.astype("float32"), r.astype("float32"), b.astype("float32")
 
 
+def _step_memory_node(model, inits):
+    """The node from the encoder states `encoded` to the step's `memory`
+    (`AttentionDecoderCell.step_memory`); appends its weights to `inits`."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    cell = model.decoder_cell
+    if not cell.folds_context:
+        return helper.make_node("Identity", ["encoded"], ["memory"])
+    rows = np.concatenate(
+        [
+            np.asarray(cell.rnn_cell.kernel)[cell.embedding_dim :],
+            np.asarray(cell.output_layer.kernel)[cell.units :],
+        ],
+        axis=1,
+    )  # (memory_units, gates * units + vocab)
+    inits.append(numpy_helper.from_array(rows.astype(np.float32), "context_rows"))
+    return helper.make_node("MatMul", ["encoded", "context_rows"], ["memory"])
+
+
 def encoder_onnx(model, source_length=None):
     """The `encode` graph with ONNX `GRU` ops in place of tf2onnx's `Loop`s.
 
@@ -168,7 +188,8 @@ def encoder_onnx(model, source_length=None):
     per source position, which onnxruntime runs at ~0.2 ms a position at the tutorial's
     size (3.4 ms for 8 tokens, against 1.5 ms for the same encoder in LiteRT). One `GRU`
     op per layer (both directions) runs the same cells in one kernel. Same inputs and
-    outputs as the tf2onnx graph (`source_ids` -> memory, projected_keys, mask, state_0).
+    outputs as the tf2onnx graph (`source_ids` -> memory, projected_keys, mask, state_0;
+    `memory` is the step's, see `_step_memory_node`).
 
     Padding must come last in every row (as `encode_batch` and the server pad): the
     mask's count of non-padding ids is the `sequence_lens` of the GRU, which then runs
@@ -232,12 +253,13 @@ def encoder_onnx(model, source_length=None):
     nodes += [
         node("Transpose", [x], ["outputs"], perm=[1, 0, 2]),  # (batch, length, memory_units)
         node("Unsqueeze", ["mask", "minus1"], ["mask3"]),
-        node("Mul", ["outputs", "mask3"], ["memory"]),
+        node("Mul", ["outputs", "mask3"], ["encoded"]),  # the Keras memory
         node("Transpose", [f"h{top}"], ["finals_t"], perm=[1, 0, 2]),  # (batch, dirs, units)
         node("Reshape", ["finals_t", "merge2"], ["finals"]),  # (batch, memory_units)
         node("Gemm", ["finals", "bridge_kernel", "bridge_bias"], ["bridged"]),
         node("Tanh", ["bridged"], ["state_0"]),
-        node("MatMul", ["memory", "key_kernel"], ["projected_keys"]),
+        node("MatMul", ["encoded", "key_kernel"], ["projected_keys"]),
+        _step_memory_node(model, inits),
     ]
     inits.append(numpy_helper.from_array(np.array([-1], np.int64), "minus1"))
     length = source_length or "length"
@@ -247,7 +269,11 @@ def encoder_onnx(model, source_length=None):
         "encode",
         [value("source_ids", TensorProto.INT32, ["batch", length])],
         [
-            value("memory", TensorProto.FLOAT, ["batch", length, dirs * units]),
+            value(
+                "memory",
+                TensorProto.FLOAT,
+                ["batch", length, model.decoder_cell.step_memory_units],
+            ),
             value("projected_keys", TensorProto.FLOAT, ["batch", length, None]),
             value("mask", TensorProto.FLOAT, ["batch", length]),
             value("state_0", TensorProto.FLOAT, ["batch", None]),

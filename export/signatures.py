@@ -10,6 +10,12 @@
     translate_ids(source_ids)     -> tokens, scores, attention (beam search, `beam_width`)
     serving_default(text)         -> translation, tokens, scores (tokenization in the graph)
 
+`memory` is what the step reads of the source: the encoder states, or for an untied
+Bahdanau decoder those states already multiplied by the context's rows of the first RNN
+layer's kernel and of the output layer (`AttentionDecoderCell.step_memory`), so that a
+step does not multiply the context by the output layer again. Pass `encode`'s outputs
+to `decode_step` unchanged either way.
+
 The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. Input names
 never equal output names (tf2onnx rejects graphs where they do).
 """
@@ -51,8 +57,8 @@ class ExportModule(tf.Module):
         cell = model.decoder_cell
         self.state_names = [state_name(i) for i in range(len(cell.state_sizes))]
         self.state_sizes = list(cell.state_sizes)
-        self.memory_units = model.encoder.memory_units
-        keys = cell.project_keys(tf.zeros([1, 1, self.memory_units]))
+        keys = cell.project_keys(tf.zeros([1, 1, model.encoder.memory_units]))
+        self.memory_units = cell.step_memory_units  # what decode_step reads of the source
         self.key_units = 1 if keys is None else int(keys.shape[-1])
         length = max_source_length
         ids = spec([None, length], tf.int32, "source_ids")
@@ -84,7 +90,7 @@ class ExportModule(tf.Module):
         return tf.zeros_like(memory[:, :, :1])  # the vanilla decoder reads no keys
 
     def _encode(self, source_ids):
-        memory, keys, mask, states = self.model.encode(source_ids)
+        memory, keys, mask, states = self.model.search_encode(source_ids)
         out = {
             "memory": memory,
             "projected_keys": self._keys_or_placeholder(keys, memory),
@@ -98,7 +104,7 @@ class ExportModule(tf.Module):
         states, (memory, keys, mask) = list(args[:n]), args[n:]
         if self.model.decoder_cell.attention is None:
             keys = None
-        logits, new_states, weights = self.model.decode_step(
+        logits, new_states, weights = self.model.search_step(
             prev_tokens, states, memory, keys, tf.cast(mask, tf.bool)
         )
         out = {"logits": logits, "attention": weights}

@@ -15,7 +15,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from seq2seq_attn.recurrence import make_rnn_cell
+from seq2seq_attn.attention import masked_softmax
+from seq2seq_attn.recurrence import cell_from_projection, make_rnn_cell
 from seq2seq_attn.validation import check_layer_args
 
 
@@ -214,6 +215,11 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         n = self._states_per_layer
         output, layer_states = self.rnn_cell(x, rnn_states[:n], training=training)
+        return self._upper_stack(output, layer_states, rnn_states, training)
+
+    def _upper_stack(self, output, layer_states, rnn_states, training=False):
+        """Layers 2..N of `stack` above layer 1's `(output, layer_states)`."""
+        n = self._states_per_layer
         new_states = list(layer_states)
         for index, cell in enumerate(self.upper_cells, start=2):
             below = output
@@ -280,6 +286,73 @@ class AttentionDecoderCell(keras.layers.Layer):
         )
         logits = self.output_logits(self.dropout_layer(features, training=training))
         return logits, new_states, weights
+
+    @property
+    def folds_context(self):
+        """Whether `step` reads the memory folded through the context's weights.
+
+        In Bahdanau order the context c_i = sum_j a_ij h_j reaches the logits and the
+        first RNN layer only through products W c_i = sum_j a_ij (W h_j): the products
+        W h_j are taken once per sentence (`step_memory`) and every step mixes them with
+        its weights, instead of multiplying c_i by the output layer's context rows
+        (memory_units x vocab_size, the largest read of a step at batch 1) at every step.
+        Untied decoders in Bahdanau order (any scorer) only; the others step on the memory itself.
+        """
+        return self.attention is not None and not self.input_feeding and not self.tie_embeddings
+
+    @property
+    def step_memory_units(self):
+        """Feature size of `step_memory(memory)`."""
+        if not self.folds_context:
+            return self.memory_units
+        return int(self.rnn_cell.kernel.shape[-1]) + self.vocab_size
+
+    def step_memory(self, memory):
+        """What `step` reads of the source, once per sentence.
+
+        Args:
+            memory: `(batch_size, source_length, memory_units)` encoder states h_j.
+
+        Returns:
+            `(batch_size, source_length, step_memory_units)`: with `folds_context`,
+            [h_j W_x; h_j W_o] for the context rows W_x of the first RNN layer's
+            kernel and W_o of the output layer's; otherwise `memory` itself.
+        """
+        if not self.folds_context:
+            return memory
+        dtype = memory.dtype
+        rnn_rows = tf.cast(self.rnn_cell.kernel[self.embedding_dim :], dtype)
+        out_rows = tf.cast(self.output_layer.kernel[self.units :], dtype)
+        return tf.concat(
+            [tf.matmul(memory, rnn_rows), tf.matmul(memory, out_rows)], axis=-1
+        )  # (batch, source_len, gates * units + vocab)
+
+    def step(self, prev_tokens, states, step_memory, projected_keys, mask=None):
+        """One inference step on `step_memory(memory)`: `call`'s results, less work.
+
+        Same arguments and results as `call` (no dropout), with `step_memory` in
+        place of the memory. Without `folds_context` it is `call`; with it the
+        logits differ from `call`'s by float rounding only (the sums run in another order).
+        """
+        if not self.folds_context:
+            return self(prev_tokens, states, step_memory, projected_keys, mask)
+        states = list(states)
+        n_rnn = self._states_per_layer * self.num_layers
+        query = states[n_rnn - self._states_per_layer]  # (batch, units), top layer's s_{i-1}
+        weights = masked_softmax(self.attention.score(query, projected_keys), mask)
+        dtype = step_memory.dtype
+        folded = tf.einsum("bs,bsd->bd", tf.cast(weights, dtype), step_memory)
+        gates = int(self.rnn_cell.kernel.shape[-1])
+        embedded = self.embedding(tf.cast(prev_tokens, "int32"))  # (batch, emb)
+        emb_rows = tf.cast(self.rnn_cell.kernel[: self.embedding_dim], dtype)
+        projected = tf.matmul(embedded, emb_rows) + folded[:, :gates]  # [E y; c] @ kernel
+        n = self._states_per_layer
+        output, layer_states = cell_from_projection(self.rnn_cell, projected, states[:n])
+        output, new_states = self._upper_stack(output, layer_states, states[:n_rnn])
+        own_rows = tf.cast(self.output_layer.kernel[: self.units], dtype)
+        logits = tf.matmul(output, own_rows) + folded[:, gates:]  # W_o [s_i; c_i]
+        logits = logits + tf.cast(self.output_layer.bias, dtype)
+        return tf.cast(logits, "float32"), new_states, weights
 
     def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):
         """Teacher-forced decoding of a whole target sequence.

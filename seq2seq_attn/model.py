@@ -170,6 +170,20 @@ class Seq2SeqAttention(keras.Model):
             tf.cast(prev_tokens, tf.int32), states, memory, projected_keys, mask, training=False
         )
 
+    def search_encode(self, source_ids):
+        """`encode` for the searches and the exported step graphs: `(step_memory,
+        projected_keys, mask, states)`, the memory as `AttentionDecoderCell.step_memory`
+        prepares it for `search_step`."""
+        memory, keys, mask, states = self.encode(source_ids)
+        return self.decoder_cell.step_memory(memory), keys, mask, states
+
+    def search_step(self, prev_tokens, states, step_memory, projected_keys, mask):
+        """`decode_step` on `search_encode`'s step memory (`AttentionDecoderCell.step`):
+        `(logits, new_states, weights)`, what every search and export runs."""
+        return self.decoder_cell.step(
+            tf.cast(prev_tokens, tf.int32), states, step_memory, projected_keys, mask
+        )
+
     def teacher_forced(self, source_ids, target_in_ids, training=False):
         """Logits `(batch, target_len, vocab)` and attention `(batch, target_len, source_len)`."""
         memory, keys, mask, states = self.encode(source_ids, training=training)
@@ -240,7 +254,7 @@ class Seq2SeqAttention(keras.Model):
                 raise ValueError(f"`{name}` must be >= 0, received: {name}={value!r}")
         if num_return_sequences is not None:
             options["n_best"] = num_return_sequences
-        memory, keys, mask, states = self.encode(source_ids)
+        memory, keys, mask, states = self.search_encode(source_ids)
         common = dict(
             start_id=self.start_id,
             end_id=self.end_id,
@@ -250,9 +264,9 @@ class Seq2SeqAttention(keras.Model):
             **options,
         )
         if beam_width == 1:
-            return greedy_search(self.decode_step, states, memory, keys, mask, **common)
+            return greedy_search(self.search_step, states, memory, keys, mask, **common)
         return beam_search(
-            self.decode_step, states, memory, keys, mask, beam_width=beam_width, **common
+            self.search_step, states, memory, keys, mask, beam_width=beam_width, **common
         )
 
     def get_config(self):

@@ -59,3 +59,47 @@ def run_rnn(cell, inputs, mask, reverse=False, training=False):
         lambda i, *_: i < time, body, (tf.constant(0), states, outputs), maximum_iterations=time
     )
     return outputs, states
+
+
+def cell_from_projection(cell, projected, states):
+    """One inference step of a Keras cell whose input arrives already multiplied by its kernel.
+
+    The maths of `cell(x, states)` (Keras' default implementation 2, GRU with
+    `reset_after`, no dropout) with `projected = x @ cell.kernel` given instead of x.
+    A caller that knows parts of x @ kernel in advance (the attention decoder folds
+    its context's share into the encoder memory once per sentence, see
+    `AttentionDecoderCell.step_memory`) then skips that share of the product.
+
+    Args:
+        cell: a built Keras `GRUCell` (`reset_after=True`) or `LSTMCell`.
+        projected: `(batch_size, gates * units)`, x @ kernel without the bias.
+        states: `[h]` (GRU) or `[h, c]` (LSTM), each `(batch_size, units)`.
+
+    Returns:
+        `(output, new_states)` as `cell(x, states)` returns them.
+    """
+    dtype = projected.dtype
+    recurrent = tf.matmul(states[0], tf.cast(cell.recurrent_kernel, dtype))
+    bias = tf.cast(cell.bias, dtype) if cell.use_bias else None
+    if isinstance(cell, keras.layers.LSTMCell):
+        z = projected + recurrent  # (batch, 4 units), Keras' order of additions
+        if bias is not None:
+            z = z + bias
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+        c = cell.recurrent_activation(z_f) * states[1] + cell.recurrent_activation(
+            z_i
+        ) * cell.activation(z_c)
+        h = cell.recurrent_activation(z_o) * cell.activation(c)
+        return h, [h, c]
+    if not cell.reset_after:
+        raise ValueError("cell_from_projection supports GRU cells with reset_after=True only")
+    if bias is not None:
+        projected = projected + bias[0]  # input bias
+        recurrent = recurrent + bias[1]  # recurrent bias
+    x_z, x_r, x_h = tf.split(projected, 3, axis=-1)  # (batch, units) each
+    r_z, r_r, r_h = tf.split(recurrent, 3, axis=-1)
+    z = cell.recurrent_activation(x_z + r_z)
+    r = cell.recurrent_activation(x_r + r_r)
+    hh = cell.activation(x_h + r * r_h)
+    h = z * states[0] + (1 - z) * hh
+    return h, [h]

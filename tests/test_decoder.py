@@ -329,3 +329,50 @@ def test_bad_stacking_and_tying_arguments(kwargs, match):
     args = dict(vocab_size=VOCAB, embedding_dim=EMB, units=UNITS, memory_units=MEMORY_UNITS)
     with pytest.raises(ValueError, match=match):
         AttentionDecoderCell(**args, **kwargs)
+
+
+STEP_CASES = [case + (1, False) for case in CASES] + [
+    ("gru", "bahdanau", False, 3, False),
+    ("lstm", "bahdanau", False, 2, False),
+    *DEEP_CASES,
+]
+
+
+@pytest.mark.parametrize("case", STEP_CASES)
+def test_step_on_step_memory_equals_call(case):
+    cell = make_deep_cell(*case)
+    cell.build()
+    # Non-zero output and GRU biases, so that a bias dropped or added twice shows.
+    for weight in cell.weights:
+        if "bias" in weight.path:
+            weight.assign(RNG.normal(size=weight.shape).astype("float32"))
+    rnn, attention, input_feeding, _, tied = case
+    assert cell.folds_context == (attention is not None and not input_feeding and not tied)
+    step_memory = cell.step_memory(MEMORY)
+    assert step_memory.shape == (2, 4, cell.step_memory_units)
+    if not cell.folds_context:
+        assert step_memory is MEMORY
+    gates = 3 if rnn == "gru" else 4
+    if cell.folds_context:
+        assert cell.step_memory_units == gates * UNITS + VOCAB
+    keys = cell.project_keys(MEMORY)
+    states = folded_states = initial_states(cell)
+    for t in range(TARGET_IN.shape[1]):
+        logits, states, weights = cell(TARGET_IN[:, t], states, MEMORY, keys, MASK)
+        got, folded_states, got_weights = cell.step(
+            TARGET_IN[:, t], folded_states, step_memory, keys, MASK
+        )
+        np.testing.assert_allclose(got, logits, atol=ATOL)
+        np.testing.assert_allclose(got_weights, weights, atol=ATOL)
+        assert np.all(np.asarray(got_weights)[1, 2:] == 0)  # masked source positions
+        for a, b in zip(folded_states, states, strict=True):
+            np.testing.assert_allclose(a, b, atol=ATOL)
+
+
+def test_step_memory_is_zero_at_zero_memory_rows():
+    cell = make_cell("gru", "bahdanau")
+    cell.build()
+    memory = MEMORY * MASK[..., None]  # the encoder zeroes padding positions
+    step_memory = np.asarray(cell.step_memory(memory))
+    assert np.all(step_memory[1, 2:] == 0)
+    assert np.all(np.abs(step_memory[1, :2]).max(axis=-1) > 0)

@@ -286,11 +286,18 @@ def _run_encoder_onnx(model, ids):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(), dict(bidirectional=False), dict(encoder_layers=2, units=12)]
+    "kwargs",
+    [
+        dict(),
+        dict(bidirectional=False),
+        dict(encoder_layers=2, units=12),
+        dict(tie_embeddings=True),  # the step reads the memory itself
+    ],
 )
 def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
     """ONNX GRU ops (sequence_lens from the mask) against the masked Keras loop, rows of
-    lengths 1 to full, the backward direction included."""
+    lengths 1 to full, the backward direction included; `memory` is the step's
+    (`search_encode`: folded through the context's weights unless tied)."""
     import keras
     from seq2seq_attn.export.convert import native_encoder_supported
 
@@ -303,7 +310,8 @@ def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
         w.assign(np.random.default_rng(1).normal(0, 0.5, w.shape).astype("float32"))
     assert native_encoder_supported(model)
     ids = random_padded_batch(50, np.random.default_rng(2))  # lengths 1, 3, 7, 12, 5
-    memory, keys, mask, states = model.encode(ids)
+    memory, keys, mask, states = model.search_encode(ids)
+    assert memory.shape[-1] == model.decoder_cell.step_memory_units
     got = _run_encoder_onnx(model, ids)
     np.testing.assert_allclose(got["memory"], memory, atol=1e-5)
     np.testing.assert_allclose(got["projected_keys"], keys, atol=1e-5)
