@@ -161,14 +161,14 @@ def _gru_weights(cells):
     return w.astype("float32"), r.astype("float32"), b.astype("float32")
 
 
-def _step_memory_node(model, inits):
+def _step_memory_node(model, inits, folded=None):
     """The node from the encoder states `encoded` to the step's `memory`
     (`AttentionDecoderCell.step_memory`); appends its weights to `inits`."""
     import numpy as np
     from onnx import helper, numpy_helper
 
     cell = model.decoder_cell
-    if not cell.folds_context:
+    if not cell.use_folding(folded):
         return helper.make_node("Identity", ["encoded"], ["memory"])
     rows = np.concatenate(
         [
@@ -181,7 +181,7 @@ def _step_memory_node(model, inits):
     return helper.make_node("MatMul", ["encoded", "context_rows"], ["memory"])
 
 
-def encoder_onnx(model, source_length=None):
+def encoder_onnx(model, source_length=None, folded=None):
     """The `encode` graph with ONNX `GRU` ops in place of tf2onnx's `Loop`s.
 
     tf2onnx turns each direction's `tf.while_loop` into an ONNX `Loop` of ~55 small nodes
@@ -198,6 +198,8 @@ def encoder_onnx(model, source_length=None):
     Args:
         model: a built `Seq2SeqAttention` with `native_encoder_supported(model)`.
         source_length: optional static source length (`ExportModule.max_source_length`).
+        folded: `memory` folded through the context's weights (`ExportModule.folded`;
+            None: where the decoder allows).
 
     Returns:
         an `onnx.ModelProto`.
@@ -259,7 +261,7 @@ def encoder_onnx(model, source_length=None):
         node("Gemm", ["finals", "bridge_kernel", "bridge_bias"], ["bridged"]),
         node("Tanh", ["bridged"], ["state_0"]),
         node("MatMul", ["encoded", "key_kernel"], ["projected_keys"]),
-        _step_memory_node(model, inits),
+        _step_memory_node(model, inits, folded),
     ]
     inits.append(numpy_helper.from_array(np.array([-1], np.int64), "minus1"))
     length = source_length or "length"
@@ -272,7 +274,7 @@ def encoder_onnx(model, source_length=None):
             value(
                 "memory",
                 TensorProto.FLOAT,
-                ["batch", length, model.decoder_cell.step_memory_units],
+                ["batch", length, model.decoder_cell.step_memory_units(folded)],
             ),
             value("projected_keys", TensorProto.FLOAT, ["batch", length, None]),
             value("mask", TensorProto.FLOAT, ["batch", length]),
@@ -289,7 +291,7 @@ def write_encoder_onnx(module, path):
 
     if not native_encoder_supported(module.model):
         return to_onnx(module.encode, path)
-    model = encoder_onnx(module.model, module.max_source_length)
+    model = encoder_onnx(module.model, module.max_source_length, module.folded)
     model.ir_version = min(model.ir_version, 8)  # what tf2onnx writes for opset 17
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -326,6 +328,16 @@ def release_memory():
         pass
 
 
+# Whether the TFLite graphs step on the memory folded through the context's weights. At the
+# benchmark size (batch 32, 39 source tokens, 1536 + 8000 folded features) LiteRT's host
+# greedy took 3.13 s folded against 1.57 s on the encoder states: LiteRT copies every step's
+# inputs in and its BATCH_MATMUL over the (batch, source, features) memory ran at 2.4 GB/s,
+# where onnxruntime ran the folded step faster than the unfolded one (beam 4: 3.12 against
+# 3.78 s). At batch 1 folding made LiteRT 1.15x faster (tutorial size), a choice this flag
+# leaves to whoever exports for phones.
+TFLITE_FOLDED = False
+
+
 def export_all(module, out_dir, stage=_run):
     """Writes every artifact of `module` into `out_dir`; returns {artifact: relative path}.
 
@@ -347,7 +359,10 @@ def export_all(module, out_dir, stage=_run):
     stage("saved_model", save_saved_model, module, out_dir / "saved_model")
     with tempfile.TemporaryDirectory() as tmp:
         frozen = Path(tmp) / "frozen"
-        stage("frozen_step_graphs", save_frozen_steps, module, frozen)
+        # LiteRT steps on the encoder states: its BATCH_MATMUL over a non-constant operand
+        # made the folded step 2x slower at batch 32 (see `TFLITE_FOLDED`).
+        tflite_module = module if TFLITE_FOLDED else module.unfolded()
+        stage("frozen_step_graphs", save_frozen_steps, tflite_module, frozen)
         for filename, quantization in TFLITE_VARIANTS.items():
             stage(f"tflite:{filename}", to_tflite, frozen, out_dir / filename, quantization)
             written[filename] = filename

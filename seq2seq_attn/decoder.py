@@ -300,25 +300,39 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         return self.attention is not None and not self.input_feeding and not self.tie_embeddings
 
-    @property
-    def step_memory_units(self):
-        """Feature size of `step_memory(memory)`."""
-        if not self.folds_context:
+    def use_folding(self, folded=None):
+        """Whether to step folded: `folded`, or `folds_context` for None.
+
+        Raises:
+            ValueError: `folded=True` for a cell that cannot fold.
+        """
+        if folded is None:
+            return self.folds_context
+        if folded and not self.folds_context:
+            raise ValueError(
+                "`folded=True` needs an untied decoder in Bahdanau order (see folds_context)"
+            )
+        return bool(folded)
+
+    def step_memory_units(self, folded=None):
+        """Feature size of `step_memory(memory, folded)`."""
+        if not self.use_folding(folded):
             return self.memory_units
         return int(self.rnn_cell.kernel.shape[-1]) + self.vocab_size
 
-    def step_memory(self, memory):
+    def step_memory(self, memory, folded=None):
         """What `step` reads of the source, once per sentence.
 
         Args:
             memory: `(batch_size, source_length, memory_units)` encoder states h_j.
+            folded: fold the context's weights in (None: `folds_context`).
 
         Returns:
-            `(batch_size, source_length, step_memory_units)`: with `folds_context`,
+            `(batch_size, source_length, step_memory_units(folded))`: folded,
             [h_j W_x; h_j W_o] for the context rows W_x of the first RNN layer's
             kernel and W_o of the output layer's; otherwise `memory` itself.
         """
-        if not self.folds_context:
+        if not self.use_folding(folded):
             return memory
         dtype = memory.dtype
         rnn_rows = tf.cast(self.rnn_cell.kernel[self.embedding_dim :], dtype)
@@ -327,31 +341,49 @@ class AttentionDecoderCell(keras.layers.Layer):
             [tf.matmul(memory, rnn_rows), tf.matmul(memory, out_rows)], axis=-1
         )  # (batch, source_len, gates * units + vocab)
 
-    def step(self, prev_tokens, states, step_memory, projected_keys, mask=None):
-        """One inference step on `step_memory(memory)`: `call`'s results, less work.
+    def step(self, prev_tokens, states, step_memory, projected_keys, mask=None, folded=None):
+        """One inference step of k hypotheses per sentence on `step_memory(memory)`.
 
-        Same arguments and results as `call` (no dropout), with `step_memory` in
-        place of the memory. Without `folds_context` it is `call`; with it the
-        logits differ from `call`'s by float rounding only (the sums run in another order).
+        `call`'s results for rows that share their sentence's source: `prev_tokens` and
+        `states` hold `batch_size * k` rows, sentence by sentence (rows b*k to b*k+k-1
+        are sentence b's; k is 1 for greedy search, the beam width for beam search),
+        while `step_memory`, `projected_keys` and `mask` hold one row per sentence, so a
+        beam search never copies them per hypothesis. Folded (`folded`, None: as
+        `folds_context`; `step_memory` must then be `step_memory(memory, folded)`), the
+        logits differ from `call`'s by float rounding only (the sums run in another
+        order); otherwise the source tensors are repeated per hypothesis and `call` runs.
+
+        Returns:
+            `(logits, new_states, weights)`, `batch_size * k` rows each, as `call`.
         """
-        if not self.folds_context:
-            return self(prev_tokens, states, step_memory, projected_keys, mask)
+        rows = tf.shape(prev_tokens)[0]
+        per_sentence = rows // tf.shape(step_memory)[0]  # k
+        if not self.use_folding(folded):
+            sentence = tf.range(rows) // per_sentence  # (rows,), each row's sentence
+            keys = None if projected_keys is None else tf.gather(projected_keys, sentence)
+            mask = None if mask is None else tf.gather(mask, sentence)
+            return self(prev_tokens, states, tf.gather(step_memory, sentence), keys, mask)
         states = list(states)
         n_rnn = self._states_per_layer * self.num_layers
-        query = states[n_rnn - self._states_per_layer]  # (batch, units), top layer's s_{i-1}
-        weights = masked_softmax(self.attention.score(query, projected_keys), mask)
+        query = states[n_rnn - self._states_per_layer]  # (rows, units), top layer's s_{i-1}
+        queries = tf.reshape(query, [-1, per_sentence, self.units])  # (batch, k, units)
+        scores = self.attention.score_groups(queries, projected_keys)  # (batch, k, source_len)
+        group_mask = None if mask is None else tf.expand_dims(mask, 1)  # (batch, 1, source_len)
+        weights = masked_softmax(scores, group_mask)  # (batch, k, source_len), float32
         dtype = step_memory.dtype
-        folded = tf.einsum("bs,bsd->bd", tf.cast(weights, dtype), step_memory)
+        context = tf.matmul(tf.cast(weights, dtype), step_memory)  # (batch, k, gates + vocab)
+        context = tf.reshape(context, [rows, self.step_memory_units(True)])
         gates = int(self.rnn_cell.kernel.shape[-1])
-        embedded = self.embedding(tf.cast(prev_tokens, "int32"))  # (batch, emb)
+        embedded = self.embedding(tf.cast(prev_tokens, "int32"))  # (rows, emb)
         emb_rows = tf.cast(self.rnn_cell.kernel[: self.embedding_dim], dtype)
-        projected = tf.matmul(embedded, emb_rows) + folded[:, :gates]  # [E y; c] @ kernel
+        projected = tf.matmul(embedded, emb_rows) + context[:, :gates]  # [E y; c] @ kernel
         n = self._states_per_layer
         output, layer_states = cell_from_projection(self.rnn_cell, projected, states[:n])
         output, new_states = self._upper_stack(output, layer_states, states[:n_rnn])
         own_rows = tf.cast(self.output_layer.kernel[: self.units], dtype)
-        logits = tf.matmul(output, own_rows) + folded[:, gates:]  # W_o [s_i; c_i]
+        logits = tf.matmul(output, own_rows) + context[:, gates:]  # W_o [s_i; c_i]
         logits = logits + tf.cast(self.output_layer.bias, dtype)
+        weights = tf.reshape(weights, [rows, -1])  # (rows, source_len)
         return tf.cast(logits, "float32"), new_states, weights
 
     def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):

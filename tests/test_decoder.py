@@ -349,12 +349,12 @@ def test_step_on_step_memory_equals_call(case):
     rnn, attention, input_feeding, _, tied = case
     assert cell.folds_context == (attention is not None and not input_feeding and not tied)
     step_memory = cell.step_memory(MEMORY)
-    assert step_memory.shape == (2, 4, cell.step_memory_units)
+    assert step_memory.shape == (2, 4, cell.step_memory_units())
     if not cell.folds_context:
         assert step_memory is MEMORY
     gates = 3 if rnn == "gru" else 4
     if cell.folds_context:
-        assert cell.step_memory_units == gates * UNITS + VOCAB
+        assert cell.step_memory_units() == gates * UNITS + VOCAB
     keys = cell.project_keys(MEMORY)
     states = folded_states = initial_states(cell)
     for t in range(TARGET_IN.shape[1]):
@@ -376,3 +376,35 @@ def test_step_memory_is_zero_at_zero_memory_rows():
     step_memory = np.asarray(cell.step_memory(memory))
     assert np.all(step_memory[1, 2:] == 0)
     assert np.all(np.abs(step_memory[1, :2]).max(axis=-1) > 0)
+
+
+@pytest.mark.parametrize("case", STEP_CASES)
+def test_step_takes_the_source_once_per_sentence(case):
+    """k = 3 hypotheses per sentence (a beam): `step` on one source row per sentence
+    equals `call` on the source repeated per hypothesis, row for row."""
+    cell = make_deep_cell(*case)
+    cell.build()
+    k = 3
+    rows = np.repeat([0, 1], k)  # each row's sentence
+    states = [RNG.normal(size=(2 * k, size)).astype("float32") for size in cell.state_sizes]
+    prev = np.array([2, 5, 6, 9, 10, 0], "int32")
+    keys = cell.project_keys(MEMORY)
+    repeated_keys = None if keys is None else tf.gather(keys, rows)
+    logits, new_states, weights = cell(prev, states, MEMORY[rows], repeated_keys, MASK[rows])
+    got, got_states, got_weights = cell.step(prev, states, cell.step_memory(MEMORY), keys, MASK)
+    np.testing.assert_allclose(got, logits, atol=ATOL)
+    np.testing.assert_allclose(got_weights, weights, atol=ATOL)
+    assert np.all(np.asarray(got_weights)[k:, 2:] == 0)  # sentence 1's padding
+    for a, b in zip(got_states, new_states, strict=True):
+        np.testing.assert_allclose(a, b, atol=ATOL)
+
+
+def test_folding_a_cell_that_cannot_fold_is_refused():
+    cell = make_deep_cell("gru", "luong", True, 1, False)  # input feeding: Luong order
+    cell.build()
+    assert not cell.folds_context and cell.step_memory(MEMORY) is MEMORY
+    with pytest.raises(ValueError, match="folded=True"):
+        cell.step_memory(MEMORY, folded=True)
+    folded = make_cell("gru", "bahdanau")
+    folded.build()
+    assert folded.step_memory(MEMORY, folded=False) is MEMORY  # unfolded on request
