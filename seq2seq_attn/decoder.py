@@ -363,6 +363,12 @@ class AttentionDecoderCell(keras.layers.Layer):
             keys = None if projected_keys is None else tf.gather(projected_keys, sentence)
             mask = None if mask is None else tf.gather(mask, sentence)
             return self(prev_tokens, states, tf.gather(step_memory, sentence), keys, mask)
+        return self._folded_step(prev_tokens, states, step_memory, projected_keys, mask)
+
+    def _folded_step(self, prev_tokens, states, step_memory, projected_keys, mask):
+        """`step` on the folded memory `(batch, source_len, gates * units + vocab)`."""
+        rows = tf.shape(prev_tokens)[0]
+        per_sentence = rows // tf.shape(step_memory)[0]  # k
         states = list(states)
         n_rnn = self._states_per_layer * self.num_layers
         query = states[n_rnn - self._states_per_layer]  # (rows, units), top layer's s_{i-1}
