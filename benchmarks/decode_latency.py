@@ -15,17 +15,15 @@ Runtimes (the benchmark model of `common.py`, exported by `seq2seq-attn export`)
 The floor is what one float32 decode cannot go below on this machine: the bare matrix
 products of the model, timed with numpy (float32, its BLAS) on operands of the model's own
 weight shapes, run back to back as a step runs them (so the weights fall out of cache as
-they do in a real step). Per decoder step at n rows (batch x beam): query projection, the
-score vector product over every source position, the context product, the GRU input and
-recurrent products and the output projection, as the step runs them on the memory folded
-through the context's weights (see `step_products`). For the encoder: both directions' input
+they do in a real step). Per decoder step at n rows (batch x beam): query projection, the score
+vector product over every source position, the context product, the GRU input and
+recurrent products and the output projection. For the encoder: both directions' input
 projections over all positions at once, one recurrent product per position and direction,
-the bridge, the key projection and the context fold. floor(decode) = floor(encoder) + steps
-x floor(step), with `steps` the decoder steps the runtime actually ran. The floor is
-measured between every two timed calls, and each call is divided by the mean of the floors
-just before and after it, so that call and floor see the machine alike. Quantized runtimes
-read 2-4x fewer weight bytes than the float32 products, so they can come in under this
-floor.
+the bridge and the key projection. floor(decode) = floor(encoder) + steps x floor(step),
+with `steps` the decoder steps the runtime actually ran. The floor is measured between
+every two timed calls, and each call is divided by the mean of the floors just before and
+after it, so that call and floor see the machine alike. Quantized runtimes read 2-4x fewer
+weight bytes than the float32 products, so they can come in under this floor.
 
 Inputs are real test-split Bible sentences tokenized with the run's tokenizer (tokenizing is
 not timed). Batch 1 uses `--sentences` sentences of exactly `SOURCE_LENGTH` tokens; batch 32
@@ -106,35 +104,24 @@ def model_shapes(model):
     }
 
 
-def step_products(shapes, rows, source_length, beam_width=1):
+def step_products(shapes, rows, source_length):
     """(name, lhs shape, rhs shape) of the matrix products of one decoder step at `rows` rows.
 
-    `rows` is batch x beam. The step reads the memory folded through the context's weights
-    (`AttentionDecoderCell.step`): the context product is batched per sentence,
-    `(batch, beam, S) @ (batch, S, gates + vocab)`, and gives the context's share of the GRU
-    input and of the logits, so the GRU input product covers the embedding rows only and
-    the output projection the decoder state's rows only.
+    `rows` is batch x beam. The context product is batched: `(rows, 1, S) @ (rows, S, memory)`.
     """
     units, attention_units = shapes["query_kernel"]
     memory = shapes["memory_units"]
-    embedding = shapes["decoder_kernel"][0] - memory
-    gates, vocab = shapes["decoder_kernel"][1], shapes["output_kernel"][1]
-    sentences = rows // beam_width
     return [
         ("query_projection", (rows, units), shapes["query_kernel"]),
         ("scores", (rows * source_length, attention_units), (attention_units, 1)),
-        (
-            "context",
-            (sentences, beam_width, source_length),
-            (sentences, source_length, gates + vocab),
-        ),
-        ("gru_input", (rows, embedding), (embedding, gates)),
+        ("context", (rows, 1, source_length), (rows, source_length, memory)),
+        ("gru_input", (rows, shapes["decoder_kernel"][0]), shapes["decoder_kernel"]),
         (
             "gru_recurrent",
             (rows, shapes["decoder_recurrent_kernel"][0]),
             shapes["decoder_recurrent_kernel"],
         ),
-        ("output_projection", (rows, units), (units, vocab)),
+        ("output_projection", (rows, shapes["output_kernel"][0]), shapes["output_kernel"]),
     ]
 
 
@@ -154,9 +141,6 @@ def encoder_products(shapes, batch, source_length):
         products.append((f"bridge{i}", (batch, kernel[0]), kernel))
     key = shapes["key_kernel"]
     products.append(("key_projection", (batch * source_length, key[0]), key))
-    memory = shapes["memory_units"]
-    folded = shapes["decoder_kernel"][1] + shapes["output_kernel"][1]  # gates + vocab
-    products.append(("context_fold", (batch * source_length, memory), (memory, folded)))
     return products
 
 
@@ -203,7 +187,7 @@ def time_products(products, min_seconds=0.2, repeats=7, rng=None):
 def measure_floor(shapes, batch, beam_width, source_length, repeats=3):
     """Seconds of the encoder's and of one decoder step's products at this batch and beam."""
     encoder = encoder_products(shapes, batch, source_length)
-    step = step_products(shapes, batch * beam_width, source_length, beam_width)
+    step = step_products(shapes, batch * beam_width, source_length)
     return {
         "encoder_s": time_products(encoder, min_seconds=0.02, repeats=repeats),
         "step_s": time_products(step, min_seconds=0.02, repeats=repeats),
@@ -437,9 +421,9 @@ def floor_breakdown(shapes, source_length):
     out = {}
     for label, products in [
         ("step_rows1", step_products(shapes, 1, source_length)),
-        ("step_rows4", step_products(shapes, 4, source_length, beam_width=4)),
+        ("step_rows4", step_products(shapes, 4, source_length)),
         ("step_rows32", step_products(shapes, 32, source_length)),
-        ("step_rows128", step_products(shapes, 128, source_length, beam_width=4)),
+        ("step_rows128", step_products(shapes, 128, source_length)),
     ]:
         out[label] = {
             name: {

@@ -161,35 +161,14 @@ def _gru_weights(cells):
     return w.astype("float32"), r.astype("float32"), b.astype("float32")
 
 
-def _step_memory_node(model, inits, folded=None):
-    """The node from the encoder states `encoded` to the step's `memory`
-    (`AttentionDecoderCell.step_memory`); appends its weights to `inits`."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    cell = model.decoder_cell
-    if not cell.use_folding(folded):
-        return helper.make_node("Identity", ["encoded"], ["memory"])
-    rows = np.concatenate(
-        [
-            np.asarray(cell.rnn_cell.kernel)[cell.embedding_dim :],
-            np.asarray(cell.output_layer.kernel)[cell.units :],
-        ],
-        axis=1,
-    )  # (memory_units, gates * units + vocab)
-    inits.append(numpy_helper.from_array(rows.astype(np.float32), "context_rows"))
-    return helper.make_node("MatMul", ["encoded", "context_rows"], ["memory"])
-
-
-def encoder_onnx(model, source_length=None, folded=None):
+def encoder_onnx(model, source_length=None):
     """The `encode` graph with ONNX `GRU` ops in place of tf2onnx's `Loop`s.
 
     tf2onnx turns each direction's `tf.while_loop` into an ONNX `Loop` of ~55 small nodes
     per source position, which onnxruntime runs at ~0.2 ms a position at the tutorial's
     size (3.4 ms for 8 tokens, against 1.5 ms for the same encoder in LiteRT). One `GRU`
     op per layer (both directions) runs the same cells in one kernel. Same inputs and
-    outputs as the tf2onnx graph (`source_ids` -> memory, projected_keys, mask, state_0;
-    `memory` is the step's, see `_step_memory_node`).
+    outputs as the tf2onnx graph (`source_ids` -> memory, projected_keys, mask, state_0).
 
     Padding must come last in every row (as `encode_batch` and the server pad): the
     mask's count of non-padding ids is the `sequence_lens` of the GRU, which then runs
@@ -198,8 +177,6 @@ def encoder_onnx(model, source_length=None, folded=None):
     Args:
         model: a built `Seq2SeqAttention` with `native_encoder_supported(model)`.
         source_length: optional static source length (`ExportModule.max_source_length`).
-        folded: `memory` folded through the context's weights (`ExportModule.folded`;
-            None: where the decoder allows).
 
     Returns:
         an `onnx.ModelProto`.
@@ -255,13 +232,12 @@ def encoder_onnx(model, source_length=None, folded=None):
     nodes += [
         node("Transpose", [x], ["outputs"], perm=[1, 0, 2]),  # (batch, length, memory_units)
         node("Unsqueeze", ["mask", "minus1"], ["mask3"]),
-        node("Mul", ["outputs", "mask3"], ["encoded"]),  # the Keras memory
+        node("Mul", ["outputs", "mask3"], ["memory"]),
         node("Transpose", [f"h{top}"], ["finals_t"], perm=[1, 0, 2]),  # (batch, dirs, units)
         node("Reshape", ["finals_t", "merge2"], ["finals"]),  # (batch, memory_units)
         node("Gemm", ["finals", "bridge_kernel", "bridge_bias"], ["bridged"]),
         node("Tanh", ["bridged"], ["state_0"]),
-        node("MatMul", ["encoded", "key_kernel"], ["projected_keys"]),
-        _step_memory_node(model, inits, folded),
+        node("MatMul", ["memory", "key_kernel"], ["projected_keys"]),
     ]
     inits.append(numpy_helper.from_array(np.array([-1], np.int64), "minus1"))
     length = source_length or "length"
@@ -271,11 +247,7 @@ def encoder_onnx(model, source_length=None, folded=None):
         "encode",
         [value("source_ids", TensorProto.INT32, ["batch", length])],
         [
-            value(
-                "memory",
-                TensorProto.FLOAT,
-                ["batch", length, model.decoder_cell.step_memory_units(folded)],
-            ),
+            value("memory", TensorProto.FLOAT, ["batch", length, dirs * units]),
             value("projected_keys", TensorProto.FLOAT, ["batch", length, None]),
             value("mask", TensorProto.FLOAT, ["batch", length]),
             value("state_0", TensorProto.FLOAT, ["batch", None]),
@@ -291,7 +263,7 @@ def write_encoder_onnx(module, path):
 
     if not native_encoder_supported(module.model):
         return to_onnx(module.encode, path)
-    model = encoder_onnx(module.model, module.max_source_length, module.folded)
+    model = encoder_onnx(module.model, module.max_source_length)
     model.ir_version = min(model.ir_version, 8)  # what tf2onnx writes for opset 17
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -328,16 +300,6 @@ def release_memory():
         pass
 
 
-# Whether the TFLite graphs step on the memory folded through the context's weights. At the
-# benchmark size (batch 32, 39 source tokens, 1536 + 8000 folded features) LiteRT's host
-# greedy took 3.13 s folded against 1.57 s on the encoder states: LiteRT copies every step's
-# inputs in and its BATCH_MATMUL over the (batch, source, features) memory ran at 2.4 GB/s,
-# where onnxruntime ran the folded step faster than the unfolded one (beam 4: 3.12 against
-# 3.78 s). At batch 1 folding made LiteRT 1.15x faster (tutorial size), a choice this flag
-# leaves to whoever exports for phones.
-TFLITE_FOLDED = False
-
-
 def export_all(module, out_dir, stage=_run):
     """Writes every artifact of `module` into `out_dir`; returns {artifact: relative path}.
 
@@ -359,10 +321,7 @@ def export_all(module, out_dir, stage=_run):
     stage("saved_model", save_saved_model, module, out_dir / "saved_model")
     with tempfile.TemporaryDirectory() as tmp:
         frozen = Path(tmp) / "frozen"
-        # LiteRT steps on the encoder states: its BATCH_MATMUL over a non-constant operand
-        # made the folded step 2x slower at batch 32 (see `TFLITE_FOLDED`).
-        tflite_module = module if TFLITE_FOLDED else module.unfolded()
-        stage("frozen_step_graphs", save_frozen_steps, tflite_module, frozen)
+        stage("frozen_step_graphs", save_frozen_steps, module, frozen)
         for filename, quantization in TFLITE_VARIANTS.items():
             stage(f"tflite:{filename}", to_tflite, frozen, out_dir / filename, quantization)
             written[filename] = filename

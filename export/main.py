@@ -11,12 +11,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from seq2seq_attn.export.convert import (
-    TFLITE_FOLDED,
-    export_all,
-    release_memory,
-    to_translate_onnx,
-)
+from seq2seq_attn.export.convert import export_all, release_memory, to_translate_onnx
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
 
@@ -82,7 +77,6 @@ def write_manifest(directory, module, tokenizers, report):
         if p.is_file() and p.name != "manifest.json"
     }
     signatures = ["encode", "decode_step", "greedy", "translate_ids"]
-    tflite = module.folded and TFLITE_FOLDED
     manifest = {
         "versions": {name: metadata.version(name) for name in VERSIONED},
         "vocab_size": {
@@ -107,8 +101,6 @@ def write_manifest(directory, module, tokenizers, report):
         "beam_width": module.beam_width,
         "max_source_length": module.max_source_length,
         "signatures": {name: _io_spec(getattr(module, name)) for name in signatures},
-        # SavedModel and ONNX step on `module`'s memory; TFLite on its own (convert.py).
-        "folded_context": {"saved_model": module.folded, "onnx": module.folded, "tflite": tflite},
         "tolerances": report["tolerances"],
         "files": hashes,
     }

@@ -10,13 +10,6 @@
     translate_ids(source_ids)     -> tokens, scores, attention (beam search, `beam_width`)
     serving_default(text)         -> translation, tokens, scores (tokenization in the graph)
 
-`memory` is what the step reads of the source: the encoder states, or (`fold_context`, for
-an untied decoder in Bahdanau order) those states already multiplied by the context's rows
-of the first RNN layer's kernel and of the output layer (`AttentionDecoderCell.step_memory`),
-so that a step does not multiply the context by the output layer again. Pass `encode`'s
-outputs to `decode_step` unchanged either way. `decode_step` takes k rows of tokens and
-states per row of memory, keys and mask (k hypotheses of one sentence, in order).
-
 The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. Input names
 never equal output names (tf2onnx rejects graphs where they do).
 """
@@ -44,19 +37,10 @@ class ExportModule(tf.Module):
         length_penalty: GNMT alpha used by those two.
         max_source_length: optional static source length (some runtimes need one); inputs
             must then be padded to exactly this length.
-        fold_context: step on the memory folded through the context's weights where the
-            decoder allows (`AttentionDecoderCell.step`); `unfolded()` is the same
-            module without.
     """
 
     def __init__(
-        self,
-        model,
-        tokenizers=None,
-        beam_width=4,
-        length_penalty=0.0,
-        max_source_length=None,
-        fold_context=True,
+        self, model, tokenizers=None, beam_width=4, length_penalty=0.0, max_source_length=None
     ):
         super().__init__(name="seq2seq_attn_export")
         self.model = model
@@ -67,9 +51,8 @@ class ExportModule(tf.Module):
         cell = model.decoder_cell
         self.state_names = [state_name(i) for i in range(len(cell.state_sizes))]
         self.state_sizes = list(cell.state_sizes)
-        keys = cell.project_keys(tf.zeros([1, 1, model.encoder.memory_units]))
-        self.folded = bool(fold_context) and cell.folds_context
-        self.memory_units = cell.step_memory_units(self.folded)  # what decode_step reads
+        self.memory_units = model.encoder.memory_units
+        keys = cell.project_keys(tf.zeros([1, 1, self.memory_units]))
         self.key_units = 1 if keys is None else int(keys.shape[-1])
         length = max_source_length
         ids = spec([None, length], tf.int32, "source_ids")
@@ -80,19 +63,6 @@ class ExportModule(tf.Module):
         if tokenizers is not None:
             text = spec([None], tf.string, "text")
             self.serving_default = tf.function(self._serving_default, input_signature=[text])
-
-    def unfolded(self):
-        """This module stepping on the encoder states themselves (itself if it does)."""
-        if not self.folded:
-            return self
-        return ExportModule(
-            self.model,
-            self.tokenizers,
-            self.beam_width,
-            self.length_penalty,
-            self.max_source_length,
-            fold_context=False,
-        )
 
     def step_specs(self, source_length=None):
         """Input specs of `decode_step`, in call order."""
@@ -114,7 +84,7 @@ class ExportModule(tf.Module):
         return tf.zeros_like(memory[:, :, :1])  # the vanilla decoder reads no keys
 
     def _encode(self, source_ids):
-        memory, keys, mask, states = self.model.search_encode(source_ids, self.folded)
+        memory, keys, mask, states = self.model.encode(source_ids)
         out = {
             "memory": memory,
             "projected_keys": self._keys_or_placeholder(keys, memory),
@@ -128,23 +98,20 @@ class ExportModule(tf.Module):
         states, (memory, keys, mask) = list(args[:n]), args[n:]
         if self.model.decoder_cell.attention is None:
             keys = None
-        logits, new_states, weights = self.model.search_step(
-            prev_tokens, states, memory, keys, tf.cast(mask, tf.bool), self.folded
+        logits, new_states, weights = self.model.decode_step(
+            prev_tokens, states, memory, keys, tf.cast(mask, tf.bool)
         )
         out = {"logits": logits, "attention": weights}
         out.update({new_state_name(i): s for i, s in enumerate(new_states)})
         return out
 
     def _greedy(self, source_ids):
-        out = self.model.generate(source_ids, beam_width=1, folded=self.folded)
+        out = self.model.generate(source_ids, beam_width=1)
         return {k: out[k] for k in ("tokens", "scores", "attention")}
 
     def _translate_ids(self, source_ids):
         out = self.model.generate(
-            source_ids,
-            beam_width=self.beam_width,
-            length_penalty=self.length_penalty,
-            folded=self.folded,
+            source_ids, beam_width=self.beam_width, length_penalty=self.length_penalty
         )
         return {k: out[k] for k in ("tokens", "scores", "attention")}
 

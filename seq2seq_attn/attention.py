@@ -80,21 +80,6 @@ class _Scorer(keras.layers.Layer):
         """Unnormalised scores e_j, `(batch_size, source_length)`."""
         raise NotImplementedError
 
-    def score_groups(self, queries, projected_keys):
-        """`score` of k queries per sentence against that sentence's keys.
-
-        Beam search's k hypotheses of a sentence share its keys: scored this way the
-        keys are neither copied per hypothesis nor read once per hypothesis.
-
-        Args:
-            queries: `(batch_size, k, query_dim)`.
-            projected_keys: `(batch_size, source_length, projected_dim)`.
-
-        Returns:
-            `(batch_size, k, source_length)`; row `[b, i]` is `score(queries[b, i], ...)`.
-        """
-        raise NotImplementedError
-
     def call(self, query, keys, mask=None, projected_keys=None):
         if projected_keys is None:
             projected_keys = self.project_keys(keys)
@@ -205,19 +190,10 @@ class BahdanauAttention(_Scorer):
         )
         q = ops.matmul(query, self.query_kernel) + self.bias  # (batch, units)
         hidden = ops.tanh(projected_keys + ops.expand_dims(q, 1))  # (batch, source_len, units)
-        return ops.einsum("bsu,u->bs", hidden, self._score_vector())  # (batch, source_len)
-
-    def score_groups(self, queries, projected_keys):
-        q = ops.matmul(queries, self.query_kernel) + self.bias  # (batch, k, units)
-        # (batch, 1, source_len, units) + (batch, k, 1, units)
-        hidden = ops.tanh(ops.expand_dims(projected_keys, 1) + ops.expand_dims(q, 2))
-        return ops.einsum("bksu,u->bks", hidden, self._score_vector())  # (batch, k, source_len)
-
-    def _score_vector(self):
         v = self.score_vector
         if self.normalize:
             v = self.gain * v / ops.sqrt(ops.sum(ops.square(v)))
-        return v
+        return ops.einsum("bsu,u->bs", hidden, v)  # (batch, source_len)
 
     def get_config(self):
         config = super().get_config()
@@ -311,16 +287,6 @@ class LuongAttention(_Scorer):
             return ops.einsum("bsu,u->bs", hidden, self.score_vector)
         _check_last_dim("query", query.shape, projected_keys.shape[-1], "the projected key size")
         return ops.einsum("bd,bsd->bs", query, projected_keys)  # (batch, source_len)
-
-    def score_groups(self, queries, projected_keys):
-        if self.score_name == "concat":
-            q = ops.matmul(queries, self.query_kernel)  # (batch, k, units)
-            hidden = ops.tanh(ops.expand_dims(projected_keys, 1) + ops.expand_dims(q, 2))
-            return ops.einsum("bksu,u->bks", hidden, self.score_vector)
-        _check_last_dim(
-            "queries", queries.shape, projected_keys.shape[-1], "the projected key size"
-        )
-        return ops.einsum("bkd,bsd->bks", queries, projected_keys)  # (batch, k, source_len)
 
     def get_config(self):
         config = super().get_config()

@@ -15,8 +15,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from seq2seq_attn.attention import masked_softmax
-from seq2seq_attn.recurrence import cell_from_projection, make_rnn_cell
+from seq2seq_attn.recurrence import make_rnn_cell
 from seq2seq_attn.validation import check_layer_args
 
 
@@ -215,11 +214,6 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         n = self._states_per_layer
         output, layer_states = self.rnn_cell(x, rnn_states[:n], training=training)
-        return self._upper_stack(output, layer_states, rnn_states, training)
-
-    def _upper_stack(self, output, layer_states, rnn_states, training=False):
-        """Layers 2..N of `stack` above layer 1's `(output, layer_states)`."""
-        n = self._states_per_layer
         new_states = list(layer_states)
         for index, cell in enumerate(self.upper_cells, start=2):
             below = output
@@ -286,111 +280,6 @@ class AttentionDecoderCell(keras.layers.Layer):
         )
         logits = self.output_logits(self.dropout_layer(features, training=training))
         return logits, new_states, weights
-
-    @property
-    def folds_context(self):
-        """Whether `step` reads the memory folded through the context's weights.
-
-        In Bahdanau order the context c_i = sum_j a_ij h_j reaches the logits and the
-        first RNN layer only through products W c_i = sum_j a_ij (W h_j): the products
-        W h_j are taken once per sentence (`step_memory`) and every step mixes them with
-        its weights, instead of multiplying c_i by the output layer's context rows
-        (memory_units x vocab_size, the largest read of a step at batch 1) at every step.
-        Untied decoders in Bahdanau order (any scorer) only; the others step on the memory itself.
-        """
-        return self.attention is not None and not self.input_feeding and not self.tie_embeddings
-
-    def use_folding(self, folded=None):
-        """Whether to step folded: `folded`, or `folds_context` for None.
-
-        Raises:
-            ValueError: `folded=True` for a cell that cannot fold.
-        """
-        if folded is None:
-            return self.folds_context
-        if folded and not self.folds_context:
-            raise ValueError(
-                "`folded=True` needs an untied decoder in Bahdanau order (see folds_context)"
-            )
-        return bool(folded)
-
-    def step_memory_units(self, folded=None):
-        """Feature size of `step_memory(memory, folded)`."""
-        if not self.use_folding(folded):
-            return self.memory_units
-        return int(self.rnn_cell.kernel.shape[-1]) + self.vocab_size
-
-    def step_memory(self, memory, folded=None):
-        """What `step` reads of the source, once per sentence.
-
-        Args:
-            memory: `(batch_size, source_length, memory_units)` encoder states h_j.
-            folded: fold the context's weights in (None: `folds_context`).
-
-        Returns:
-            `(batch_size, source_length, step_memory_units(folded))`: folded,
-            [h_j W_x; h_j W_o] for the context rows W_x of the first RNN layer's
-            kernel and W_o of the output layer's; otherwise `memory` itself.
-        """
-        if not self.use_folding(folded):
-            return memory
-        dtype = memory.dtype
-        rnn_rows = tf.cast(self.rnn_cell.kernel[self.embedding_dim :], dtype)
-        out_rows = tf.cast(self.output_layer.kernel[self.units :], dtype)
-        return tf.concat(
-            [tf.matmul(memory, rnn_rows), tf.matmul(memory, out_rows)], axis=-1
-        )  # (batch, source_len, gates * units + vocab)
-
-    def step(self, prev_tokens, states, step_memory, projected_keys, mask=None, folded=None):
-        """One inference step of k hypotheses per sentence on `step_memory(memory)`.
-
-        `call`'s results for rows that share their sentence's source: `prev_tokens` and
-        `states` hold `batch_size * k` rows, sentence by sentence (rows b*k to b*k+k-1
-        are sentence b's; k is 1 for greedy search, the beam width for beam search),
-        while `step_memory`, `projected_keys` and `mask` hold one row per sentence, so a
-        beam search never copies them per hypothesis. Folded (`folded`, None: as
-        `folds_context`; `step_memory` must then be `step_memory(memory, folded)`), the
-        logits differ from `call`'s by float rounding only (the sums run in another
-        order); otherwise the source tensors are repeated per hypothesis and `call` runs.
-
-        Returns:
-            `(logits, new_states, weights)`, `batch_size * k` rows each, as `call`.
-        """
-        rows = tf.shape(prev_tokens)[0]
-        per_sentence = rows // tf.shape(step_memory)[0]  # k
-        if not self.use_folding(folded):
-            sentence = tf.range(rows) // per_sentence  # (rows,), each row's sentence
-            keys = None if projected_keys is None else tf.gather(projected_keys, sentence)
-            mask = None if mask is None else tf.gather(mask, sentence)
-            return self(prev_tokens, states, tf.gather(step_memory, sentence), keys, mask)
-        return self._folded_step(prev_tokens, states, step_memory, projected_keys, mask)
-
-    def _folded_step(self, prev_tokens, states, step_memory, projected_keys, mask):
-        """`step` on the folded memory `(batch, source_len, gates * units + vocab)`."""
-        rows = tf.shape(prev_tokens)[0]
-        per_sentence = rows // tf.shape(step_memory)[0]  # k
-        states = list(states)
-        n_rnn = self._states_per_layer * self.num_layers
-        query = states[n_rnn - self._states_per_layer]  # (rows, units), top layer's s_{i-1}
-        queries = tf.reshape(query, [-1, per_sentence, self.units])  # (batch, k, units)
-        scores = self.attention.score_groups(queries, projected_keys)  # (batch, k, source_len)
-        group_mask = None if mask is None else tf.expand_dims(mask, 1)  # (batch, 1, source_len)
-        weights = masked_softmax(scores, group_mask)  # (batch, k, source_len), float32
-        dtype = step_memory.dtype
-        context = tf.matmul(tf.cast(weights, dtype), step_memory)  # (batch, k, gates + vocab)
-        context = tf.reshape(context, [rows, self.step_memory_units(True)])
-        gates = int(self.rnn_cell.kernel.shape[-1])
-        embedded = self.embedding(tf.cast(prev_tokens, "int32"))  # (rows, emb)
-        emb_rows = tf.cast(self.rnn_cell.kernel[: self.embedding_dim], dtype)
-        projected = tf.matmul(embedded, emb_rows) + context[:, :gates]  # [E y; c] @ kernel
-        n = self._states_per_layer
-        output, layer_states = cell_from_projection(self.rnn_cell, projected, states[:n])
-        output, new_states = self._upper_stack(output, layer_states, states[:n_rnn])
-        own_rows = tf.cast(self.output_layer.kernel[: self.units], dtype)
-        logits = tf.matmul(output, own_rows) + context[:, gates:]  # W_o [s_i; c_i]
-        logits = logits + tf.cast(self.output_layer.bias, dtype)
-        weights = tf.reshape(weights, [rows, -1])  # (rows, source_len)
-        return tf.cast(logits, "float32"), new_states, weights
 
     def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):
         """Teacher-forced decoding of a whole target sequence.

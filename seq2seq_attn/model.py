@@ -1,7 +1,5 @@
 """`Seq2SeqAttention`: encoder + attention decoder, trained with `model.fit`."""
 
-import functools
-
 import keras
 import tensorflow as tf
 
@@ -172,22 +170,6 @@ class Seq2SeqAttention(keras.Model):
             tf.cast(prev_tokens, tf.int32), states, memory, projected_keys, mask, training=False
         )
 
-    def search_encode(self, source_ids, folded=None):
-        """`encode` for the searches and the exported step graphs: `(step_memory,
-        projected_keys, mask, states)`, the memory as `AttentionDecoderCell.step_memory`
-        prepares it for `search_step` (`folded`: fold the context's weights in; None
-        does where the decoder allows)."""
-        memory, keys, mask, states = self.encode(source_ids)
-        return self.decoder_cell.step_memory(memory, folded), keys, mask, states
-
-    def search_step(self, prev_tokens, states, step_memory, projected_keys, mask, folded=None):
-        """`decode_step` on `search_encode`'s step memory (`AttentionDecoderCell.step`):
-        `(logits, new_states, weights)`, what every search and export runs; `prev_tokens`
-        and `states` may hold k rows per sentence of the source tensors."""
-        return self.decoder_cell.step(
-            tf.cast(prev_tokens, tf.int32), states, step_memory, projected_keys, mask, folded
-        )
-
     def teacher_forced(self, source_ids, target_in_ids, training=False):
         """Logits `(batch, target_len, vocab)` and attention `(batch, target_len, source_len)`."""
         memory, keys, mask, states = self.encode(source_ids, training=training)
@@ -216,7 +198,6 @@ class Seq2SeqAttention(keras.Model):
         length_penalty=0.0,
         coverage_penalty=0.0,
         num_return_sequences=None,
-        folded=None,
         **options,
     ):
         """Decodes in the graph: greedy (or sampling) for `beam_width=1`, beam search above.
@@ -231,8 +212,6 @@ class Seq2SeqAttention(keras.Model):
             coverage_penalty: GNMT beta, float >= 0.
             num_return_sequences: K, the n-best list size (at most `beam_width`);
                 the result then holds `nbest_*` of K hypotheses.
-            folded: step on the memory folded through the context's weights
-                (`AttentionDecoderCell.step`); None does where the decoder allows.
             **options: `seq2seq_attn.interface.DecodeOptions` fields as Python
                 values: `max_length_ratio`, `max_length_offset`, `no_repeat_ngram`,
                 `top_k` or `top_p` with `temperature` (sampling, beam width 1), and
@@ -261,8 +240,7 @@ class Seq2SeqAttention(keras.Model):
                 raise ValueError(f"`{name}` must be >= 0, received: {name}={value!r}")
         if num_return_sequences is not None:
             options["n_best"] = num_return_sequences
-        memory, keys, mask, states = self.search_encode(source_ids, folded)
-        step = functools.partial(self.search_step, folded=folded)
+        memory, keys, mask, states = self.encode(source_ids)
         common = dict(
             start_id=self.start_id,
             end_id=self.end_id,
@@ -272,8 +250,10 @@ class Seq2SeqAttention(keras.Model):
             **options,
         )
         if beam_width == 1:
-            return greedy_search(step, states, memory, keys, mask, **common)
-        return beam_search(step, states, memory, keys, mask, beam_width=beam_width, **common)
+            return greedy_search(self.decode_step, states, memory, keys, mask, **common)
+        return beam_search(
+            self.decode_step, states, memory, keys, mask, beam_width=beam_width, **common
+        )
 
     def get_config(self):
         config = super().get_config()

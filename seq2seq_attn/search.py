@@ -5,9 +5,6 @@ Both run a `tf.while_loop` over a decoder step function
     step_fn(prev_tokens, states, memory, projected_keys, mask)
         -> (logits (n, vocab), new_states, weights (n, source_len))
 
-where `prev_tokens` and `states` have n = batch * k rows, k per sentence in order (k = 1
-for greedy, the beam width for beam search), and `memory`, `projected_keys` and `mask`
-one row per sentence: they are never repeated per hypothesis (`Seq2SeqAttention.search_step`),
 and work under `tf.function` with dynamic batch size and source length.
 
 Scoring follows GNMT (Wu et al. 2016, eq. 14) as TensorFlow Addons'
@@ -386,7 +383,8 @@ def beam_search(
     k = beam_width
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
     max_length = _max_length(memory, max_length, options)
-    mask_b = tf.reshape(_tile_beams(mask, k), [batch, k, source_len])
+    memory_t, keys_t, mask_t = (_tile_beams(x, k) for x in (memory, projected_keys, mask))
+    mask_b = tf.reshape(mask_t, [batch, k, source_len])
     init = _BeamState(
         t=tf.constant(0),
         prev_tokens=tf.fill([batch * k], tf.cast(start_id, tf.int32)),
@@ -405,7 +403,7 @@ def beam_search(
         return tf.logical_and(s.t < max_length, tf.logical_not(tf.reduce_all(s.finished)))
 
     def body(s):
-        logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory, projected_keys, mask)
+        logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory_t, keys_t, mask_t)
         vocab = tf.shape(logits)[-1]
         step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch * k, vocab)
         hypotheses = tf.reshape(s.tokens, [batch * k, s.t])

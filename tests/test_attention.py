@@ -124,32 +124,6 @@ def test_mask_invariants(layer):
     assert np.all(weights[2] == 0.0) and np.all(context[2] == 0.0)
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: BahdanauAttention(UNITS),
-        lambda: BahdanauAttention(UNITS, normalize=True),
-        lambda: LuongAttention(score="general"),
-        lambda: LuongAttention(UNITS, score="concat"),
-        lambda: LuongAttention(score="dot"),
-        lambda: LuongAttention(score="scaled_dot"),
-    ],
-    ids=["bahdanau", "normed", "general", "concat", "dot", "scaled_dot"],
-)
-def test_score_groups_is_score_of_each_query(make):
-    """k = 2 queries per sentence against the sentence's keys, once."""
-    layer = make()
-    dim = KEY_DIM if layer.__class__ is LuongAttention and layer.units is None else QUERY_DIM
-    queries = RNG.normal(size=(BATCH, 2, dim)).astype("float32")
-    layer(queries[:, 0], KEYS)
-    set_random_weights(layer)
-    keys = layer.project_keys(KEYS)
-    got = np.asarray(layer.score_groups(queries, keys))
-    assert got.shape == (BATCH, 2, SOURCE_LEN)
-    for i in range(2):
-        np.testing.assert_allclose(got[:, i], layer.score(queries[:, i], keys), atol=ATOL)
-
-
 def test_projected_keys_reused_gives_same_result():
     layer = BahdanauAttention(UNITS)
     direct = layer(QUERY, KEYS, mask=MASK)

@@ -286,18 +286,11 @@ def _run_encoder_onnx(model, ids):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(),
-        dict(bidirectional=False),
-        dict(encoder_layers=2, units=12),
-        dict(tie_embeddings=True),  # the step reads the memory itself
-    ],
+    "kwargs", [dict(), dict(bidirectional=False), dict(encoder_layers=2, units=12)]
 )
 def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
     """ONNX GRU ops (sequence_lens from the mask) against the masked Keras loop, rows of
-    lengths 1 to full, the backward direction included; `memory` is the step's
-    (`search_encode`: folded through the context's weights unless tied)."""
+    lengths 1 to full, the backward direction included."""
     import keras
     from seq2seq_attn.export.convert import native_encoder_supported
 
@@ -310,8 +303,7 @@ def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
         w.assign(np.random.default_rng(1).normal(0, 0.5, w.shape).astype("float32"))
     assert native_encoder_supported(model)
     ids = random_padded_batch(50, np.random.default_rng(2))  # lengths 1, 3, 7, 12, 5
-    memory, keys, mask, states = model.search_encode(ids)
-    assert memory.shape[-1] == model.decoder_cell.step_memory_units()
+    memory, keys, mask, states = model.encode(ids)
     got = _run_encoder_onnx(model, ids)
     np.testing.assert_allclose(got["memory"], memory, atol=1e-5)
     np.testing.assert_allclose(got["projected_keys"], keys, atol=1e-5)
@@ -337,25 +329,6 @@ def test_exported_encoder_is_the_native_one(exported):
     out, _ = exported
     ops = {node.op_type for node in onnx.load(str(out / "encoder.onnx")).graph.node}
     assert "GRU" in ops and "Loop" not in ops
-
-
-def test_onnx_steps_folded_and_tflite_on_the_encoder_states(exported, run_dir):
-    """The manifest says which artifacts fold the context into the memory, and the
-    step inputs agree: ONNX reads gates + vocab features a source position, LiteRT the
-    encoder's own."""
-    out, _ = exported
-    cell = Translator.load(run_dir).model.decoder_cell
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["folded_context"] == {"saved_model": True, "onnx": True, "tflite": False}
-    memory_spec = manifest["signatures"]["decode_step"]["inputs"]["memory"]
-    assert memory_spec["shape"][-1] == cell.step_memory_units(True)
-    onnx_inputs = {i.name: i for i in onnx.load(str(out / "decoder_step.onnx")).graph.input}
-    dims = onnx_inputs["memory"].type.tensor_type.shape.dim
-    assert dims[-1].dim_value == cell.step_memory_units(True)
-    litert = LiteRTModel(out / "model.tflite")
-    memory, *_ = litert.encode(np.array([[2, 5, 6, 3]], np.int32))
-    assert memory.shape == (1, 4, cell.memory_units)
-    assert cell.step_memory_units(True) == 3 * cell.units + cell.vocab_size
 
 
 def test_held_out_falls_back_to_dev_for_a_run_trained_without_a_test_file(tmp_path):

@@ -21,9 +21,7 @@ def table_step_fn(table):
     log_table = np.log(np.asarray(table, np.float32) + 1e-12)  # (vocab, vocab)
 
     def step_fn(prev, states, memory, keys, mask):
-        assert prev.dtype == np.int32 and len(prev) % len(memory) == 0
-        k = len(prev) // len(memory)  # rows per sentence: the source arrives once a sentence
-        memory, mask = np.repeat(memory, k, axis=0), np.repeat(mask, k, axis=0)
+        assert prev.dtype == np.int32 and prev.shape == (memory.shape[0],)
         logits = log_table[prev]  # (n, vocab)
         first = memory[:, 0, :].sum(-1) > 0
         start_rows = (prev == START) & first
@@ -171,7 +169,7 @@ def test_max_length_stops_unfinished():
     assert empty["tokens"].shape == (1, 0) and empty["attention"].shape == (1, 0, 3)
 
 
-def test_beam_step_sees_the_source_once_per_sentence():
+def test_beam_step_sees_inputs_repeated_per_beam():
     memory = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
     keys, mask = memory + 100, np.array([[1, 1, 1], [1, 1, 0]], bool)
     states = [np.array([[1.0], [2.0]], np.float32), np.array([[3.0], [4.0]], np.float32)]
@@ -181,14 +179,15 @@ def test_beam_step_sees_the_source_once_per_sentence():
         seen.append((prev, step_states, step_memory, step_keys, step_mask))
         logits = np.zeros([6, VOCAB], np.float32)
         logits[:, END] = 1.0
-        return logits, step_states, np.repeat(step_mask / step_mask.sum(-1, keepdims=True), 3, 0)
+        return logits, step_states, step_mask / step_mask.sum(-1, keepdims=True)
 
     beam_search(step_fn, states, memory, keys, mask, START, END, beam_width=3, max_length=2)
     assert len(seen) == 2
     prev, step_states, step_memory, step_keys, step_mask = seen[0]
     assert prev.tolist() == [START] * 6 and prev.dtype == np.int32
-    assert step_memory is memory and step_keys is keys  # not repeated per beam
-    np.testing.assert_array_equal(step_mask, mask)
+    np.testing.assert_array_equal(step_memory, memory[[0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(step_keys, keys[[0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(step_mask, mask[[0, 0, 0, 1, 1, 1]])
     np.testing.assert_array_equal(step_states[1], [[3.0]] * 3 + [[4.0]] * 3)
     # step 2: beam 0 ended (fed 0), beams 1 and 2 continue tokens 0 and 1 (ties: lowest first)
     assert seen[1][0].tolist() == [END, 0, 1] * 2
@@ -257,13 +256,13 @@ def model(request):
 
 
 def numpy_step(model):
-    """`model.search_step` behind NumPy inputs and outputs, as an exported graph would be."""
+    """`model.decode_step` behind NumPy inputs and outputs, as an exported graph would be."""
     import tensorflow as tf
 
     def step_fn(prev, states, memory, keys, mask):
         assert all(isinstance(x, np.ndarray) for x in [prev, memory, mask, *states])
         keys = None if keys is None else tf.constant(keys)
-        logits, new_states, weights = model.search_step(
+        logits, new_states, weights = model.decode_step(
             tf.constant(prev),
             [tf.constant(s) for s in states],
             tf.constant(memory),
@@ -276,7 +275,7 @@ def numpy_step(model):
 
 
 def host_decode(model, source, beam_width, **kwargs):
-    memory, keys, mask, states = model.search_encode(source)
+    memory, keys, mask, states = model.encode(source)
     args = (
         numpy_step(model),
         [s.numpy() for s in states],
@@ -322,9 +321,9 @@ def test_same_as_tensorflow(model, beam_width, penalties):
 def test_beam_one_same_as_tensorflow_beam_one(model):
     from seq2seq_attn.search import beam_search as tf_beam_search
 
-    memory, keys, mask, states = model.search_encode(SOURCE)
+    memory, keys, mask, states = model.encode(SOURCE)
     kwargs = dict(max_length=None, length_penalty=1.0, coverage_penalty=0.2)
-    tf_out = tf_beam_search(model.search_step, states, memory, keys, mask, 2, 3, 1, **kwargs)
+    tf_out = tf_beam_search(model.decode_step, states, memory, keys, mask, 2, 3, 1, **kwargs)
     np_beam = beam_search(
         numpy_step(model),
         [s.numpy() for s in states],

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seq2seq_attn.recurrence import cell_from_projection, make_rnn_cell, run_rnn
+from seq2seq_attn.recurrence import make_rnn_cell, run_rnn
 
 RNG = np.random.default_rng(5)
 X = RNG.normal(size=(3, 6, 4)).astype("float32")
@@ -42,26 +42,3 @@ def test_traces_with_dynamic_batch_and_time():
     )
     assert fn(X, MASK).shape == (3, 6, 5)
     assert fn(X[:1, :2], MASK[:1, :2]).shape == (1, 2, 5)
-
-
-@pytest.mark.parametrize("rnn", ["gru", "lstm"])
-def test_cell_from_projection_is_the_cell(rnn):
-    cell = make_rnn_cell(rnn, 5, name="cell")
-    cell.build((None, 4))
-    # Non-zero biases, so that a bias added twice or forgotten shows.
-    cell.bias.assign(RNG.normal(size=cell.bias.shape).astype("float32"))
-    x = X[:, 0]
-    states = [RNG.normal(size=(3, 5)).astype("float32") for _ in range(2 if rnn == "lstm" else 1)]
-    expected, expected_states = cell(x, states)
-    got, got_states = cell_from_projection(cell, tf.matmul(x, cell.kernel), states)
-    np.testing.assert_allclose(got, expected, atol=1e-6)
-    assert len(got_states) == len(expected_states)
-    for a, b in zip(got_states, expected_states, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-
-
-def test_cell_from_projection_refuses_reset_before():
-    cell = keras.layers.GRUCell(5, reset_after=False)
-    cell.build((None, 4))
-    with pytest.raises(ValueError, match="reset_after=True"):
-        cell_from_projection(cell, tf.zeros([1, 15]), [tf.zeros([1, 5])])

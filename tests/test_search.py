@@ -15,8 +15,7 @@ def table_step_fn(table):
 
     def step_fn(prev, states, memory, keys, mask):
         weights = tf.cast(mask, tf.float32) / tf.reduce_sum(tf.cast(mask, tf.float32), -1, True)
-        k = tf.shape(prev)[0] // tf.shape(mask)[0]  # rows per sentence
-        return tf.gather(log_table, prev), states, tf.repeat(weights, k, axis=0)
+        return tf.gather(log_table, prev), states, weights
 
     return step_fn
 

@@ -6,10 +6,7 @@ around a step function
     step_fn(prev_tokens, states, memory, projected_keys, mask)
         -> (logits (n, vocab), new_states, weights (n, source_len))
 
-where `prev_tokens` and `states` have n = batch * k rows, k per sentence in order
-(k = 1 for greedy, the beam width for beam search) and `memory`, `projected_keys` and
-`mask` one row per sentence (never repeated per hypothesis), and that
-takes and returns NumPy arrays, e.g. an onnxruntime session of
+that takes and returns NumPy arrays, e.g. an onnxruntime session of
 `decoder_step.onnx` or the TFLite `decode_step` signature. Every operation
 mirrors the in-graph version in float32 and in the same order, so both pick
 the same tokens: `tf.argmax` keeps the first maximum like `np.argmax`, and
@@ -44,9 +41,8 @@ Options (`seq2seq_attn.interface.DecodeOptions`, same rules as in the graph):
 Example:
     >>> import numpy as np
     >>> table = np.log(np.full((4, 4), 0.1) + 0.6 * np.eye(4)[[1, 2, 3, 3]])
-    >>> def step_fn(prev, states, memory, keys, mask):  # uniform attention, k rows a sentence
-    ...     weights = np.repeat(mask / mask.sum(-1, keepdims=True), len(prev) // len(mask), 0)
-    ...     return table[prev], states, weights
+    >>> def step_fn(prev, states, memory, keys, mask):
+    ...     return table[prev], states, mask / mask.sum(-1, keepdims=True)
     >>> mask = np.ones((1, 2), bool)
     >>> out = beam_search(step_fn, [np.zeros((1, 1), np.float32)], np.zeros((1, 2, 1)),
     ...                   None, mask, start_id=0, end_id=3, beam_width=2)
@@ -385,9 +381,8 @@ def beam_search(
 ):
     """Batched beam search with the GNMT length and coverage penalties.
 
-    `states` are repeated per beam (rows `b * beam_width + i`), so `step_fn` sees
-    `batch_size * beam_width` rows of tokens and states, and `memory`, `projected_keys`
-    and `mask` as given, one row per sentence (see the module docstring).
+    `memory`, `projected_keys`, `mask` and `states` are repeated per beam (rows
+    `b * beam_width + i`), so `step_fn` sees `batch_size * beam_width` rows.
 
     Args: as `greedy_search`, plus `beam_width`, a positive int at most the
         vocabulary size (checked once the first step gives the logits). Options:
@@ -412,7 +407,10 @@ def beam_search(
     )
     k, mask = int(beam_width), np.asarray(mask, bool)
     (batch, source_len), max_length = mask.shape, _max_length(mask, max_length, opts)
-    mask_b = np.repeat(mask[:, None, :], k, axis=1)  # (batch, k, source_len)
+    memory_t, keys_t, mask_t = (
+        None if x is None else np.repeat(x, k, axis=0) for x in (memory, projected_keys, mask)
+    )
+    mask_b = mask_t.reshape(batch, k, source_len)
     states = [np.repeat(np.asarray(s), k, axis=0) for s in states]
     prev = np.full([batch * k], start_id, np.int32)
     log_probs = np.tile(np.array([[0.0] + [NEG_INF] * (k - 1)], _F32), [batch, 1])
@@ -422,7 +420,7 @@ def beam_search(
     seqs = np.zeros([batch, k, 0], np.int32)
     attn = np.zeros([batch, k, 0, source_len], _F32)
     while seqs.shape[-1] < max_length and not finished.all():
-        logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
+        logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
         vocab = np.shape(logits)[-1]
         _check_vocab(k, vocab)
         step_lp = _choice_lp(log_softmax(logits), seqs.reshape(batch * k, -1), opts)
