@@ -119,13 +119,14 @@ def translate_lines_io(run_dir, input_path=None, output_path=None, batch_size=32
 
 def parity_line(name, result):
     """One artifact's parity result as the demo prints it."""
-    agree = min(v for k, v in result.items() if k.endswith("agreement"))
+    key = min((k for k in result if k.endswith("agreement")), key=result.get)
+    agree, ties = result[key], result.get(key.replace("_agreement", "_ties"), 0.0)
     if name.startswith("search options"):
         return f"{name:28} every decoding option agrees with generate: {agree:.0%}"
     if "max_abs_logit_diff" in result:
         return (
             f"{name:28} max |logit diff| {result['max_abs_logit_diff']:.2g}, "
-            f"token agreement {agree:.0%}"
+            f"token agreement {agree:.0%}" + (f" (+ {ties:.0%} near ties)" if ties else "")
         )
     return f"{name:28} strings and tokens agree with the host path: {agree:.0%}"
 

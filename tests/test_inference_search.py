@@ -291,6 +291,7 @@ def host_decode(model, source, beam_width, **kwargs):
 
 
 def assert_same(tf_out, np_out):
+    np_out = {key: value for key, value in np_out.items() if key != "margins"}  # host only
     assert set(np_out) == set(tf_out)
     for key, value in tf_out.items():
         value = value.numpy()
@@ -658,3 +659,14 @@ def test_top_k_takes_both_paths(monkeypatch):
     calls.clear()
     search._top_k(np.zeros((4, 8000), np.float32), 4)  # every value ties: partition
     assert not calls
+
+
+def test_beam_margins_are_the_gaps_of_each_choice():
+    out = run(beam_search, trap_table(), beam_width=2, max_length=6)
+    margins = out["margins"]
+    assert margins.shape == (1, 3) and margins.dtype == np.float32
+    assert margins[0, 0] > 20  # A .6, B .4 kept; the rest have probability ~1e-12
+    # step 2: A C (.24) kept over A END and A B (.18); step 3: B END (.36) over A C END (.24)
+    np.testing.assert_allclose(margins[0, 1:], np.log([0.24 / 0.18, 0.36 / 0.24]), atol=1e-5)
+    tied = run(beam_search, tie_table(), beam_width=2, max_length=6)
+    assert tied["margins"][0, 1] == 0.0  # four candidates at .25 for two places

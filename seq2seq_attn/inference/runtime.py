@@ -85,6 +85,7 @@ class OnnxModel(_StepModel):
             "session.intra_op.allow_spinning", "1" if spinning else "0"
         )
         suffix = "_int8" if quantized else ""
+        self.float_greedy_graph = quantized  # there is no int8 greedy.onnx
         directory = Path(directory)
         files = {
             "encode": f"encoder{suffix}.onnx",

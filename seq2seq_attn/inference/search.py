@@ -396,7 +396,9 @@ def beam_search(
         best first: `beam_tokens` `(batch_size, beam_width, length)`,
         `beam_scores` `(batch_size, beam_width)`; and the first `n_best` of them
         with their attention: `nbest_tokens` `(batch_size, n_best, length)`,
-        `nbest_scores`, `nbest_attention` `(batch_size, n_best, length, source_length)`.
+        `nbest_scores`, `nbest_attention` `(batch_size, n_best, length, source_length)`;
+        `margins` float32 `(batch_size, length)`, how near each step's choice came to
+        another (see `_decision_margins`).
     """
     opts = _check_args(
         max_length,
@@ -419,6 +421,7 @@ def beam_search(
     scores = np.zeros([batch, k], _F32)
     seqs = np.zeros([batch, k, 0], np.int32)
     attn = np.zeros([batch, k, 0, source_len], _F32)
+    margins = []  # per step (batch,): last kept candidate's score - best dropped one's
     while seqs.shape[-1] < max_length and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
         vocab = np.shape(logits)[-1]
@@ -438,7 +441,8 @@ def beam_search(
             length_penalty,
             coverage_penalty,
         )  # (batch, beam, vocab)
-        scores, index = _top_k(cand_score.reshape(batch, k * vocab), k)
+        scores, index, margin = _top_k_with_margin(cand_score.reshape(batch, k * vocab), k)
+        margins.append(margin)
         parents, token = index // vocab, index % vocab  # (batch, beam)
         log_probs = np.take_along_axis(total.reshape(batch, k * vocab), index, axis=-1)
         parent_finished = _gather_beams(finished, parents)
@@ -459,4 +463,32 @@ def beam_search(
         "nbest_tokens": seqs[:, : opts.n_best],
         "nbest_scores": scores[:, : opts.n_best],
         "nbest_attention": attn[:, : opts.n_best],  # (batch, n_best, length, source_len)
+        "margins": _decision_margins(margins, scores, batch),
     }
+
+
+def _top_k_with_margin(x, k):
+    """`_top_k(x, k)` and, per row, the k-th value minus the (k+1)-th (inf where there is
+    no (k+1)-th or both are banned): how close the pruning came to another choice."""
+    if k >= x.shape[-1]:
+        values, index = _top_k(x, k)
+        return values, index, np.full([x.shape[0]], np.inf, _F32)
+    values, index = _top_k(x, k + 1)
+    margin = values[:, k - 1] - values[:, k]
+    margin = np.where(values[:, k - 1] <= NEG_INF / 2, np.inf, margin).astype(_F32)
+    return values[:, :k], index[:, :k], margin
+
+
+def _decision_margins(margins, scores, batch):
+    """float32 `(batch, steps)`: at each step the margin of the pruning (see
+    `_top_k_with_margin`), at the last one also that of the final choice (best minus
+    second best hypothesis). A runtime whose scores differ from another's by less than
+    half a step's margin makes the same choices there; the parity harness uses this to
+    tell a near-tie apart from a real difference."""
+    if not margins:
+        return np.zeros([batch, 0], _F32)
+    out = np.stack(margins, axis=1)
+    if scores.shape[1] > 1:
+        final = np.where(scores[:, 1] <= NEG_INF / 2, np.inf, scores[:, 0] - scores[:, 1])
+        out[:, -1] = np.minimum(out[:, -1], final)
+    return out.astype(_F32)
