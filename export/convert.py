@@ -273,7 +273,13 @@ def quantize_onnx(path, out_path):
     """Dynamic int8 quantization of an ONNX graph's weights (onnxruntime.quantization)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
+    root = logging.getLogger()  # it advises pre-processing on the root logger, every export
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def _run(name, fn, *args):

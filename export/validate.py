@@ -145,7 +145,7 @@ class Reference:
     def beam_ties(self, tokens, margins):
         """Share of sentences whose beam `tokens` differ from the Keras ones and whose
         search came near a tie: at some step t (1-based) the runtime's decision margin
-        (`inference.search` `margins`) was at most `4 * t * LOGITS_ATOL`, what two
+        (`inference.search.beam_search`'s `margins`) was at most `4 * t * LOGITS_ATOL`, what two
         hypotheses' scores, sums of t log-probabilities each off by up to
         `2 * LOGITS_ATOL`, can differ by. The first step where two searches part has
         such a margin."""
@@ -178,7 +178,7 @@ def check_step_runtime(reference, runtime, quantized=False):
         "greedy_ties": reference.greedy_ties(host_greedy),
     }
     if not quantized:
-        beam = runtime.decode(ids, start, end, beam_width=BEAM_WIDTH)
+        beam = runtime.decode(ids, start, end, beam_width=BEAM_WIDTH, with_margins=True)
         result["beam4_agreement"] = reference.agreement(beam["tokens"], "beam")
         result["beam4_ties"] = reference.beam_ties(beam["tokens"], beam["margins"])
     if not (quantized and getattr(runtime, "float_greedy_graph", False)):

@@ -291,7 +291,6 @@ def host_decode(model, source, beam_width, **kwargs):
 
 
 def assert_same(tf_out, np_out):
-    np_out = {key: value for key, value in np_out.items() if key != "margins"}  # host only
     assert set(np_out) == set(tf_out)
     for key, value in tf_out.items():
         value = value.numpy()
@@ -662,11 +661,28 @@ def test_top_k_takes_both_paths(monkeypatch):
 
 
 def test_beam_margins_are_the_gaps_of_each_choice():
-    out = run(beam_search, trap_table(), beam_width=2, max_length=6)
+    assert "margins" not in run(beam_search, trap_table(), beam_width=2, max_length=6)
+    out = run(beam_search, trap_table(), beam_width=2, max_length=6, with_margins=True)
     margins = out["margins"]
     assert margins.shape == (1, 3) and margins.dtype == np.float32
     assert margins[0, 0] > 20  # A .6, B .4 kept; the rest have probability ~1e-12
     # step 2: A C (.24) kept over A END and A B (.18); step 3: B END (.36) over A C END (.24)
     np.testing.assert_allclose(margins[0, 1:], np.log([0.24 / 0.18, 0.36 / 0.24]), atol=1e-5)
-    tied = run(beam_search, tie_table(), beam_width=2, max_length=6)
+    tied = run(beam_search, tie_table(), beam_width=2, max_length=6, with_margins=True)
     assert tied["margins"][0, 1] == 0.0  # four candidates at .25 for two places
+
+
+def test_top_k_margin_is_the_kth_minus_the_next_value():
+    from seq2seq_attn.inference.search import NEG_INF, _top_k_with_margin
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(-40, 0, size=(64, 50)).astype(np.float32) / 4  # many exact ties
+    x[0, :] = NEG_INF  # a row with nothing but banned candidates
+    for k in (1, 4, 7):
+        values, index, margin = _top_k_with_margin(x, k)
+        ranked = -np.sort(-x, axis=-1)
+        np.testing.assert_array_equal(values, ranked[:, :k])
+        expected = ranked[:, k - 1] - ranked[:, k]
+        assert margin[0] == np.inf
+        np.testing.assert_array_equal(margin[1:], expected[1:])
+        assert (margin[1:] == 0).any() and (margin[1:] > 0).any()
