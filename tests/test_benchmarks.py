@@ -198,3 +198,19 @@ def test_tutorial_export_is_the_greedy_loop_run_step_by_step():
     assert len(expected) < 6
     np.testing.assert_array_equal(out["tokens"].numpy(), np.stack(expected, 1))
     assert out["attention"].shape == (2, len(expected), 4)
+
+
+def test_parity_profile_times_every_part(tiny_run, tiny_export, monkeypatch):
+    """benchmarks/parity_profile.py on the tiny export: parity still passes under the
+    timers, every part gets time, and the parts fit in the total."""
+    import parity_profile
+
+    seconds, report = parity_profile.profile(tiny_run, tiny_export[0], 6, patch=monkeypatch.setattr)
+    assert report["passed"] and report["samples"] == 6
+    expected = {"total", "keras_reference", "check_saved_model", "search_options"}
+    expected |= {"step_logits:keras", "step_logits:runtime", "check_translate_onnx"}
+    expected |= {f"{name}:decode" for name in ("model.tflite", "*.onnx", "*_int8.onnx")}
+    assert expected <= set(seconds), sorted(seconds)
+    assert all(seconds[name] > 0 for name in expected)
+    parts = ["keras_reference", "check_saved_model", "search_options", "check_translate_onnx"]
+    assert sum(seconds[p] for p in parts) < seconds["total"]
