@@ -1,14 +1,22 @@
-"""The parity rules of `seq2seq_attn.export.validate` on hand-made decodes: when a token
-difference is a near tie a runtime within tolerance may take, and when it is a failure."""
+"""The parity rules of `seq2seq_attn.export.validate`: when a token difference is a near tie
+a runtime within tolerance may take, and when it is a failure; on hand-made decodes and on a
+flat model run through a runtime with noisy logits."""
 
+import keras
 import numpy as np
+import pytest
+from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import (
     LOGITS_ATOL,
     Reference,
     _first_difference,
+    check_step_runtime,
     combine,
     float_failures,
 )
+
+from seq2seq_attn import Seq2SeqAttention
+from seq2seq_attn.inference.runtime import _StepModel
 
 END = 3
 
@@ -76,3 +84,50 @@ def test_float_failures_accept_ties_and_report_the_rest():
 def test_combine_counts_ties_as_sentences():
     out = combine([{"beam4_ties": 0.5}, {"beam4_ties": 0.0}], [2, 6])
     assert out["beam4_ties"] == 1 / 8
+
+
+class NoisyRuntime(_StepModel):
+    """A runtime of `module` whose step logits carry uniform noise of `amplitude`."""
+
+    def __init__(self, module, amplitude, seed=0):
+        self.module, self.amplitude = module, amplitude
+        self.state_names = module.state_names
+        self.rng = np.random.default_rng(seed)
+
+    def _run(self, graph, inputs):
+        if graph == "decode_step":
+            args = [inputs["prev_tokens"], *(inputs[n] for n in self.state_names)]
+            args += [inputs["memory"], inputs["projected_keys"], inputs["mask"]]
+            out = {k: v.numpy() for k, v in self.module.decode_step(*args).items()}
+            noise = self.rng.uniform(-self.amplitude, self.amplitude, out["logits"].shape)
+            out["logits"] = out["logits"] + noise.astype(np.float32)
+            return out
+        return {k: v.numpy() for k, v in getattr(self.module, graph)(**inputs).items()}
+
+
+@pytest.fixture(scope="module")
+def flat_model():
+    """An untrained model whose output layer is scaled down: logits within ~1e-4 of each
+    other, so a runtime within `LOGITS_ATOL` can pick other tokens at almost every step."""
+    keras.utils.set_random_seed(5)
+    model = Seq2SeqAttention(40, 24, embedding_dim=8, units=16, attention_units=8)
+    model.build()
+    layer = model.decoder_cell.output_layer
+    layer.kernel.assign(layer.kernel * 1e-3)
+    return model
+
+
+def test_runtime_within_tolerance_on_a_flat_model_fails_only_on_no_tie(flat_model):
+    """The hard case behind near ties: noise below `LOGITS_ATOL` changes many decodes of a
+    flat model; every change must be a tie, and noise above it must fail."""
+    module = ExportModule(flat_model, beam_width=4)
+    ids = np.random.default_rng(1).integers(4, 40, size=(12, 6)).astype(np.int32)
+    reference = Reference(flat_model, ids)
+    result, _ = check_step_runtime(reference, NoisyRuntime(module, 0.5 * LOGITS_ATOL))
+    assert result["max_abs_logit_diff"] <= LOGITS_ATOL
+    assert result["greedy_agreement"] < 1 and result["beam4_agreement"] < 1  # not vacuous
+    assert result["greedy_ties"] > 0 and result["beam4_ties"] > 0
+    assert float_failures("noisy", result) == []
+    result, _ = check_step_runtime(reference, NoisyRuntime(module, 20 * LOGITS_ATOL))
+    failures = float_failures("noisy", result)
+    assert failures and "logit diff" in failures[0]
