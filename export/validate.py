@@ -100,6 +100,7 @@ class Reference:
         self.beam = _trim(beam["tokens"], self.end_id)
         self.trajectory = np.asarray(greedy["tokens"])  # (batch, steps) fed back step by step
         logits = self.step_logits(self.decoder.encode, self.decoder.decode_step)
+        self.greedy_margins = _top2_gap(logits)  # (batch, steps), for `greedy_ties`
         self._spill = spill_to
         if spill_to is None:
             self._logits = logits
@@ -131,9 +132,7 @@ class Reference:
         """Share of sentences whose greedy `tokens` leave the Keras ones where the Keras
         logits' two best were within `2 * LOGITS_ATOL` (a runtime within tolerance may pick
         either there)."""
-        logits = self.logits  # (batch, steps, vocab), on the Keras trajectory
-        top2 = -np.partition(-logits, 1, axis=-1)[..., :2]
-        margins = top2[..., 0] - top2[..., 1]  # (batch, steps)
+        margins = self.greedy_margins  # (batch, steps), on the Keras trajectory
         ties = []
         got = _trim(tokens, self.end_id)
         for i, (row, expected) in enumerate(zip(got, self.greedy, strict=True)):
@@ -155,6 +154,12 @@ class Reference:
         got = _trim(tokens, self.end_id)
         differ = np.array([a != b for a, b in zip(got, self.beam, strict=True)])
         return float(np.mean(differ & near))
+
+
+def _top2_gap(logits):
+    """float32 `(batch, steps)`: the best logit minus the second best at every step."""
+    top2 = -np.partition(-np.asarray(logits), 1, axis=-1)[..., :2]
+    return top2[..., 0] - top2[..., 1]
 
 
 def _first_difference(a, b):

@@ -10,6 +10,7 @@ from seq2seq_attn.export.validate import (
     LOGITS_ATOL,
     Reference,
     _first_difference,
+    _top2_gap,
     check_step_runtime,
     combine,
     float_failures,
@@ -26,6 +27,7 @@ def reference(greedy, beam, logits):
     ref = object.__new__(Reference)
     ref.end_id, ref._spill = END, None
     ref.greedy, ref.beam, ref._logits = greedy, beam, np.asarray(logits, np.float32)
+    ref.greedy_margins = _top2_gap(ref._logits)  # what __init__ keeps
     return ref
 
 
