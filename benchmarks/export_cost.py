@@ -127,13 +127,17 @@ def stage_times(run_dir, out_dir, samples):
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")
-    times, peaks = {}, {}
+    times, peaks, stage_peaks, rss_after = {}, {}, {}, {}
 
     def timed(name, fn, *args):
+        resettable = _reset_peak()
         t0 = time.perf_counter()
         value = fn(*args)
         times[name] = round(time.perf_counter() - t0, 2)
-        peaks[name] = _status_mb("VmHWM")  # the process's peak so far
+        if resettable:
+            stage_peaks[name] = _status_mb("VmHWM")  # the peak during this stage
+        rss_after[name] = _status_mb("VmRSS")
+        peaks[name] = max([*peaks.values(), *stage_peaks.values(), _status_mb("VmHWM")])
         return value
 
     out_dir = Path(out_dir)
@@ -167,7 +171,9 @@ def stage_times(run_dir, out_dir, samples):
     times["total"] = round(sum(times.values()), 1)
     return {
         "seconds": times,
-        "vmhwm_mb_after": peaks,
+        "vmhwm_mb_after": peaks,  # the process's peak so far
+        "stage_peak_mb": stage_peaks,  # VmHWM reset before the stage (Linux clear_refs)
+        "rss_mb_after": rss_after,  # what the stage left behind
         "parity_passed": report["passed"],
         "parity_samples": len(texts),
     }
@@ -244,6 +250,15 @@ def _status_kb(path, field):
     except OSError:
         pass
     return None
+
+
+def _reset_peak():
+    """Resets this process's VmHWM to its current RSS (Linux >= 4.0); False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def _status_mb(field):
