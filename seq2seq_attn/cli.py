@@ -9,6 +9,7 @@ import sys
 
 from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import ParityError, UserError
+from seq2seq_attn.native_logs import quiet_tensorflow_startup
 
 
 def _train(args):
@@ -334,10 +335,15 @@ def build_parser():
     return parser
 
 
+TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "demo")
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            quiet_tensorflow_startup()
         args.func(args)
     except ModuleNotFoundError as err:
         if err.name not in ("tensorflow", "keras", "tensorflow_text", "tf2onnx", "sacrebleu"):

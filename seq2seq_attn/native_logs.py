@@ -1,0 +1,94 @@
+"""TensorFlow's start-up lines from C++, kept off a command's stderr.
+
+Importing TensorFlow 2.21 and probing its devices writes seven lines to file descriptor 2
+from C++ before any Python logging exists: absl's "All log messages before
+absl::InitializeLog() is called are written to STDERR" (twice, one per shared library), the
+oneDNN notice, "Could not find cuda drivers", and on a machine without a GPU driver an
+E-level "failed call to cuInit". `TF_CPP_MIN_LOG_LEVEL` does not reach them (absl logs before
+its initialisation), so every `seq2seq-attn` command began with them.
+
+`quiet_tensorflow_startup()` imports TensorFlow and lists its devices with descriptor 2
+pointed at a temporary file, then writes back to stderr every captured line that is not one
+of those known notices: a real error at import (a missing library, a broken install) still
+shows. Set `SEQ2SEQ_ATTN_NATIVE_LOGS=1` to see everything.
+
+Example:
+    >>> from seq2seq_attn.native_logs import is_startup_noise
+    >>> is_startup_noise("I0000 00:00:1.5  12 port.cc:153] oneDNN custom operations are on.")
+    True
+    >>> is_startup_noise("E0000 00:00:1.5  12 some_op.cc:9] a real error")
+    False
+"""
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+SHOW_ALL = "SEQ2SEQ_ATTN_NATIVE_LOGS"
+_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|\] oneDNN custom operations are on\."
+    r"|\] Could not find cuda drivers on your machine, GPU will not be used\."
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate"
+)
+_NO_DRIVER = re.compile(r"\] failed call to cuInit: ")
+
+
+def is_startup_noise(line, no_cuda_driver=False):
+    """Whether a captured stderr line is one of TensorFlow's known start-up notices.
+
+    Args:
+        line: one line of captured text.
+        no_cuda_driver: TensorFlow said it found no CUDA driver; only then is its failed
+            `cuInit` expected rather than a problem worth showing.
+    """
+    if _NOISE.search(line):
+        return True
+    return no_cuda_driver and bool(_NO_DRIVER.search(line))
+
+
+def filter_startup_noise(text):
+    """`text` without TensorFlow's start-up notices (see `is_startup_noise`)."""
+    lines = text.splitlines(keepends=True)
+    no_driver = any("Could not find cuda drivers" in line for line in lines)
+    return "".join(line for line in lines if not is_startup_noise(line, no_driver))
+
+
+@contextlib.contextmanager
+def native_stderr_filtered():
+    """Inside the block, descriptor 2 goes to a temporary file; on leaving (also on an
+    exception), what it caught is written to stderr without the start-up notices."""
+    if os.environ.get(SHOW_ALL, "") not in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = filter_startup_noise(capture.read().decode("utf-8", errors="replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def quiet_tensorflow_startup():
+    """Imports TensorFlow and probes its devices with the start-up notices filtered out.
+
+    Does nothing if TensorFlow is already imported. Raises what the import raises
+    (`ModuleNotFoundError` where TensorFlow is not installed), after showing what it printed.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    with native_stderr_filtered():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe (cuInit) logs here, not at import
