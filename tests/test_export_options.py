@@ -1,8 +1,9 @@
-"""Export parity for the deeper-decoder and tied-embedding options.
+"""Export parity for the deeper-decoder, tied-embedding and no-attention options.
 
 Tiny models (no training run: the step graphs are what the options change) go through the
 export pipeline's own pieces: the SavedModel, the frozen step graphs converted to a
-builtin-only float32 TFLite file, and the three ONNX step graphs. Each artifact is then
+builtin-only float32 TFLite file, the ONNX encoder and step, and `greedy.onnx` joined from
+those two by an ONNX `Loop` (`write_greedy_onnx`, every state wired by name). Each artifact is then
 checked by the parity harness `export` runs (`Reference`, `check_saved_model`,
 `check_step_runtime`, `float_failures`): step logits within `LOGITS_ATOL` along the Keras
 greedy trajectory, host-side greedy and beam-4 and the in-graph greedy token for token.
@@ -12,7 +13,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from seq2seq_attn.export.convert import save_frozen_steps, save_saved_model, to_onnx, to_tflite
+from seq2seq_attn.export.convert import (
+    save_frozen_steps,
+    save_saved_model,
+    to_onnx,
+    to_tflite,
+    write_greedy_onnx,
+)
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import (
     LOGITS_ATOL,
@@ -38,6 +45,7 @@ OPTIONS = {
         input_feeding=True,
         embedding_dim=16,
     ),
+    "gru-vanilla": dict(rnn="gru", attention=None),  # the step reads no keys or mask
 }
 # The residual third layer is covered by the NumPy reference of tests/test_decoder.py.
 
@@ -67,12 +75,9 @@ def exported(request, tmp_path_factory):
     save_saved_model(module, out / "saved_model")
     save_frozen_steps(module, out / "frozen")
     to_tflite(out / "frozen", out / "model.tflite")  # builtin ops only, or it raises
-    for name, filename in [
-        ("encode", "encoder.onnx"),
-        ("decode_step", "decoder_step.onnx"),
-        ("greedy", "greedy.onnx"),
-    ]:
-        to_onnx(getattr(module, name), out / filename)
+    to_onnx(module.encode, out / "encoder.onnx")
+    to_onnx(module.decode_step, out / "decoder_step.onnx")
+    write_greedy_onnx(module, out)
     return model, out, Reference(model, source_batch())
 
 
