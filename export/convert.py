@@ -316,20 +316,21 @@ def write_encoder_onnx(module, path):
     onnx.save(model, str(path))
 
 
-def write_greedy_onnx(module, out_dir):
-    """`greedy.onnx`: `encoder.onnx` and `decoder_step.onnx` of `out_dir` joined by an ONNX
-    `Loop` (`seq2seq_attn.export.greedy_graph`), instead of tf2onnx's conversion of the
-    `greedy` signature (at the benchmark size 3.38 GB and 6.5 s to convert; at the tutorial's
-    size 2.3x slower to run at batch 1)."""
+def write_greedy_onnx(module, out_dir, suffix=""):
+    """`greedy{suffix}.onnx`: `encoder{suffix}.onnx` and `decoder_step{suffix}.onnx` of
+    `out_dir` joined by an ONNX `Loop` (`seq2seq_attn.export.greedy_graph`), instead of
+    tf2onnx's conversion of the `greedy` signature (at the benchmark size 3.38 GB and 6.5 s to
+    convert; at the tutorial's size 2.3x slower to run at batch 1). With `suffix="_int8"`,
+    the quantized graphs' own single graph."""
     import onnx
     from seq2seq_attn.export.greedy_graph import greedy_onnx
 
     out_dir = Path(out_dir)
-    encoder = onnx.load(str(out_dir / "encoder.onnx"))
-    step = onnx.load(str(out_dir / "decoder_step.onnx"))
+    encoder = onnx.load(str(out_dir / f"encoder{suffix}.onnx"))
+    step = onnx.load(str(out_dir / f"decoder_step{suffix}.onnx"))
     model = greedy_onnx(encoder, step, module.model.start_id, module.model.end_id)
     onnx.checker.check_model(model)
-    onnx.save(model, str(out_dir / "greedy.onnx"))
+    onnx.save(model, str(out_dir / f"greedy{suffix}.onnx"))
 
 
 def quantize_onnx(path, out_path):
@@ -403,6 +404,8 @@ def export_all(module, out_dir, stage=_run):
         quantized = filename.replace(".onnx", "_int8.onnx")
         stage(f"onnx_int8:{quantized}", quantize_onnx, out_dir / filename, out_dir / quantized)
         written[quantized] = quantized
+    stage("onnx_int8:greedy_int8.onnx", write_greedy_onnx, module, out_dir, "_int8")
+    written["greedy_int8.onnx"] = "greedy_int8.onnx"
     return written
 
 

@@ -171,8 +171,7 @@ def check_step_runtime(reference, runtime, quantized=False):
     """Logit diff, host greedy/beam agreement and single-graph greedy agreement of a runtime.
 
     With `quantized` (an artifact held to its BLEU, not to the tokens) the host beam
-    search is left out, and so is the single graph where the runtime has no quantized one
-    of its own (`OnnxModel(quantized=True)` runs the float `greedy.onnx`, already checked).
+    search is left out.
     """
     logits = reference.step_logits(runtime.encode, runtime.step)
     ids, start, end = reference.source_ids, reference.start_id, reference.end_id
@@ -186,10 +185,9 @@ def check_step_runtime(reference, runtime, quantized=False):
         beam = runtime.decode(ids, start, end, beam_width=BEAM_WIDTH, with_margins=True)
         result["beam4_agreement"] = reference.agreement(beam["tokens"], "beam")
         result["beam4_ties"] = reference.beam_ties(beam["tokens"], beam["margins"])
-    if not (quantized and getattr(runtime, "float_greedy_graph", False)):
-        graph_greedy = runtime.greedy_graph(ids)["tokens"]
-        result["greedy_graph_agreement"] = reference.agreement(graph_greedy)
-        result["greedy_graph_ties"] = reference.greedy_ties(graph_greedy)
+    graph_greedy = runtime.greedy_graph(ids)["tokens"]
+    result["greedy_graph_agreement"] = reference.agreement(graph_greedy)
+    result["greedy_graph_ties"] = reference.greedy_ties(graph_greedy)
     return result, host_greedy
 
 

@@ -7,7 +7,7 @@ concurrent requests with the same search options (`DecodeOptions`) share a batch
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,10 @@ from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullErr
 from seq2seq_attn.serving.http_errors import ApiError
 from seq2seq_attn.serving.schemas import MAX_LENGTH_RATIO, MAX_TEMPERATURE, MIN_TEMPERATURE
 
-from seq2seq_attn.interface import DecodeOptions
+from seq2seq_attn.interface import DecodeOptions, max_length_for
 from seq2seq_attn.tokenizer import TokenizerPair
+
+GREEDY_OUTPUTS = ("tokens", "scores", "attention")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,10 @@ class TranslationService:
     def _decode(self, ids, options, max_length):
         if not isinstance(options, DecodeOptions):
             options = DecodeOptions(beam_width=options)
+        if self._single_graph_decodes(ids, options, max_length):
+            out = dict(self.model.greedy_graph(ids))
+            out.update({f"nbest_{k}": np.asarray(out[k])[:, None] for k in GREEDY_OUTPUTS})
+            return out
         return self.model.decode(
             ids,
             self.start_id,
@@ -106,6 +112,18 @@ class TranslationService:
             max_length=max_length,
             **options.search_kwargs(),
         )
+
+    def _single_graph_decodes(self, ids, options, max_length):
+        """Whether the export's whole-greedy graph (`greedy.onnx`, the TFLite `greedy`
+        signature) computes exactly this decode: default options (greedy, no penalty, no
+        option) up to its own length rule, 2 x padded source length + 10, which is what
+        the batcher asks for texts without a `max_length`. Those run the graph, faster at
+        batch 1 than the host loop over the step graph (`benchmarks/tutorial_size.py`);
+        `tests/test_greedy_graph.py` checks the two give the same tokens."""
+        if not hasattr(self.model, "greedy_graph"):
+            return False
+        plain = replace(options, seed=None) == DecodeOptions()
+        return plain and max_length == max_length_for(np.shape(ids)[1])
 
     def health(self):
         """None if the decode worker runs and makes progress, else why not."""

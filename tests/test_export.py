@@ -41,6 +41,7 @@ def test_every_artifact_is_written_and_hashed(exported):
         "greedy.onnx",
         "encoder_int8.onnx",
         "decoder_step_int8.onnx",
+        "greedy_int8.onnx",
         "translate.onnx",
         "tokenizer/source.model",
         "tokenizer/target.model",
@@ -65,6 +66,16 @@ def test_float_artifacts_meet_the_parity_rules(exported):
         assert all(v == 1.0 for k, v in result.items() if k.endswith("agreement")), name
     for name in ("model_fp16.tflite/litert", "model_int8.tflite/litert", "*_int8.onnx/onnxruntime"):
         assert "bleu_drop" in report["artifacts"][name]
+        assert "greedy_graph_agreement" in report["artifacts"][name]  # its own single graph
+
+
+def test_the_int8_single_graph_runs_the_int8_step(exported):
+    out, _ = exported
+    ids = np.array([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]], np.int32)
+    quantized = OnnxModel(out, quantized=True)
+    host = quantized.decode(ids, 2, 3)["tokens"]  # over decoder_step_int8.onnx
+    np.testing.assert_array_equal(quantized.greedy_graph(ids)["tokens"], host)
+    assert "greedy_int8.onnx" in json.loads((out / "manifest.json").read_text())["files"]
 
 
 def test_every_exported_signature_is_covered(exported):

@@ -4,6 +4,7 @@ Runtime faults are injected by wrapping the tiny export's runtime; everything go
 the app as a client sees it (TestClient, in-process).
 """
 
+import collections
 import concurrent.futures
 import threading
 import time
@@ -28,12 +29,34 @@ class Faulty:
         self.gate.set()
 
     def decode(self, *args, **kwargs):
+        return self._call(self.model.decode, *args, **kwargs)
+
+    def greedy_graph(self, *args, **kwargs):  # plain greedy batches run the single graph
+        return self._call(self.model.greedy_graph, *args, **kwargs)
+
+    def _call(self, fn, *args, **kwargs):
         self.calls += 1
         self.gate.wait(30)
         time.sleep(self.delay)
         if self.calls in self.fail_calls:
             raise RuntimeError(f"injected fault in decode call {self.calls}")
-        return self.model.decode(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+
+class Counting:
+    """A runtime that counts which of its decodes the server calls."""
+
+    def __init__(self, model, graph=True):
+        self.model, self.calls = model, collections.Counter()
+        if graph:
+            self.greedy_graph = lambda *a, **k: self._count("greedy_graph", *a, **k)
+
+    def decode(self, *args, **kwargs):
+        return self._count("decode", *args, **kwargs)
+
+    def _count(self, name, *args, **kwargs):
+        self.calls[name] += 1
+        return getattr(self.model, name)(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +201,37 @@ def test_openapi_says_exactly_one_of_text_and_texts(export_dir, runtime):
         for body in ({"text": "March 3, 1999"}, {"texts": ["March 3, 1999"], "beam_width": 2}):
             assert validator.is_valid(body), body
             assert client.post("/translate", json=body).status_code == 200, body
+
+
+def test_plain_greedy_runs_the_single_graph_with_the_host_searchs_results(export_dir, runtime):
+    both, host_only = Counting(runtime), Counting(runtime, graph=False)
+    answers = {}
+    for name, model in (("graph", both), ("host", host_only)):
+        app = create_app(export_dir, model=model, max_batch_size=16, batch_timeout_ms=0)
+        with TestClient(app) as client:  # one batch of mixed lengths
+            greedy = {"texts": TEXTS, "beam_width": 1}  # the export's default is beam 4
+            answers[name] = client.post("/translate", json=greedy).json()
+            one = client.post("/translate", json={"text": TEXTS[1], "beam_width": 1})
+            assert one.status_code == 200
+    assert both.calls == {"greedy_graph": 2} and host_only.calls == {"decode": 2}
+    assert answers["graph"]["translations"] == answers["host"]["translations"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # the export's default beam width, 4
+        {"beam_width": 1, "max_length": 5},
+        {"beam_width": 1, "no_repeat_ngram": 2},
+        {"beam_width": 1, "max_length_ratio": 1.5},
+        {"beam_width": 1, "max_length_offset": 4},
+        {"beam_width": 1, "top_k": 3, "seed": 1},
+    ],
+)
+def test_any_option_runs_the_host_search(export_dir, runtime, options):
+    counting = Counting(runtime)
+    app = create_app(export_dir, model=counting, max_batch_size=16, batch_timeout_ms=0)
+    with TestClient(app) as client:
+        response = client.post("/translate", json={"text": TEXTS[0], **options})
+    assert response.status_code == 200, response.text
+    assert counting.calls == {"decode": 1}

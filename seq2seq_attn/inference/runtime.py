@@ -59,11 +59,11 @@ class _StepModel:
 
 
 class OnnxModel(_StepModel):
-    """`encoder.onnx`, `decoder_step.onnx` and `greedy.onnx` in onnxruntime.
+    """`encoder.onnx`, `decoder_step.onnx`, `greedy.onnx` (or their `_int8` twins) in onnxruntime.
 
     Args:
         directory: the export directory.
-        quantized: use the int8 step graphs (`*_int8.onnx`).
+        quantized: use the int8 graphs (`*_int8.onnx`).
         threads: intra-op threads of each session. None is 1: on a 2-core machine shared
             with other work, onnxruntime's own choice (one thread per physical core) made
             batch-1 greedy 1.1-1.8x and batch-32 beam-4 1.26x slower (tutorial-size model,
@@ -85,12 +85,11 @@ class OnnxModel(_StepModel):
             "session.intra_op.allow_spinning", "1" if spinning else "0"
         )
         suffix = "_int8" if quantized else ""
-        self.float_greedy_graph = quantized  # there is no int8 greedy.onnx
         directory = Path(directory)
         files = {
             "encode": f"encoder{suffix}.onnx",
             "decode_step": f"decoder_step{suffix}.onnx",
-            "greedy": "greedy.onnx",
+            "greedy": f"greedy{suffix}.onnx",
         }
         self.sessions = {
             graph: ort.InferenceSession(
