@@ -35,24 +35,25 @@ def _prefixed(model, prefix):
     return compose.add_prefix(model, prefix)
 
 
-def _body(step, states, end_id):
-    """The `Loop` body: step, choice, bookkeeping. Reads the encoder's outputs from outside."""
-    node, p = helper.make_node, STEP_PREFIX
-    nodes = [node("Identity", [f"{ENCODER_PREFIX}{n}"], [f"{p}{n}"]) for n in _MEMORY]
-    nodes += list(step.graph.node)
-    nodes += [
-        node("LogSoftmax", [f"{p}logits"], ["step_lp"], axis=-1),
-        node("ArgMax", ["step_lp"], ["choice64"], axis=-1, keepdims=1),  # (batch, 1)
+_MEMORY = ("memory", "projected_keys", "mask")  # the encoder's outputs every step reads
+
+
+def _bookkeeping(logits, attention):
+    """The host search's choice and bookkeeping after one step, as ONNX nodes."""
+    node = helper.make_node
+    return [
+        node("LogSoftmax", [logits], ["step_lp"], axis=-1),  # (batch, vocab)
+        node("ArgMax", ["step_lp"], ["choice64"], axis=-1, keepdims=1),  # first max, (batch, 1)
         node("GatherElements", ["step_lp", "choice64"], ["choice_lp2"], axis=-1),
-        node("Squeeze", ["choice_lp2", "axis_last"], ["choice_lp"]),
+        node("Squeeze", ["choice_lp2", "axis_last"], ["choice_lp"]),  # (batch,)
         node("Squeeze", ["choice64", "axis_last"], ["choice64_1"]),
         node("Cast", ["choice64_1"], ["choice"], to=TensorProto.INT32),
         node("Not", ["finished"], ["alive"]),
         node("Where", ["alive", "choice_lp", "zero_f"], ["gain"]),
         node("Add", ["log_probs", "gain"], ["log_probs_out"]),
-        node("Where", ["alive", "choice", "zero_i"], ["token"]),
+        node("Where", ["alive", "choice", "zero_i"], ["token"]),  # 0 after [END]
         node("Unsqueeze", ["alive", "axis_last"], ["alive2"]),
-        node("Where", ["alive2", f"{p}attention", "zero_f"], ["weights"]),
+        node("Where", ["alive2", attention, "zero_f"], ["weights"]),  # (batch, source)
         node("Equal", ["token", "end_id"], ["ended"]),
         node("Or", ["finished", "ended"], ["finished_out"]),
         node("Not", ["finished_out"], ["unfinished"]),
@@ -63,6 +64,14 @@ def _body(step, states, end_id):
         node("Identity", ["token"], ["token_scan"]),
         node("Identity", ["weights"], ["weights_scan"]),
     ]
+
+
+def _body(step, states, end_id):
+    """The `Loop` body: step, choice, bookkeeping. Reads the encoder's outputs from outside."""
+    node, p = helper.make_node, STEP_PREFIX
+    nodes = [node("Identity", [f"{ENCODER_PREFIX}{n}"], [f"{p}{n}"]) for n in _MEMORY]
+    nodes += list(step.graph.node)
+    nodes += _bookkeeping(f"{p}logits", f"{p}attention")
     nodes += [
         node("Identity", [f"{p}{new_state_name(i)}"], [f"{name}_out"])
         for i, name in enumerate(states)
@@ -110,9 +119,6 @@ def _in_order(nodes):
     for i in range(len(nodes)):
         visit(i)
     return order
-
-
-_MEMORY = ("memory", "projected_keys", "mask")
 
 
 BODY_CONSTANTS = {
