@@ -20,10 +20,11 @@ UI strings (5-6 words). We have neither that file nor the tutorial's code, so:
   own SavedModel cannot run here: the comparison is between runtimes of one export, as
   ratios measured in one run.
 
-Runtimes: `onnx_host` (`OnnxModel` + host greedy loop: what `seq2seq-attn serve` runs, with
-its default options: 1 intra-op thread, no spinning), `onnx_host_ort_threads` (the same with
-onnxruntime's own thread count, one per core), `onnx_host_spin` (that pool spinning),
-`onnx_graph` (`greedy.onnx`), `litert_host` / `litert_graph` / `litert_int8`
+Runtimes: `onnx_host` (`OnnxModel` + host greedy loop, with the server's default options:
+1 intra-op thread, no spinning; what `seq2seq-attn serve` runs for requests with search
+options), `onnx_host_ort_threads` (the same with onnxruntime's own thread count, one per
+core), `onnx_host_spin` (that pool spinning), `onnx_graph` (`greedy.onnx`, what the server
+runs for plain greedy requests), `litert_host` / `litert_graph` / `litert_int8`
 (`model*.tflite`, host loop or `greedy` signature), `saved_model` (the SavedModel's
 `greedy` signature), and `tutorial_saved_model`: the tutorial's own model
 (`tutorial_nmt.Translator`, trained here by `tutorial_nmt_export()` on the same training
