@@ -18,6 +18,18 @@ from seq2seq_attn.inference import search
 from seq2seq_attn.interface import new_state_name, state_names
 
 
+def _source_batch(source_ids):
+    """`source_ids` as int32 `(batch, length)`; ValueError for any other shape or no rows
+    (onnxruntime's GRU op crashes the process on an empty batch)."""
+    ids = np.asarray(source_ids, np.int32)
+    if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(
+            f"`source_ids` must be int (batch, length) with at least one row and one column, "
+            f"received shape {ids.shape}"
+        )
+    return ids
+
+
 class _StepModel:
     """The shared encode/step/decode plumbing; subclasses run the three graphs."""
 
@@ -27,7 +39,7 @@ class _StepModel:
         raise NotImplementedError
 
     def encode(self, source_ids):
-        out = self._run("encode", {"source_ids": np.asarray(source_ids, np.int32)})
+        out = self._run("encode", {"source_ids": _source_batch(source_ids)})
         states = [out[name] for name in self.state_names]
         return out["memory"], out["projected_keys"], out["mask"] > 0.5, states
 
@@ -44,7 +56,7 @@ class _StepModel:
         return out["logits"], new_states, out["attention"]
 
     def greedy_graph(self, source_ids):
-        return self._run("greedy", {"source_ids": np.asarray(source_ids, np.int32)})
+        return self._run("greedy", {"source_ids": _source_batch(source_ids)})
 
     def decode(self, source_ids, start_id, end_id, beam_width=1, **kwargs):
         """Host-side greedy (beam_width 1) or beam search over the step graphs."""
