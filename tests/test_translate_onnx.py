@@ -11,6 +11,8 @@ from seq2seq_attn.export.convert import (
     to_onnx,
     to_translate_onnx,
     tokenizer_onnx,
+    write_encoder_onnx,
+    write_greedy_onnx,
 )
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import (
@@ -108,9 +110,10 @@ def test_translate_onnx_with_a_static_source_length(tiny_export, tiny_run, tmp_p
     translator = Translator.load(tiny_run)
     tokenizers = translator.tokenizers
     length = 24
-    to_onnx(
-        ExportModule(translator.model, max_source_length=length).greedy, tmp_path / "greedy.onnx"
-    )
+    module = ExportModule(translator.model, max_source_length=length)
+    write_encoder_onnx(module, tmp_path / "encoder.onnx")  # as the export writes greedy.onnx
+    to_onnx(module.decode_step, tmp_path / "decoder_step.onnx")
+    write_greedy_onnx(module, tmp_path)
     to_translate_onnx(tmp_path, tokenizers, tmp_path / "translate.onnx")
     texts = [t for t in TEXTS if len(tokenizers.source.encode(t)) <= length]
     (got,) = session(str(tmp_path / "translate.onnx")).run(
