@@ -140,7 +140,14 @@ def export_run(
         to_translate_onnx(tmp, translator.tokenizers, tmp / "translate.onnx")
         release_memory()
         echo(f"checking parity on {len(texts)} held-out sentences ...")
-        report = validate_export(tmp, translator.model, translator.tokenizers, texts, references)
+        report = validate_export(
+            tmp,
+            translator.model,
+            translator.tokenizers,
+            texts,
+            references,
+            source_length=max_source_length,
+        )
         (tmp / "parity.json").write_text(json.dumps(report, indent=2))
         if not report["passed"]:
             failed = out.parent / f"{out.name}.parity-failed.json"

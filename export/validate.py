@@ -226,10 +226,11 @@ def check_saved_model(reference, signatures):
     }
 
 
-def check_serving_default(signatures, decoder, tokenizers, texts):
-    """`serving_default` (strings in, strings out, beam 4) against the Keras beam decode."""
+def check_serving_default(signatures, decoder, tokenizers, texts, source_length=None):
+    """`serving_default` (strings in, strings out, beam 4) against the Keras beam decode of
+    the same ids (padded to the export's static `source_length`, as the graph pads them)."""
     served = signatures["serving_default"](text=tf.constant(texts))["translation"].numpy()
-    source = tokenizers.source.encode_batch(texts)
+    source = tokenizers.source.encode_batch(texts, pad_to=source_length)
     beam = np.asarray(decoder.generate(source, BEAM_WIDTH)["tokens"])
     expected = [tokenizers.target.decode(row) for row in beam]
     got = [s.decode("utf-8") for s in served]
@@ -383,11 +384,12 @@ def translate_failures(result):
     return failures
 
 
-def parity_batches(texts, references, tokenizers, batch_size=PARITY_BATCH):
+def parity_batches(texts, references, tokenizers, batch_size=PARITY_BATCH, source_length=None):
     """The parity sentences sorted by source length and cut into batches of `batch_size`.
 
     Sorting keeps padding (and the default decode length, 2 x padded length + 10) close
-    to each sentence's own, and a batch stops at its own longest decode.
+    to each sentence's own, and a batch stops at its own longest decode. An export with a
+    static `source_length` takes exactly that length, so every batch is padded to it.
 
     Returns:
         list of `(texts, references, source_ids)`, source_ids int32 `(n, longest)`.
@@ -399,7 +401,8 @@ def parity_batches(texts, references, tokenizers, batch_size=PARITY_BATCH):
         rows = order[start : start + batch_size]
         chunk = [texts[i] for i in rows]
         refs = [references[i] for i in rows]
-        batches.append((chunk, refs, tokenizers.source.encode_batch(chunk)))
+        pad = {} if source_length is None else {"pad_to": source_length}
+        batches.append((chunk, refs, tokenizers.source.encode_batch(chunk, **pad)))
     return batches
 
 
@@ -445,7 +448,9 @@ def _check_search_options(model, runtime, batches):
         return {"passed": False}, [f"search options: {err}"]
 
 
-def validate_export(directory, model, tokenizers, texts, references, batch_size=PARITY_BATCH):
+def validate_export(
+    directory, model, tokenizers, texts, references, batch_size=PARITY_BATCH, source_length=None
+):
     """Checks every artifact in an export directory; returns the parity report.
 
     The sentences are decoded in batches of similar length (`parity_batches`); every
@@ -459,20 +464,21 @@ def validate_export(directory, model, tokenizers, texts, references, batch_size=
         texts: held-out source sentences.
         references: their reference translations (for the BLEU of quantized variants).
         batch_size: sentences per parity batch.
+        source_length: the export's static source length (`--max-source-length`), if any;
+            the texts must fit it.
 
     Returns:
         dict: tolerances, per-artifact results, `failures` (list) and `passed` (bool).
     """
     # On the export's own disk (/tmp may be memory), removed before the manifest lists files.
     with tempfile.TemporaryDirectory(prefix=".parity-logits-", dir=directory) as spill:
-        return _validate(
-            Path(directory), model, tokenizers, texts, references, batch_size, Path(spill)
-        )
+        batches = parity_batches(texts, references, tokenizers, batch_size, source_length)
+        settings = {"batch_size": batch_size, "source_length": source_length}
+        return _validate(Path(directory), model, tokenizers, texts, batches, settings, Path(spill))
 
 
-def _validate(directory, model, tokenizers, texts, references, batch_size, spill):
+def _validate(directory, model, tokenizers, texts, batches, settings, spill):
     """`validate_export`'s checks; the Keras step logits are kept in the `spill` folder."""
-    batches = parity_batches(texts, references, tokenizers, batch_size)
     sorted_refs = [r for _, refs, _ in batches for r in refs]
     sizes = [len(chunk) for chunk, _, _ in batches]
     decoder = KerasDecoder(model)
@@ -484,7 +490,10 @@ def _validate(directory, model, tokenizers, texts, references, batch_size, spill
     artifacts, failures = {}, []
     signatures = tf.saved_model.load(str(directory / "saved_model")).signatures
     result = combine([check_saved_model(r, signatures) for r in keras], sizes)
-    result.update(check_serving_default(signatures, decoder, tokenizers, list(texts[:16])))
+    served = list(texts[:16])
+    result.update(
+        check_serving_default(signatures, decoder, tokenizers, served, settings["source_length"])
+    )
     artifacts["saved_model/tensorflow"] = result
     failures += float_failures("saved_model", result)
     del signatures
@@ -518,7 +527,7 @@ def _validate(directory, model, tokenizers, texts, references, batch_size, spill
     return {
         "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},
         "samples": len(texts),
-        "parity_batch_size": batch_size,
+        "parity_batch_size": settings["batch_size"],
         "keras_bleu": keras_bleu,
         "artifacts": artifacts,
         "failures": failures,

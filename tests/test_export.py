@@ -444,3 +444,18 @@ def test_tflite_conversion_falls_back_to_the_public_converter(frozen_steps, tmp_
     assert (tmp_path / "public.tflite").read_bytes() == (tmp_path / "light.tflite").read_bytes()
     with pytest.raises(ValueError, match="quantization"):
         to_tflite(frozen_steps, tmp_path / "bad.tflite", "int4")
+
+
+def test_an_export_with_a_static_source_length_passes_parity(run_dir, tmp_path):
+    # Parity batches are padded to the static length (they used to be padded to their own
+    # longest sentence, which LiteRT's static graphs refused with a traceback).
+    out = tmp_path / "static"
+    report = export_run(run_dir, out, max_source_length=24, samples=12, echo=lambda *_: None)
+    assert report["passed"], report["failures"]
+    assert json.loads((out / "manifest.json").read_text())["max_source_length"] == 24
+    graph = onnx.load(str(out / "greedy.onnx")).graph
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == 24
+    ids = np.zeros((2, 24), np.int32)
+    ids[:, :4] = [5, 6, 7, 3]
+    tokens = LiteRTModel(out / "model.tflite").greedy_graph(ids)["tokens"]
+    np.testing.assert_array_equal(tokens, OnnxModel(out).greedy_graph(ids)["tokens"])
