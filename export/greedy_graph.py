@@ -30,11 +30,6 @@ from seq2seq_attn.interface import MAX_LENGTH_OFFSET, MAX_LENGTH_RATIO, new_stat
 ENCODER_PREFIX, STEP_PREFIX = "encoder/", "step/"
 
 
-def _prefixed(model, prefix):
-    """A copy of `model` with every name (nodes, edges, inputs, outputs, initializers) prefixed."""
-    return compose.add_prefix(model, prefix)
-
-
 _MEMORY = ("memory", "projected_keys", "mask")  # the encoder's outputs every step reads
 
 
@@ -157,7 +152,9 @@ def greedy_onnx(encoder, step, start_id, end_id):
     if not float(MAX_LENGTH_RATIO).is_integer():
         raise ValueError(f"an integer max length ratio is needed, got {MAX_LENGTH_RATIO}")
     states = state_names([i.name for i in step.graph.input])
-    encoder, step = _prefixed(encoder, ENCODER_PREFIX), _prefixed(step, STEP_PREFIX)
+    # Copies with every name (nodes, edges, inputs, outputs, initializers) prefixed.
+    encoder = compose.add_prefix(encoder, ENCODER_PREFIX)
+    step = compose.add_prefix(step, STEP_PREFIX)
     node, e = helper.make_node, ENCODER_PREFIX
     nodes = [node("Identity", ["source_ids"], [f"{e}source_ids"]), *encoder.graph.node]
     nodes += [

@@ -401,8 +401,7 @@ def parity_batches(texts, references, tokenizers, batch_size=PARITY_BATCH, sourc
         rows = order[start : start + batch_size]
         chunk = [texts[i] for i in rows]
         refs = [references[i] for i in rows]
-        pad = {} if source_length is None else {"pad_to": source_length}
-        batches.append((chunk, refs, tokenizers.source.encode_batch(chunk, **pad)))
+        batches.append((chunk, refs, tokenizers.source.encode_batch(chunk, pad_to=source_length)))
     return batches
 
 
@@ -473,11 +472,11 @@ def validate_export(
     # On the export's own disk (/tmp may be memory), removed before the manifest lists files.
     with tempfile.TemporaryDirectory(prefix=".parity-logits-", dir=directory) as spill:
         batches = parity_batches(texts, references, tokenizers, batch_size, source_length)
-        settings = {"batch_size": batch_size, "source_length": source_length}
-        return _validate(Path(directory), model, tokenizers, texts, batches, settings, Path(spill))
+        sizes = {"batch_size": batch_size, "source_length": source_length}
+        return _validate(Path(directory), model, tokenizers, texts, batches, Path(spill), **sizes)
 
 
-def _validate(directory, model, tokenizers, texts, batches, settings, spill):
+def _validate(directory, model, tokenizers, texts, batches, spill, batch_size, source_length):
     """`validate_export`'s checks; the Keras step logits are kept in the `spill` folder."""
     sorted_refs = [r for _, refs, _ in batches for r in refs]
     sizes = [len(chunk) for chunk, _, _ in batches]
@@ -491,9 +490,7 @@ def _validate(directory, model, tokenizers, texts, batches, settings, spill):
     signatures = tf.saved_model.load(str(directory / "saved_model")).signatures
     result = combine([check_saved_model(r, signatures) for r in keras], sizes)
     served = list(texts[:16])
-    result.update(
-        check_serving_default(signatures, decoder, tokenizers, served, settings["source_length"])
-    )
+    result.update(check_serving_default(signatures, decoder, tokenizers, served, source_length))
     artifacts["saved_model/tensorflow"] = result
     failures += float_failures("saved_model", result)
     del signatures
@@ -527,7 +524,7 @@ def _validate(directory, model, tokenizers, texts, batches, settings, spill):
     return {
         "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},
         "samples": len(texts),
-        "parity_batch_size": settings["batch_size"],
+        "parity_batch_size": batch_size,
         "keras_bleu": keras_bleu,
         "artifacts": artifacts,
         "failures": failures,

@@ -15,10 +15,9 @@ from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullErr
 from seq2seq_attn.serving.http_errors import ApiError
 from seq2seq_attn.serving.schemas import MAX_LENGTH_RATIO, MAX_TEMPERATURE, MIN_TEMPERATURE
 
+from seq2seq_attn.inference.search import with_one_best_list
 from seq2seq_attn.interface import DecodeOptions, max_length_for
 from seq2seq_attn.tokenizer import TokenizerPair
-
-GREEDY_OUTPUTS = ("tokens", "scores", "attention")
 
 
 @dataclass(frozen=True)
@@ -101,9 +100,7 @@ class TranslationService:
         if not isinstance(options, DecodeOptions):
             options = DecodeOptions(beam_width=options)
         if self._single_graph_decodes(ids, options, max_length):
-            out = dict(self.model.greedy_graph(ids))
-            out.update({f"nbest_{k}": np.asarray(out[k])[:, None] for k in GREEDY_OUTPUTS})
-            return out
+            return with_one_best_list(dict(self.model.greedy_graph(ids)))
         return self.model.decode(
             ids,
             self.start_id,

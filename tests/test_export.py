@@ -217,9 +217,9 @@ class _WordTokenizer:
     def encode(self, text):
         return [2] + [4 + len(w) for w in text.split()] + [3]
 
-    def encode_batch(self, texts):
+    def encode_batch(self, texts, pad_to=None):
         rows = [self.encode(t) for t in texts]
-        out = np.zeros((len(rows), max(map(len, rows))), np.int32)
+        out = np.zeros((len(rows), pad_to or max(map(len, rows))), np.int32)
         for i, row in enumerate(rows):
             out[i, : len(row)] = row
         return out

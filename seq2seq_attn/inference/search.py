@@ -268,8 +268,15 @@ def greedy_search(
             np.stack(attention, 1) if attention else np.zeros([batch, 0, source_len], _F32)
         ),  # (batch, length, source_len)
     }
-    out.update({f"nbest_{key}": value[:, None] for key, value in out.items()})
-    return out
+    return with_one_best_list(out)
+
+
+def with_one_best_list(result):
+    """`result` (`tokens`, `scores`, `attention` of one hypothesis per row) plus the same as
+    a one-best list, `nbest_*` with an n-best axis of 1: a greedy result in beam search's
+    layout."""
+    result.update({f"nbest_{key}": np.asarray(value)[:, None] for key, value in result.items()})
+    return result
 
 
 def _gather_beams(x, parents):
