@@ -335,7 +335,8 @@ def build_parser():
     return parser
 
 
-TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "demo")
+# `export` imports TensorFlow only in its stage processes (`export.isolation`).
+TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "demo")
 
 
 def main(argv=None):
