@@ -1,13 +1,13 @@
 """What exporting costs: export time, artifact sizes, and the peak memory of each runtime.
 
 1. `seq2seq-attn export` on the benchmark model (`common.bench_run()`) in a child process,
-   into runs/bench-export: wall time and peak RSS of its process tree (the command runs
-   each stage in a process of its own; see `run_child`). Parity runs on `--samples`
-   held-out sentences (200 by default, as the CLI).
-2. The same export again through `export_run` with every stage timed and measured
-   (`stage_times`), into a scratch directory deleted afterwards: with each stage in its own
-   process as the command does (`--stage-modes children`) and with all of them in one
-   process (`here`), side by side (skip with `--no-stages`).
+   into runs/bench-export: wall time and peak RSS (the child's VmHWM, polled). Parity
+   runs on `--samples` held-out sentences (200 by default, as the CLI).
+2. The same export again, stage by stage, in another child that calls the functions
+   `seq2seq_attn.export.convert.export_all` and `seq2seq_attn.export.main.export_run` call,
+   one by one, into a
+   scratch directory that is deleted afterwards (skip with `--no-stages`), with the
+   process's peak RSS after each stage (where it jumps is the stage that needs the memory).
 3. The size of every artifact, of the Keras `.keras` file and of the tokenizer.
 4. Peak memory (VmHWM) of a fresh process per runtime that loads its artifacts and greedily
    decodes the batch of 32 test sentences of `decode_latency.py`, beside a process that only
@@ -61,34 +61,14 @@ def _mb(kilobytes):
     return round(kilobytes / 1024, 1)
 
 
-def _tree(pid):
-    """`pid` and its descendants that are alive now (Linux /proc children lists)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                todo += [int(c) for c in children.read_text().split()]
-            except OSError:
-                pass
-    return found
-
-
 def run_child(args, log_path=None, env=None):
-    """Runs a child to completion: (exit code, figures of its whole process tree).
+    """Runs a child to completion: (exit code, wall seconds, its peak RSS in MB).
 
-    Every 0.1 s, for the child and every process it started (an export runs each stage in
-    its own process): each one's VmHWM so far, and the sum of their current RSS.
-    `peak_rss_mb` is the largest sum of the VmHWMs of processes alive at the same poll, an
-    upper bound of the tree's memory at any moment (each peak counted as if it lasted);
-    `sampled_peak_mb` the largest sum of RSS seen; `largest_process_mb` the largest single
-    VmHWM. (os.wait4's ru_maxrss would count the parent's pages that the forked child held
-    until its exec, and the largest descendant only, not the sum.)
+    The peak is the child's VmHWM, read from /proc every 0.1 s while it runs: os.wait4's
+    ru_maxrss would also count the parent's pages that the forked child held until its exec.
     """
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    bound_kb = sampled_kb = 0
-    peaks = {}
+    peak_kb = 0
     try:
         started = time.perf_counter()
         child = subprocess.Popen(
@@ -98,26 +78,14 @@ def run_child(args, log_path=None, env=None):
             pid, status, _ = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
-            alive = {p: _status_kb(f"/proc/{p}/status", "VmHWM") for p in _tree(child.pid)}
-            alive = {p: kb for p, kb in alive.items() if kb}
-            for p, kb in alive.items():
-                peaks[p] = max(peaks.get(p, 0), kb)
-            bound_kb = max(bound_kb, sum(peaks[p] for p in alive))
-            rss = [_status_kb(f"/proc/{p}/status", "VmRSS") or 0 for p in alive]
-            sampled_kb = max(sampled_kb, sum(rss))
+            peak_kb = max(peak_kb, _status_kb(f"/proc/{child.pid}/status", "VmHWM") or 0)
             time.sleep(0.1)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
     finally:
         if log_path:
             log.close()
-    return child.returncode, {
-        "wall_s": round(wall, 1),
-        "peak_rss_mb": _mb(bound_kb),
-        "sampled_peak_mb": _mb(sampled_kb),
-        "largest_process_mb": _mb(max(peaks.values(), default=0)),
-        "processes": len(peaks),
-    }
+    return child.returncode, wall, _mb(peak_kb)
 
 
 def export_env():
@@ -133,69 +101,82 @@ def run_export_cli(run_dir, out, samples=SAMPLES):
     args = [str(cli), "export", str(run_dir), "--out", str(out), "--samples", str(samples)]
     args.append("--force")
     log = Path(out).with_suffix(".log")
-    code, figures = run_child(args, log, export_env())
+    code, wall, rss = run_child(args, log, export_env())
     if code:
         raise SystemExit(f"export failed ({code}), see {log}")
     return {
         "command": " ".join([cli.name] + args[1:]),
-        **figures,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": rss,  # VmHWM, polled
         "parity_samples": samples,
         "log": str(log.relative_to(common.ROOT)),
     }
 
 
-def _measured(fn, *args):
-    """In a stage's own process: `fn(*args)`, its seconds, the process's peak and RSS after."""
-    started = time.perf_counter()
-    value = fn(*args)
-    seconds = round(time.perf_counter() - started, 2)
-    return value, {"seconds": seconds, **_memory_now()}
+def stage_times(run_dir, out_dir, samples):
+    """Times every stage of an export (the steps of `export_run`, called one by one)."""
+    import absl.logging
+    import tensorflow as tf
+    from seq2seq_attn.export import convert
+    from seq2seq_attn.export.main import _held_out, write_manifest
+    from seq2seq_attn.export.signatures import ExportModule
+    from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
 
+    from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
+    from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 
-def _memory_now():
-    return {"peak_mb": _status_mb("VmHWM"), "rss_mb_after": _status_mb("VmRSS")}
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+    times, peaks, stage_peaks, rss_after = {}, {}, {}, {}
 
-
-def stage_times(run_dir, out_dir, samples, mode):
-    """`export_run` with every stage timed and measured; returns {stage: figures}.
-
-    mode "children" (what `seq2seq-attn export` does): each stage in its own process, whose
-    whole-life VmHWM is the stage's peak. mode "here": every stage in this process, VmHWM
-    reset before each (Linux clear_refs), as exports ran before the stages were isolated.
-    """
-    from seq2seq_attn.export.isolation import run_here, run_in_child
-    from seq2seq_attn.export.main import export_run
-
-    stages = {}
-
-    def in_children(name, fn, *args):
-        started = time.perf_counter()
-        value, figures = run_in_child(name, _measured, fn, *args)
-        stages[name] = {"wall_s": round(time.perf_counter() - started, 2), **figures}
-        return value
-
-    def here(name, fn, *args):
+    def timed(name, fn, *args):
         resettable = _reset_peak()
-        started = time.perf_counter()
-        value = run_here(name, fn, *args)
-        stages[name] = {"wall_s": round(time.perf_counter() - started, 2), **_memory_now()}
-        if not resettable:
-            stages[name]["peak_mb"] = None
+        t0 = time.perf_counter()
+        value = fn(*args)
+        times[name] = round(time.perf_counter() - t0, 2)
+        if resettable:
+            stage_peaks[name] = _status_mb("VmHWM")  # the peak during this stage
+        rss_after[name] = _status_mb("VmRSS")
+        peaks[name] = max([*peaks.values(), *stage_peaks.values(), _status_mb("VmHWM")])
         return value
 
-    run = {"children": in_children, "here": here}[mode]
-    started = time.perf_counter()
-    report = export_run(run_dir, out_dir, samples=samples, force=True, echo=print, run=run)
-    result = {
-        "mode": mode,
-        "stages": stages,
-        "total_s": round(time.perf_counter() - started, 1),
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    translator = timed("load_keras_model", Translator.load, run_dir)
+    texts, references = timed("held_out_sentences", _held_out, translator, run_dir, samples, None)
+    graph_tokenizers = GraphTokenizerPair(translator.tokenizers)
+    module = timed(
+        "build_export_module", ExportModule, translator.model, graph_tokenizers, BEAM_WIDTH
+    )
+    convert.export_all(module, out_dir, stage=timed)
+    shutil.copytree(Path(run_dir) / TOKENIZER_DIR, out_dir / "tokenizer")
+    timed(
+        "onnx:translate.onnx",
+        convert.to_translate_onnx,
+        out_dir,
+        translator.tokenizers,
+        out_dir / "translate.onnx",
+    )
+    report = timed(
+        "parity",
+        validate_export,
+        out_dir,
+        translator.model,
+        translator.tokenizers,
+        texts,
+        references,
+    )
+    timed("manifest", write_manifest, out_dir, module, translator.tokenizers, report)
+    times["total"] = round(sum(times.values()), 1)
+    return {
+        "seconds": times,
+        "vmhwm_mb_after": peaks,  # the process's peak so far
+        "stage_peak_mb": stage_peaks,  # VmHWM reset before the stage (Linux clear_refs)
+        "rss_mb_after": rss_after,  # what the stage left behind
         "parity_passed": report["passed"],
-        "parity_samples": report["samples"],
+        "parity_samples": len(texts),
     }
-    if mode == "children":  # (here, VmHWM was reset before each stage)
-        result["parent_peak_mb"] = _status_mb("VmHWM")
-    return result
 
 
 def _size(path):
@@ -286,19 +267,18 @@ def _status_mb(field):
 
 
 def _child(argv_tail, log, env=None):
-    """Runs this script in a child with `argv_tail`; returns its JSON answer and the
-    `run_child` figures of its process tree."""
+    """Runs this script in a child with `argv_tail`; returns its JSON answer and peak RSS."""
     answer = log.with_suffix(".json")
     args = [sys.executable, __file__, *argv_tail, "--answer", str(answer)]
-    code, figures = run_child(args, log, env)
+    code, wall, rss = run_child(args, log, env)
     if code:
         raise SystemExit(f"child {argv_tail} failed ({code}), see {log}")
     result = json.loads(answer.read_text())
     answer.unlink()
-    return result, figures
+    return result, wall, rss
 
 
-def run(samples, stage_modes):
+def run(samples, stages):
     run_dir = common.bench_run()
     logs = common.ROOT / "runs" / "bench-export-cost"
     logs.mkdir(parents=True, exist_ok=True)
@@ -307,22 +287,22 @@ def run(samples, stage_modes):
     export = run_export_cli(run_dir, export_dir, samples)
     print(f"  {export['wall_s']} s, peak RSS {export['peak_rss_mb']} MB", flush=True)
     result = {"machine": common.machine(), "export": export}
-    for mode in stage_modes:
-        print(f"timing the export stage by stage, {mode} ...", flush=True)
-        args = ["--stages", str(run_dir), str(STAGE_DIR), str(samples), mode]
-        staged, figures = _child(args, logs / f"stages-{mode}.log", export_env())
+    if stages:
+        print("timing the export stage by stage ...", flush=True)
+        args = ["--stages", str(run_dir), str(STAGE_DIR), str(samples)]
+        staged, wall, rss = _child(args, logs / "stages.log", export_env())
         shutil.rmtree(STAGE_DIR, ignore_errors=True)
-        staged.update(figures)
-        result[f"export_stages_{mode}"] = staged
-        print(f"  {staged['total_s']} s, peak {figures['peak_rss_mb']} MB", flush=True)
+        staged.update(wall_s=round(wall, 1), peak_rss_mb=rss)
+        result["export_stages"] = staged
+        print(f"  {staged['seconds']}", flush=True)
     result["sizes"] = artifact_sizes(export_dir, run_dir)
     cache_batch32(run_dir)
     memory = {}
     for name in MEMORY_PROBES:
-        probe, figures = _child(
+        probe, wall, rss = _child(
             ["--probe", name, str(run_dir), str(export_dir)], logs / f"probe-{name}.log"
         )
-        probe["wall_s"] = figures["wall_s"]
+        probe["wall_s"] = round(wall, 1)
         memory[name] = probe
         print(f"  memory {name:20} VmHWM {probe['vmhwm_mb']:8.1f} MB", flush=True)
     result["memory"] = {
@@ -340,30 +320,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=SAMPLES, help="parity sentences")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage export")
-    parser.add_argument(
-        "--stages", nargs=4, metavar=("RUN", "OUT", "SAMPLES", "MODE"), help="child"
-    )
-    parser.add_argument(
-        "--stage-modes",
-        default="children,here",
-        help="stage by stage: each stage in its own process (children, as the CLI does) "
-        "and/or all in one (here)",
-    )
+    parser.add_argument("--stages", nargs=3, metavar=("RUN", "OUT", "SAMPLES"), help="child")
     parser.add_argument("--probe", nargs=3, metavar=("NAME", "RUN", "EXPORT"), help="child")
     parser.add_argument("--answer", help="child: where to write its JSON")
     args = parser.parse_args(argv)
     if args.stages:
-        run_dir, out, samples, mode = args.stages
-        result = stage_times(run_dir, out, int(samples), mode)
-        Path(args.answer).write_text(json.dumps(result))
+        run_dir, out, samples = args.stages
+        Path(args.answer).write_text(json.dumps(stage_times(run_dir, out, int(samples))))
         return
     if args.probe:
         name, run_dir, export_dir = args.probe
         answer = memory_probe(name, Path(run_dir), Path(export_dir))
         Path(args.answer).write_text(json.dumps(answer))
         return
-    modes = [] if args.no_stages else args.stage_modes.split(",")
-    result = run(args.samples, modes)
+    result = run(args.samples, not args.no_stages)
     print(f"wrote {common.write_result('export_cost', result)}")
 
 

@@ -457,7 +457,7 @@ def validate_export(
     agree on its own (agreements are shares of all sentences).
 
     Args:
-        directory: export directory (as written by `main.export_run`).
+        directory: export directory (as written by `convert.export_all`).
         model: the Keras `Seq2SeqAttention` the artifacts came from.
         tokenizers: the run's `seq2seq_attn.tokenizer.TokenizerPair`.
         texts: held-out source sentences.

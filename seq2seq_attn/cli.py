@@ -335,8 +335,7 @@ def build_parser():
     return parser
 
 
-# `export` imports TensorFlow only in its stage processes (`export.isolation`).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "demo")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "demo")
 
 
 def main(argv=None):

@@ -162,15 +162,10 @@ def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", ec
     for t in translations:
         echo(f"      {t.source!r:32} -> {t.text}")
     echo("[4/5] exporting SavedModel, TFLite and ONNX and checking parity ...")
-    from seq2seq_attn.export.isolation import run_here
     from seq2seq_attn.export.main import export_run
 
     export_dir = out_dir / "export"
-    # In this process, which has TensorFlow loaded already: the dates model is small, and a
-    # process per stage would only add their start-up time.
-    report = export_run(
-        out_dir, export_dir, samples=20, force=True, echo=lambda *_: None, run=run_here
-    )
+    report = export_run(out_dir, export_dir, samples=20, force=True, echo=lambda *_: None)
     for name, result in report["artifacts"].items():
         echo(f"      {parity_line(name, result)}")
     echo("[5/5] outputs:")

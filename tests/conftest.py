@@ -34,8 +34,7 @@ def tiny_run(tiny_config, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run):
-    """`(export_dir, parity_report)` of the tiny run: every artifact, parity passed, each
-    stage in its own process as `seq2seq-attn export` runs them."""
+    """`(export_dir, parity_report)` of the tiny run: every artifact, parity passed."""
     from seq2seq_attn.export.main import export_run
 
     out = tiny_run.parent / "exported"
@@ -45,15 +44,13 @@ def tiny_export(tiny_run):
 
 @pytest.fixture(scope="session")
 def pretrained_export(tmp_path_factory):
-    """The shipped pretrained en-es model, exported (every artifact, parity on 8 verses);
-    in this process, the quicker way."""
-    from seq2seq_attn.export.isolation import run_here
+    """The shipped pretrained en-es model, exported (every artifact, parity on 8 verses)."""
     from seq2seq_attn.export.main import export_run
 
     from seq2seq_attn.commands import PRETRAINED_DIR
 
     out = tmp_path_factory.mktemp("pretrained") / "bible-export"
-    export_run(PRETRAINED_DIR, out, samples=8, echo=lambda *_: None, run=run_here)
+    export_run(PRETRAINED_DIR, out, samples=8, echo=lambda *_: None)
     return out
 
 

@@ -3,15 +3,12 @@
 import hashlib
 import json
 import os
-import signal
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
 from onnx import numpy_helper
-from seq2seq_attn.export.isolation import run_here, run_in_child
 from seq2seq_attn.export.main import export_run
 from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
 from seq2seq_attn.export.validate import LOGITS_ATOL, Reference, check_step_runtime, float_failures
@@ -161,42 +158,20 @@ def test_validator_catches_a_perturbed_artifact(exported, run_dir, tmp_path):
 def test_failed_parity_leaves_no_valid_looking_output(run_dir, tmp_path, monkeypatch):
     import seq2seq_attn.export.main as export_main
 
-    real_onnx_stage = export_main._onnx_stage
+    real_export_all = export_main.export_all
 
-    def onnx_then_break(job):
-        real_onnx_stage(job)
-        perturb_onnx(Path(job.out) / "decoder_step.onnx")
+    def export_then_break(module, directory):
+        written = real_export_all(module, directory)
+        perturb_onnx(directory / "decoder_step.onnx")
+        return written
 
-    monkeypatch.setattr(export_main, "_onnx_stage", onnx_then_break)
+    monkeypatch.setattr(export_main, "export_all", export_then_break)
     out = tmp_path / "bad-export"
     with pytest.raises(ParityError, match="decoder|onnx"):
-        export_run(run_dir, out, samples=6, echo=lambda *_: None, run=run_here)
+        export_run(run_dir, out, samples=6, echo=lambda *_: None)
     assert not out.exists()
     assert (tmp_path / "bad-export.parity-failed.json").exists()
     assert not list(tmp_path.glob(".bad-export-*"))
-
-
-def test_a_stage_killed_for_memory_is_one_line_and_leaves_nothing(
-    run_dir, tmp_path, monkeypatch, capsys
-):
-    """The out-of-memory killer ends the first TFLite conversion's process: the command
-    names the stage in one line, exits 2 and leaves neither output nor scratch folders."""
-    import seq2seq_attn.export.main as export_main
-
-    def killed_at_tflite(name, fn, *args):
-        if name == "tflite:model.tflite":
-            return run_in_child(name, signal.raise_signal, signal.SIGKILL)
-        return run_here(name, fn, *args)  # the stages before it, quicker in this process
-
-    monkeypatch.setattr(export_main, "run_in_child", killed_at_tflite)
-    out = tmp_path / "exports" / "killed"
-    assert main(["export", str(run_dir), "--out", str(out), "--samples", "6"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == (
-        "seq2seq-attn export: error: the tflite:model.tflite stage was killed by SIGKILL "
-        "(out of memory?)"
-    )
-    assert list((tmp_path / "exports").iterdir()) == []  # no .killed-* nor its .frozen
 
 
 def test_export_user_mistakes_exit_2(run_dir, tmp_path, capsys):
@@ -475,9 +450,7 @@ def test_an_export_with_a_static_source_length_passes_parity(run_dir, tmp_path):
     # Parity batches are padded to the static length (they used to be padded to their own
     # longest sentence, which LiteRT's static graphs refused with a traceback).
     out = tmp_path / "static"
-    report = export_run(
-        run_dir, out, max_source_length=24, samples=12, echo=lambda *_: None, run=run_here
-    )
+    report = export_run(run_dir, out, max_source_length=24, samples=12, echo=lambda *_: None)
     assert report["passed"], report["failures"]
     assert json.loads((out / "manifest.json").read_text())["max_source_length"] == 24
     graph = onnx.load(str(out / "greedy.onnx")).graph
