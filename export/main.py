@@ -4,10 +4,12 @@ Nothing that looks valid is left behind on failure: the artifacts are written ne
 output directory under a hidden name and only renamed to it once every parity check passed.
 """
 
+import functools
 import hashlib
 import json
 import shutil
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -108,6 +110,18 @@ def write_manifest(directory, module, tokenizers, report):
     return manifest
 
 
+def _progress(echo):
+    """A `stage` for `export_all` that echoes each stage's name and the time spent so far."""
+    started = time.monotonic()
+
+    def stage(name, fn, *args):
+        minutes, seconds = divmod(int(time.monotonic() - started), 60)
+        echo(f"  {name} ({minutes}:{seconds:02d} elapsed)")
+        return fn(*args)
+
+    return stage
+
+
 def export_run(
     run_dir,
     out,
@@ -135,18 +149,25 @@ def export_run(
             translator.model, graph_tokenizers, beam_width, max_source_length=max_source_length
         )
         echo(f"writing SavedModel, TFLite and ONNX artifacts into {tmp} ...")
-        export_all(module, tmp)
+        stage = _progress(echo)
+        export_all(module, tmp, stage)
         shutil.copytree(Path(run_dir) / TOKENIZER_DIR, tmp / "tokenizer")
-        to_translate_onnx(tmp, translator.tokenizers, tmp / "translate.onnx")
+        stage(
+            "onnx:translate.onnx",
+            to_translate_onnx,
+            tmp,
+            translator.tokenizers,
+            tmp / "translate.onnx",
+        )
         release_memory()
-        echo(f"checking parity on {len(texts)} held-out sentences ...")
-        report = validate_export(
+        report = stage(
+            f"parity on {len(texts)} held-out sentences",
+            functools.partial(validate_export, source_length=max_source_length),
             tmp,
             translator.model,
             translator.tokenizers,
             texts,
             references,
-            source_length=max_source_length,
         )
         (tmp / "parity.json").write_text(json.dumps(report, indent=2))
         if not report["passed"]:

@@ -33,6 +33,7 @@ _NOISE = re.compile(
     r"|\] Could not find cuda drivers on your machine, GPU will not be used\."
     r"|This TensorFlow binary is optimized to use available CPU instructions"
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate"
+    r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"  # LiteRT, per process
 )
 _NO_DRIVER = re.compile(r"\] failed call to cuInit: ")
 

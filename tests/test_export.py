@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 
 import numpy as np
 import onnx
@@ -450,8 +451,29 @@ def test_an_export_with_a_static_source_length_passes_parity(run_dir, tmp_path):
     # Parity batches are padded to the static length (they used to be padded to their own
     # longest sentence, which LiteRT's static graphs refused with a traceback).
     out = tmp_path / "static"
-    report = export_run(run_dir, out, max_source_length=24, samples=12, echo=lambda *_: None)
+    lines = []
+    report = export_run(run_dir, out, max_source_length=24, samples=12, echo=lines.append)
     assert report["passed"], report["failures"]
+    # Progress: every stage named as it starts, with the time spent so far.
+    stages = [re.fullmatch(r"  (\S.*) \((\d+):(\d\d) elapsed\)", line) for line in lines[1:]]
+    assert all(stages), lines
+    assert [m[1] for m in stages] == [
+        "saved_model",
+        "frozen_step_graphs",
+        "tflite:model.tflite",
+        "tflite:model_fp16.tflite",
+        "tflite:model_int8.tflite",
+        "onnx:encoder.onnx",
+        "onnx:decoder_step.onnx",
+        "onnx:greedy.onnx",
+        "onnx_int8:encoder_int8.onnx",
+        "onnx_int8:decoder_step_int8.onnx",
+        "onnx_int8:greedy_int8.onnx",
+        "onnx:translate.onnx",
+        "parity on 12 held-out sentences",
+    ]
+    elapsed = [60 * int(m[2]) + int(m[3]) for m in stages]
+    assert elapsed == sorted(elapsed)
     assert json.loads((out / "manifest.json").read_text())["max_source_length"] == 24
     graph = onnx.load(str(out / "greedy.onnx")).graph
     assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == 24

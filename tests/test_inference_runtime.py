@@ -1,5 +1,8 @@
 """The TensorFlow-free runtimes of an export: bad source batches are errors, not crashes."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -30,3 +33,18 @@ def test_a_good_batch_still_decodes(runtime):
     ids = np.array([[5, 6, 7, 3], [8, 3, 0, 0]], np.int32)
     graph, host = runtime.greedy_graph(ids), runtime.decode(ids, 2, 3)
     np.testing.assert_array_equal(graph["tokens"], host["tokens"])
+
+
+def test_loading_a_tflite_file_prints_nothing_not_even_the_xnnpack_notice(tiny_export):
+    """In a fresh process: LiteRT prints its notice once per process, where it applies the
+    XNNPACK delegate (the interpreter's first allocation or invoke)."""
+    code = (
+        "import sys, numpy as np; from seq2seq_attn.inference.runtime import LiteRTModel; "
+        "model = LiteRTModel(sys.argv[1]); model.encode(np.full((2, 5), 4, np.int32)); "
+        "print(sorted(model.runners))"
+    )
+    path = str(tiny_export[0] / "model.tflite")
+    done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "['decode_step', 'encode', 'greedy']\n"
+    assert done.stderr == ""

@@ -22,11 +22,13 @@ machine, GPU will not be used.
 E0000 00:00:1796224866.679891   12999 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA \
 error: Failed call to cuInit: UNKNOWN ERROR (303)
 """
+LITERT = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"  # at its first runner
 REAL = "E0000 00:00:1796224866.7  12999 op_kernel.cc:1828] OP_REQUIRES failed: a real problem\n"
 
 
 def test_the_startup_notices_go_and_everything_else_stays():
     assert filter_startup_noise(STARTUP) == ""
+    assert filter_startup_noise(LITERT) == ""
     assert filter_startup_noise(STARTUP + REAL + "Traceback (most recent call last):\n") == (
         REAL + "Traceback (most recent call last):\n"
     )

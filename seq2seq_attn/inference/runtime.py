@@ -16,6 +16,7 @@ import numpy as np
 
 from seq2seq_attn.inference import search
 from seq2seq_attn.interface import new_state_name, state_names
+from seq2seq_attn.native_logs import native_stderr_filtered
 
 
 def _source_batch(source_ids):
@@ -128,6 +129,8 @@ class LiteRTModel(_StepModel):
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        with native_stderr_filtered():  # applying XNNPACK prints a notice, once per process
+            self.interpreter.allocate_tensors()
         signatures = self.interpreter.get_signature_list()
         self.runners = {name: self.interpreter.get_signature_runner(name) for name in signatures}
         self.state_names = state_names(signatures["decode_step"]["inputs"])
