@@ -161,8 +161,8 @@ def test_failed_parity_leaves_no_valid_looking_output(run_dir, tmp_path, monkeyp
 
     real_export_all = export_main.export_all
 
-    def export_then_break(module, directory):
-        written = real_export_all(module, directory)
+    def export_then_break(module, directory, stage):
+        written = real_export_all(module, directory, stage)
         perturb_onnx(directory / "decoder_step.onnx")
         return written
 
