@@ -4,7 +4,6 @@ Nothing that looks valid is left behind on failure: the artifacts are written ne
 output directory under a hidden name and only renamed to it once every parity check passed.
 """
 
-import functools
 import hashlib
 import json
 import shutil
@@ -111,15 +110,45 @@ def write_manifest(directory, module, tokenizers, report):
 
 
 def _progress(echo):
-    """A `stage` for `export_all` that echoes each stage's name and the time spent so far."""
+    """`line(name, indent)`: echoes `name` with the time spent since this call."""
     started = time.monotonic()
 
-    def stage(name, fn, *args):
+    def line(name, indent="  "):
         minutes, seconds = divmod(int(time.monotonic() - started), 60)
-        echo(f"  {name} ({minutes}:{seconds:02d} elapsed)")
+        echo(f"{indent}{name} ({minutes}:{seconds:02d} elapsed)")
+
+    return line
+
+
+def _export_and_check(translator, module, directory, texts, references, echo):
+    """Every artifact of `module` into `directory`, then parity; returns the parity report.
+    Echoes each stage, and each part of parity, as it starts."""
+    line = _progress(echo)
+
+    def stage(name, fn, *args):  # `export_all`'s hook
+        line(name)
         return fn(*args)
 
-    return stage
+    export_all(module, directory, stage)
+    tokenizers = translator.tokenizers
+    stage(
+        "onnx:translate.onnx",
+        to_translate_onnx,
+        directory,
+        tokenizers,
+        directory / "translate.onnx",
+    )
+    release_memory()
+    line(f"parity on {len(texts)} held-out sentences")
+    return validate_export(
+        directory,
+        translator.model,
+        tokenizers,
+        texts,
+        references,
+        source_length=module.max_source_length,
+        progress=lambda part: line(part, indent="    "),
+    )
 
 
 def export_run(
@@ -149,26 +178,8 @@ def export_run(
             translator.model, graph_tokenizers, beam_width, max_source_length=max_source_length
         )
         echo(f"writing SavedModel, TFLite and ONNX artifacts into {tmp} ...")
-        stage = _progress(echo)
-        export_all(module, tmp, stage)
         shutil.copytree(Path(run_dir) / TOKENIZER_DIR, tmp / "tokenizer")
-        stage(
-            "onnx:translate.onnx",
-            to_translate_onnx,
-            tmp,
-            translator.tokenizers,
-            tmp / "translate.onnx",
-        )
-        release_memory()
-        report = stage(
-            f"parity on {len(texts)} held-out sentences",
-            functools.partial(validate_export, source_length=max_source_length),
-            tmp,
-            translator.model,
-            translator.tokenizers,
-            texts,
-            references,
-        )
+        report = _export_and_check(translator, module, tmp, texts, references, echo)
         (tmp / "parity.json").write_text(json.dumps(report, indent=2))
         if not report["passed"]:
             failed = out.parent / f"{out.name}.parity-failed.json"

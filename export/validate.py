@@ -448,7 +448,14 @@ def _check_search_options(model, runtime, batches):
 
 
 def validate_export(
-    directory, model, tokenizers, texts, references, batch_size=PARITY_BATCH, source_length=None
+    directory,
+    model,
+    tokenizers,
+    texts,
+    references,
+    batch_size=PARITY_BATCH,
+    source_length=None,
+    progress=None,
 ):
     """Checks every artifact in an export directory; returns the parity report.
 
@@ -465,6 +472,8 @@ def validate_export(
         batch_size: sentences per parity batch.
         source_length: the export's static source length (`--max-source-length`), if any;
             the texts must fit it.
+        progress: optional `progress(part)`, called as each part of the check starts (the
+            Keras reference, each artifact, the search options, `translate.onnx`).
 
     Returns:
         dict: tolerances, per-artifact results, `failures` (list) and `passed` (bool).
@@ -473,11 +482,17 @@ def validate_export(
     with tempfile.TemporaryDirectory(prefix=".parity-logits-", dir=directory) as spill:
         batches = parity_batches(texts, references, tokenizers, batch_size, source_length)
         sizes = {"batch_size": batch_size, "source_length": source_length}
-        return _validate(Path(directory), model, tokenizers, texts, batches, Path(spill), **sizes)
+        progress = progress or (lambda part: None)
+        return _validate(
+            Path(directory), model, tokenizers, texts, batches, Path(spill), progress, **sizes
+        )
 
 
-def _validate(directory, model, tokenizers, texts, batches, spill, batch_size, source_length):
+def _validate(
+    directory, model, tokenizers, texts, batches, spill, progress, batch_size, source_length
+):
     """`validate_export`'s checks; the Keras step logits are kept in the `spill` folder."""
+    progress("the Keras reference")
     sorted_refs = [r for _, refs, _ in batches for r in refs]
     sizes = [len(chunk) for chunk, _, _ in batches]
     decoder = KerasDecoder(model)
@@ -487,6 +502,7 @@ def _validate(directory, model, tokenizers, texts, batches, spill, batch_size, s
     ]
     keras_bleu = _bleu([row for r in keras for row in r.greedy], tokenizers, sorted_refs)
     artifacts, failures = {}, []
+    progress("saved_model/tensorflow")
     signatures = tf.saved_model.load(str(directory / "saved_model")).signatures
     result = combine([check_saved_model(r, signatures) for r in keras], sizes)
     served = list(texts[:16])
@@ -496,6 +512,7 @@ def _validate(directory, model, tokenizers, texts, batches, spill, batch_size, s
     del signatures
     threads = os.cpu_count() or 1
     for name, runtime_name, variant, make in runtimes(directory, threads):
+        progress(f"{name}/{runtime_name}")
         result, host_greedy = _check_runtime(keras, make(), quantized=variant is not None)
         artifacts[f"{name}/{runtime_name}"] = result
         if name == "*.onnx":
@@ -506,6 +523,7 @@ def _validate(directory, model, tokenizers, texts, batches, spill, batch_size, s
             failures += _check_quantized(
                 name, variant, result, _rows(host_greedy), keras_bleu, tokenizers, sorted_refs
             )
+    progress(f"search options/{OPTIONS_RUNTIME}")
     options_runtime = OnnxModel(directory, threads=threads)
     result, search_failures = _check_search_options(model, options_runtime, batches)
     artifacts[f"search options/{OPTIONS_RUNTIME}"] = result
@@ -513,6 +531,7 @@ def _validate(directory, model, tokenizers, texts, batches, spill, batch_size, s
     if not (directory / "translate.onnx").is_file():
         failures.append("translate.onnx: missing")
     else:
+        progress(f"translate.onnx/{TRANSLATE_RUNTIME}")
         session = translate_session(directory / "translate.onnx")
         per_batch = [
             check_translate_onnx(reference, session, tokenizers, chunk, host)
