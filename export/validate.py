@@ -502,19 +502,21 @@ def _validate(
     ]
     keras_bleu = _bleu([row for r in keras for row in r.greedy], tokenizers, sorted_refs)
     artifacts, failures = {}, []
-    progress("saved_model/tensorflow")
+    key = "saved_model/tensorflow"  # each part is announced by its report key
+    progress(key)
     signatures = tf.saved_model.load(str(directory / "saved_model")).signatures
     result = combine([check_saved_model(r, signatures) for r in keras], sizes)
     served = list(texts[:16])
     result.update(check_serving_default(signatures, decoder, tokenizers, served, source_length))
-    artifacts["saved_model/tensorflow"] = result
+    artifacts[key] = result
     failures += float_failures("saved_model", result)
     del signatures
     threads = os.cpu_count() or 1
     for name, runtime_name, variant, make in runtimes(directory, threads):
-        progress(f"{name}/{runtime_name}")
+        key = f"{name}/{runtime_name}"
+        progress(key)
         result, host_greedy = _check_runtime(keras, make(), quantized=variant is not None)
-        artifacts[f"{name}/{runtime_name}"] = result
+        artifacts[key] = result
         if name == "*.onnx":
             onnx_greedy = host_greedy  # the host text path translate.onnx must equal
         if variant is None:
@@ -523,22 +525,24 @@ def _validate(
             failures += _check_quantized(
                 name, variant, result, _rows(host_greedy), keras_bleu, tokenizers, sorted_refs
             )
-    progress(f"search options/{OPTIONS_RUNTIME}")
+    key = f"search options/{OPTIONS_RUNTIME}"
+    progress(key)
     options_runtime = OnnxModel(directory, threads=threads)
     result, search_failures = _check_search_options(model, options_runtime, batches)
-    artifacts[f"search options/{OPTIONS_RUNTIME}"] = result
+    artifacts[key] = result
     failures += search_failures
     if not (directory / "translate.onnx").is_file():
         failures.append("translate.onnx: missing")
     else:
-        progress(f"translate.onnx/{TRANSLATE_RUNTIME}")
+        key = f"translate.onnx/{TRANSLATE_RUNTIME}"
+        progress(key)
         session = translate_session(directory / "translate.onnx")
         per_batch = [
             check_translate_onnx(reference, session, tokenizers, chunk, host)
             for reference, (chunk, _, _), host in zip(keras, batches, onnx_greedy, strict=True)
         ]
         result = combine(per_batch, sizes)
-        artifacts[f"translate.onnx/{TRANSLATE_RUNTIME}"] = result
+        artifacts[key] = result
         failures += translate_failures(result)
     return {
         "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},

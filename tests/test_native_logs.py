@@ -22,7 +22,7 @@ machine, GPU will not be used.
 E0000 00:00:1796224866.679891   12999 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA \
 error: Failed call to cuInit: UNKNOWN ERROR (303)
 """
-LITERT = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"  # at its first runner
+LITERT = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"  # where it is applied
 REAL = "E0000 00:00:1796224866.7  12999 op_kernel.cc:1828] OP_REQUIRES failed: a real problem\n"
 
 
