@@ -1,7 +1,10 @@
+import json
 import os
+import shutil
 
 import pytest
 import yaml
+from filelock import FileLock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -22,24 +25,54 @@ def tiny_config(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tiny_config, tmp_path_factory):
-    """A trained run directory of the tiny dates model."""
-    from seq2seq_attn.cli import main
+def _built_once(tmp_path_factory, worker_id, name, build):
+    """`build(path)` once per test session, shared by every xdist worker; returns `path`.
 
-    out = tmp_path_factory.mktemp("runs") / "dates"
-    assert main(["train", "--data", "dates", "--config", str(tiny_config), "--out", str(out)]) == 0
-    return out
+    pytest-xdist's recipe for session fixtures: the first worker builds under a file lock in
+    the directory all workers share, the others wait for it and reuse the result.
+    """
+    if worker_id == "master":  # not under xdist
+        path = tmp_path_factory.getbasetemp() / name
+    else:
+        path = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{path}.lock"):
+        if not (path / ".built").exists():
+            shutil.rmtree(path, ignore_errors=True)  # a worker that failed half way
+            path.mkdir()
+            build(path)
+            (path / ".built").touch()
+    return path
 
 
-@pytest.fixture(scope="session")
-def tiny_export(tiny_run):
-    """`(export_dir, parity_report)` of the tiny run: every artifact, parity passed."""
+def _train_and_export(path, config):
     from seq2seq_attn.export.main import export_run
 
-    out = tiny_run.parent / "exported"
-    report = export_run(tiny_run, out, samples=12, echo=lambda *_: None)
-    return out, report
+    from seq2seq_attn.cli import main
+
+    run = path / "dates"
+    assert main(["train", "--data", "dates", "--config", str(config), "--out", str(run)]) == 0
+    export_run(run, path / "exported", samples=12, echo=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_dates(tiny_config, tmp_path_factory, worker_id):
+    """The tiny dates model trained and exported once for the whole session."""
+    return _built_once(
+        tmp_path_factory, worker_id, "tiny", lambda path: _train_and_export(path, tiny_config)
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dates):
+    """A trained run directory of the tiny dates model."""
+    return tiny_dates / "dates"
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_dates):
+    """`(export_dir, parity_report)` of the tiny run: every artifact, parity passed."""
+    out = tiny_dates / "exported"
+    return out, json.loads((out / "parity.json").read_text())
 
 
 @pytest.fixture(scope="session")
