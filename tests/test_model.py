@@ -115,7 +115,7 @@ def test_bad_arguments(kwargs, match):
         Seq2SeqAttention(16, 18, **kwargs)
 
 
-def train_and_score(attention, train, test, epochs=8):
+def train_and_score(attention, train, test, epochs=5):
     keras.utils.set_random_seed(0)
     model = Seq2SeqAttention(24, 24, embedding_dim=32, units=64, attention=attention)
     model.compile(keras.optimizers.Adam(2e-3, clipnorm=1.0))
@@ -132,6 +132,8 @@ def train_and_score(attention, train, test, epochs=8):
 
 @pytest.mark.slow
 def test_reverse_task_attention_learns_and_beats_vanilla():
+    # Measured after each epoch on this setup: attention's exact match 0.12, 0.81, 0.87, 0.99,
+    # then 1.0 at epochs 5 to 8. With 4000 samples it swung between 0.87 and 1.0 (unstable).
     rng = np.random.default_rng(0)
     train, test = reverse_task(6000, rng, 5, 15), reverse_task(500, rng, 5, 15)
     att_exact, att_long = train_and_score("bahdanau", train, test)
