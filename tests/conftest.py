@@ -11,7 +11,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Under pytest-xdist the workers split the cores: TensorFlow's default of one op thread per
 # core in every worker oversubscribes them (on 2 cores, 2 workers: test_model, test_training
-# and test_optimizers took 284 s with the default, 173 s with one thread each, side by side).
+# and test_optimizers took 284 s with the default, 173 s with one thread each, one after the
+# other; the whole suite: 850 s before, 840 s after, on a noisy day, so the gain is unproven).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _share)))
