@@ -90,6 +90,18 @@ def _decode_options(args):
     return options
 
 
+def _looks_like_a_path(text):
+    """`translate runs/typo "text"`: a first TEXT that reads as a path is a mistyped run
+    directory, not a sentence. It has no spaces, a slash, and starts like a path or names
+    an existing parent folder ("and/or" stays text)."""
+    from pathlib import Path
+
+    if "/" not in text or any(c.isspace() for c in text):
+        return False
+    starts = text.startswith(("/", "./", "../", "~")) or text.endswith("/")
+    return starts or Path(text).parent.is_dir()
+
+
 def _translate(args):
     from pathlib import Path
 
@@ -99,6 +111,12 @@ def _translate(args):
     run_dir, texts = args.run_dir, args.texts
     if run_dir is None and texts and Path(texts[0]).is_dir():
         run_dir, texts = texts[0], texts[1:]  # `translate RUN_DIR ["text" ...]`
+    elif run_dir is None and texts and _looks_like_a_path(texts[0]):
+        kind = "is a file, not a run directory" if Path(texts[0]).is_file() else "does not exist"
+        raise UserError(
+            f"run directory {texts[0]} {kind} (to translate it as text, give --run-dir "
+            "or pass it on stdin)"
+        )
     options = _decode_options(args)
     if args.input is not None and not Path(args.input).is_file():
         raise UserError(f"input file {args.input} does not exist")

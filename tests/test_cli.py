@@ -282,6 +282,25 @@ def test_translate_bad_values_are_one_line_errors(run_dir, tmp_path, extra, frag
     assert not output.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("typo", ["{tmp}/no-such-run", "{tmp}/a-file.txt", "./runs-typo/x"])
+def test_translate_a_mistyped_run_directory_is_a_user_error(typo, tmp_path, capsys):
+    """A path-like first TEXT that is no run directory is not translated as a sentence
+    by the pretrained model: one line on stderr, exit 2."""
+    (tmp_path / "a-file.txt").write_text("hello\n")
+    typo = typo.format(tmp=tmp_path)
+    assert main(["translate", typo, "July 4, 1976"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and typo in err and "--run-dir" in err, err
+
+
+def test_translate_slashed_words_stay_text():
+    from seq2seq_attn.cli import _looks_like_a_path
+
+    assert not _looks_like_a_path("and/or")
+    assert not _looks_like_a_path("see /usr/bin now")
+    assert _looks_like_a_path("/nonexistent/run") and _looks_like_a_path("~/runs/x")
+
+
 def _write_pairs(path, pairs):
     path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     return path
