@@ -3,9 +3,11 @@
 Runs `seq2seq_attn.export.validate.validate_export` on `EXPORT_DIR` against the model of
 `RUN_DIR` (the held-out sentences the CLI would take), with a timer around each part: the
 Keras reference, the SavedModel checks, the search-option check, `translate.onnx`, and per
-runtime its `encode`, `step`, host `decode` (greedy and beam; it calls `encode` and `step`,
-which are then counted in both) and single-graph `greedy_graph`. `step_logits:*` is the
-step-by-step replay along the Keras trajectory (its steps are also in `<runtime>:step`).
+runtime its `encode`, `step`, host beam `decode` (it calls `encode` and `step`, which are
+then counted in both) and single-graph `greedy_graph`. The host greedy decode calls `step`
+directly (`validate.host_greedy_and_logits`). `step_logits:*` is the step-by-step replay
+along the Keras trajectory (its steps are also in `<runtime>:step`), which a runtime pays
+only where its greedy decode left that trajectory.
 
     python benchmarks/parity_profile.py runs/bench-model runs/bench-export   # ~3-4 min
 

@@ -14,6 +14,7 @@ from seq2seq_attn.export.validate import (
     check_step_runtime,
     combine,
     float_failures,
+    host_greedy_and_logits,
 )
 
 from seq2seq_attn import Seq2SeqAttention
@@ -95,9 +96,11 @@ class NoisyRuntime(_StepModel):
         self.module, self.amplitude = module, amplitude
         self.state_names = module.state_names
         self.rng = np.random.default_rng(seed)
+        self.steps = 0
 
     def _run(self, graph, inputs):
         if graph == "decode_step":
+            self.steps += 1
             args = [inputs["prev_tokens"], *(inputs[n] for n in self.state_names)]
             args += [inputs["memory"], inputs["projected_keys"], inputs["mask"]]
             out = {k: v.numpy() for k, v in self.module.decode_step(*args).items()}
@@ -133,3 +136,26 @@ def test_runtime_within_tolerance_on_a_flat_model_fails_only_on_no_tie(flat_mode
     result, _ = check_step_runtime(reference, NoisyRuntime(module, 20 * LOGITS_ATOL))
     failures = float_failures("noisy", result)
     assert failures and "logit diff" in failures[0]
+
+
+def test_host_greedy_logits_are_reused_only_on_the_keras_trajectory():
+    """A runtime that decodes the Keras trajectory gives the replay's logits from its own
+    steps (no second pass); one that leaves it is replayed along the Keras tokens."""
+    keras.utils.set_random_seed(6)
+    model = Seq2SeqAttention(40, 24, embedding_dim=8, units=16, attention_units=8)
+    model.build()
+    module = ExportModule(model, beam_width=4)
+    ids = np.random.default_rng(2).integers(4, 40, size=(6, 5)).astype(np.int32)
+    reference = Reference(model, ids)
+    steps = reference.trajectory.shape[1]
+    same = NoisyRuntime(module, 0.0)
+    tokens, logits = host_greedy_and_logits(reference, same)
+    np.testing.assert_array_equal(tokens, reference.trajectory)
+    assert same.steps == steps  # the decode only
+    np.testing.assert_allclose(logits, reference.logits, atol=1e-5)
+    noisy = NoisyRuntime(module, 10.0)
+    tokens, logits = host_greedy_and_logits(reference, noisy)
+    assert not np.array_equal(tokens, reference.trajectory)
+    assert noisy.steps == tokens.shape[1] + steps  # the decode, then the replay
+    assert logits.shape == reference.logits.shape
+    assert np.abs(logits - reference.logits).max() > 1.0
