@@ -22,6 +22,11 @@ def check_run_dir(run_dir):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
+    if not (run_dir / MODEL_FILE).exists() and (run_dir / "manifest.json").is_file():
+        raise UserError(
+            f"{run_dir} is an export, not a training run: serve it with `seq2seq-attn serve "
+            f"{run_dir}`, or give the run directory it was exported from"
+        )
     for name in (MODEL_FILE, TOKENIZER_DIR):
         if not (run_dir / name).exists():
             raise UserError(

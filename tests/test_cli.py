@@ -293,6 +293,17 @@ def test_translate_a_mistyped_run_directory_is_a_user_error(typo, tmp_path, caps
     assert len(err.splitlines()) == 1 and typo in err and "--run-dir" in err, err
 
 
+@pytest.mark.parametrize("command", ["translate", "evaluate", "export"])
+def test_an_export_directory_given_as_a_run_is_named_as_such(command, tmp_path, capsys):
+    export = tmp_path / "export"
+    (export / "tokenizer").mkdir(parents=True)
+    (export / "manifest.json").write_text("{}")
+    extra = {"translate": ["July 4, 1976"], "export": ["--out", str(tmp_path / "out")]}
+    assert main([command, str(export), *extra.get(command, [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is an export" in err and "serve" in err, err
+
+
 def test_translate_slashed_words_stay_text():
     from seq2seq_attn.cli import _looks_like_a_path
 
