@@ -33,13 +33,14 @@ def tiny_config(tmp_path_factory):
     return path
 
 
-def _built_once(tmp_path_factory, worker_id, name, build):
+def _built_once(tmp_path_factory, config, name, build):
     """`build(path)` once per test session, shared by every xdist worker; returns `path`.
 
     pytest-xdist's recipe for session fixtures: the first worker builds under a file lock in
-    the directory all workers share, the others wait for it and reuse the result.
+    the directory all workers share, the others wait for it and reuse the result. Without
+    xdist (`-p no:xdist`, or not installed) the session builds it alone.
     """
-    if worker_id == "master":  # not under xdist
+    if not hasattr(config, "workerinput"):  # not an xdist worker
         path = tmp_path_factory.getbasetemp() / name
     else:
         path = tmp_path_factory.getbasetemp().parent / name
@@ -63,10 +64,10 @@ def _train_and_export(path, config):
 
 
 @pytest.fixture(scope="session")
-def tiny_dates(tiny_config, tmp_path_factory, worker_id):
+def tiny_dates(tiny_config, tmp_path_factory, pytestconfig):
     """The tiny dates model trained and exported once for the whole session."""
     return _built_once(
-        tmp_path_factory, worker_id, "tiny", lambda path: _train_and_export(path, tiny_config)
+        tmp_path_factory, pytestconfig, "tiny", lambda path: _train_and_export(path, tiny_config)
     )
 
 
