@@ -192,6 +192,7 @@ def host_greedy_and_logits(reference, runtime):
     )["tokens"]
     if np.array_equal(tokens, reference.trajectory):
         return tokens, np.stack(recorded, axis=1)
+    recorded.clear()  # not held beside the replay's own logits
     return tokens, reference.step_logits(runtime.encode, runtime.step)
 
 
