@@ -40,7 +40,8 @@ def _named_frozen(function):
     def call(*args):
         return dict(zip(names, frozen(*args), strict=True))
 
-    return tf.function(call, input_signature=function.input_signature).get_concrete_function()
+    wrapper = tf.function(call, input_signature=function.input_signature, autograph=False)
+    return wrapper.get_concrete_function()
 
 
 def save_frozen_steps(module, path):

@@ -97,7 +97,7 @@ def _graph_draws(logits, draws, options, seed, chunk=1000):
     `(draws, vocab)` noise, tiled logits and top-p sort are never all held at once
     (about 2 GB at 10,000 draws of 8,000 pieces)."""
 
-    @tf.function
+    @tf.function(autograph=False)
     def run(first, last):
         noise = tf.map_fn(
             lambda t: graph_search.gumbel_noise(tf.constant(seed, tf.int64), t, len(logits)),

@@ -14,6 +14,8 @@ The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. In
 never equal output names (tf2onnx rejects graphs where they do).
 """
 
+import functools
+
 import tensorflow as tf
 
 from seq2seq_attn.interface import new_state_name, state_name
@@ -56,13 +58,16 @@ class ExportModule(tf.Module):
         self.key_units = 1 if keys is None else int(keys.shape[-1])
         length = max_source_length
         ids = spec([None, length], tf.int32, "source_ids")
-        self.encode = tf.function(self._encode, input_signature=[ids])
-        self.decode_step = tf.function(self._decode_step, input_signature=self.step_specs(length))
-        self.greedy = tf.function(self._greedy, input_signature=[ids])
-        self.translate_ids = tf.function(self._translate_ids, input_signature=[ids])
+        # The model's loops are explicit tf.while_loops: AutoGraph has nothing to convert, and
+        # converting the package's source (and tensorflow-text's) only costs tracing time.
+        trace = functools.partial(tf.function, autograph=False)
+        self.encode = trace(self._encode, input_signature=[ids])
+        self.decode_step = trace(self._decode_step, input_signature=self.step_specs(length))
+        self.greedy = trace(self._greedy, input_signature=[ids])
+        self.translate_ids = trace(self._translate_ids, input_signature=[ids])
         if tokenizers is not None:
             text = spec([None], tf.string, "text")
-            self.serving_default = tf.function(self._serving_default, input_signature=[text])
+            self.serving_default = trace(self._serving_default, input_signature=[text])
 
     def step_specs(self, source_length=None):
         """Input specs of `decode_step`, in call order."""

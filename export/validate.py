@@ -56,11 +56,12 @@ class KerasDecoder:
             width: tf.function(
                 lambda source_ids, width=width: model.generate(source_ids, beam_width=width),
                 input_signature=[ids],
+                autograph=False,
             )
             for width in (1, BEAM_WIDTH)
         }
-        self.encode = tf.function(model.encode, input_signature=[ids])
-        self.decode_step = tf.function(model.decode_step, reduce_retracing=True)
+        self.encode = tf.function(model.encode, input_signature=[ids], autograph=False)
+        self.decode_step = tf.function(model.decode_step, reduce_retracing=True, autograph=False)
 
     def generate(self, source_ids, beam_width):
         return self._generate[beam_width](tf.constant(source_ids, tf.int32))

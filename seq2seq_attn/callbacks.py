@@ -122,6 +122,7 @@ class DevScores(keras.callbacks.Callback):
                     tf.TensorSpec([None, None], tf.int32),
                     tf.TensorSpec([], tf.int32),
                 ],
+                autograph=False,  # explicit tf.while_loops: nothing for AutoGraph to convert
             )
         encoder, decoder = self.tokenizers.source, self.tokenizers.target
         rows = [encoder.encode(text) for text in sources]

@@ -6,6 +6,10 @@ Each element is `((source_ids, target_in_ids), target_out_ids)`, int32, padded w
 
 import tensorflow as tf
 
+# The pipeline's functions are plain graph code: tf.data would otherwise run AutoGraph over
+# them and over tensorflow-text's tokenizer on every trace.
+from tensorflow.autograph.experimental import do_not_convert
+
 from seq2seq_attn.errors import DataError
 from seq2seq_attn.tokenizer import END_ID
 
@@ -30,15 +34,20 @@ def tokenize_pairs(pairs, tokenizers, max_source_length=None, max_target_length=
     targets = tf.constant([t for _, t in pairs])
     ds = tf.data.Dataset.from_tensor_slices((sources, targets)).batch(1024)
     ds = ds.map(
-        lambda s, t: (
-            tokenizers.source.tokenize(s).to_tensor(),  # (1024, longest) padded with 0
-            tokenizers.target.tokenize(t).to_tensor(),
+        do_not_convert(
+            lambda s, t: (
+                tokenizers.source.tokenize(s).to_tensor(),  # (1024, longest) padded with 0
+                tokenizers.target.tokenize(t).to_tensor(),
+            )
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
     ).unbatch()
     # Id 0 only ever appears as padding: strip it to get back one vector per sentence.
-    ds = ds.map(lambda s, t: (tf.boolean_mask(s, s != 0), tf.boolean_mask(t, t != 0)))
+    ds = ds.map(
+        do_not_convert(lambda s, t: (tf.boolean_mask(s, s != 0), tf.boolean_mask(t, t != 0)))
+    )
 
+    @do_not_convert
     def short_enough(source, target):
         ok = tf.constant(True)
         if max_source_length:
@@ -50,6 +59,7 @@ def tokenize_pairs(pairs, tokenizers, max_source_length=None, max_target_length=
     return ds.filter(short_enough).cache()
 
 
+@do_not_convert
 def _to_model_inputs(source, target):
     # Drop [START] from the outputs and [END] from the inputs; padded [END]s
     # (0 after the first [END]) stay 0 because padding was 0 to begin with.

@@ -314,7 +314,9 @@ def _first_replica_logs(strategy, step):
         if not data.has_value():
             raise StopIteration
         if not traced:  # one trace for all batch shapes (the spec leaves them unknown)
-            traced.append(tf.function(first_replica, input_signature=[iterator.element_spec]))
+            traced.append(
+                tf.function(first_replica, input_signature=[iterator.element_spec], autograph=False)
+            )
         return traced[0](data.get_value())
 
     return function

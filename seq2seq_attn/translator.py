@@ -84,6 +84,7 @@ class Translator:
                     tf.TensorSpec([], tf.int32),
                     tf.TensorSpec([], tf.int64),
                 ],
+                autograph=False,  # explicit tf.while_loops: nothing for AutoGraph to convert
             )
         return self._generators[key]
 

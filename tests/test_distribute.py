@@ -117,7 +117,7 @@ MIRRORED_CHECKS = textwrap.dedent(
     grads = mirrored.experimental_distribute_values_from_function(
         lambda ctx: [tf.constant([1.0, np.inf if ctx.replica_id_in_sync_group else 2.0])]
     )
-    finite = mirrored.run(tf.function(lso.check_finite), args=(grads,))
+    finite = mirrored.run(tf.function(lso.check_finite, autograph=False), args=(grads,))
     print(json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
         "optimizer": type(two.optimizer).__name__,

@@ -39,6 +39,7 @@ def test_traces_with_dynamic_batch_and_time():
     fn = tf.function(
         lambda x, m: run_rnn(cell, x, m)[0],
         input_signature=[tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, None], tf.bool)],
+        autograph=False,  # as the package traces it (tests/test_tracing.py)
     )
     assert fn(X, MASK).shape == (3, 6, 5)
     assert fn(X[:1, :2], MASK[:1, :2]).shape == (1, 2, 5)

@@ -111,6 +111,7 @@ def test_generate_traces_with_dynamic_shapes(model, beam_width):
     fn = tf.function(
         lambda s: model.generate(s, max_length=8, beam_width=beam_width),
         input_signature=[tf.TensorSpec([None, None], tf.int32)],
+        autograph=False,  # as the package traces it (tests/test_tracing.py)
     )
     full = fn(tf.constant(SOURCE))
     eager = model.generate(SOURCE, max_length=8, beam_width=beam_width)
@@ -229,7 +230,7 @@ def test_sampled_frequencies_follow_the_filtered_distribution(kwargs):
     logits = np.random.default_rng(11).normal(scale=1.5, size=9).astype(np.float32)
     expected = independent_filtered_probs(logits, **kwargs)
 
-    @tf.function
+    @tf.function(autograph=False)
     def draws():
         steps = tf.range(DRAWS)
         noise = tf.map_fn(
@@ -264,6 +265,7 @@ def test_options_trace_with_dynamic_shapes(model):
     fn = tf.function(
         lambda s, seed: model.generate(s, no_repeat_ngram=2, top_k=4, seed=seed),
         input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int64)],
+        autograph=False,
     )
     full = fn(tf.constant(SOURCE), tf.constant(3, tf.int64))
     eager = model.generate(SOURCE, no_repeat_ngram=2, top_k=4, seed=3)
@@ -274,6 +276,7 @@ def test_options_trace_with_dynamic_shapes(model):
     beam = tf.function(
         lambda s: model.generate(s, beam_width=3, num_return_sequences=2, no_repeat_ngram=1),
         input_signature=[tf.TensorSpec([None, None], tf.int32)],
+        autograph=False,
     )(tf.constant(SOURCE))
     assert beam["nbest_tokens"].shape[:2] == (3, 2)
     assert beam["nbest_attention"].shape[:2] == (3, 2)
