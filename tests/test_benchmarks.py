@@ -217,3 +217,25 @@ def test_parity_profile_times_every_part(tiny_run, tiny_export, monkeypatch):
     assert all(seconds[name] > 0 for name in expected)
     parts = ["keras_reference", "check_saved_model", "search_options", "check_translate_onnx"]
     assert sum(seconds[p] for p in parts) < seconds["total"]
+
+
+def test_startup_medians_and_ratios_to_the_first_site(tmp_path):
+    """benchmarks/startup.py: medians and ratios by hand, and its tiny model is the tests'."""
+    import startup
+    import yaml
+    from conftest import TINY_CONFIG
+
+    runs = {
+        "old": {"translate": [(10.0, 600.0), (8.0, 610.0), (12.0, 605.0)]},
+        "new": {"translate": [(6.0, 600.0), (7.0, 590.0), (5.0, 620.0)]},
+    }
+    table = startup.summarize(runs)
+    assert table["old"]["translate"]["median_seconds"] == 10.0
+    assert table["old"]["translate"]["x_first"] == 1.0
+    assert table["new"]["translate"]["median_seconds"] == 6.0
+    assert table["new"]["translate"]["x_first"] == 0.6
+    assert table["new"]["translate"]["peak_rss_mib"] == [600, 590, 620]
+    assert yaml.safe_load(startup.TINY) == TINY_CONFIG
+    argv = startup.commands(tmp_path / "site", tmp_path, export=True)
+    assert list(argv) == ["translate", "translate_beam", "train_tiny", "export_pretrained"]
+    assert yaml.safe_load((tmp_path / "tiny.yaml").read_text()) == TINY_CONFIG

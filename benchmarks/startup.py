@@ -1,0 +1,116 @@
+"""What a user waits for: whole CLI commands in fresh processes, one installed copy against another.
+
+Each command runs as `seq2seq-attn ...` in a new process, so the time includes Python and
+TensorFlow start-up, loading and tracing: what a user of the command line, or a job that
+translates one file, waits for. Copies of the package given with `--site NAME=DIR` (a folder
+a wheel was installed into with `pip install --no-deps --target DIR`) take turns command by
+command, round by round, so the ratios are measured side by side on the same machine.
+
+Commands: `translate` (the pretrained model, one sentence, greedy), `translate_beam` (beam 4,
+2-best), `train_tiny` (the tests' tiny dates model, one epoch), and with `--export`
+`export_pretrained` (the shipped model, every artifact, 200 parity sentences).
+
+    python benchmarks/startup.py --site old=/tmp/old/site --site new=/tmp/new/site --rounds 3
+
+Writes benchmarks/results/startup.json (or `--name`): every wall time and peak RSS, the
+medians, and each site's median over the first site's.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+TEXT = "In the beginning God created the heaven and the earth."
+TINY = """data: {size: 600}
+tokenizer: {source_vocab_size: 200, target_vocab_size: 30, byte_fallback: false}
+model: {embedding_dim: 8, units: 16, attention_units: 16}
+training: {batch_size: 32, epochs: 1, max_source_length: 40, max_target_length: 16}
+"""
+
+
+def commands(site, scratch, export):
+    """`{name: argv}` of the timed commands for one installed copy."""
+    config = Path(scratch) / "tiny.yaml"
+    config.write_text(TINY)
+    out = {
+        "translate": ["translate", TEXT],
+        "translate_beam": ["translate", "--beam", "4", "--n-best", "2", TEXT],
+        "train_tiny": ["train", "--data", "dates", "--config", str(config)],
+    }
+    out["train_tiny"] += ["--out", str(Path(scratch) / "tiny-run")]
+    if export:
+        model = Path(site) / "seq2seq_attn" / "pretrained" / "bible-en-es"
+        out["export_pretrained"] = ["export", str(model), "--out", f"{scratch}/export", "--force"]
+    return out
+
+
+def timed(site, argv, log):
+    """Runs `seq2seq-attn argv` from `site` in a fresh process: `(seconds, peak RSS MiB)`."""
+    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="2")
+    script = Path(site) / "bin" / "seq2seq-attn"
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        child = subprocess.Popen(
+            [sys.executable, str(script), *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"seq2seq-attn {' '.join(argv)} failed from {site}: see {log}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def summarize(runs):
+    """`runs[site][command]` = list of `(seconds, mib)` -> medians and ratios to the first
+    site (`x_first` above 1: slower than the first site)."""
+    first = next(iter(runs))
+    table = {}
+    for site, by_command in runs.items():
+        table[site] = {}
+        for command, values in by_command.items():
+            median = statistics.median(s for s, _ in values)
+            base = statistics.median(s for s, _ in runs[first][command])
+            table[site][command] = {
+                "seconds": [round(s, 2) for s, _ in values],
+                "peak_rss_mib": [round(m) for _, m in values],
+                "median_seconds": round(median, 2),
+                "x_first": round(median / base, 3),
+            }
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--site", action="append", required=True, help="NAME=DIR, repeatable")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--export", action="store_true", help="also time export_pretrained")
+    parser.add_argument("--name", default="startup")
+    args = parser.parse_args(argv)
+    sites = dict(item.split("=", 1) for item in args.site)
+    runs = {name: {} for name in sites}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_ in range(args.rounds):
+            for name, site in sites.items():
+                own = Path(scratch) / name
+                own.mkdir(exist_ok=True)
+                for command, cmd in commands(site, own, args.export).items():
+                    value = timed(site, cmd, own / f"{command}.log")
+                    runs[name].setdefault(command, []).append(value)
+                    print(f"round {round_ + 1} {name} {command}: {value[0]:.2f} s", flush=True)
+    result = {"machine": common.machine(), "sites": sites, "rounds": args.rounds}
+    result["commands"] = summarize(runs)
+    common.write_result(args.name, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
