@@ -47,8 +47,9 @@ def main(argv):
         cmd = [BIN / "seq2seq-attn", "demo", *argv[1:]]
     else:
         # One worker per core, at most 4 (each holds a TensorFlow runtime); whole test files
-        # go to one worker, so a module's fixtures are built once.
-        xdist = ["-n", "auto", "--maxprocesses=4", "--dist", "loadfile"]
+        # go to one worker, so a module's fixtures are built once, longest files first
+        # (tests/conftest.py's order, not xdist's by number of tests).
+        xdist = ["-n", "auto", "--maxprocesses=4", "--dist", "loadfile", "--no-loadscope-reorder"]
         cmd = [BIN / "python", "-m", "pytest", "-q", "--durations=10", *xdist, *argv[1:]]
     # pytest exits 5 when it collected no test: that is a failure here too.
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode

@@ -135,11 +135,16 @@ def test_bad_run_dirs_exit_2(tmp_path, run_dir, capsys):
     expect_user_error(capsys, ["translate", "--run-dir", str(broken), "hi"], "model.keras")
 
 
-def test_same_seed_gives_identical_training(run_dir, tiny_config, tmp_path):
+def test_same_seed_gives_identical_training_and_a_finished_run_trains_anew(
+    run_dir, tiny_config, tmp_path
+):
     again = tmp_path / "again"
     argv = ["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]
     assert main(argv) == 0
     assert (again / "history.csv").read_text() == (run_dir / "history.csv").read_text()
+    assert main(argv) == 0  # training a finished run again trains from scratch again
+    info = json.loads((again / "run.json").read_text())
+    assert info["epochs_run"] == 1  # not 2: history.csv holds both runs
 
 
 def test_a_run_from_before_sentencepiece_is_a_one_line_error(tmp_path, run_dir, capsys):
@@ -181,14 +186,6 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[5/5] outputs:" in out and "translate.onnx/" in out
     assert (tmp_path / "demo" / "export" / "manifest.json").is_file()
-
-
-def test_training_a_finished_run_again_reports_that_run(run_dir, tiny_config, tmp_path):
-    again = tmp_path / "twice"
-    argv = ["train", "--data", "dates", "--config", str(tiny_config), "--out", str(again)]
-    assert main(argv) == 0 and main(argv) == 0  # the second trains from scratch again
-    info = json.loads((again / "run.json").read_text())
-    assert info["epochs_run"] == 1  # not 2: history.csv holds both runs
 
 
 # --- translate: stdin/files, n-best, options, bad values ------------------------------------
