@@ -28,6 +28,14 @@ def spec(shape, dtype, name):
     return tf.TensorSpec(shape, dtype, name=name)
 
 
+def _tf_variable(variable):
+    """The `tf.Variable` a Keras 3 variable (TensorFlow backend) holds, outside autocasting."""
+    value = variable.value
+    if not isinstance(value, tf.Variable):
+        raise TypeError(f"{variable.path}: expected a tf.Variable inside, got {type(value)}")
+    return value
+
+
 class ExportModule(tf.Module):
     """The exported surface of a trained model.
 
@@ -45,7 +53,13 @@ class ExportModule(tf.Module):
         self, model, tokenizers=None, beam_width=4, length_penalty=0.0, max_source_length=None
     ):
         super().__init__(name="seq2seq_attn_export")
-        self.model = model
+        self._set_untracked(model=model)
+        # TF Serving, `saved_model_cli run` and every TF1 or C API loader restore weights
+        # through the graph's saver, which reaches only the `tf.Variable`s the SavedModel
+        # tracks as such. A Keras 3 variable wraps one, and tracking the model alone left
+        # every signature reading an unrestored handle there (keras-team/keras#19274). So the
+        # wrapped variables are tracked, and the model is not (its weights would be saved twice).
+        self.model_variables = [_tf_variable(v) for v in model.variables]
         self.tokenizers = tokenizers
         self.beam_width = beam_width
         self.length_penalty = length_penalty
@@ -68,6 +82,11 @@ class ExportModule(tf.Module):
         if tokenizers is not None:
             text = spec([None], tf.string, "text")
             self.serving_default = trace(self._serving_default, input_signature=[text])
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _set_untracked(self, **attributes):
+        for name, value in attributes.items():
+            setattr(self, name, value)
 
     def step_specs(self, source_length=None):
         """Input specs of `decode_step`, in call order."""

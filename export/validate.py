@@ -9,8 +9,10 @@ and reported as `*_ties`: a barely trained model's flat distributions have them)
 
 Quantized artifacts report their BLEU against the float Keras model and must lose at
 most `BLEU_DROP[variant]`. `translate.onnx` (strings in, strings out) must give exactly
-the host's strings: `decode` of the host-side greedy tokens. All mismatches are
-collected, then reported at once.
+the host's strings: `decode` of the host-side greedy tokens. The SavedModel is checked
+twice: through `tf.saved_model.load`, and loaded the way TF Serving loads it
+(`tf_serving_loader`), where its `greedy` and `serving_default` must agree too. All
+mismatches are collected, then reported at once.
 
 The sentences are sorted by length and decoded in batches of `PARITY_BATCH` (little
 padding, and a batch stops at its own longest decode); every artifact sees the same
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from seq2seq_attn.export.search_parity import validate_search
+from seq2seq_attn.export.tf_serving_loader import SessionSignatures
 
 from seq2seq_attn.errors import ParityError
 from seq2seq_attn.inference import search
@@ -255,10 +258,19 @@ def check_saved_model(reference, signatures):
     }
 
 
+def check_serving_loader(reference, signatures):
+    """The SavedModel's `greedy` as TF Serving loads it (`SessionSignatures`), against Keras."""
+    greedy = signatures["greedy"](source_ids=reference.source_ids)["tokens"]
+    return {
+        "greedy_graph_agreement": reference.agreement(greedy),
+        "greedy_graph_ties": reference.greedy_ties(greedy),
+    }
+
+
 def check_serving_default(signatures, decoder, tokenizers, texts, source_length=None):
     """`serving_default` (strings in, strings out, beam 4) against the Keras beam decode of
     the same ids (padded to the export's static `source_length`, as the graph pads them)."""
-    served = signatures["serving_default"](text=tf.constant(texts))["translation"].numpy()
+    served = np.asarray(signatures["serving_default"](text=tf.constant(texts))["translation"])
     source = tokenizers.source.encode_batch(texts, pad_to=source_length)
     beam = np.asarray(decoder.generate(source, BEAM_WIDTH)["tokens"])
     expected = [tokenizers.target.decode(row) for row in beam]
@@ -295,7 +307,7 @@ def runtimes(directory, threads=None):
 def float_failures(name, result):
     """The parity rules for float32 artifacts; returns a list of messages."""
     failures = []
-    if result["max_abs_logit_diff"] > LOGITS_ATOL:
+    if result.get("max_abs_logit_diff", 0.0) > LOGITS_ATOL:  # not every check has logits
         failures.append(
             f"{name}: max |logit diff| {result['max_abs_logit_diff']:.3g} > {LOGITS_ATOL}"
         )
@@ -454,6 +466,21 @@ def combine(results, sizes):
     return out
 
 
+def _check_serving_loader(path, references, sizes, decoder, tokenizers, texts, source_length):
+    """`greedy` on every parity batch and `serving_default` on `texts`, with the SavedModel
+    loaded as TF Serving loads it; a load or run error is a failure, reported as such."""
+    name = "saved_model (TF Serving's loader)"
+    try:
+        with SessionSignatures(path) as session:
+            result = combine([check_serving_loader(r, session) for r in references], sizes)
+            result.update(check_serving_default(session, decoder, tokenizers, texts, source_length))
+    except tf.errors.OpError as error:
+        lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+        message = next((line for line in lines if not line.endswith(":")), lines[0])[:300]
+        return {"error": message}, [f"{name}: {message}"]
+    return result, float_failures(name, result)
+
+
 def _check_runtime(references, runtime, quantized=False):
     """`check_step_runtime` over every parity batch: combined result, host greedy per batch."""
     per_batch = [check_step_runtime(reference, runtime, quantized) for reference in references]
@@ -540,6 +567,12 @@ def _validate(
     artifacts[key] = result
     failures += float_failures("saved_model", result)
     del signatures
+    key = "saved_model/tf_serving_loader"
+    progress(key)
+    artifacts[key], loader_failures = _check_serving_loader(
+        directory / "saved_model", keras, sizes, decoder, tokenizers, served, source_length
+    )
+    failures += loader_failures
     threads = os.cpu_count() or 1
     for name, runtime_name, variant, make in runtimes(directory, threads):
         key = f"{name}/{runtime_name}"

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the SavedModel holds)
 from onnx import numpy_helper
 from seq2seq_attn.export.main import export_run
 from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
