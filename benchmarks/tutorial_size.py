@@ -26,7 +26,9 @@ options), `onnx_host_ort_threads` (the same with onnxruntime's own thread count,
 core), `onnx_host_spin` (that pool spinning), `onnx_graph` (`greedy.onnx`, what the server
 runs for plain greedy requests), `litert_host` / `litert_graph` / `litert_int8`
 (`model*.tflite`, host loop or `greedy` signature), `saved_model` (the SavedModel's
-`greedy` signature), and `tutorial_saved_model`: the tutorial's own model
+`greedy` signature through `tf.saved_model.load`), `saved_model_session` (the same
+signature in a TF1 session, loaded the way TF Serving loads it:
+`export/tf_serving_loader.py`), and `tutorial_saved_model`: the tutorial's own model
 (`tutorial_nmt.Translator`, trained here by `tutorial_nmt_export()` on the same training
 pairs and ids for as many batches of 64, the tutorial's way) saved with its exported greedy
 loop (`tutorial_nmt.Export`, the dynamic-loop version), ids in and out, with the same
@@ -70,6 +72,7 @@ RUNTIMES = (
     "litert_graph",
     "litert_int8",
     "saved_model",
+    "saved_model_session",
     "tutorial_saved_model",
 )
 TUTORIAL_NMT_DIR = common.ROOT / "runs" / "tutorial-nmt-export"
@@ -208,6 +211,15 @@ def make_translate(name, export_dir, tokenizers):
             return target.decode(greedy(source_ids=ids)["tokens"].numpy()[0])
 
         return saved_model
+    if name == "saved_model_session":
+        from seq2seq_attn.export.tf_serving_loader import SessionSignatures
+
+        greedy = SessionSignatures(export_dir / "saved_model")["greedy"]
+
+        def saved_model_session(text):
+            return target.decode(greedy(source_ids=source.encode_batch([text]))["tokens"][0])
+
+        return saved_model_session
     if name.startswith("onnx"):
         from seq2seq_attn.inference.runtime import OnnxModel
 

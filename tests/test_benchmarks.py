@@ -114,6 +114,22 @@ def test_tutorial_size_data_is_short_and_ratios_are_to_litert_graph(tmp_path):
     assert rows["onnx_host"]["same_text_as_baseline"] == 0.5
 
 
+def test_tutorial_size_runtimes_translate_alike_on_the_tiny_export(tiny_export, tiny_run):
+    """Every SavedModel and ONNX runtime of the benchmark, loaded from one export, returns the
+    same text for the same sentence (TF Serving's loader included)."""
+    import tutorial_size
+
+    from seq2seq_attn.tokenizer import TokenizerPair
+
+    out, _ = tiny_export
+    tokenizers = TokenizerPair.load(tiny_run / "tokenizer")
+    names = ("saved_model", "saved_model_session", "onnx_host", "onnx_graph")
+    translate = {name: tutorial_size.make_translate(name, out, tokenizers) for name in names}
+    for text in ("March 3, 2021", "the 7th of october 1999", "1/2/03"):
+        texts = {fn(text) for fn in translate.values()}
+        assert len(texts) == 1, texts
+
+
 def test_training_recipes_smoke(tmp_path):
     """benchmarks/training_recipes.py in its tiny mode: each recipe stops at its budget and
     gets a test score; the recipes add their options cumulatively."""
