@@ -121,14 +121,15 @@ def parity_line(name, result):
     """One artifact's parity result as the demo prints it."""
     key = min((k for k in result if k.endswith("agreement")), key=result.get)
     agree, ties = result[key], result.get(key.replace("_agreement", "_ties"), 0.0)
+    near = f" (+ {ties:.0%} near ties)" if ties else ""
     if name.startswith("search options"):
-        return f"{name:28} every decoding option agrees with generate: {agree:.0%}"
+        return f"{name:30} every decoding option agrees with generate: {agree:.0%}"
+    if name.startswith("saved_model/tf_serving_loader"):
+        return f"{name:30} loaded as TF Serving loads it, token agreement {agree:.0%}{near}"
     if "max_abs_logit_diff" in result:
-        return (
-            f"{name:28} max |logit diff| {result['max_abs_logit_diff']:.2g}, "
-            f"token agreement {agree:.0%}" + (f" (+ {ties:.0%} near ties)" if ties else "")
-        )
-    return f"{name:28} strings and tokens agree with the host path: {agree:.0%}"
+        diff = result["max_abs_logit_diff"]
+        return f"{name:30} max |logit diff| {diff:.2g}, token agreement {agree:.0%}{near}"
+    return f"{name:30} strings and tokens agree with the host path: {agree:.0%}"
 
 
 def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", echo=print):

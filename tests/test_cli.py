@@ -174,6 +174,8 @@ def test_demo_prints_every_parity_result(tiny_export):
     lines = [parity_line(name, result) for name, result in tiny_export[1]["artifacts"].items()]
     assert any(line.startswith("translate.onnx/") and "100%" in line for line in lines), lines
     assert any("max |logit diff|" in line for line in lines)
+    (loader,) = [line for line in lines if line.startswith("saved_model/tf_serving_loader")]
+    assert "loaded as TF Serving loads it, token agreement" in loader, loader
     tied = {"max_abs_logit_diff": 2e-5, "beam4_agreement": 0.9, "beam4_ties": 0.1}
     assert parity_line("model.tflite/litert", tied).endswith(
         "token agreement 90% (+ 10% near ties)"
