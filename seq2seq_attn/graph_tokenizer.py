@@ -42,10 +42,12 @@ class GraphTokenizer(tf.Module):
             name=f"sentencepiece_{name or 'model'}_{tokenizer.sha256[:12]}",
         )
 
+    @tf.autograph.experimental.do_not_convert  # tensorflow-text's source too
     def tokenize(self, strings):
         """int32 RaggedTensor `(batch, (length))`: [START] ids [END] per string."""
         return self._sp.tokenize(strings)
 
+    @tf.autograph.experimental.do_not_convert  # tensorflow-text's source too
     def detokenize(self, ids):
         """string `(batch,)` of int ids `(batch, length)` (dense or ragged); [PAD], [START] and
         [END] decode to nothing."""

@@ -6,11 +6,16 @@ greedy `generate` of the tiny model took 1.5 s with it and 0.3 s without, and
 `seq2seq-attn translate` takes 0.71x as long (README, "Start-up"). Every `tf.function` is
 therefore created with `autograph=False`, and every `tf.data` function is wrapped in
 `do_not_convert`; the tests that trace them (export, parity, translate, training) show they
-need no conversion.
+need no conversion. The entry points users trace themselves (`generate`, `encode`,
+`decode_step`, `teacher_forced`, the graph tokenizers) are marked `do_not_convert`, so a user's
+own `tf.function`, AutoGraph on, does not convert them either (checked with a spy).
 """
 
 import ast
 from pathlib import Path
+
+import pytest
+import tensorflow as tf
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(
@@ -112,3 +117,49 @@ ds = ds.filter(keep).map(g)  # g converted
     tree = ast.parse(source)
     assert sorted(tf_functions_with_autograph(tree)) == [5, 8]
     assert sorted(dataset_functions_converted(tree)) == [11, 16]
+
+
+@pytest.fixture
+def converted_modules(monkeypatch):
+    """The modules of every function AutoGraph converts while the fixture is active."""
+    from tensorflow.python.autograph.impl import api
+
+    seen = []
+    transform = api._TRANSPILER.transform
+
+    def spy(entity, program_ctx):
+        seen.append(getattr(entity, "__module__", None) or "?")
+        return transform(entity, program_ctx)
+
+    monkeypatch.setattr(api._TRANSPILER, "transform", spy)
+    return seen
+
+
+def test_a_users_own_tf_function_does_not_convert_the_package(tiny_run, converted_modules):
+    """`tf.function(model.generate)` with AutoGraph on (the default) runs the package's entry
+    points unconverted: `generate`, `encode`, `decode_step`, `teacher_forced` and the graph
+    tokenizer's `tokenize` / `detokenize` are marked `do_not_convert`."""
+    from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
+    from seq2seq_attn.translator import Translator
+
+    translator = Translator.load(tiny_run)
+    model, pair = translator.model, GraphTokenizerPair(translator.tokenizers)
+    ids = tf.TensorSpec([None, None], tf.int32)
+
+    def user_code(x):  # converted: it is the user's
+        return x
+
+    traced = [
+        tf.function(lambda s, b=b: user_code(model.generate(s, beam_width=b)["tokens"]))
+        .get_concrete_function(ids)
+        .structured_outputs
+        for b in (1, 3)
+    ]
+    tf.function(lambda s, t: model.teacher_forced(s, t)[0]).get_concrete_function(ids, ids)
+    tf.function(lambda t: pair.target.detokenize(pair.source.tokenize(t))).get_concrete_function(
+        tf.TensorSpec([None], tf.string)
+    )
+    assert all(out.dtype == tf.int32 for out in traced)
+    assert __name__ in converted_modules  # the spy sees conversions
+    ours = [m for m in converted_modules if m.startswith(("seq2seq_attn", "tensorflow_text"))]
+    assert ours == []
