@@ -1,5 +1,8 @@
 """The SavedModel as TF Serving loads it: TF1 loader, saver restore, signatures in a session."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -80,3 +83,20 @@ def test_export_module_tracks_tf_variables_not_the_model(tiny_run):
     assert all(isinstance(v, tf.Variable) for v in module.model_variables)
     assert len(module.model_variables) == len(model.variables)
     assert len(module.variables) == len(model.variables)  # tf.Module's own walk: no twice
+
+
+def test_saved_model_cli_runs_serving_default_with_the_text_ops_registered(tiny_export):
+    """The README's `saved_model_cli run` line: TensorFlow's own CLI, the TF1 loader, text in."""
+    out, _ = tiny_export
+    command = [
+        sys.executable,
+        "-c",
+        "import tensorflow_text; from tensorflow.python.tools import saved_model_cli; "
+        "saved_model_cli.main()",
+        *("run", "--dir", str(out / "saved_model"), "--tag_set", "serve"),
+        *("--signature_def", "serving_default", "--input_exprs", f"text={TEXTS[:2]!r}"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for key in ("scores", "tokens", "translation"):
+        assert f"Result for output key {key}:" in done.stdout
