@@ -217,9 +217,7 @@ def check_step_runtime(reference, runtime, quantized=False):
         beam = runtime.decode(ids, start, end, beam_width=BEAM_WIDTH, with_margins=True)
         result["beam4_agreement"] = reference.agreement(beam["tokens"], "beam")
         result["beam4_ties"] = reference.beam_ties(beam["tokens"], beam["margins"])
-    graph_greedy = runtime.greedy_graph(ids)["tokens"]
-    result["greedy_graph_agreement"] = reference.agreement(graph_greedy)
-    result["greedy_graph_ties"] = reference.greedy_ties(graph_greedy)
+    result.update(_greedy_graph_result(reference, runtime.greedy_graph(ids)["tokens"]))
     return result, host_greedy
 
 
@@ -247,24 +245,27 @@ def check_saved_model(reference, signatures):
         return out["logits"], new, out["attention"]
 
     logits = reference.step_logits(encode, step)
-    greedy = sig["greedy"](source_ids=ids)["tokens"]
     return {
         "max_abs_logit_diff": float(np.max(np.abs(logits - reference.logits))),
-        "greedy_graph_agreement": reference.agreement(greedy),
-        "greedy_graph_ties": reference.greedy_ties(greedy),
+        **_greedy_graph_result(reference, sig["greedy"](source_ids=ids)["tokens"]),
         "translate_ids_beam4_agreement": reference.agreement(
             sig["translate_ids"](source_ids=ids)["tokens"], "beam"
         ),
     }
 
 
+def _greedy_graph_result(reference, tokens):
+    """Agreement and near ties of a single-graph greedy decode's `tokens` with Keras."""
+    return {
+        "greedy_graph_agreement": reference.agreement(tokens),
+        "greedy_graph_ties": reference.greedy_ties(tokens),
+    }
+
+
 def check_serving_loader(reference, signatures):
     """The SavedModel's `greedy` as TF Serving loads it (`SessionSignatures`), against Keras."""
-    greedy = signatures["greedy"](source_ids=reference.source_ids)["tokens"]
-    return {
-        "greedy_graph_agreement": reference.agreement(greedy),
-        "greedy_graph_ties": reference.greedy_ties(greedy),
-    }
+    tokens = signatures["greedy"](source_ids=reference.source_ids)["tokens"]
+    return _greedy_graph_result(reference, tokens)
 
 
 def check_serving_default(signatures, decoder, tokenizers, texts, source_length=None):
