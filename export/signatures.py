@@ -53,7 +53,7 @@ class ExportModule(tf.Module):
         self, model, tokenizers=None, beam_width=4, length_penalty=0.0, max_source_length=None
     ):
         super().__init__(name="seq2seq_attn_export")
-        self._set_untracked(model=model)
+        self._keep_untracked(model)
         # TF Serving, `saved_model_cli run` and every TF1 or C API loader restore weights
         # through the graph's saver, which reaches only the `tf.Variable`s the SavedModel
         # tracks as such. A Keras 3 variable wraps one, and tracking the model alone left
@@ -84,9 +84,8 @@ class ExportModule(tf.Module):
             self.serving_default = trace(self._serving_default, input_signature=[text])
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
-    def _set_untracked(self, **attributes):
-        for name, value in attributes.items():
-            setattr(self, name, value)
+    def _keep_untracked(self, model):
+        self.model = model  # not in the SavedModel's object graph: see `model_variables`
 
     def step_specs(self, source_length=None):
         """Input specs of `decode_step`, in call order."""
