@@ -286,7 +286,10 @@ class AttentionDecoderCell(keras.layers.Layer):
 
         Args:
             target_in: int `(batch_size, target_length)`, [START] y_1 ... y_{T-1}.
-            states, memory, projected_keys, mask: as in `call`.
+            states: as in `call`.
+            memory: as in `call`.
+            projected_keys: as in `call`.
+            mask: as in `call`.
 
         Returns:
             `(logits, weights)`: float32 `(batch_size, target_length, vocab_size)`

@@ -204,7 +204,8 @@ class TokenizerPair:
     """The source and target tokenizers of a run (one object twice if shared).
 
     Args:
-        source, target: `SentencePieceTokenizer`s.
+        source: the source side's `SentencePieceTokenizer`.
+        target: the target side's `SentencePieceTokenizer` (the same object if shared).
         options: the `tokenizer:` settings they were trained with.
     """
 

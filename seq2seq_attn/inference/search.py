@@ -208,10 +208,12 @@ def greedy_search(
         memory: `(batch_size, source_length, memory_units)`.
         projected_keys: once-per-sentence key projection, or None.
         mask: bool `(batch_size, source_length)`.
-        start_id, end_id: ints.
+        start_id: int, the [START] id.
+        end_id: int, the [END] id.
         max_length: int >= 0; default floor(max_length_ratio * source_length +
             max_length_offset), 2 * source_length + 10 unless set.
-        length_penalty, coverage_penalty: floats >= 0, only for the returned score.
+        length_penalty: float >= 0, only for the returned score.
+        coverage_penalty: float >= 0, only for the returned score.
         **options: `DecodeOptions` fields (`n_best` (1), `max_length_ratio`,
             `max_length_offset`, `no_repeat_ngram`, `top_k`, `top_p`,
             `temperature`, `seed`); see the module docstring.
@@ -392,10 +394,15 @@ def beam_search(
     `memory`, `projected_keys`, `mask` and `states` are repeated per beam (rows
     `b * beam_width + i`), so `step_fn` sees `batch_size * beam_width` rows.
 
-    Args: as `greedy_search`, plus `beam_width`, a positive int at most the
-        vocabulary size (checked once the first step gives the logits). Options:
-        `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
-        `max_length_offset`, `no_repeat_ngram`; no sampling.
+    Args:
+        step_fn: as in `greedy_search`, and so are `states`, `memory`,
+            `projected_keys`, `mask`, `start_id`, `end_id`, `max_length` and the
+            two penalties.
+        beam_width: a positive int at most the vocabulary size (checked once the
+            first step gives the logits).
+        with_margins: also return `margins` (below).
+        **options: `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
+            `max_length_offset`, `no_repeat_ngram`; no sampling.
 
     Returns:
         dict with the best hypothesis per sentence, `tokens` int32
