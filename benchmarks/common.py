@@ -1,28 +1,38 @@
-"""What the benchmarks share: the benchmark model size, its data, machine facts, timing.
+"""What the benchmarks share: the benchmark model, its data, its export, child processes.
 
 The benchmark model is the Bahdanau model of `configs/bible.yaml` scaled up to the size the
 issue names: embedding 256, 512 GRU units (bidirectional encoder, so a 1024-wide memory),
 512 attention units, 8000-piece vocabularies on each side, no dropout (so that two
 implementations started from the same weights must give the same loss curve).
 
-`bench_run(out_dir)` makes a run directory in the format `seq2seq-attn export` reads
+`bench_run(small)` makes a run directory in the format `seq2seq-attn export` reads
 (model.keras, tokenizer/, config.yaml, run.json) holding that model after a few training
-steps, and reuses it when it is already there.
+steps, and reuses it when it is already there; `bench_export` exports it. `--small` runs use
+`SMALL_SIZE` and their own folders under runs/benchmarks/.
 """
 
 import json
 import os
-import platform
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "benchmarks" / "results"
+from benchmarks.harness import ROOT, clock, work_dir
+
 DATA = "bible-en-es"
 SEED = 0
-TOKENIZER_CACHE = ROOT / "runs" / "bench-tokenizer"  # vocabularies in its tokenizer/
 SIZE = dict(embedding_dim=256, units=512, attention_units=512, vocab=8000)
+SMALL_SIZE = dict(embedding_dim=16, units=32, attention_units=32, vocab=500)  # --small
+SMALL_TRAIN_STEPS = 5
+EXPORT_SAMPLES = 20  # parity sentences when a benchmark has to create the bench export
+SMALL_EXPORT_SAMPLES = 4
+
+
+def size(small):
+    """The benchmark model's size, or the small one of `--small` runs."""
+    return SMALL_SIZE if small else SIZE
 
 
 def sized_config(size, batch_size=64, **model):
@@ -44,52 +54,26 @@ def sized_config(size, batch_size=64, **model):
     return config
 
 
-def bench_config(batch_size=64):
-    """The bundled `bible` config at the benchmark size."""
-    return sized_config(SIZE, batch_size)
+def bench_config(batch_size=64, small=False):
+    """The bundled `bible` config at the benchmark size (or the small one)."""
+    return sized_config(size(small), batch_size)
 
 
-def machine():
-    """Facts that go with every result: the numbers mean little without them."""
-    import keras
-    import tensorflow as tf
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "load_average": list(os.getloadavg()),
-    }
-
-
-def cpu_model():
-    """The processor's model name, for the results."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def write_result(name, result):
-    """Writes `benchmarks/results/NAME.json` and returns its path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+def tokenizer_cache(config):
+    """Where the vocabularies of `config`'s sizes are cached (in its tokenizer/)."""
+    vocab = config["tokenizer"]["source_vocab_size"]
+    return (
+        ROOT
+        / "runs"
+        / ("bench-tokenizer" if vocab == SIZE["vocab"] else f"bench-tokenizer-{vocab}")
+    )
 
 
 def tokenizers_for(corpus, config):
     """The benchmark vocabularies, learned once from the train split and cached in runs/."""
     from seq2seq_attn.training import run_tokenizers
 
-    return run_tokenizers(TOKENIZER_CACHE, corpus, config["tokenizer"])
+    return run_tokenizers(tokenizer_cache(config), corpus, config["tokenizer"])
 
 
 def train_batches(corpus, tokenizers, config, count, seed=SEED):
@@ -107,24 +91,28 @@ def train_batches(corpus, tokenizers, config, count, seed=SEED):
     return list(ds.take(count).as_numpy_iterator())
 
 
-def bench_run(out_dir=ROOT / "runs" / "bench-model", train_steps=50):
-    """A run directory with the benchmark model after `train_steps` steps; reused if present."""
+def bench_run(small=False, train_steps=None):
+    """A run directory with the benchmark model after `train_steps` steps (50, small 5):
+    runs/bench-model (small: runs/benchmarks/bench-model); reused if present."""
     import keras
 
     from seq2seq_attn.training import build_model, corpus_for
     from seq2seq_attn.translator import RUN_INFO_FILE, TOKENIZER_DIR
 
-    out_dir = Path(out_dir)
+    out_dir = work_dir(small, "bench-model")
+    if train_steps is None:
+        train_steps = SMALL_TRAIN_STEPS if small else 50
     if (out_dir / RUN_INFO_FILE).exists():
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = bench_config()
+    config = bench_config(small=small)
     keras.utils.set_random_seed(SEED)
     corpus = corpus_for(DATA, SEED, config)
     tokenizers = tokenizers_for(corpus, config)
-    shutil.copytree(TOKENIZER_CACHE / TOKENIZER_DIR, out_dir / TOKENIZER_DIR, dirs_exist_ok=True)
+    cache = tokenizer_cache(config) / TOKENIZER_DIR
+    shutil.copytree(cache, out_dir / TOKENIZER_DIR, dirs_exist_ok=True)
     model = build_model(config, tokenizers)
-    started = time.perf_counter()
+    started = clock()
     if train_steps:
         batches = train_batches(corpus, tokenizers, config, train_steps)
         model.fit(as_dataset(batches), epochs=1, verbose=0)
@@ -145,7 +133,7 @@ def save_run(out_dir, model, config, corpus, data, train_steps, started, note):
         "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
         "epochs_run": 0,
         "train_steps": train_steps,
-        "train_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(clock() - started, 1),
         "parameters": int(model.count_params()),
         "note": note,
     }
@@ -167,3 +155,80 @@ def as_dataset(batches):
             tf.TensorSpec((None, None), tf.int32),
         ),
     )
+
+
+def bench_export(run_dir, small=False, samples=None):
+    """The export of the benchmark model (runs/bench-export, small: runs/benchmarks/...);
+    `(export_dir, export_cost or None)`: made by `seq2seq-attn export` when missing."""
+    export_dir = work_dir(small, "bench-export")
+    if (export_dir / "manifest.json").exists():
+        return export_dir, None
+    if samples is None:
+        samples = SMALL_EXPORT_SAMPLES if small else EXPORT_SAMPLES
+    return export_dir, run_export_cli(run_dir, export_dir, samples)
+
+
+def mb(kilobytes):
+    """Kilobytes as megabytes, one decimal."""
+    return round(kilobytes / 1024, 1)
+
+
+def status_kb(path, field):
+    """A kB field of a /proc status file, or None (also when the process is gone)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def run_child(args, log_path=None, env=None):
+    """Runs a child to completion: (exit code, wall seconds, its peak RSS in MB).
+
+    The peak is the child's VmHWM, read from /proc every 0.1 s while it runs: os.wait4's
+    ru_maxrss would also count the parent's pages that the forked child held until its exec.
+    """
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    peak_kb = 0
+    try:
+        started = clock()
+        child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        while True:
+            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_kb = max(peak_kb, status_kb(f"/proc/{child.pid}/status", "VmHWM") or 0)
+            time.sleep(0.1)
+        wall = clock() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if log_path:
+            log.close()
+    return child.returncode, wall, mb(peak_kb)
+
+
+def export_env():
+    """The environment without the thread pins decode_latency sets: exports get the defaults."""
+    pinned = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    return {k: v for k, v in os.environ.items() if k not in pinned}
+
+
+def run_export_cli(run_dir, out, samples=200):
+    """`seq2seq-attn export RUN --out OUT --samples N --force` timed in a child process."""
+    cli = Path(sys.executable).with_name("seq2seq-attn")
+    args = [str(cli), "export", str(run_dir), "--out", str(out), "--samples", str(samples)]
+    args.append("--force")
+    log = Path(out).with_suffix(".log")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    code, wall, rss = run_child(args, log, export_env())
+    if code:
+        raise SystemExit(f"export failed ({code}), see {log}")
+    return {
+        "command": " ".join([cli.name] + args[1:]),
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": rss,  # VmHWM, polled
+        "parity_samples": samples,
+        "log": str(log.relative_to(ROOT)),
+    }

@@ -1,6 +1,7 @@
 """Decoding latency and throughput of every runtime, each beside its matrix-product floor.
 
-Runtimes (the benchmark model of `common.py`, exported by `seq2seq-attn export`):
+Runtimes (the benchmark model of `common.py`, exported by `seq2seq-attn export`, each built by
+`runtimes.decoder`):
 
 - `keras_eager`: `Seq2SeqAttention.generate` called without `tf.function`;
 - `saved_model`: `tf.saved_model.load` of the export, its `greedy` and `translate_ids`
@@ -36,18 +37,16 @@ OPENBLAS_NUM_THREADS for the floor. On a 2-core machine shared with other jobs, 
 thread mostly waits for its partner to be scheduled, which makes both the floor and the
 runtimes slower and noisier; `BENCH_THREADS=2` measures that setting instead.
 
-    python benchmarks/decode_latency.py               # ~15 min on 2 busy CPU cores
-    python benchmarks/decode_latency.py --runtimes onnx_host --repeats 2   # quick look
+    python -m benchmarks decode_latency               # ~15 min on 2 busy CPU cores
+    python -m benchmarks decode_latency --runtimes onnx_host --repeats 2   # quick look
+    python -m benchmarks decode_latency --small       # a small model, a few calls
 
 Writes benchmarks/results/decode_latency.json and docs/decode-latency.png.
 """
 
-import argparse
 import json
 import os
 import statistics
-import sys
-import time
 from pathlib import Path
 
 # One thread count for every runtime and for numpy's BLAS, set before numpy is imported.
@@ -56,17 +55,14 @@ os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(THREADS
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import common, runtimes  # noqa: E402
+from benchmarks.harness import clock, plot_path  # noqa: E402
 
-import common  # noqa: E402
-
-EXPORT_DIR = common.ROOT / "runs" / "bench-export"
-PLOT = common.ROOT / "docs" / "decode-latency.png"
+PLOT = "decode-latency.png"
 SOURCE_LENGTH = 30  # tokens, [START] and [END] included
 LENGTH_RANGE = (20, 30)  # of the batch-32 sentences
 MAX_LENGTH = 2 * SOURCE_LENGTH + 10
 BEAM_WIDTH = 4
-EXPORT_SAMPLES = 20  # parity sentences when this script has to create the export
 RUNTIMES = (
     "keras_eager",
     "saved_model",
@@ -149,7 +145,7 @@ def product_flops(products):
     return sum(2 * int(np.prod(lhs)) * rhs[-1] for _, lhs, rhs in products)
 
 
-def _operands(products, rng):
+def operands(products, rng):
     """Random float32 operands and output buffers, one set per distinct shape pair."""
     cache, ops = {}, []
     for _, lhs, rhs in products:
@@ -164,23 +160,23 @@ def _operands(products, rng):
 
 def time_products(products, min_seconds=0.2, repeats=7, rng=None):
     """Median seconds of running `products` back to back with `np.matmul(out=...)`."""
-    ops = _operands(products, rng or np.random.default_rng(0))
+    ops = operands(products, rng or np.random.default_rng(0))
 
     def run():
         for a, b, out in ops:
             np.matmul(a, b, out=out)
 
     run()  # warm-up: pages in the operands
-    started, inner = time.perf_counter(), 0
-    while time.perf_counter() - started < min_seconds / repeats or inner < 1:
+    started, inner = clock(), 0
+    while clock() - started < min_seconds / repeats or inner < 1:
         run()
         inner += 1
     samples = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             run()
-        samples.append((time.perf_counter() - t0) / inner)
+        samples.append((clock() - t0) / inner)
     return statistics.median(samples)
 
 
@@ -234,54 +230,11 @@ def trim(row, end_id):
 
 
 def make_runtime(name, run_dir, export_dir):
-    """The decode function `(source_ids, beam_width) -> tokens` of a runtime, loaded."""
-    from seq2seq_attn import tokenizer
-
-    start, end = tokenizer.START_ID, tokenizer.END_ID
+    """The decode function `(source_ids, beam_width) -> tokens` of a runtime, loaded
+    (`runtimes.decoder` on `THREADS` threads, decoding to `MAX_LENGTH`)."""
     if name in ("keras_eager", "saved_model"):
         pin_tensorflow_threads()
-    if name == "keras_eager":
-        from seq2seq_attn.translator import Translator
-
-        model = Translator.load(run_dir).model
-
-        def keras_eager(ids, beam):
-            out = model.generate(ids, max_length=MAX_LENGTH, beam_width=beam)
-            return out["tokens"].numpy()
-
-        return keras_eager
-    if name == "saved_model":
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the ops of the serving_default signature)
-
-        signatures = tf.saved_model.load(str(export_dir / "saved_model")).signatures
-        by_beam = {1: signatures["greedy"], BEAM_WIDTH: signatures["translate_ids"]}
-
-        def saved_model(ids, beam):
-            return by_beam[beam](source_ids=tf.constant(ids))["tokens"].numpy()
-
-        return saved_model
-    if name.startswith("onnx"):
-        from seq2seq_attn.inference.runtime import OnnxModel
-
-        runtime = OnnxModel(export_dir, quantized=name.endswith("int8"), threads=THREADS)
-    else:
-        from seq2seq_attn.inference.runtime import LiteRTModel
-
-        variant = {"litert_fp16": "model_fp16.tflite", "litert_int8": "model_int8.tflite"}
-        runtime = LiteRTModel(export_dir / variant.get(name, "model.tflite"), threads=THREADS)
-    if name in SINGLE_GRAPH_GREEDY:
-
-        def graph(ids, beam):
-            return runtime.greedy_graph(ids)["tokens"]
-
-        return graph
-
-    def host(ids, beam):
-        out = runtime.decode(ids, start, end, beam_width=beam, max_length=MAX_LENGTH)
-        return out["tokens"]
-
-    return host
+    return runtimes.decoder(name, run_dir, export_dir, threads=THREADS, max_length=MAX_LENGTH)
 
 
 def pin_tensorflow_threads():
@@ -330,9 +283,9 @@ def measure_cell(decode, inputs, beam, repeats, floor_fn, end_id):
     latencies, steps, tokens, produced = [], [], [], []
     for r in range(repeats):
         for ids in inputs:
-            t0 = time.perf_counter()
+            t0 = clock()
             out = np.asarray(decode(ids, beam))
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(clock() - t0)
             floors.append(floor_fn())
             steps.append(out.shape[1])
             produced.append(sum(len(trim(row, end_id)) for row in out))
@@ -407,15 +360,6 @@ def _blas_name():
         return "unknown"
 
 
-def ensure_export(run_dir):
-    """The bench export directory; created (and its wall time returned) when missing."""
-    if (EXPORT_DIR / "manifest.json").exists():
-        return None
-    from export_cost import run_export_cli
-
-    return run_export_cli(run_dir, EXPORT_DIR, samples=EXPORT_SAMPLES)
-
-
 def floor_breakdown(shapes, source_length):
     """Per-product median times of one step and the encoder at batch 1 and 32 (for the text)."""
     out = {}
@@ -459,15 +403,40 @@ def float32_agreement(rows):
     return summary
 
 
-def run(runtimes, repeats, repeats32, n_sentences):
+def add_arguments(parser):
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument("--sentences", type=int, help="batch-1 sentences (5, small 1)")
+    parser.add_argument("--repeats", type=int, help="timed passes, batch 1 (2, small 1)")
+    parser.add_argument("--repeats32", type=int, help="timed passes, batch 32 (3, small 1)")
+    parser.add_argument("--no-plot", action="store_true")
+
+
+def run(args):
+    small = args.small
+    pick = lambda value, full: value if value is not None else (1 if small else full)  # noqa: E731
+    print(HEADER, flush=True)
+    result = measure(
+        args.runtimes, pick(args.repeats, 2), pick(args.repeats32, 3), pick(args.sentences, 5),
+        small,
+    )  # fmt: skip
+    print("float32 runtimes vs Keras eager tokens:", result["float32_tokens_equal_to_keras"])
+    if not args.no_plot:
+        path = plot_path(args, PLOT)
+        plot(result, path)
+        print(f"wrote {path}")
+    return result
+
+
+def measure(names, repeats, repeats32, n_sentences, small=False):
+    """Every runtime of `names` at batch 1 and 32, greedy and beam 4, beside its floor."""
     import keras
 
     pin_tensorflow_threads()
     from seq2seq_attn import tokenizer
     from seq2seq_attn.translator import Translator
 
-    run_dir = common.bench_run()
-    export_cost = ensure_export(run_dir)
+    run_dir = common.bench_run(small)
+    export_dir, export_cost = common.bench_export(run_dir, small)
     translator = Translator.load(run_dir)
     shapes = model_shapes(translator.model)
     inputs = bench_sentences(run_dir, translator.tokenizers, n_sentences)
@@ -475,10 +444,10 @@ def run(runtimes, repeats, repeats32, n_sentences):
     keras.backend.clear_session()
     batches = {1: (inputs["batch1"], repeats), 32: ([inputs["batch32"]], repeats32)}
     rows, references = [], {}
-    for name in runtimes:
-        t0 = time.perf_counter()
-        decode = make_runtime(name, run_dir, EXPORT_DIR)
-        load_s = time.perf_counter() - t0
+    for name in names:
+        t0 = clock()
+        decode = make_runtime(name, run_dir, export_dir)
+        load_s = clock() - t0
         for mode, beam in [("greedy", 1), ("beam4", BEAM_WIDTH)]:
             for batch, (batch_inputs, reps) in batches.items():
                 why = not_applicable(name, beam)
@@ -505,7 +474,6 @@ def run(runtimes, repeats, repeats32, n_sentences):
                 print(format_row(row), flush=True)
         del decode
     return {
-        "machine": common.machine(),
         "settings": {
             "source_length": SOURCE_LENGTH,
             "batch32_lengths": inputs["batch32_lengths"],
@@ -525,13 +493,13 @@ def run(runtimes, repeats, repeats32, n_sentences):
             "the mean of the floors just before and just after it",
             "positions_per_s": "batch x decoder steps run, per second (the work done, also "
             "when hypotheses end early)",
-            "export_dir": str(EXPORT_DIR.relative_to(common.ROOT)),
+            "export_dir": str(export_dir.relative_to(common.ROOT)),
         },
         "export_created_by_this_run": export_cost,
         "shapes": shapes,
         "floor_breakdown": floor_breakdown(shapes, SOURCE_LENGTH),
         "rows": rows,
-        "float32_runtimes": sorted(FLOAT32 & set(runtimes)),
+        "float32_runtimes": sorted(FLOAT32 & set(names)),
         "float32_tokens_equal_to_keras": float32_agreement(rows),
     }
 
@@ -583,7 +551,7 @@ def plot(result, path):
     ax.set_ylabel("decode time / matmul floor")
     ax.set_title(
         f"Decode time / float32 matmul floor (source {SOURCE_LENGTH} tokens, {MAX_LENGTH} steps; "
-        f"{THREADS} thread on a {result['machine']['cpu_count']}-core machine; "
+        f"{THREADS} thread on a {os.cpu_count()}-core machine; "
         "int8 reads fewer bytes than the floor)",
         fontsize=10,
     )
@@ -592,30 +560,3 @@ def plot(result, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
-    parser.add_argument("--sentences", type=int, default=5, help="batch-1 sentences")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes, batch 1")
-    parser.add_argument("--repeats32", type=int, default=3, help="timed passes, batch 32")
-    parser.add_argument("--name", default="decode_latency", help="results/NAME.json")
-    parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--replot", action="store_true", help="only redraw the plot from NAME")
-    args = parser.parse_args(argv)
-    if args.replot:
-        plot(json.loads((common.RESULTS_DIR / f"{args.name}.json").read_text()), PLOT)
-        return
-    print(HEADER, flush=True)
-    result = run(args.runtimes, args.repeats, args.repeats32, args.sentences)
-    print("float32 runtimes vs Keras eager tokens:", result["float32_tokens_equal_to_keras"])
-    path = common.write_result(args.name, result)
-    print(f"wrote {path}")
-    if not args.no_plot:
-        plot(result, PLOT)
-        print(f"wrote {PLOT}")
-
-
-if __name__ == "__main__":
-    main()

@@ -13,28 +13,27 @@
    decodes the batch of 32 test sentences of `decode_latency.py`, beside a process that only
    imports that runtime's packages, so the load + decode part can be read off.
 
-    python benchmarks/export_cost.py        # ~8 min on 2 busy CPU cores
+    python -m benchmarks export_cost          # ~8 min on 2 busy CPU cores
+    python -m benchmarks export_cost --small  # the small model, 4 parity sentences, 4 probes
 
-Writes benchmarks/results/export_cost.json.
+Writes benchmarks/results/export_cost.json. The stages and the memory probes run in children
+started as `python -m benchmarks.export_cost --stages ...` / `--probe ...`.
 """
 
 import argparse
 import importlib
 import json
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-import decode_latency  # noqa: E402
+from benchmarks import common, decode_latency
+from benchmarks.common import mb, run_child, status_kb
+from benchmarks.harness import clock, work_dir
 
 SAMPLES = 200  # parity sentences, the CLI's default
-STAGE_DIR = common.ROOT / "runs" / "bench-export-stages"
+SMALL_SAMPLES = 4
+SMALL_PROBES = ("onnxruntime_imports", "onnx_host", "litert_fp32", "tensorflow_imports")
 # What each memory probe imports before loading anything: its runtime's packages.
 IMPORTS = {
     "onnxruntime": ("numpy", "onnxruntime", "seq2seq_attn.inference.runtime"),
@@ -57,62 +56,6 @@ MEMORY_PROBES = {  # probe -> (package group, decode_latency runtime or None for
 }
 
 
-def _mb(kilobytes):
-    return round(kilobytes / 1024, 1)
-
-
-def run_child(args, log_path=None, env=None):
-    """Runs a child to completion: (exit code, wall seconds, its peak RSS in MB).
-
-    The peak is the child's VmHWM, read from /proc every 0.1 s while it runs: os.wait4's
-    ru_maxrss would also count the parent's pages that the forked child held until its exec.
-    """
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    peak_kb = 0
-    try:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, cwd=common.ROOT, env=env
-        )
-        while True:
-            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            peak_kb = max(peak_kb, _status_kb(f"/proc/{child.pid}/status", "VmHWM") or 0)
-            time.sleep(0.1)
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        if log_path:
-            log.close()
-    return child.returncode, wall, _mb(peak_kb)
-
-
-def export_env():
-    """The environment without the thread pins decode_latency sets: exports get the defaults."""
-    return {
-        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-    }
-
-
-def run_export_cli(run_dir, out, samples=SAMPLES):
-    """`seq2seq-attn export RUN --out OUT --samples N --force` timed in a child process."""
-    cli = Path(sys.executable).with_name("seq2seq-attn")
-    args = [str(cli), "export", str(run_dir), "--out", str(out), "--samples", str(samples)]
-    args.append("--force")
-    log = Path(out).with_suffix(".log")
-    code, wall, rss = run_child(args, log, export_env())
-    if code:
-        raise SystemExit(f"export failed ({code}), see {log}")
-    return {
-        "command": " ".join([cli.name] + args[1:]),
-        "wall_s": round(wall, 1),
-        "peak_rss_mb": rss,  # VmHWM, polled
-        "parity_samples": samples,
-        "log": str(log.relative_to(common.ROOT)),
-    }
-
-
 def stage_times(run_dir, out_dir, samples):
     """Times every stage of an export (the steps of `export_run`, called one by one)."""
     import absl.logging
@@ -131,9 +74,9 @@ def stage_times(run_dir, out_dir, samples):
 
     def timed(name, fn, *args):
         resettable = _reset_peak()
-        t0 = time.perf_counter()
+        t0 = clock()
         value = fn(*args)
-        times[name] = round(time.perf_counter() - t0, 2)
+        times[name] = round(clock() - t0, 2)
         if resettable:
             stage_peaks[name] = _status_mb("VmHWM")  # the peak during this stage
         rss_after[name] = _status_mb("VmRSS")
@@ -206,29 +149,31 @@ def artifact_sizes(export_dir, run_dir):
 def memory_probe(name, run_dir, export_dir):
     """In this (fresh) process: import, load, decode batch 32 greedily; returns VmHWM etc."""
     group, runtime = MEMORY_PROBES[name]
-    t0 = time.perf_counter()
+    t0 = clock()
     for module in IMPORTS[group]:
         importlib.import_module(module)
-    result = {"import_s": round(time.perf_counter() - t0, 2)}
+    result = {"import_s": round(clock() - t0, 2)}
     if runtime is not None:
         import numpy as np
 
-        ids = np.load(BATCH32)  # written by cache_batch32 in the parent
+        ids = np.load(batch32_file(run_dir))  # written by cache_batch32 in the parent
         result["after_imports_mb"] = _status_mb("VmRSS")
-        t0 = time.perf_counter()
+        t0 = clock()
         decode = decode_latency.make_runtime(runtime, run_dir, export_dir)
-        result["load_s"] = round(time.perf_counter() - t0, 2)
+        result["load_s"] = round(clock() - t0, 2)
         result["after_load_mb"] = _status_mb("VmRSS")
-        t0 = time.perf_counter()
+        t0 = clock()
         tokens = decode(ids, 1)
-        result["decode_s"] = round(time.perf_counter() - t0, 2)
+        result["decode_s"] = round(clock() - t0, 2)
         result["steps"] = int(tokens.shape[1])
     result["vmhwm_mb"] = _status_mb("VmHWM")
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
 
 
-BATCH32 = common.ROOT / "runs" / "bench-batch32.npy"
+def batch32_file(run_dir):
+    """Where the batch-32 source ids of a run are cached (beside the run directory)."""
+    return Path(run_dir).parent / "bench-batch32.npy"
 
 
 def cache_batch32(run_dir):
@@ -238,18 +183,8 @@ def cache_batch32(run_dir):
     from seq2seq_attn.tokenizer import TokenizerPair
 
     tokenizers = TokenizerPair.load(Path(run_dir) / "tokenizer")
-    np.save(BATCH32, decode_latency.bench_sentences(run_dir, tokenizers, 1)["batch32"])
-
-
-def _status_kb(path, field):
-    """A kB field of a /proc status file, or None (also when the process is gone)."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    ids = decode_latency.bench_sentences(run_dir, tokenizers, 1)["batch32"]
+    np.save(batch32_file(run_dir), ids)
 
 
 def _reset_peak():
@@ -262,14 +197,14 @@ def _reset_peak():
 
 
 def _status_mb(field):
-    kilobytes = _status_kb("/proc/self/status", field)
-    return None if kilobytes is None else _mb(kilobytes)
+    kilobytes = status_kb("/proc/self/status", field)
+    return None if kilobytes is None else mb(kilobytes)
 
 
 def _child(argv_tail, log, env=None):
-    """Runs this script in a child with `argv_tail`; returns its JSON answer and peak RSS."""
+    """Runs this module in a child with `argv_tail`; returns its JSON answer and peak RSS."""
     answer = log.with_suffix(".json")
-    args = [sys.executable, __file__, *argv_tail, "--answer", str(answer)]
+    args = [sys.executable, "-m", "benchmarks.export_cost", *argv_tail, "--answer", str(answer)]
     code, wall, rss = run_child(args, log, env)
     if code:
         raise SystemExit(f"child {argv_tail} failed ({code}), see {log}")
@@ -278,27 +213,41 @@ def _child(argv_tail, log, env=None):
     return result, wall, rss
 
 
-def run(samples, stages):
-    run_dir = common.bench_run()
-    logs = common.ROOT / "runs" / "bench-export-cost"
+def add_arguments(parser):
+    parser.add_argument("--samples", type=int, help=f"parity sentences ({SAMPLES}, small 4)")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage export")
+    parser.add_argument("--probes", nargs="+", choices=list(MEMORY_PROBES), help="(small: 4)")
+
+
+def run(args):
+    samples = args.samples or (SMALL_SAMPLES if args.small else SAMPLES)
+    probes = args.probes or (SMALL_PROBES if args.small else list(MEMORY_PROBES))
+    return measure(samples, not args.no_stages, probes, args.small)
+
+
+def measure(samples, stages, probes, small=False):
+    """The export timed whole and stage by stage, the artifact sizes, the memory probes."""
+    run_dir = common.bench_run(small)
+    logs = work_dir(small, "bench-export-cost")
     logs.mkdir(parents=True, exist_ok=True)
-    export_dir = decode_latency.EXPORT_DIR
+    export_dir = work_dir(small, "bench-export")
+    stage_dir = work_dir(small, "bench-export-stages")
     print("timing seq2seq-attn export ...", flush=True)
-    export = run_export_cli(run_dir, export_dir, samples)
+    export = common.run_export_cli(run_dir, export_dir, samples)
     print(f"  {export['wall_s']} s, peak RSS {export['peak_rss_mb']} MB", flush=True)
-    result = {"machine": common.machine(), "export": export}
+    result = {"export": export}
     if stages:
         print("timing the export stage by stage ...", flush=True)
-        args = ["--stages", str(run_dir), str(STAGE_DIR), str(samples)]
-        staged, wall, rss = _child(args, logs / "stages.log", export_env())
-        shutil.rmtree(STAGE_DIR, ignore_errors=True)
+        args = ["--stages", str(run_dir), str(stage_dir), str(samples)]
+        staged, wall, rss = _child(args, logs / "stages.log", common.export_env())
+        shutil.rmtree(stage_dir, ignore_errors=True)
         staged.update(wall_s=round(wall, 1), peak_rss_mb=rss)
         result["export_stages"] = staged
         print(f"  {staged['seconds']}", flush=True)
     result["sizes"] = artifact_sizes(export_dir, run_dir)
     cache_batch32(run_dir)
     memory = {}
-    for name in MEMORY_PROBES:
+    for name in probes:
         probe, wall, rss = _child(
             ["--probe", name, str(run_dir), str(export_dir)], logs / f"probe-{name}.log"
         )
@@ -316,26 +265,21 @@ def run(samples, stages):
     return result
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=SAMPLES, help="parity sentences")
-    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage export")
-    parser.add_argument("--stages", nargs=3, metavar=("RUN", "OUT", "SAMPLES"), help="child")
-    parser.add_argument("--probe", nargs=3, metavar=("NAME", "RUN", "EXPORT"), help="child")
-    parser.add_argument("--answer", help="child: where to write its JSON")
+def child_main(argv=None):
+    """The children's entry point: `--stages RUN OUT SAMPLES` or `--probe NAME RUN EXPORT`."""
+    parser = argparse.ArgumentParser(description="a child of the export_cost benchmark")
+    parser.add_argument("--stages", nargs=3, metavar=("RUN", "OUT", "SAMPLES"))
+    parser.add_argument("--probe", nargs=3, metavar=("NAME", "RUN", "EXPORT"))
+    parser.add_argument("--answer", required=True, help="where to write its JSON")
     args = parser.parse_args(argv)
     if args.stages:
         run_dir, out, samples = args.stages
-        Path(args.answer).write_text(json.dumps(stage_times(run_dir, out, int(samples))))
-        return
-    if args.probe:
+        answer = stage_times(run_dir, out, int(samples))
+    else:
         name, run_dir, export_dir = args.probe
         answer = memory_probe(name, Path(run_dir), Path(export_dir))
-        Path(args.answer).write_text(json.dumps(answer))
-        return
-    result = run(args.samples, not args.no_stages)
-    print(f"wrote {common.write_result('export_cost', result)}")
+    Path(args.answer).write_text(json.dumps(answer))
 
 
 if __name__ == "__main__":
-    main()
+    child_main()

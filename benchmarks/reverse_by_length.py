@@ -6,20 +6,15 @@ position by position. Both models (same sizes, optimizer, data and epochs; the o
 is `attention="bahdanau"` against `attention=None`) train on sequences of 4 to 30 symbols; the
 figure shows exact-match accuracy of greedy decoding by source length on held-out sequences.
 
-    python benchmarks/reverse_by_length.py      # ~5 min on 2 CPU cores
+    python -m benchmarks reverse_by_length          # ~5 min on 2 CPU cores
+    python -m benchmarks reverse_by_length --small  # 500 sequences of 4-10 symbols, 1 epoch
 
 Writes benchmarks/results/reverse_by_length.json and docs/reverse-by-length.png.
 """
 
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from benchmarks.harness import plot_path
 
 SYMBOLS = 20  # ids 4 .. 23; 0 padding, 2 [START], 3 [END]
 
@@ -85,27 +80,27 @@ def plot(result, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=int, default=8000, help="training sequences")
-    parser.add_argument("--test", type=int, default=1500, help="held-out sequences")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--max-length", type=int, default=30)
+def add_arguments(parser):
+    parser.add_argument("--train", type=int, help="training sequences (8000, small 500)")
+    parser.add_argument("--test", type=int, help="held-out sequences (1500, small 200)")
+    parser.add_argument("--epochs", type=int, help="(6, small 1)")
+    parser.add_argument("--max-length", type=int, help="(30, small 10)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
 
+
+def run(args):
+    sizes = (500, 200, 1, 10) if args.small else (8000, 1500, 6, 30)
+    for key, value in zip(("train", "test", "epochs", "max_length"), sizes, strict=True):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     rng = np.random.default_rng(args.seed)
     train = reverse_task(args.train, rng, 4, args.max_length)
     test = reverse_task(args.test, rng, 4, args.max_length)
-    result = {"machine": common.machine(), **vars(args), "exact_match_by_length": {}}
+    result = {key: getattr(args, key) for key in ("train", "test", "epochs", "max_length", "seed")}
+    result["exact_match_by_length"] = {}
     for name, attention in (("attention", "bahdanau"), ("vanilla", None)):
         by_length = exact_by_length(attention, train, test, args.epochs, args.seed)
         result["exact_match_by_length"][name] = {str(n): v for n, v in by_length.items()}
         print(name, " ".join(f"{n}:{v:.2f}" for n, v in by_length.items()), flush=True)
-    path = common.write_result("reverse_by_length", result)
-    plot(result, common.ROOT / "docs" / "reverse-by-length.png")
-    print(f"written {path}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    plot(result, plot_path(args, "reverse-by-length.png"))
+    return result
