@@ -10,37 +10,46 @@ on the test split (995 verses), greedy decoding.
 By default the attention side is the shipped pretrained model, which was trained with exactly
 that config (see its `run.json`); pass `--train-attention` to train it again here.
 
-    python benchmarks/attention_vs_vanilla.py            # ~40 min on 2 CPU cores
-    python benchmarks/attention_vs_vanilla.py --epochs 1 --workdir /tmp/paper   # quick look
+    python -m benchmarks attention_vs_vanilla            # ~40 min on 2 CPU cores
+    python -m benchmarks attention_vs_vanilla --epochs 1 --workdir /tmp/paper   # quick look
+    python -m benchmarks attention_vs_vanilla --small    # both sides on the tiny dates model
+
+`--small` trains both models at the tests' tiny size on the dates task (1 epoch) and scores
+100 test pairs: a check that the benchmark runs, not the paper's claim.
 
 Writes benchmarks/results/attention_vs_vanilla.json and docs/bleu-by-length.png.
 """
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "attention_vs_vanilla.json"
-FIGURE = ROOT / "docs" / "bleu-by-length.png"
+from benchmarks.harness import plot_path, work_dir
+
+FIGURE = "bleu-by-length.png"
+SMALL_CONFIG = {  # the tests' tiny dates model
+    "data": {"size": 600},
+    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},
+    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
+    "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
+}
 
 
-def _train(name, attention, epochs, workdir, seed):
-    """Trains `configs/bible.yaml` with `model.attention` replaced; reuses a finished run."""
-    from seq2seq_attn.config import load_config
+def train_side(name, attention, epochs, workdir, seed, small=False):
+    """Trains `configs/bible.yaml` (small: the tiny dates model) with `model.attention`
+    replaced; reuses a finished run."""
+    from seq2seq_attn.config import load_config, resolve_config
     from seq2seq_attn.training import train
 
     run_dir = workdir / name
     if (run_dir / "run.json").exists():
         print(f"{name}: reusing the finished run in {run_dir}")
         return run_dir
-    config = load_config("bible")
+    config = resolve_config(json.loads(json.dumps(SMALL_CONFIG))) if small else load_config("bible")
     config["model"]["attention"] = attention
     if epochs is not None:
         config["training"]["epochs"] = epochs
     print(f"{name}: training {config['training']['epochs']} epochs into {run_dir}")
-    train("bible-en-es", config, run_dir, seed=seed)
+    train("dates" if small else "bible-en-es", config, run_dir, seed=seed)
     return run_dir
 
 
@@ -53,46 +62,39 @@ def plot(results, path):
     print(f"figure: {plot_bleu_by_length(results, path, title=title)}")
 
 
-def main(argv=None):
-    from seq2seq_attn.commands import PRETRAINED_DIR, evaluate_run
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "paper")
+def add_arguments(parser):
+    parser.add_argument("--workdir", type=Path, help="default runs/paper (small runs/benchmarks)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's (5)")
     parser.add_argument("--train-attention", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="test pairs to score")
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--figure", type=Path, default=FIGURE)
-    parser.add_argument("--plot-only", action="store_true", help="redraw from --results")
-    args = parser.parse_args(argv)
-    if args.plot_only:
-        return plot(json.loads(args.results.read_text()), args.figure)
+    parser.add_argument("--limit", type=int, default=None, help="test pairs (small: 100)")
 
+
+def run(args):
+    from seq2seq_attn.commands import PRETRAINED_DIR, evaluate_run
+
+    small = args.small
+    workdir = args.workdir or work_dir(small, "paper")
+    limit = args.limit or (100 if small else None)
     runs = {
         "attention": (
-            _train("attention", "bahdanau", args.epochs, args.workdir, args.seed)
-            if args.train_attention or args.epochs is not None
+            train_side("attention", "bahdanau", args.epochs, workdir, args.seed, small)
+            if args.train_attention or args.epochs is not None or small
             else PRETRAINED_DIR
         ),
-        "vanilla": _train("vanilla", None, args.epochs, args.workdir, args.seed),
+        "vanilla": train_side("vanilla", None, args.epochs, workdir, args.seed, small),
     }
     results = {}
     for name, run_dir in runs.items():
-        out = args.workdir / f"eval_{name}.json"
-        results[name], _ = evaluate_run(run_dir, "test", limit=args.limit, out=out)
+        out = workdir / f"eval_{name}.json"
+        results[name], _ = evaluate_run(run_dir, "test", limit=limit, out=out)
         run_info = json.loads((Path(run_dir) / "run.json").read_text())
         results[name]["run"] = {
-            k: run_info[k] for k in ("epochs_run", "best_val_loss", "parameters", "train_seconds")
+            k: run_info.get(k)
+            for k in ("epochs_run", "best_val_loss", "parameters", "train_seconds")
         }
         print(f"{name}: test BLEU {results[name]['bleu']:.2f}")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2))
-    plot(results, args.figure)
+    plot(results, plot_path(args, FIGURE))
     for bucket in zip(*(results[n]["buckets"] for n in results), strict=False):
         print(bucket[0]["range"], *(f"{b['bleu']:.2f} (n={b['n']})" for b in bucket))
-    print(f"written {args.results}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return results

@@ -20,7 +20,11 @@ The results of the README (the pretrained SentencePiece model's export, 2 shared
 
     seq2seq-attn export seq2seq_attn/pretrained/bible-en-es --out runs/bible-export \\
         --samples 8 --force
-    python benchmarks/load_test.py --export-dir runs/bible-export --matrix --requests 200
+    python -m benchmarks load_test --export-dir runs/bible-export --matrix --requests 200
+
+(without `--url` or `--export-dir` it serves runs/bible-export, exporting it as above when it
+is missing; `--small` serves the small benchmark model's export instead, 4 requests a level at
+concurrency 1 and 2.)
 
 `--matrix` runs three configurations (onnx, tflite, onnx with the int8 graphs), each at every
 level on a fresh server in its own process (`LocalServer`: `python -m seq2seq_attn.cli serve
@@ -28,10 +32,10 @@ EXPORT_DIR --port P ...`, the way users run it, stopped with SIGTERM at the end;
 0 after a clean drain, is in the report). Other ways to run it:
 
     # one configuration
-    python benchmarks/load_test.py --export-dir EXPORT_DIR --backend tflite --levels 1,16
-    python benchmarks/load_test.py --export-dir EXPORT_DIR --quantized
+    python -m benchmarks load_test --export-dir EXPORT_DIR --backend tflite --levels 1,16
+    python -m benchmarks load_test --export-dir EXPORT_DIR --quantized
     # against a running server (`seq2seq-attn serve EXPORT_DIR`)
-    python benchmarks/load_test.py --url http://127.0.0.1:8080 --requests 50
+    python -m benchmarks load_test --url http://127.0.0.1:8080 --requests 50
 
 The client threads and the server share the machine's cores but not a process (nor a GIL).
 Writes the numbers to benchmarks/results/load_test.json (see --out). The module imports
@@ -43,7 +47,6 @@ import concurrent.futures
 import http.client
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -52,18 +55,16 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import common, harness  # TensorFlow-free at import
+from benchmarks.harness import ROOT, clock
 
-import common  # noqa: E402  (TensorFlow-free at import)
-
-ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEFAULT_OUT = Path(__file__).parent / "results" / "load_test.json"
+PRETRAINED_EXPORT = ROOT / "runs" / "bible-export"  # the default export to serve
 DEFAULT_LEVELS = (1, 8, 32, 64)
+SMALL = {"levels": [1, 2], "requests": 4, "max_words": 8}
 SPLITS = ("train", "dev", "test")
 # (name, backend, quantized) of --matrix
 MATRIX = (("onnx", "onnx", False), ("tflite", "tflite", False), ("onnx-int8", "onnx", True))
@@ -190,7 +191,7 @@ def _client(host, port, timeout, queue):
         while (index := queue.take()) is not None:
             request = queue.bodies[index]
             payload = json.dumps(request).encode()
-            start = time.perf_counter()
+            start = clock()
             try:
                 connection.request(
                     "POST", "/translate", payload, {"Content-Type": "application/json"}
@@ -204,7 +205,7 @@ def _client(host, port, timeout, queue):
                 continue
             outcomes.append(
                 {
-                    "latency": time.perf_counter() - start,
+                    "latency": clock() - start,
                     "status": response.status,
                     "error": _check_body(request, response.status, raw),
                     "body": raw[:BODY_SAMPLE_CHARS].decode("utf-8", "replace"),
@@ -261,14 +262,14 @@ def run_load(url, bodies=None, concurrency=8, timeout=60.0, max_seconds=300.0, r
     if not bodies or concurrency < 1:
         raise SystemExit("the requests and the concurrency must be positive")
     queue = _Requests(bodies, time.monotonic() + max_seconds)
-    start = time.perf_counter()
+    start = clock()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         futures = [
             pool.submit(_client, host, port, timeout, queue)
             for _ in range(min(concurrency, len(bodies)))
         ]
         outcomes = [outcome for future in futures for outcome in future.result()]
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     report = _summary(outcomes, len(bodies), elapsed)
     report.update(
         url=url,
@@ -414,14 +415,14 @@ class LocalServer:
 
     def __exit__(self, *exc):
         if self.process.poll() is None:
-            start = time.perf_counter()
+            start = clock()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=self.drain_s + 60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            self.stop_seconds = round(time.perf_counter() - start, 2)
+            self.stop_seconds = round(clock() - start, 2)
         self.exit_code = self.process.returncode
 
     def log_tail(self, chars=2000):
@@ -440,35 +441,6 @@ def _warm_up(url, max_beam_width, timeout):
 # ---- the command line ----
 
 
-def _machine():
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpus": cpus,
-        "cpu_count": os.cpu_count(),
-        "cpu_model": common.cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def _code():
-    """The checkout's commit and whether it has uncommitted changes (None outside git)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return {"commit": commit, "uncommitted_changes": bool(status.strip())}
-
-
 def _load_average():
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -485,9 +457,8 @@ def _levels(text):
     return levels
 
 
-def _parser():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    where = parser.add_mutually_exclusive_group(required=True)
+def add_arguments(parser):
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8080")
     where.add_argument("--export-dir", help="start a server on this export for the run")
     parser.add_argument("--backend", default="onnx", choices=["onnx", "tflite"])
@@ -502,15 +473,14 @@ def _parser():
     parser.add_argument(
         "--levels",
         type=_levels,
-        default=list(DEFAULT_LEVELS),
-        help="concurrency levels, run in turn (default 1,8,32,64)",
+        help="concurrency levels, run in turn (default 1,8,32,64; small 1,2)",
     )
-    parser.add_argument("--requests", type=int, default=200, help="requests per level")
+    parser.add_argument("--requests", type=int, help="requests per level (200, small 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="test", choices=SPLITS, help="Bible split of texts")
     parser.add_argument("--max-beam-width", type=int, default=4)
     parser.add_argument("--max-texts", type=int, default=8, help="most texts per request")
-    parser.add_argument("--max-words", type=int, default=60, help="most words per text")
+    parser.add_argument("--max-words", type=int, help="most words per text (60, small 8)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="seconds per level")
     parser.add_argument(
@@ -519,21 +489,45 @@ def _parser():
         default=1.0,
         help="the started server's --drain-seconds before it stops on SIGTERM (default 1)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    return parser
 
 
 def main(argv=None):
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """`python -m benchmarks load_test ARGV`, for callers that hold this module."""
+    return harness.main(["load_test", *(sys.argv[1:] if argv is None else argv)])
+
+
+def _defaults(args):
+    """Fills the options left out: the full-size defaults, or the small ones."""
+    full = {"levels": list(DEFAULT_LEVELS), "requests": 200, "max_words": 60}
+    for key, value in (SMALL if args.small else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.matrix and args.url:
-        parser.error("--matrix starts its own servers: use it with --export-dir, not --url")
+        raise SystemExit("--matrix starts its own servers: use it with --export-dir, not --url")
     if args.url and (args.quantized or args.backend != "onnx"):
-        parser.error("--backend and --quantized choose the server that --export-dir starts")
+        raise SystemExit("--backend and --quantized choose the server that --export-dir starts")
     if args.requests < 1:
-        parser.error(f"--requests must be positive, got {args.requests}")
+        raise SystemExit(f"--requests must be positive, got {args.requests}")
     if args.url:
         _check_url(args.url)
+    elif args.export_dir is None:
+        args.export_dir = str(default_export(args.small))
+
+
+def default_export(small):
+    """The export served when none is named: runs/bible-export (the shipped model, exported
+    with 8 parity sentences when missing) or, small, the small benchmark model's export."""
+    if small:
+        return common.bench_export(common.bench_run(small=True), small=True)[0]
+    if not (PRETRAINED_EXPORT / "manifest.json").exists():
+        from seq2seq_attn.commands import PRETRAINED_DIR
+
+        common.run_export_cli(PRETRAINED_DIR, PRETRAINED_EXPORT, samples=8)
+    return PRETRAINED_EXPORT
+
+
+def run(args):
+    _defaults(args)
     try:
         bodies = request_mix(
             bible_sources(args.split),
@@ -544,11 +538,8 @@ def main(argv=None):
             max_words=args.max_words,
         )
     except ValueError as error:
-        parser.error(str(error))
+        raise SystemExit(f"load_test: {error}") from None
     result = {
-        "command": ["python", "benchmarks/load_test.py", *(sys.argv[1:] if argv is None else argv)],
-        "machine": _machine(),
-        "code": _code(),
         "load_average_before": _load_average(),
         "mix": {
             "corpus": f"bible-en-es {args.split} split, English side",
@@ -609,19 +600,24 @@ def main(argv=None):
                 }
             )
     result["load_average_after"] = _load_average()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    errors = sum(level["errors"] for c in result["configurations"] for level in c["levels"])
-    unclean = [c["name"] for c in result["configurations"] if c.get("server_exit_code", 0) != 0]
-    print(f"{errors} errors -> {args.out}")
+    errors, unclean = _failures(result)
+    print(f"{errors} errors")
     if unclean:
         print(f"servers that did not exit 0 on SIGTERM: {', '.join(unclean)}")
+    return result
+
+
+def _failures(result):
+    errors = sum(level["errors"] for c in result["configurations"] for level in c["levels"])
+    unclean = [c["name"] for c in result["configurations"] if c.get("server_exit_code", 0) != 0]
+    return errors, unclean
+
+
+def exit_code(result):
+    """The harness's exit code: 1 when a request failed or a server did not exit cleanly."""
+    errors, unclean = _failures(result)
     return 0 if errors == 0 and not unclean else 1
 
 
 def _name(backend, quantized):
     return (f"{backend}-int8" if quantized else backend), backend, quantized
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,30 +9,30 @@ directly (`validate.host_greedy_and_logits`). `step_logits:*` is the step-by-ste
 along the Keras trajectory (its steps are also in `<runtime>:step`), which a runtime pays
 only where its greedy decode left that trajectory.
 
-    python benchmarks/parity_profile.py runs/bench-model runs/bench-export   # ~3-4 min
+    python -m benchmarks parity_profile                  # the benchmark export, ~3-4 min
+    python -m benchmarks parity_profile RUN_DIR EXPORT_DIR --samples 50
+    python -m benchmarks parity_profile --small          # the small model's export, 4 samples
 
-Writes benchmarks/results/parity_profile.json (or `--name`). Run two commits' code side by
-side by pointing `PYTHONPATH` at each one's installed wheel.
+Without directories it profiles the benchmark model's export (`common.bench_run`,
+`common.bench_export`; made when missing). Writes benchmarks/results/parity_profile.json (or
+`--out`). Run two commits' code side by side by pointing `PYTHONPATH` at each one's
+installed wheel.
 """
 
-import argparse
 import collections
-import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from benchmarks import common
+from benchmarks.harness import clock
 
 
 def _timed(seconds, name, fn):
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        started = clock()
         try:
             return fn(*args, **kwargs)
         finally:
-            seconds[name] += time.perf_counter() - started
+            seconds[name] += clock() - started
 
     return wrapper
 
@@ -82,37 +82,37 @@ def profile(run_dir, export_dir, samples, patch=setattr):
     texts, refs = export_main._held_out(translator, run_dir, samples, None)
     seconds = collections.defaultdict(float)
     instrument(validate, seconds, patch)
-    started = time.perf_counter()
+    started = clock()
     report = validate.validate_export(
         export_dir, translator.model, translator.tokenizers, texts, refs
     )
-    seconds["total"] = time.perf_counter() - started
+    seconds["total"] = clock() - started
     ranked = sorted(((k, round(v, 4)) for k, v in seconds.items()), key=lambda kv: -kv[1])
     return dict(ranked), report
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("export_dir", type=Path)
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--name", default="parity_profile", help="results/NAME.json")
-    args = parser.parse_args(argv)
+def add_arguments(parser):
+    parser.add_argument("run_dir", type=Path, nargs="?", help="default: the benchmark model")
+    parser.add_argument("export_dir", type=Path, nargs="?", help="default: its export")
+    parser.add_argument("--samples", type=int, help="parity sentences (200, small 4)")
+
+
+def run(args):
     from seq2seq_attn.export import validate
 
-    ranked, report = profile(args.run_dir, args.export_dir, args.samples)
+    run_dir, export_dir = args.run_dir, args.export_dir
+    if run_dir is None:
+        run_dir = common.bench_run(args.small)
+    if export_dir is None:
+        export_dir = common.bench_export(run_dir, args.small)[0]
+    samples = args.samples or (common.SMALL_EXPORT_SAMPLES if args.small else 200)
+    ranked, report = profile(run_dir, export_dir, samples)
     for name, value in ranked.items():
         print(f"{value:8.1f} s  {name}")
-    result = {
-        "machine": common.machine(),
+    return {
         "code": validate.__file__,
-        "export": str(args.export_dir),
+        "export": str(export_dir),
         "samples": report["samples"],
         "passed": report["passed"],
         "seconds": ranked,
     }
-    print(f"wrote {common.write_result(args.name, result)}")
-
-
-if __name__ == "__main__":
-    main()

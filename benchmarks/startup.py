@@ -10,25 +10,25 @@ Commands: `translate` (the pretrained model, one sentence, greedy), `translate_b
 2-best), `train_tiny` (the tests' tiny dates model, one epoch), and with `--export`
 `export_pretrained` (the shipped model, every artifact, 200 parity sentences).
 
-    python benchmarks/startup.py --site old=/tmp/old/site --site new=/tmp/new/site --rounds 3
+    python -m benchmarks startup --site old=/tmp/old/site --site new=/tmp/new/site --rounds 3
+    python -m benchmarks startup --small    # this environment's copy, `translate`, one round
 
-Writes benchmarks/results/startup.json (or `--name`): every wall time and peak RSS, the
-medians, and each site's median over the first site's.
+Without `--site` it times the copy installed in this environment (`installed`: the
+`seq2seq-attn` script beside this interpreter). Writes benchmarks/results/startup.json (or
+`--out`): every wall time and peak RSS, the medians, and each site's median over the first
+site's.
 """
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.harness import clock
 
-import common  # noqa: E402
-
+INSTALLED = "installed"  # --site value: the copy installed in this environment
 TEXT = "In the beginning God created the heaven and the earth."
 TINY = """data: {size: 600}
 tokenizer: {source_vocab_size: 200, target_vocab_size: 30, byte_fallback: false}
@@ -48,22 +48,34 @@ def commands(site, scratch, export):
     }
     out["train_tiny"] += ["--out", str(Path(scratch) / "tiny-run")]
     if export:
-        model = Path(site) / "seq2seq_attn" / "pretrained" / "bible-en-es"
+        model = _package_dir(site) / "pretrained" / "bible-en-es"
         out["export_pretrained"] = ["export", str(model), "--out", f"{scratch}/export", "--force"]
     return out
 
 
+def _package_dir(site):
+    if site == INSTALLED:
+        import seq2seq_attn
+
+        return Path(seq2seq_attn.__file__).parent
+    return Path(site) / "seq2seq_attn"
+
+
 def timed(site, argv, log):
     """Runs `seq2seq-attn argv` from `site` in a fresh process: `(seconds, peak RSS MiB)`."""
-    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="2")
-    script = Path(site) / "bin" / "seq2seq-attn"
-    started = time.perf_counter()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if site == INSTALLED:
+        script = Path(sys.executable).with_name("seq2seq-attn")
+    else:
+        env["PYTHONPATH"] = str(site)
+        script = Path(site) / "bin" / "seq2seq-attn"
+    started = clock()
     with open(log, "w") as out:
         child = subprocess.Popen(
             [sys.executable, str(script), *argv], stdout=out, stderr=subprocess.STDOUT, env=env
         )
         _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
+    seconds = clock() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"seq2seq-attn {' '.join(argv)} failed from {site}: see {log}")
     return seconds, usage.ru_maxrss / 1024
@@ -88,29 +100,29 @@ def summarize(runs):
     return table
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--site", action="append", required=True, help="NAME=DIR, repeatable")
-    parser.add_argument("--rounds", type=int, default=3)
+def add_arguments(parser):
+    parser.add_argument(
+        "--site", action="append", help=f"NAME=DIR, repeatable (default: {INSTALLED})"
+    )
+    parser.add_argument("--rounds", type=int, help="(3, small 1)")
     parser.add_argument("--export", action="store_true", help="also time export_pretrained")
-    parser.add_argument("--name", default="startup")
-    args = parser.parse_args(argv)
-    sites = dict(item.split("=", 1) for item in args.site)
+    parser.add_argument("--commands", nargs="+", help="only these commands (small: translate)")
+
+
+def run(args):
+    sites = dict(item.split("=", 1) for item in args.site or [f"{INSTALLED}={INSTALLED}"])
+    rounds = args.rounds or (1 if args.small else 3)
+    only = args.commands or (["translate"] if args.small else None)
     runs = {name: {} for name in sites}
     with tempfile.TemporaryDirectory() as scratch:
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             for name, site in sites.items():
                 own = Path(scratch) / name
                 own.mkdir(exist_ok=True)
                 for command, cmd in commands(site, own, args.export).items():
+                    if only and command not in only:
+                        continue
                     value = timed(site, cmd, own / f"{command}.log")
                     runs[name].setdefault(command, []).append(value)
                     print(f"round {round_ + 1} {name} {command}: {value[0]:.2f} s", flush=True)
-    result = {"machine": common.machine(), "sites": sites, "rounds": args.rounds}
-    result["commands"] = summarize(runs)
-    common.write_result(args.name, result)
-    return result
-
-
-if __name__ == "__main__":
-    main()
+    return {"sites": sites, "rounds": rounds, "commands": summarize(runs)}

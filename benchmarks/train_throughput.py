@@ -15,30 +15,25 @@ timed apart). The loss curves of the three must agree. Then
 turns, so that drift in the machine's speed hits all of them alike. Throughput is target tokens
 (non-padding) per second of the median pass; ratios are to the naive one.
 
-    python benchmarks/train_throughput.py                # ~15 min on 2 CPU cores
-    python benchmarks/train_throughput.py --batches 4 --rounds 1   # quick look
+    python -m benchmarks train_throughput                # ~15 min on 2 CPU cores
+    python -m benchmarks train_throughput --batches 4 --rounds 1   # quick look
+    python -m benchmarks train_throughput --small        # the small model, 3 batches, 1 round
 
 Writes benchmarks/results/train_throughput.json.
 """
 
-import argparse
 import os
 import statistics
-import sys
-import time
-from pathlib import Path
 
 import keras
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import common
+from benchmarks.harness import clock, plot_path
 
-import common  # noqa: E402
 
-
-def _build(config, tokenizers):
+def build(config, tokenizers):
     """The three implementations, all holding the same initial weights."""
-    from naive_seq2seq import naive_like
-
+    from benchmarks.naive_seq2seq import naive_like
     from seq2seq_attn.losses import MaskedCrossEntropy
     from seq2seq_attn.training import build_model
 
@@ -73,12 +68,12 @@ class PerBatchLoss(keras.callbacks.Callback):
         self.losses.append(float(logs["loss"]))
 
 
-def _fit_pass(model, batches, callbacks=()):
+def fit_pass(model, batches, callbacks=()):
     """One `model.fit` epoch over `batches`; returns its wall time in seconds."""
     dataset = common.as_dataset(batches)
-    started = time.perf_counter()
+    started = clock()
     model.fit(dataset, epochs=1, verbose=0, callbacks=list(callbacks))
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def plot(result, path):
@@ -95,7 +90,7 @@ def plot(result, path):
         bars.text(r["tokens_per_second"], i, f" x{r['speedup_vs_naive']:.2f}", va="center")
     bars.set_xlim(0, 1.25 * max(r["tokens_per_second"] for r in rows.values()))
     bars.set_xlabel("target tokens / s (model.fit)")
-    bars.set_title(f"{result['machine']['cpu_count']} CPU cores, same batches")
+    bars.set_title(f"{os.cpu_count()} CPU cores, same batches")
     for (name, r), style in zip(rows.items(), ("-", "--", ":"), strict=False):
         curves.plot(range(1, len(r["loss_curve"]) + 1), r["loss_curve"], style, label=name)
     curves.set_xlabel("batch (same weights at start)")
@@ -106,42 +101,59 @@ def plot(result, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=10, help="batches per pass")
-    parser.add_argument("--rounds", type=int, default=2, help="timed passes per implementation")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--name", default="train_throughput")
-    args = parser.parse_args(argv)
+def add_arguments(parser):
+    parser.add_argument("--batches", type=int, help="batches per pass (10, small 3)")
+    parser.add_argument("--rounds", type=int, help="timed passes per implementation (2, small 1)")
+    parser.add_argument("--batch-size", type=int, help="(64, small 16)")
 
+
+def run(args):
     import numpy as np
 
     from seq2seq_attn.training import corpus_for
 
-    config = common.bench_config(args.batch_size)
+    small = args.small
+    n_batches = args.batches or (3 if small else 10)
+    rounds = args.rounds or (1 if small else 2)
+    config = common.bench_config(args.batch_size or (16 if small else 64), small=small)
     corpus = corpus_for(common.DATA, common.SEED, config)
     tokenizers = common.tokenizers_for(corpus, config)
-    batches = common.train_batches(corpus, tokenizers, config, args.batches)
+    batches = common.train_batches(corpus, tokenizers, config, n_batches)
     tokens = int(sum(np.count_nonzero(y) for _, y in batches))
-    models = _build(config, tokenizers)
-    result = {"machine": common.machine(), "size": common.SIZE, "batches": args.batches}
+    models = build(config, tokenizers)
+    result = {"size": common.size(small), "batches": n_batches}
     result["batch_shapes"] = [[list(x[0].shape), list(x[1].shape)] for x, _ in batches]
     result["target_tokens_per_pass"] = tokens
     curves, first_pass = {}, {}
     for name, model in models.items():
         print(f"{name}: pass 1 (loss curve, warm-up)", flush=True)
         recorder = PerBatchLoss()
-        first_pass[name] = _fit_pass(model, batches, [recorder])
+        first_pass[name] = fit_pass(model, batches, [recorder])
         curves[name] = recorder.losses
     times = {name: [] for name in models}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name, model in models.items():
-            times[name].append(_fit_pass(model, batches))
+            times[name].append(fit_pass(model, batches))
             print(f"round {r + 1} {name}: {times[name][-1]:.1f} s", flush=True)
-    result["implementations"] = {}
+    result["implementations"] = rows(models, times, first_pass, curves, tokens)
+    result["load_average_after"] = list(os.getloadavg())
+    plot(result, plot_path(args, "train-throughput.png"))
+    for name, row in result["implementations"].items():
+        print(
+            f"{name:18} {row['tokens_per_second']:8.0f} tok/s  x{row['speedup_vs_naive']:.2f}"
+            f"  max |loss diff| {row['max_abs_loss_diff_vs_naive']:.2e}"
+        )
+    return result
+
+
+def rows(models, times, first_pass, curves, tokens):
+    """Per implementation: pass times, tokens/s, speed-up over naive, loss-curve agreement."""
+    import numpy as np
+
+    found = {}
     for name in models:
         median = statistics.median(times[name])
-        result["implementations"][name] = {
+        found[name] = {
             "pass_seconds": [round(t, 3) for t in times[name]],
             "first_pass_seconds": round(first_pass[name], 3),
             "tokens_per_second": round(tokens / median, 1),
@@ -151,16 +163,4 @@ def main(argv=None):
                 np.max(np.abs(np.subtract(curves[name], curves["naive"])))
             ),
         }
-    result["machine"]["load_average_after"] = list(os.getloadavg())
-    path = common.write_result(args.name, result)
-    plot(result, common.ROOT / "docs" / f"{args.name.replace('_', '-')}.png")
-    for name, row in result["implementations"].items():
-        print(
-            f"{name:18} {row['tokens_per_second']:8.0f} tok/s  x{row['speedup_vs_naive']:.2f}"
-            f"  max |loss diff| {row['max_abs_loss_diff_vs_naive']:.2e}"
-        )
-    print(f"written {path}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return found

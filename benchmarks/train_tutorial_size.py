@@ -31,27 +31,22 @@ tutorial's model is another architecture and its curve is comparable only loosel
 reported: how many distinct batch shapes one whole epoch of each pipeline has (what XLA
 would compile).
 
-    python benchmarks/train_tutorial_size.py                 # ~10 min on 2 busy cores
-    python benchmarks/train_tutorial_size.py --smoke --out /tmp/x   # tiny, for the tests
+    python -m benchmarks train_tutorial_size                 # ~10 min on 2 busy cores
+    python -m benchmarks train_tutorial_size --small         # tiny data and model (the tests)
 
-Writes benchmarks/results/train_tutorial_size.json (or `--out`/train_tutorial_size.json).
+Writes benchmarks/results/train_tutorial_size.json (small: runs/benchmarks/, or `--out`).
 """
 
-import argparse
-import json
 import multiprocessing
 import os
 import pickle
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from benchmarks import common, train_throughput, tutorial_nmt, tutorial_size
+from benchmarks.harness import ROOT, clock
 
 NAME = "train_tutorial_size"
 IMPLEMENTATIONS = (
@@ -63,43 +58,39 @@ IMPLEMENTATIONS = (
 )
 BASELINE = "tutorial"
 OURS = "seq2seq_attn"
-SMOKE = dict(pairs=300, vocab=500, units=16, batch_size=8)
+SMALL = dict(pairs=300, vocab=500, units=16, batch_size=8)
 
 
-def _config(smoke):
-    """`tutorial_size.tutorial_config()` (or a tiny one for `--smoke`)."""
-    import tutorial_size
-
+def _config(small):
+    """`tutorial_size.tutorial_config()` (or a tiny one for `--small`)."""
     config = tutorial_size.tutorial_config()
-    if smoke:
+    if small:
         config["tokenizer"].update(
-            source_vocab_size=SMOKE["vocab"], target_vocab_size=SMOKE["vocab"]
+            source_vocab_size=SMALL["vocab"], target_vocab_size=SMALL["vocab"]
         )
         config["model"].update(
-            embedding_dim=SMOKE["units"], units=SMOKE["units"], attention_units=SMOKE["units"]
+            embedding_dim=SMALL["units"], units=SMALL["units"], attention_units=SMALL["units"]
         )
-        config["training"]["batch_size"] = SMOKE["batch_size"]
+        config["training"]["batch_size"] = SMALL["batch_size"]
     return config
 
 
-def prepare(work_dir, batches, smoke=False):
+def prepare(work_dir, batches, small=False):
     """Data for every implementation: our batches (tight and bucket-padded), the
     tutorial's, vocabulary sizes and the shapes of one whole epoch of each pipeline."""
     import numpy as np
-    import tutorial_nmt
-    import tutorial_size
 
     from seq2seq_attn.data import make_dataset, tokenize_pairs
     from seq2seq_attn.training import corpus_for, run_tokenizers
 
-    config = _config(smoke)
+    config = _config(small)
     data_file = tutorial_size.DATA_FILE
-    if smoke:
-        data_file = tutorial_size.tutorial_data(Path(work_dir) / "short.tsv", SMOKE["pairs"])
+    if small:
+        data_file = tutorial_size.tutorial_data(Path(work_dir) / "short.tsv", SMALL["pairs"])
     elif not data_file.exists():
         tutorial_size.tutorial_data()
     corpus = corpus_for(str(data_file), common.SEED, config)
-    tok_dir = Path(work_dir) / "tokenizer-cache" if smoke else common.ROOT / "runs" / NAME
+    tok_dir = Path(work_dir) / "tokenizer-cache" if small else ROOT / "runs" / NAME
     tokenizers = run_tokenizers(tok_dir, corpus, config["tokenizer"])
     train_cfg = config["training"]
     limits = dict(
@@ -135,7 +126,7 @@ def prepare(work_dir, batches, smoke=False):
             ),
         },
         "data": {
-            "file": str(data_file.relative_to(common.ROOT) if not smoke else data_file.name),
+            "file": str(data_file.relative_to(ROOT) if not small else data_file.name),
             "train_pairs": len(corpus.train),
             "source_words_mean": round(float(np.mean(words)), 2),
             "source_tokens_mean": round(float(np.mean([len(s) for s, _ in pairs])), 2),
@@ -171,8 +162,6 @@ def _build(name, config, vocab):
 
     keras.utils.set_random_seed(common.SEED)
     if name == "tutorial":
-        import tutorial_nmt
-
         return tutorial_nmt.build_translator(*vocab, units=config["model"]["units"])
     from seq2seq_attn.training import build_model
 
@@ -204,7 +193,6 @@ def worker(name, data_path, conn):
     """A child process holding one implementation; runs the parent's commands in turn."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
-    from train_throughput import PerBatchLoss, _fit_pass
 
     data = pickle.loads(Path(data_path).read_bytes())
     model = _build(name, data["config"], data["vocab"])
@@ -214,11 +202,11 @@ def worker(name, data_path, conn):
     while True:
         command = conn.recv()
         if command == "curve":
-            recorder = PerBatchLoss()
-            seconds = _fit_pass(model, batches, [recorder])
+            recorder = train_throughput.PerBatchLoss()
+            seconds = train_throughput.fit_pass(model, batches, [recorder])
             conn.send({"seconds": seconds, "losses": recorder.losses})
         elif command == "pass":
-            conn.send({"seconds": _fit_pass(model, batches)})
+            conn.send({"seconds": train_throughput.fit_pass(model, batches)})
         elif command == "rss":
             conn.send({"peak_rss_mb": peak_rss_mb()})
         else:
@@ -300,7 +288,7 @@ def table(rows, batch_size):
     return "\n".join(lines)
 
 
-def run(names, data_path, batches, rounds):
+def measure(names, data_path, batches, rounds):
     """Pass 1 (loss curves, warm-up), then `rounds` timed passes, round robin."""
     children = Children(names, data_path)
     try:
@@ -322,28 +310,26 @@ def run(names, data_path, batches, rounds):
     return summarize(times, curves, first, batches, rss), checksums
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=30, help="batches per pass")
-    parser.add_argument("--rounds", type=int, default=5, help="timed passes per implementation")
+def add_arguments(parser):
+    parser.add_argument("--batches", type=int, help="batches per pass (30, small 3)")
+    parser.add_argument("--rounds", type=int, help="timed passes per implementation (5, small 1)")
     parser.add_argument("--only", nargs="+", choices=IMPLEMENTATIONS, default=IMPLEMENTATIONS)
-    parser.add_argument("--smoke", action="store_true", help="tiny data and model (tests)")
-    parser.add_argument("--out", type=Path, default=common.RESULTS_DIR)
-    args = parser.parse_args(argv)
 
+
+def run(args):
+    n_batches = args.batches or (3 if args.small else 30)
+    rounds = args.rounds or (1 if args.small else 5)
     names = [n for n in IMPLEMENTATIONS if n in args.only]
-    args.out.mkdir(parents=True, exist_ok=True)
-    machine = common.machine()  # the load average before the run
+    load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
-        data = prepare(tmp, args.batches, args.smoke)
+        data = prepare(tmp, n_batches, args.small)
         data_path = Path(tmp) / "data.pkl"
         data_path.write_bytes(pickle.dumps(data))
-        started = time.perf_counter()
-        rows, checksums = run(names, str(data_path), args.batches, args.rounds)
+        started = clock()
+        rows, checksums = measure(names, str(data_path), n_batches, rounds)
     ours = [checksums[n] for n in names if n != BASELINE]
     config = data["config"]
     result = {
-        "machine": machine,
         "size": {
             "embedding_dim": config["model"]["embedding_dim"],
             "units": config["model"]["units"],
@@ -352,22 +338,16 @@ def main(argv=None):
         },
         "data": data["data"],
         "settings": {
-            "batches_per_pass": args.batches,
-            "rounds": args.rounds,
-            "smoke": args.smoke,
+            "batches_per_pass": n_batches,
+            "rounds": rounds,
+            "small": args.small,
             "same_initial_weights": len(set(ours)) <= 1,
-            "wall_seconds": round(time.perf_counter() - started, 1),
+            "wall_seconds": round(clock() - started, 1),
+            "load_average_before": load_before,
+            "load_average_after": list(os.getloadavg()),
         },
         "implementations": rows,
     }
-    result["machine"]["load_average_after"] = list(os.getloadavg())
     result["table"] = table(rows, config["training"]["batch_size"])
-    path = args.out / f"{NAME}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
     print(result["table"])
-    print(f"written {path}")
     return result
-
-
-if __name__ == "__main__":
-    main()

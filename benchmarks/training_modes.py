@@ -14,24 +14,27 @@ tokens (non-padding) per second over the measured steps, the ratio to float32 on
 and the loss of the trained model on the first dev batches (dropout draws differ between
 one device and two replicas, so the losses differ slightly).
 
-    python benchmarks/training_modes.py                     # both groups, ~10 min on 2 cores
-    python benchmarks/training_modes.py --group precision --steps 10 --rounds 1
+    python -m benchmarks training_modes                     # both groups, ~10 min on 2 cores
+    python -m benchmarks training_modes --group precision --steps 10 --rounds 1
+    python -m benchmarks training_modes --small             # a tiny model, 2 steps, 1 round
 
 The modes take turns, `--rounds` times, and each reports its fastest run: other jobs on a
 shared machine slow runs down unevenly (the load average is recorded around every run).
 Writes benchmarks/results/training_modes.json (a group run replaces only its own section).
+Each mode's worker is `python -m benchmarks.training_modes --worker MODE ...`.
 """
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "training_modes.json"
+from benchmarks import harness
+from benchmarks.harness import ROOT, clock
+
+SMALL_MODEL = {"embedding_dim": 16, "units": 32, "attention_units": 32}  # --small
 MODES = {  # name -> the worker's settings; float32 on one device is the baseline of both groups
     "float32, one device": {},
     "mixed_float16": {"mixed_precision": "mixed_float16"},
@@ -50,7 +53,8 @@ DEV_BATCHES = 4  # the loss after training is measured on these first dev batche
 
 
 def measure(mode, steps, warmup, seed):
-    """Runs in the worker process: trains `warmup + steps` batches, returns the numbers."""
+    """Runs in the worker process: trains `warmup + steps` batches, returns the numbers
+    (`mode["small"]`: the model at `SMALL_MODEL` sizes)."""
     from seq2seq_attn import distribute
 
     if mode.get("cpu_devices"):
@@ -69,6 +73,8 @@ def measure(mode, steps, warmup, seed):
     from seq2seq_attn.training import build_model, corpus_for, shard_by_data
 
     config = load_config("bible")
+    if mode.get("small"):
+        config["model"].update(SMALL_MODEL)
     train_cfg = config["training"]
     train_cfg["mixed_precision"] = mode.get("mixed_precision", False)
     keras.utils.set_random_seed(seed)
@@ -95,7 +101,7 @@ def measure(mode, steps, warmup, seed):
         ends = []
 
         def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
+            self.ends.append(clock())
 
     clock = StepClock()
     model = build_model(config, tokenizers, strategy)
@@ -121,18 +127,18 @@ def measure(mode, steps, warmup, seed):
     }
 
 
-def run_mode(name, steps, warmup, seed, log_dir):
+def run_mode(name, steps, warmup, seed, log_dir, small=False):
     """Starts the mode's worker process(es); returns the chief's numbers plus wall times."""
     from seq2seq_attn.distribute import loopback_workers
 
-    mode = MODES[name]
-    command = [sys.executable, __file__, "--worker", json.dumps(mode)]
+    mode = dict(MODES[name], small=small)
+    command = [sys.executable, "-m", "benchmarks.training_modes", "--worker", json.dumps(mode)]
     command += ["--steps", str(steps), "--warmup", str(warmup), "--seed", str(seed)]
     n = mode.get("workers", 1)
     cluster = loopback_workers(n)
     procs, logs = [], []
     load_before = os.getloadavg()
-    started = time.time()
+    started = clock()
     for index in range(n):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         if n > 1:
@@ -141,11 +147,13 @@ def run_mode(name, steps, warmup, seed, log_dir):
         slug = "".join(c if c.isalnum() else "_" for c in name)
         logs.append(open(log_dir / f"{slug}-{index}.log", "w"))
         procs.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=logs[-1], text=True)
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=logs[-1], text=True, cwd=ROOT
+            )
         )
     try:
         out = procs[0].communicate(timeout=WORKER_TIMEOUT_S)[0]
-        finished = time.time()
+        finished = clock()
         for p in procs[1:]:
             p.communicate(timeout=EXIT_GRACE_S)
     finally:
@@ -164,79 +172,79 @@ def run_mode(name, steps, warmup, seed, log_dir):
     return result
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser):
     parser.add_argument("--group", choices=[*GROUPS, "all"], default="all")
-    parser.add_argument("--steps", type=int, default=20, help="measured steps per run")
-    parser.add_argument("--warmup", type=int, default=5, help="unmeasured first steps")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per mode, in turns")
+    parser.add_argument("--steps", type=int, help="measured steps per run (20, small 2)")
+    parser.add_argument("--warmup", type=int, help="unmeasured first steps (5, small 1)")
+    parser.add_argument("--rounds", type=int, help="runs per mode, in turns (2, small 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp/training_modes_logs"))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one mode
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(measure(json.loads(args.worker), args.steps, args.warmup, args.seed)))
-        return 0
 
+
+def run(args):
+    small = args.small
+    steps, warmup = args.steps or (2 if small else 20), args.warmup or (1 if small else 5)
+    rounds = args.rounds or (1 if small else 2)
     groups = list(GROUPS) if args.group == "all" else [args.group]
     names = [name for name in MODES if any(name in GROUPS[g] for g in groups)]
     args.log_dir.mkdir(parents=True, exist_ok=True)
     runs = {name: [] for name in names}
-    for round_ in range(args.rounds):  # the modes take turns, so drifting load hits them all
+    for round_ in range(rounds):  # the modes take turns, so drifting load hits them all
         for name in names:
             print(f"round {round_ + 1}: {name} ...", flush=True)
-            runs[name].append(run_mode(name, args.steps, args.warmup, args.seed, args.log_dir))
+            runs[name].append(run_mode(name, steps, warmup, args.seed, args.log_dir, small))
             print(f"  {json.dumps(runs[name][-1])}", flush=True)
-    # Per mode the fastest run (the least disturbed by other jobs), and every run's speed.
-    best = {}
-    for name, rs in runs.items():
-        best[name] = max(rs, key=lambda r: r["target_tokens_per_s"])
-        best[name]["target_tokens_per_s_each_run"] = [r["target_tokens_per_s"] for r in rs]
-        best[name]["load_average_each_run"] = [
-            r["load_average_before"][0] for r in rs
-        ]  # 1-minute load average when each run started
-    baseline = best[BASELINE]["target_tokens_per_s"]
-    for row in best.values():
-        row["ratio_to_float32_one_device"] = round(row["target_tokens_per_s"] / baseline, 3)
-
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    results.update(
-        machine={
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "tensorflow": best[BASELINE]["tensorflow"],
-        },
-        settings={
-            "config": "bible (configs/bible.yaml)",
-            "data": "bible-en-es train split, length-bucketed, seed-shuffled",
-            "global_batch_size": 64,
-            "warmup_steps": args.warmup,
-            "measured_steps": args.steps,
-            "rounds": args.rounds,
-            "reported_run": "the fastest of the rounds",
-            "seed": args.seed,
-            "dev_batches_for_loss": DEV_BATCHES,
-            "command": "python benchmarks/training_modes.py "
-            + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),
-        },
-    )
+    best = fastest(runs)
+    results = {}
+    previous = harness.result_path("training_modes", small)
+    if args.group != "all" and previous.exists():  # a group run keeps the other group
+        results = harness.read_result("training_modes", previous.parent)["figures"]
+    results["settings"] = {
+        "config": "bible (configs/bible.yaml)" + (f", model {SMALL_MODEL}" if small else ""),
+        "data": "bible-en-es train split, length-bucketed, seed-shuffled",
+        "global_batch_size": 64,
+        "warmup_steps": warmup,
+        "measured_steps": steps,
+        "rounds": rounds,
+        "reported_run": "the fastest of the rounds",
+        "seed": args.seed,
+        "dev_batches_for_loss": DEV_BATCHES,
+    }
     for group in groups:
         results[group] = {name: best[name] for name in GROUPS[group]}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    for group in groups:
         print(f"\n{group}:")
         for name, row in results[group].items():
             print(
                 f"  {name:28} {row['target_tokens_per_s']:8.1f} target tokens/s  "
                 f"x{row['ratio_to_float32_one_device']:.2f}  dev loss {row['dev_loss_after']}"
             )
-    print(f"written to {args.results}")
-    return 0
+    return results
+
+
+def fastest(runs):
+    """Per mode the fastest run (the least disturbed by other jobs), every run's speed, and
+    the ratio to float32 on one device."""
+    best = {}
+    for name, rs in runs.items():
+        best[name] = max(rs, key=lambda r: r["target_tokens_per_s"])
+        best[name]["target_tokens_per_s_each_run"] = [r["target_tokens_per_s"] for r in rs]
+        # the 1-minute load average when each run started
+        best[name]["load_average_each_run"] = [r["load_average_before"][0] for r in rs]
+    baseline = best[BASELINE]["target_tokens_per_s"]
+    for row in best.values():
+        row["ratio_to_float32_one_device"] = round(row["target_tokens_per_s"] / baseline, 3)
+    return best
+
+
+def worker_main(argv=None):
+    """A mode's worker process: `--worker MODE_JSON --steps N --warmup N --seed N`."""
+    parser = argparse.ArgumentParser(description="a worker of the training_modes benchmark")
+    parser.add_argument("--worker", required=True)
+    for option in ("--steps", "--warmup", "--seed"):
+        parser.add_argument(option, type=int, required=True)
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(json.loads(args.worker), args.steps, args.warmup, args.seed)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    worker_main()

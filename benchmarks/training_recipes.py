@@ -16,26 +16,23 @@ models, then its kept checkpoint is scored on the test split with greedy decodin
 chrF, sacrebleu). The steps each recipe got are recorded: on a shared machine the budget buys
 different numbers of steps at different times, and the load average is recorded with them.
 
-    python benchmarks/training_recipes.py                  # 20 min per recipe, ~2.5 h
-    python benchmarks/training_recipes.py --minutes 5 --test-limit 500
-    python benchmarks/training_recipes.py --smoke          # seconds: tiny dates model
+    python -m benchmarks training_recipes                  # 20 min per recipe, ~2.5 h
+    python -m benchmarks training_recipes --minutes 5 --test-limit 500
+    python -m benchmarks training_recipes --small          # seconds: tiny dates model, 2 steps
 
-Writes benchmarks/results/training_recipes.json (smoke: OUT/training_recipes.json).
+Writes benchmarks/results/training_recipes.json (small: runs/benchmarks/training_recipes.json);
+`--only` fills in the named recipes and keeps the others of that file.
 """
 
-import argparse
 import copy
 import inspect
 import json
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from benchmarks import common, harness
+from benchmarks.harness import clock
 
 # Each recipe's changes on top of the previous one's (cumulative).
 STEPS = (
@@ -46,7 +43,8 @@ STEPS = (
     ("+batch_tokens", {"training": {}}),  # the budget comes from --batch-tokens
     ("+tied", {"model": {"tie_embeddings": True}}),
 )
-SMOKE_CONFIG = {
+SMALL_STEPS = 2  # --small: each recipe stops after this many steps
+SMALL_CONFIG = {
     "data": {"size": 300},
     "tokenizer": {"source_vocab_size": 120, "target_vocab_size": 30, "byte_fallback": False},
     "model": {"embedding_dim": 8, "units": 16, "attention_units": 16, "dropout": 0.0},
@@ -80,10 +78,10 @@ def recipes(base, args):
 
 
 def base_config(args):
-    """The bundled `bible` config (or the smoke model), with the budget and the dev sample."""
+    """The bundled `bible` config (or the small model), with the budget and the dev sample."""
     from seq2seq_attn.config import load_config, resolve_config
 
-    config = resolve_config(SMOKE_CONFIG) if args.smoke else load_config("bible")
+    config = resolve_config(copy.deepcopy(SMALL_CONFIG)) if args.small else load_config("bible")
     config["training"].update(
         epochs=1000,  # the budget stops training
         max_minutes=args.minutes,
@@ -103,7 +101,7 @@ def run_recipe(name, config, data, run_dir, tokenizer_dir, test_limit):
     shutil.copytree(tokenizer_dir, run_dir / "tokenizer")  # the same vocabularies for all
     load_before = os.getloadavg()
     info = train(data, config, run_dir, seed=common.SEED, verbose=0)
-    started = time.perf_counter()
+    started = clock()
     result, _ = evaluate_run(run_dir, "test", limit=test_limit)
     row = {
         "changes": {k: v for k, v in config["training"].items() if k in _CHANGED_KEYS},
@@ -117,7 +115,7 @@ def run_recipe(name, config, data, run_dir, tokenizer_dir, test_limit):
         "test_chrf": round(result["chrf"], 2),
         "test_exact_match": result["exact_match"],
         "test_n": result["n"],
-        "eval_seconds": round(time.perf_counter() - started, 1),
+        "eval_seconds": round(clock() - started, 1),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
@@ -155,15 +153,7 @@ def markdown_table(result):
     return "\n".join(lines)
 
 
-def _write(path, result):
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser):
     parser.add_argument("--minutes", type=float, default=20.0, help="budget per recipe")
     parser.add_argument("--max-steps", type=int, help="also stop each recipe after N steps")
     parser.add_argument("--warmup-steps", type=int, default=400, help="rsqrt warm-up")
@@ -173,33 +163,30 @@ def main(argv=None):
     parser.add_argument("--dev-sample", type=int, default=300, help="dev pairs decoded")
     parser.add_argument("--test-limit", type=int, help="score the first N test pairs only")
     parser.add_argument("--only", nargs="+", help="run only these recipes (names as above)")
-    parser.add_argument("--smoke", action="store_true", help="tiny dates model, seconds")
-    parser.add_argument("--out", default=str(common.ROOT / "runs" / "recipes"))
-    parser.add_argument("--results", help="results JSON (default benchmarks/results/...)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--workdir", type=Path, help="the runs (default runs/recipes)")
 
+
+def run(args):
     from seq2seq_attn.training import corpus_for, run_tokenizers
 
-    data = "dates" if args.smoke else common.DATA
+    if args.small and args.max_steps is None:
+        args.max_steps = SMALL_STEPS
+    data = "dates" if args.small else common.DATA
     base = base_config(args)
-    out = Path(args.out)
+    out = args.workdir or harness.work_dir(args.small, "recipes")
     tokenizer_cache = out / "tokenizer-cache"
     if not (tokenizer_cache / "tokenizer").exists():
         run_tokenizers(tokenizer_cache, corpus_for(data, common.SEED, base), base["tokenizer"])
-    # A smoke run writes next to its runs, never over the real results.
-    previous = Path(args.results) if args.results else common.RESULTS_DIR / "training_recipes.json"
-    if args.smoke and not args.results:
-        previous = out / "training_recipes.json"
     result = {
-        "machine": common.machine(),
         "data": data,
         "minutes_per_recipe": args.minutes,
         "max_steps": args.max_steps,
         "test_limit": args.test_limit,
         "recipes": {},
     }
+    previous = args.out or harness.result_path("training_recipes", args.small)
     if args.only and previous.exists():  # fill in the named recipes, keep the others
-        result["recipes"] = json.loads(previous.read_text()).get("recipes", {})
+        result["recipes"] = json.loads(previous.read_text())["figures"].get("recipes", {})
     for recipe, config in recipes(base, args):
         if args.only and recipe not in args.only:
             continue
@@ -215,15 +202,10 @@ def main(argv=None):
             print(f"{recipe}: failed: {err!r}", flush=True)
             result.setdefault("failed", {})[recipe] = repr(err)
             continue
-        _write(previous, result)  # after every recipe: a long run can be cut short
+        harness.write_result("training_recipes", result, args, previous)  # a long run can stop
     best = max(result["recipes"], key=lambda r: result["recipes"][r]["test_bleu"], default=None)
     result["best_by_test_bleu"] = best
     result["table"] = markdown_table(result)
-    _write(previous, result)
     print(result["table"])
-    print(f"best: {best}; written {previous}")
+    print(f"best: {best}")
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -34,32 +34,33 @@ pairs and ids for as many batches of 64, the tutorial's way) saved with its expo
 loop (`tutorial_nmt.Export`, the dynamic-loop version), ids in and out, with the same
 SentencePiece encode and decode around it as every other runtime.
 
-    python benchmarks/tutorial_size.py                    # ~10 min on 2 busy cores
-    python benchmarks/tutorial_size.py --no-export --runtimes onnx_host litert_graph
-    python benchmarks/tutorial_size.py --no-export --baseline-export runs/old-export
+    python -m benchmarks tutorial_size                    # ~10 min on 2 busy cores
+    python -m benchmarks tutorial_size --no-export --runtimes onnx_host litert_graph
+    python -m benchmarks tutorial_size --no-export --baseline-export runs/old-export
+    python -m benchmarks tutorial_size --small            # a tiny model, 3 sentences
 
-Writes benchmarks/results/tutorial_size.json.
+Every runtime but the tutorial's is built by `runtimes.decoder`. `--small` trains a tiny model
+(16 units, 300 pieces) on 2,000 pairs for 5 steps, in runs/benchmarks/. Writes
+benchmarks/results/tutorial_size.json.
 """
 
-import argparse
 import json
 import os
 import random
 import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks import common, runtimes
+from benchmarks.harness import ROOT, clock, work_dir
 
-import common  # noqa: E402
-
-RUN_DIR = common.ROOT / "runs" / "tutorial-model"
-EXPORT_DIR = common.ROOT / "runs" / "tutorial-export"
-DATA_FILE = common.ROOT / "runs" / "tutorial-data.tsv"
+RUN_DIR = ROOT / "runs" / "tutorial-model"
+EXPORT_DIR = ROOT / "runs" / "tutorial-export"
+DATA_FILE = ROOT / "runs" / "tutorial-data.tsv"
 SIZE = dict(embedding_dim=256, units=256, attention_units=256, vocab=5000)
+SMALL_SIZE = dict(embedding_dim=16, units=16, attention_units=16, vocab=300)
+SMALL = {"pairs": 2000, "train_steps": 5, "samples": 4, "sentences": 3, "repeats": 1}
 PAIRS = 17_000
 WORDS = (4, 8)  # source words per pair, uniform
 TRAIN_STEPS = 400
@@ -75,7 +76,15 @@ RUNTIMES = (
     "saved_model_session",
     "tutorial_saved_model",
 )
-TUTORIAL_NMT_DIR = common.ROOT / "runs" / "tutorial-nmt-export"
+TUTORIAL_NMT_DIR = ROOT / "runs" / "tutorial-nmt-export"
+
+
+def paths(small):
+    """`(run_dir, export_dir, data_file, tutorial_nmt_dir)` of a full or a small run."""
+    if not small:
+        return RUN_DIR, EXPORT_DIR, DATA_FILE, TUTORIAL_NMT_DIR
+    names = ("tutorial-model", "tutorial-export", "tutorial-data.tsv", "tutorial-nmt-export")
+    return tuple(work_dir(True, name) for name in names)
 
 
 def tutorial_data(path=DATA_FILE, count=PAIRS, seed=common.SEED):
@@ -96,12 +105,12 @@ def tutorial_data(path=DATA_FILE, count=PAIRS, seed=common.SEED):
     return path
 
 
-def tutorial_config():
-    """The bundled `bible` config at the tutorial's size, no dropout, batch 64."""
-    return common.sized_config(SIZE, 64, rnn="gru", bidirectional=True)
+def tutorial_config(small=False):
+    """The bundled `bible` config at the tutorial's size (or tiny), no dropout, batch 64."""
+    return common.sized_config(SMALL_SIZE if small else SIZE, 64, rnn="gru", bidirectional=True)
 
 
-def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
+def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS, small=False):
     """A run directory with the tutorial-size model after `train_steps`; reused if present."""
     import keras
 
@@ -111,14 +120,16 @@ def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
     out_dir = Path(out_dir)
     if (out_dir / RUN_INFO_FILE).exists():
         return out_dir
-    data = str(DATA_FILE if DATA_FILE.exists() else tutorial_data())
-    config = tutorial_config()
+    _, _, data_file, _ = paths(small)
+    count = SMALL["pairs"] if small else PAIRS
+    data = str(data_file if data_file.exists() else tutorial_data(data_file, count))
+    config = tutorial_config(small)
     keras.utils.set_random_seed(common.SEED)
     corpus = corpus_for(data, common.SEED, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
     model = build_model(config, tokenizers)
-    started = time.perf_counter()
+    started = clock()
     epochs = -(-train_steps * 64 // len(corpus.train))
     batches = []
     for epoch in range(epochs):
@@ -128,7 +139,7 @@ def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS):
     return common.save_run(out_dir, model, config, corpus, data, train_steps, started, note)
 
 
-def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STEPS):
+def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STEPS, small=False):
     """The tutorial's model trained on `run_dir`'s training pairs and SentencePiece ids for
     `train_steps` of its own batches (shuffled, 64, padded to the longest), saved with
     `tutorial_nmt.Export`; reused if present."""
@@ -137,8 +148,8 @@ def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STE
         return out_dir
     import keras
     import tensorflow as tf
-    import tutorial_nmt
 
+    from benchmarks import tutorial_nmt
     from seq2seq_attn.data import tokenize_pairs
     from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
@@ -148,7 +159,7 @@ def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STE
     info = json.loads((Path(run_dir) / RUN_INFO_FILE).read_text())
     tokenizers = TokenizerPair.load(Path(run_dir) / "tokenizer")
     train = run_corpus(run_dir, info).train
-    limits = tutorial_config()["training"]
+    limits = tutorial_config(small)["training"]
     tokenized = tokenize_pairs(
         train,
         GraphTokenizerPair(tokenizers),
@@ -158,7 +169,7 @@ def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STE
     pairs = [(s.tolist(), t.tolist()) for s, t in tokenized.as_numpy_iterator()]
     keras.utils.set_random_seed(common.SEED)
     vocab = (tokenizers.source.vocab_size, tokenizers.target.vocab_size)
-    model = tutorial_nmt.build_translator(*vocab, units=SIZE["units"])
+    model = tutorial_nmt.build_translator(*vocab, units=(SMALL_SIZE if small else SIZE)["units"])
     batches = []
     for epoch in range(-(-train_steps * 64 // len(pairs))):
         batches += tutorial_nmt.tutorial_batches(pairs, train_steps, seed=epoch)
@@ -169,10 +180,8 @@ def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STE
 
 
 def export(run_dir, out=EXPORT_DIR, samples=200):
-    """`seq2seq-attn export` in a child: wall time and peak RSS (export_cost.run_export_cli)."""
-    from export_cost import run_export_cli
-
-    return run_export_cli(run_dir, out, samples)
+    """`seq2seq-attn export` in a child: wall time and peak RSS (common.run_export_cli)."""
+    return common.run_export_cli(run_dir, out, samples)
 
 
 def test_sentences(run_dir, count):
@@ -184,68 +193,28 @@ def test_sentences(run_dir, count):
     return [s for s, _ in run_corpus(run_dir, info).test[:count]]
 
 
-def make_translate(name, export_dir, tokenizers):
-    """`translate(text) -> text` of one runtime, loaded: encode, greedy decode, detokenize."""
-    from seq2seq_attn.tokenizer import END_ID, START_ID
+def make_translate(name, export_dir, tokenizers, tutorial_dir=TUTORIAL_NMT_DIR):
+    """`translate(text) -> text` of one runtime, loaded: encode, greedy decode, detokenize.
 
-    export_dir = Path(export_dir)
+    `tutorial_saved_model` is the tutorial's own SavedModel (in `tutorial_dir`); every other
+    name is a runtime of `runtimes.decoder` with the runtime's default threads."""
     source, target = tokenizers.source, tokenizers.target
     if name == "tutorial_saved_model":
         import tensorflow as tf
 
-        tutorial = tf.saved_model.load(str(TUTORIAL_NMT_DIR))  # keep it: it owns the weights
+        tutorial = tf.saved_model.load(str(tutorial_dir))  # keep it: it owns the weights
 
         def tutorial_saved_model(text):
             ids = tf.constant(source.encode_batch([text]))
             return target.decode(tutorial.translate_ids(ids)["tokens"].numpy()[0])
 
         return tutorial_saved_model
-    if name == "saved_model":
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers serving_default's ops)
+    decode = runtimes.decoder(name, None, export_dir)
 
-        greedy = tf.saved_model.load(str(export_dir / "saved_model")).signatures["greedy"]
+    def translate(text):
+        return target.decode(np.asarray(decode(source.encode_batch([text]), 1))[0])
 
-        def saved_model(text):
-            ids = tf.constant(source.encode_batch([text]))
-            return target.decode(greedy(source_ids=ids)["tokens"].numpy()[0])
-
-        return saved_model
-    if name == "saved_model_session":
-        from seq2seq_attn.export.tf_serving_loader import SessionSignatures
-
-        greedy = SessionSignatures(export_dir / "saved_model")["greedy"]
-
-        def saved_model_session(text):
-            return target.decode(greedy(source_ids=source.encode_batch([text]))["tokens"][0])
-
-        return saved_model_session
-    if name.startswith("onnx"):
-        from seq2seq_attn.inference.runtime import OnnxModel
-
-        options = {
-            "onnx_host_ort_threads": {"threads": 0},
-            "onnx_host_spin": {"threads": 0, "spinning": True},
-        }
-        model = OnnxModel(export_dir, **options.get(name, {}))
-    else:
-        from seq2seq_attn.inference.runtime import LiteRTModel
-
-        file = "model_int8.tflite" if name == "litert_int8" else "model.tflite"
-        model = LiteRTModel(export_dir / file)
-    if name.endswith("_graph"):
-
-        def graph(text):
-            out = model.greedy_graph(source.encode_batch([text]))
-            return target.decode(out["tokens"][0])
-
-        return graph
-
-    def host(text):
-        out = model.decode(source.encode_batch([text]), START_ID, END_ID)
-        return target.decode(out["tokens"][0])
-
-    return host
+    return translate
 
 
 def measure(translators, texts, repeats):
@@ -257,9 +226,9 @@ def measure(translators, texts, repeats):
     for r in range(repeats):
         for text in texts:
             for name, translate in translators.items():
-                t0 = time.perf_counter()
+                t0 = clock()
                 out = translate(text)
-                seconds[name].append(time.perf_counter() - t0)
+                seconds[name].append(clock() - t0)
                 if r == 0:
                     outputs[name].append(out)
     return seconds, outputs
@@ -286,14 +255,8 @@ def summarize(seconds, outputs, baseline="litert_graph"):
 
 def decode_steps(export_dir, tokenizers, texts):
     """Decoder steps of the host greedy loop per sentence (what every runtime runs)."""
-    from seq2seq_attn.inference.runtime import OnnxModel
-    from seq2seq_attn.tokenizer import END_ID, START_ID
-
-    model = OnnxModel(export_dir)
-    steps = [
-        model.decode(tokenizers.source.encode_batch([t]), START_ID, END_ID)["tokens"].shape[1]
-        for t in texts
-    ]
+    decode = runtimes.decoder("onnx_host", None, export_dir)
+    steps = [decode(tokenizers.source.encode_batch([t]), 1).shape[1] for t in texts]
     lengths = [len(tokenizers.source.encode(t)) for t in texts]
     return {
         "decoder_steps_median": statistics.median(steps),
@@ -303,23 +266,52 @@ def decode_steps(export_dir, tokenizers, texts):
     }
 
 
+def add_arguments(parser):
+    choices = list(RUNTIMES)
+    parser.add_argument("--runtimes", nargs="+", choices=choices, default=choices)
+    parser.add_argument("--sentences", type=int, help="(50, small 3)")
+    parser.add_argument("--repeats", type=int, help="(3, small 1)")
+    parser.add_argument("--train-steps", type=int, help=f"({TRAIN_STEPS}, small 5)")
+    parser.add_argument("--samples", type=int, help="export parity sentences (200, small 4)")
+    parser.add_argument("--export", action="store_true", help="export again (timed)")
+    parser.add_argument("--no-export", dest="export", action="store_false")
+    parser.add_argument(
+        "--baseline-export",
+        type=Path,
+        help="another export of the same run (e.g. by an earlier commit): its runtimes join "
+        "the turns as NAME@baseline",
+    )
+
+
+def _defaults(args):
+    full = {"sentences": 50, "repeats": 3, "train_steps": TRAIN_STEPS, "samples": 200}
+    for key, value in full.items():
+        if getattr(args, key) is None:
+            setattr(args, key, SMALL[key] if args.small else value)
+
+
 def run(args):
     from seq2seq_attn.tokenizer import TokenizerPair
 
-    run_dir = tutorial_run(train_steps=args.train_steps)
-    result = {"machine": common.machine(), "size": SIZE}
-    if args.export or not (EXPORT_DIR / "manifest.json").exists():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _defaults(args)
+    run_path, export_dir, _, tutorial_dir = paths(args.small)
+    run_dir = tutorial_run(run_path, args.train_steps, args.small)
+    result = {"size": SMALL_SIZE if args.small else SIZE}
+    if args.export or not (export_dir / "manifest.json").exists():
         print("exporting ...", flush=True)
-        result["export"] = export(run_dir, samples=args.samples)
+        result["export"] = export(run_dir, export_dir, samples=args.samples)
         print(f"  {result['export']}", flush=True)
-        parity = json.loads((EXPORT_DIR / "parity.json").read_text())
+        parity = json.loads((export_dir / "parity.json").read_text())
         result["export"]["parity_passed"] = parity["passed"]
     tokenizers = TokenizerPair.load(run_dir / "tokenizer")
     texts = test_sentences(run_dir, args.sentences)
-    result["inputs"] = decode_steps(EXPORT_DIR, tokenizers, texts)
+    result["inputs"] = decode_steps(export_dir, tokenizers, texts)
     if "tutorial_saved_model" in args.runtimes:
-        tutorial_nmt_export(run_dir, train_steps=args.train_steps)
-    translators = {name: make_translate(name, EXPORT_DIR, tokenizers) for name in args.runtimes}
+        tutorial_nmt_export(run_dir, tutorial_dir, args.train_steps, args.small)
+    translators = {
+        name: make_translate(name, export_dir, tokenizers, tutorial_dir) for name in args.runtimes
+    }
     if args.baseline_export is not None:
         result["baseline_export"] = str(args.baseline_export)
         for name in args.runtimes:
@@ -332,7 +324,6 @@ def run(args):
         "repeats": args.repeats,
         "timed": "text in, text out, batch 1, greedy; runtimes take turns per sentence",
         "threads": "runtime defaults (the server's), except onnx_host_ort_threads/_spin",
-        "onnxruntime": __import__("onnxruntime").__version__,
     }
     result["latency"] = summarize(seconds, outputs)
     if "tutorial_saved_model" in outputs:  # its own model: its own output lengths
@@ -342,29 +333,3 @@ def run(args):
         ratio = row.get("ratio_to_litert_graph", float("nan"))
         print(f"{name:25} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  x{ratio:.2f}")
     return result
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
-    parser.add_argument("--sentences", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=TRAIN_STEPS)
-    parser.add_argument("--samples", type=int, default=200, help="export parity sentences")
-    parser.add_argument("--export", action="store_true", help="export again (timed)")
-    parser.add_argument("--no-export", dest="export", action="store_false")
-    parser.add_argument("--name", default="tutorial_size", help="results/NAME.json")
-    parser.add_argument(
-        "--baseline-export",
-        type=Path,
-        help="another export of the same run (e.g. by an earlier commit): its runtimes join "
-        "the turns as NAME@baseline",
-    )
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = run(args)
-    print(f"wrote {common.write_result(args.name, result)}")
-
-
-if __name__ == "__main__":
-    main()
