@@ -53,6 +53,16 @@ def check_export_dir(export_dir, backend):
             )
 
 
+def verify_tokenizer_files(export_dir):
+    """ArtifactError unless every file under the export's `tokenizer/` matches `manifest.json`
+    (the runtime checks its own graphs when it loads them)."""
+    from seq2seq_attn.inference.runtime import verify_export_files
+
+    export_dir = Path(export_dir)
+    files = sorted(p for p in (export_dir / "tokenizer").rglob("*") if p.is_file())
+    verify_export_files(export_dir, [p.relative_to(export_dir) for p in files])
+
+
 def create_app(
     export_dir,
     backend="onnx",
@@ -81,8 +91,11 @@ def create_app(
 
     Raises:
         UserError: unknown backend, or not an export directory.
+        ArtifactError: a file the server loads does not match the SHA-256 in `manifest.json`
+            (a `UserError`: the message names the file).
     """
     check_export_dir(export_dir, backend)
+    verify_tokenizer_files(export_dir)
     limits = limits or Limits()
     metrics = ServerMetrics()
     if model is None:

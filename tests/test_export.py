@@ -152,7 +152,7 @@ def test_validator_catches_a_perturbed_artifact(exported, run_dir, tmp_path):
     reference = Reference(
         model, random_padded_batch(model.source_vocab_size, np.random.default_rng(4))
     )
-    result, _ = check_step_runtime(reference, OnnxModel(copy))
+    result, _ = check_step_runtime(reference, OnnxModel(copy, verify=False))
     failures = float_failures("decoder_step.onnx", result)
     assert failures and "logit diff" in failures[0]
 

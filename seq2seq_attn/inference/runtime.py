@@ -8,15 +8,93 @@ drives one step at a time:
 
 and `model.greedy_graph(source_ids)`, the whole greedy decode exported as one graph.
 Arrays are NumPy: ids int32, floats float32, the mask bool.
+
+Before a runtime loads a file of an export, it checks the file's SHA-256 against the one
+`manifest.json` records (`verify_export_files`): a changed or corrupted artifact is refused
+with an `ArtifactError` naming the file, instead of failing inside the runtime or, worse,
+being run as another valid graph.
 """
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
+from seq2seq_attn.errors import UserError
 from seq2seq_attn.inference import search
 from seq2seq_attn.interface import new_state_name, state_names
 from seq2seq_attn.native_logs import native_stderr_filtered
+
+MANIFEST_FILE = "manifest.json"
+_HASH_CHUNK = 1 << 20  # bytes read at a time: a graph is hashed without holding it in memory
+_WHAT_TO_DO = "export the run again, or restore the file from the original export"
+
+
+class ArtifactError(UserError):
+    """A file of an export does not match the SHA-256 its `manifest.json` records, or the
+    manifest cannot vouch for it; the message names the file and what to do."""
+
+
+def sha256_of(path):
+    """The hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recorded_hashes(directory):
+    """`manifest.json`'s `files` map, or ArtifactError when the manifest has none."""
+    manifest_path = directory / MANIFEST_FILE
+    try:
+        files = json.loads(manifest_path.read_text()).get("files")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ArtifactError(f"cannot read {manifest_path}: {error}; {_WHAT_TO_DO}") from None
+    if not isinstance(files, dict) or not files:
+        raise ArtifactError(
+            f"{manifest_path} records no file hashes, so the files of {directory} cannot be "
+            f"checked; {_WHAT_TO_DO}"
+        )
+    return files
+
+
+def verify_export_files(directory, names):
+    """Checks files of an export against the SHA-256 hashes in its `manifest.json`.
+
+    Each file is read once, in chunks. A directory without `manifest.json` is not an export
+    (the export's own parity step runs the graphs before it writes the manifest): nothing is
+    checked there.
+
+    Args:
+        directory: the export directory.
+        names: the files about to be loaded, as paths relative to `directory`
+            (`"greedy.onnx"`, `"tokenizer/source.model"`).
+
+    Raises:
+        ArtifactError: a file is missing, not listed in the manifest, or its hash differs;
+            or the manifest lists no hashes at all.
+    """
+    directory = Path(directory)
+    if not (directory / MANIFEST_FILE).is_file():
+        return
+    recorded = _recorded_hashes(directory)
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; {_WHAT_TO_DO}")
+        key = Path(name).as_posix()
+        if key not in recorded:
+            raise ArtifactError(
+                f"{path} is not listed in {MANIFEST_FILE}, so it was not written by the "
+                f"export; {_WHAT_TO_DO}"
+            )
+        if sha256_of(path) != recorded[key]:
+            raise ArtifactError(
+                f"{path} does not match the SHA-256 in {MANIFEST_FILE} (changed or corrupted "
+                f"since the export); {_WHAT_TO_DO}"
+            )
 
 
 def _source_batch(source_ids):
@@ -87,9 +165,15 @@ class OnnxModel(_StepModel):
             one pool each) takes the cores from the server's own threads and from any
             other process (batch-1 greedy was 1.4-3x slower with it on 2 shared cores);
             with 1 thread there is no pool and nothing spins.
+        verify: check the three graphs against `manifest.json` first (`verify_export_files`);
+            False only for a copy whose graphs were changed on purpose (tests of the parity
+            check).
+
+    Raises:
+        ArtifactError: a graph does not match the manifest.
     """
 
-    def __init__(self, directory, quantized=False, threads=None, spinning=False):
+    def __init__(self, directory, quantized=False, threads=None, spinning=False, verify=True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -104,6 +188,8 @@ class OnnxModel(_StepModel):
             "decode_step": f"decoder_step{suffix}.onnx",
             "greedy": f"greedy{suffix}.onnx",
         }
+        if verify:
+            verify_export_files(directory, files.values())
         self.sessions = {
             graph: ort.InferenceSession(
                 str(directory / name), options, providers=["CPUExecutionProvider"]
@@ -123,11 +209,24 @@ class OnnxModel(_StepModel):
 
 
 class LiteRTModel(_StepModel):
-    """The `encode`, `decode_step` and `greedy` signatures of a `.tflite` file in LiteRT."""
+    """The `encode`, `decode_step` and `greedy` signatures of a `.tflite` file in LiteRT.
 
-    def __init__(self, path, threads=None):
+    Args:
+        path: the `.tflite` file, in its export directory.
+        threads: interpreter threads; None is LiteRT's default.
+        verify: check the file against the `manifest.json` beside it first
+            (`verify_export_files`).
+
+    Raises:
+        ArtifactError: the file does not match the manifest.
+    """
+
+    def __init__(self, path, threads=None, verify=True):
         from ai_edge_litert.interpreter import Interpreter
 
+        path = Path(path)
+        if verify:
+            verify_export_files(path.parent, [path.name])
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         with native_stderr_filtered():  # applying XNNPACK prints a notice, once per process
             self.interpreter.allocate_tensors()
