@@ -1,0 +1,363 @@
+"""Markdown from result files: each benchmark's tables, its plots, and README's headline block.
+
+    python -m benchmarks headline                   # print the headline block
+    python -m benchmarks headline --write README.md # replace README's block with it
+
+`render(record)` is what the MkDocs hook (`docs/hooks/benchmarks.py`) puts in place of each
+`<!-- benchmark: NAME -->` line of docs/benchmarks.md; `headline_block()` is README's table
+of one current figure per benchmark. Both read only `benchmarks/results/NAME.json`, so the
+README, the docs and the results cannot disagree. Nothing here imports TensorFlow.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.harness import BENCHMARKS, DOCS_DIR, RESULTS_DIR
+
+START = "<!-- headline-figures:start -->"
+END = "<!-- headline-figures:end -->"
+PAGE = "docs/benchmarks.md"
+PLOTS = {  # the pictures in docs/ that a full run of the benchmark draws
+    "attention_vs_vanilla": ("bleu-by-length.png",),
+    "decode_latency": ("decode-latency.png",),
+    "reverse_by_length": ("reverse-by-length.png",),
+    "train_throughput": ("train-throughput.png",),
+}
+
+
+# ---- reading ----
+
+
+def load(name, folder=RESULTS_DIR):
+    """The result record of benchmark `name`."""
+    return json.loads((Path(folder) / f"{name}.json").read_text())
+
+
+def plots(name, docs=DOCS_DIR):
+    """The file names of the existing plots in docs/ that benchmark `name` draws."""
+    return [file for file in PLOTS.get(name, ()) if (Path(docs) / file).exists()]
+
+
+def machine_line(machine):
+    """A short description of the machine of a result."""
+    if not isinstance(machine, dict):
+        return str(machine)
+    cores = machine.get("cpu_count")
+    flags = machine.get("cpu_flags")
+    text = f"{machine.get('cpu_model') or machine.get('processor', '?')}, {cores} cores"
+    if flags:
+        text += f" ({'AMX, ' if any(f.startswith('amx') for f in flags) else ''}"
+        text += f"{'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'AVX'})"
+    return text
+
+
+def commit_of(record):
+    commit = record.get("commit") or {}
+    return (commit.get("commit") or "?")[:7] if isinstance(commit, dict) else str(commit)[:7]
+
+
+# ---- tables ----
+
+
+def fmt(value, digits=2):
+    """A number for a table cell: `digits` decimals, thousands apart; '-' for None."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
+
+def table(columns, rows):
+    """A markdown table: `columns` header cells, `rows` lists of cells."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _attention_vs_vanilla(f):
+    sides = [s for s in ("attention", "vanilla") if s in f]
+    rows = [
+        [bucket["range"], *[f[s]["buckets"][i]["bleu"] for s in sides], bucket["n"]]
+        for i, bucket in enumerate(f[sides[0]]["buckets"])
+    ]
+    rows.append(["all", *[f[s]["bleu"] for s in sides], f[sides[0]]["n"]])
+    columns = ["source length", *[f"{s} BLEU" for s in sides], "sentences"]
+    return [("Test BLEU by source length (greedy)", table(columns, rows))]
+
+
+def _decode_latency(f):
+    rows = [
+        [r["runtime"], r["mode"], r["batch"], r["latency_ms"]["median"], r["latency_ms"]["p90"],
+         r["ms_per_step"], r["sentences_per_s"], r["tokens_per_s"], r["floor_ms"],
+         r["ratio_to_floor"]["median"], r["tokens_equal_to_keras"]]
+        for r in f["rows"]
+        if r["applicable"]
+    ]  # fmt: skip
+    columns = ["runtime", "mode", "batch", "median ms", "p90 ms", "ms/step", "sentences/s"]
+    columns += ["tokens/s", "floor ms", "x floor", "tokens = Keras"]
+    return [("Latency and throughput against the matmul floor", table(columns, rows))]
+
+
+def _export_cost(f):
+    stages = f.get("export_stages", f)
+    found = []
+    if "export" in f:
+        export = f["export"]
+        rows = [[export["command"], export["wall_s"], export["peak_rss_mb"]]]
+        found.append(("The whole export", table(["command", "seconds", "peak RSS MB"], rows)))
+    if "seconds" in stages:
+        peaks = stages.get("vmhwm_mb_after", {})
+        rows = [[name, s, peaks.get(name)] for name, s in stages["seconds"].items()]
+        found.append(("Stage by stage", table(["stage", "seconds", "peak MB so far"], rows)))
+    if "sizes" in f:
+        rows = [[name, size / 1e6] for name, size in f["sizes"]["export_bytes"].items()]
+        found.append(("Artifact sizes", table(["artifact", "MB"], rows)))
+    if "memory" in f:
+        rows = [[name, p["vmhwm_mb"], p.get("load_s")] for name, p in f["memory"]["probes"].items()]
+        found.append(("Peak memory per runtime", table(["probe", "VmHWM MB", "load s"], rows)))
+    return found
+
+
+def _load_test(f):
+    rows = []
+    for config in f["configurations"]:
+        for level in config["levels"]:
+            latency = level["latency_ms"]
+            rows.append(
+                [config["name"], level["concurrency"], level["ok"], level["requests"],
+                 level["errors"], level["throughput_rps"], level["throughput_texts_per_s"],
+                 latency["p50"], latency["p90"], latency["p99"]]
+            )  # fmt: skip
+    columns = ["server", "clients", "ok", "requests", "errors", "requests/s", "texts/s"]
+    columns += ["p50 ms", "p90 ms", "p99 ms"]
+    return [("Throughput and latency by concurrency", table(columns, rows))]
+
+
+def _parity_profile(f):
+    rows = [[part, seconds] for part, seconds in f["seconds"].items()]
+    title = f"Parity on {f['samples']} sentences, part by part (passed: {f['passed']})"
+    return [(title, table(["part", "seconds"], rows))]
+
+
+def _reverse_by_length(f):
+    by_length = f["exact_match_by_length"]
+    sides = list(by_length)
+    lengths = sorted(by_length[sides[0]], key=int)
+    rows = [[int(n), *[by_length[s][n] for s in sides]] for n in lengths]
+    columns = ["symbols", *[f"{s} exact match" for s in sides]]
+    return [(f"Exact match by length after {f['epochs']} epochs", table(columns, rows))]
+
+
+def _startup(f):
+    rows = [
+        [site, command, row["median_seconds"], row["x_first"], max(row["peak_rss_mib"])]
+        for site, commands in f["commands"].items()
+        for command, row in commands.items()
+    ]
+    columns = ["site", "command", "median s", "x first site", "peak RSS MiB"]
+    return [(f"Commands in fresh processes, {f['rounds']} rounds", table(columns, rows))]
+
+
+def _train_throughput(f):
+    rows = [
+        [name, r["tokens_per_second"], r["speedup_vs_naive"], r["max_abs_loss_diff_vs_naive"]]
+        for name, r in f["implementations"].items()
+    ]
+    columns = ["implementation", "target tokens/s", "x naive", "max abs loss diff vs naive"]
+    return [(f"model.fit over {f['batches']} batches", table(columns, rows))]
+
+
+def _train_tutorial_size(f):
+    rows = [
+        [name, r["steps_per_second"], r.get("x_tutorial"), r.get("x_seq2seq_attn"),
+         r["peak_rss_mb"], r.get("max_abs_loss_diff_vs_seq2seq_attn")]
+        for name, r in f["implementations"].items()
+    ]  # fmt: skip
+    columns = ["implementation", "steps/s", "x tutorial", "x seq2seq_attn", "peak RSS MB"]
+    columns.append("max abs loss diff vs seq2seq_attn")
+    return [(f"Batch {f['size']['batch_size']}, same batches", table(columns, rows))]
+
+
+def _training_modes(f):
+    rows = [
+        [group, mode, r["target_tokens_per_s"], r["ratio_to_float32_one_device"],
+         r["dev_loss_after"]]
+        for group in ("precision", "distributed") if group in f
+        for mode, r in f[group].items()
+    ]  # fmt: skip
+    columns = ["group", "mode", "target tokens/s", "x float32 one device", "dev loss after"]
+    return [("Training throughput by mode", table(columns, rows))]
+
+
+def _training_recipes(f):
+    rows = [
+        [name, r["steps"], r["epochs_run"], r["test_bleu"], r["test_chrf"]]
+        for name, r in f["recipes"].items()
+    ]
+    title = f"{f['minutes_per_recipe']} minutes per recipe, test on {f['test_limit']} pairs"
+    return [(title, table(["recipe", "steps", "epochs", "test BLEU", "test chrF"], rows))]
+
+
+def _tutorial_size(f):
+    rows = [
+        [name, r["median_ms"], r["p90_ms"], r.get("ratio_to_litert_graph"),
+         r.get("same_text_as_baseline")]
+        for name, r in f["latency"].items()
+    ]  # fmt: skip
+    columns = ["runtime", "median ms", "p90 ms", "x litert_graph", "same text"]
+    return [("Batch 1, greedy, text to text", table(columns, rows))]
+
+
+TABLES = {
+    "attention_vs_vanilla": _attention_vs_vanilla,
+    "decode_latency": _decode_latency,
+    "export_cost": _export_cost,
+    "load_test": _load_test,
+    "parity_profile": _parity_profile,
+    "reverse_by_length": _reverse_by_length,
+    "startup": _startup,
+    "train_throughput": _train_throughput,
+    "train_tutorial_size": _train_tutorial_size,
+    "training_modes": _training_modes,
+    "training_recipes": _training_recipes,
+    "tutorial_size": _tutorial_size,
+}
+
+
+def tables(record):
+    """`[(title, markdown table)]` of a result record."""
+    return TABLES[record["benchmark"]](record["figures"])
+
+
+def render(record, with_plots=True, plot_prefix=""):
+    """A result record as markdown: where and when it ran, its tables, and (`with_plots`)
+    its plots in docs/ as images, `plot_prefix` before each file name."""
+    name = record["benchmark"]
+    lines = [
+        f"*Result `benchmarks/results/{name}.json`: {machine_line(record['machine'])}, "
+        f"{record['date'][:10]}, commit `{commit_of(record)}`.*",
+        "",
+    ]
+    for title, markdown in tables(record):
+        lines += [f"**{title}**", "", markdown, ""]
+    if with_plots:
+        lines += [f"![{name}]({plot_prefix}{file})" for file in plots(name)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---- the headline figures ----
+
+
+def _row(rows, runtime, mode, batch):
+    return next(r for r in rows if (r["runtime"], r["mode"], r["batch"]) == (runtime, mode, batch))
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+HEADLINES = {  # benchmark -> its one current figure, as text
+    "attention_vs_vanilla": lambda f: (
+        f"test BLEU {f['attention']['bleu']:.2f} with attention, {f['vanilla']['bleu']:.2f} without"
+    ),
+    "decode_latency": lambda f: (
+        "onnx_host greedy, batch 1: "
+        f"{_row(f['rows'], 'onnx_host', 'greedy', 1)['latency_ms']['median']:.1f} ms, "
+        f"{_row(f['rows'], 'onnx_host', 'greedy', 1)['ratio_to_floor']['median']:.2f}x "
+        "the matmul floor"
+    ),
+    "export_cost": lambda f: (
+        f"export of the benchmark model: {f.get('export_stages', f)['seconds']['total']:.0f} s, "
+        f"peak {max(f.get('export_stages', f)['vmhwm_mb_after'].values()):,.0f} MB"
+    ),
+    "load_test": lambda f: (
+        f"{f['configurations'][0]['levels'][-1]['throughput_texts_per_s']:.1f} texts/s at "
+        f"{f['configurations'][0]['levels'][-1]['concurrency']} clients, "
+        f"{f['configurations'][0]['levels'][-1]['errors']} errors"
+    ),
+    "parity_profile": lambda f: (
+        f"parity on {f['samples']} sentences: {f['seconds']['total']:.0f} s"
+    ),
+    "reverse_by_length": lambda f: (
+        "mean exact match "
+        f"{_mean(list(f['exact_match_by_length']['attention'].values())):.2f} with attention, "
+        f"{_mean(list(f['exact_match_by_length']['vanilla'].values())):.2f} without"
+    ),
+    "startup": lambda f: (
+        "`translate` in a fresh process: "
+        f"{list(f['commands'].values())[-1]['translate']['median_seconds']:.2f} s"
+    ),
+    "train_throughput": lambda f: (
+        f"{f['implementations']['seq2seq_attn']['tokens_per_second']:.0f} target tokens/s, "
+        f"{f['implementations']['seq2seq_attn']['speedup_vs_naive']:.2f}x the naive model"
+    ),
+    "train_tutorial_size": lambda f: (
+        f"{f['implementations']['seq2seq_attn']['steps_per_second']:.2f} steps/s, "
+        f"{f['implementations']['seq2seq_attn']['x_tutorial']:.2f}x the TF tutorial's model"
+    ),
+    "training_modes": lambda f: (
+        "float32 on one device: "
+        f"{f['precision']['float32, one device']['target_tokens_per_s']:.0f} target tokens/s"
+    ),
+    "training_recipes": lambda f: (
+        f"best of {len(f['recipes'])} recipes after {f['minutes_per_recipe']:.0f} min: "
+        f"{f['best_by_test_bleu']}, test BLEU "
+        f"{f['recipes'][f['best_by_test_bleu']]['test_bleu']:.2f}"
+    ),
+    "tutorial_size": lambda f: (
+        f"onnx_host batch 1: {f['latency']['onnx_host']['median_ms']:.1f} ms, "
+        f"{f['latency']['onnx_host']['ratio_to_litert_graph']:.2f}x LiteRT's graph"
+    ),
+}
+
+
+def headline(record):
+    """The one current figure of a result record, as text."""
+    return HEADLINES[record["benchmark"]](record["figures"])
+
+
+def headline_block(folder=RESULTS_DIR, page=PAGE):
+    """README's block: one current figure per benchmark, with its machine and date."""
+    rows = []
+    for name in BENCHMARKS:
+        record = load(name, folder)
+        link = f"[{name}]({page}#{name})"
+        rows.append(
+            [
+                link,
+                headline(record),
+                machine_line(record["machine"]),
+                record["date"][:10],
+            ]
+        )
+    lines = [START, table(["benchmark", "figure", "machine", "date"], rows), END]
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(text, block):
+    """`text` with its headline block (markers included) replaced by `block`."""
+    if START not in text or END not in text:
+        raise ValueError(f"no {START} ... {END} block in the file")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    return before + block.rstrip("\n") + after
+
+
+def headline_main(argv):
+    """`python -m benchmarks headline [--write FILE]`."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks headline")
+    parser.add_argument("--write", type=Path, help="replace this file's headline block")
+    args = parser.parse_args(argv)
+    block = headline_block()
+    if args.write is None:
+        print(block, end="")
+        return 0
+    try:
+        args.write.write_text(replace_block(args.write.read_text(), block))
+    except (OSError, ValueError) as error:
+        print(f"{args.write}: {error}")
+        return 2
+    print(f"wrote the headline figures into {args.write}")
+    return 0
