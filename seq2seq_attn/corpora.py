@@ -20,6 +20,7 @@ import gzip
 import io
 import random
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from seq2seq_attn.errors import DataError, UserError
@@ -27,6 +28,7 @@ from seq2seq_attn.errors import DataError, UserError
 Pair = tuple[str, str]
 
 BIBLE_FILENAME = "bible-en-es.tsv.gz"
+CORPUS_PACKAGE = "seq2seq_attn.corpus"  # the repository's data/ folder
 BIBLE_NAMES = {"bible-en-es": ("en", "es"), "bible-es-en": ("es", "en")}
 KNOWN_NAMES = (*BIBLE_NAMES, "dates")
 FILE_SUFFIXES = (".tsv", ".csv", ".tsv.gz", ".csv.gz")
@@ -147,22 +149,23 @@ def _or_default(size, num_pairs: int):
 
 
 def bible_path() -> Path:
-    """Where the embedded Bible corpus lives.
+    """Where the embedded Bible corpus lives: ``bible-en-es.tsv.gz`` in ``seq2seq_attn.corpus``.
 
-    Looks for the installed copy inside the package first (the repository's ``data/``
-    folder installs as ``seq2seq_attn/corpus/``, see pyproject.toml), then for the source
-    checkout's ``data/`` folder next to the package. Returns the checkout path when neither
-    exists, so that the error message names the expected place.
+    That package is the repository's ``data/`` folder (pyproject.toml's ``package-dir``): the
+    wheel installs it as ``seq2seq_attn/corpus/``, an editable install maps it to ``data/``.
+    Either way the import system finds it, so there is one place to look.
+
+    Raises:
+        DataError: The package ``seq2seq_attn.corpus`` is not installed.
     """
-    package_dir = Path(__file__).resolve().parent
-    candidates = (
-        package_dir / "corpus" / BIBLE_FILENAME,  # installed wheel
-        package_dir.parent / "data" / BIBLE_FILENAME,  # source checkout
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[-1]
+    try:
+        package = resources.files(CORPUS_PACKAGE)
+    except ModuleNotFoundError:
+        raise DataError(
+            f"{CORPUS_PACKAGE} is not installed: embedded Bible corpus not found "
+            f"(is the package complete?)"
+        ) from None
+    return Path(package / BIBLE_FILENAME)
 
 
 def load_bible(source_lang: str = "en", target_lang: str = "es", *, path=None) -> Corpus:

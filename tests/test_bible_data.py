@@ -1,4 +1,4 @@
-"""Checks on the shipped English-Spanish Bible corpus and on data/build_bible.py's cleaning.
+"""Checks on the shipped English-Spanish Bible corpus and on tools/build_bible.py's cleaning.
 
 Fast: reads the 2.7 MB gzip once and needs neither SWORD nor mod2imp.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-CORPUS = DATA / "bible-en-es.tsv.gz"
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "bible-en-es.tsv.gz"
 NT_BOOKS = {
     "Matt",
     "Mark",
@@ -49,8 +49,8 @@ REF = re.compile(r"^([1-3]?[A-Z][A-Za-z]+) (\d+):(\d+)$")
 
 
 def _load_builder():
-    """Import data/build_bible.py from its path (data/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("build_bible", DATA / "build_bible.py")
+    """Import tools/build_bible.py from its path (a build-time script, not in the package)."""
+    spec = importlib.util.spec_from_file_location("build_bible", ROOT / "tools" / "build_bible.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

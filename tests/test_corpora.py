@@ -5,6 +5,7 @@ import datetime
 import gzip
 import os
 import re
+from pathlib import Path
 
 import pytest
 from babel.dates import format_date
@@ -399,6 +400,21 @@ def test_bible_errors(tmp_path):
         "bible-en-es",
         path=no_es,
     )
+
+
+def test_the_bible_has_one_place_the_corpus_package():
+    """`seq2seq_attn.corpus`, which is the checkout's data/ here (an editable install); the
+    installed wheel's copy is tests/test_packaging.py's."""
+    import seq2seq_attn.corpus
+
+    checkout_data = Path(__file__).resolve().parents[1] / "data"
+    assert Path(seq2seq_attn.corpus.__file__).parent == checkout_data
+    assert corpora.bible_path() == checkout_data / "bible-en-es.tsv.gz"
+
+
+def test_a_missing_corpus_package_is_a_data_error(monkeypatch):
+    monkeypatch.setattr(corpora, "CORPUS_PACKAGE", "seq2seq_attn.no_such_corpus")
+    raises_one_line(DataError, "no_such_corpus is not installed", load_corpus, "bible-en-es")
 
 
 def test_real_bible_file_has_plausible_splits():

@@ -13,7 +13,9 @@ rules.  Plain Python stdlib only.
 Usage::
 
     apt-get install -y sword-text-web sword-text-sparv sword-text-kjv libsword-utils
-    python data/build_bible.py --out data/bible-en-es.tsv.gz
+    python tools/build_bible.py --out data/bible-en-es.tsv.gz
+
+A build-time tool: it lives outside the package (tools/ does not ship in the wheel).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ ES_MODULE = "spaRV1909eb"
 REF_MODULE = "engKJV2006eb"
 SPLIT_QUOTA = 1000  # upper bound on verses in each of dev and test
 HEADER = ("ref", "split", "en", "es")
+# the corpus's one place in the checkout (installed as seq2seq_attn/corpus/)
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "bible-en-es.tsv.gz"
 
 # --- markup patterns -------------------------------------------------------------------------
 
@@ -528,7 +532,7 @@ def write_gzip(data: bytes, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point: dump, clean, align, split, write, print counts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("bible-en-es.tsv.gz"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--sword-path",
         default=None,
