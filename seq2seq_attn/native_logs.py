@@ -12,6 +12,10 @@ pointed at a temporary file, then writes back to stderr every captured line that
 of those known notices: a real error at import (a missing library, a broken install) still
 shows. Set `SEQ2SEQ_ATTN_NATIVE_LOGS=1` to see everything.
 
+`set_verbosity(level)` sets a command's log levels for the CLI's `--quiet` ("quiet": only
+results and errors), default ("normal") and `--verbose` ("verbose": TensorFlow's C++ and
+Python logs too, start-up notices included).
+
 Example:
     >>> from seq2seq_attn.native_logs import is_startup_noise
     >>> is_startup_noise("I0000 00:00:1.5  12 port.cc:153] oneDNN custom operations are on.")
@@ -21,10 +25,12 @@ Example:
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
 import tempfile
+import warnings
 
 SHOW_ALL = "SEQ2SEQ_ATTN_NATIVE_LOGS"
 _NOISE = re.compile(
@@ -93,3 +99,38 @@ def quiet_tensorflow_startup():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA probe (cuInit) logs here, not at import
+
+
+VERBOSITIES = ("quiet", "normal", "verbose")
+_PYTHON_LEVELS = {"quiet": logging.ERROR, "normal": logging.WARNING, "verbose": logging.INFO}
+
+
+def set_verbosity(level):
+    """Log levels for a command, before TensorFlow loads (`quiet_tensorflow_startup`).
+
+    "verbose" sets `TF_CPP_MIN_LOG_LEVEL=0` and shows the start-up notices; otherwise
+    `TF_CPP_MIN_LOG_LEVEL` defaults to 2 (C++ errors only). "quiet" also ignores Python
+    warnings: the user asked for results and errors only.
+
+    Args:
+        level: one of `VERBOSITIES`.
+    """
+    if level not in VERBOSITIES:
+        raise ValueError(f"`level` must be one of {VERBOSITIES}, received: level={level!r}")
+    if level == "verbose":
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        os.environ[SHOW_ALL] = "1"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if level == "quiet":
+        warnings.simplefilter("ignore")
+
+
+def set_python_log_levels(level):
+    """TensorFlow's and absl's Python loggers at `level`'s threshold (ERROR for "quiet",
+    WARNING for "normal", INFO for "verbose"). Call it once TensorFlow is imported: absl
+    must create its own "absl" logger before anyone else asks for it."""
+    import absl.logging  # TensorFlow's dependency; its import creates the "absl" logger
+
+    absl.logging.get_absl_logger().setLevel(_PYTHON_LEVELS[level])
+    logging.getLogger("tensorflow").setLevel(_PYTHON_LEVELS[level])

@@ -2,6 +2,8 @@
 learning-rate log read back from its event file, dev scores against the Translator."""
 
 import glob
+import io
+import re
 
 import keras
 import numpy as np
@@ -14,6 +16,7 @@ from seq2seq_attn.callbacks import (
     Budget,
     DevScores,
     LearningRateLogger,
+    ProgressLog,
     averaged_weights,
 )
 from seq2seq_attn.schedules import InverseSquareRoot
@@ -135,6 +138,43 @@ def test_learning_rate_logger_logs_once_per_accumulated_update(tmp_path):
     model.compile(keras.optimizers.Adam(0.01, gradient_accumulation_steps=2), loss="mse")
     model.fit(X, Y, batch_size=4, epochs=1, verbose=0, callbacks=[LearningRateLogger(tmp_path)])
     assert sorted(_logged_rates(tmp_path)) == [0, 1, 2, 3, 4, 5]  # 10 batches, 5 updates
+
+
+def test_progress_log_writes_one_plain_line_per_epoch():
+    ticks = iter(range(0, 1000, 6))  # each reading six seconds later
+    out = io.StringIO()
+    scores = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: logs.update(val_bleu=12.5, val_chrf=40.0)
+    )
+    progress = ProgressLog(stream=out, clock=lambda: float(next(ticks)))
+    model = _dense()
+    history = model.fit(
+        X,
+        Y,
+        batch_size=8,
+        epochs=2,
+        validation_data=(X, Y),
+        verbose=0,
+        callbacks=[scores, progress],
+    ).history
+    # read at train begin (0 s), each epoch begin (6, 18 s) and end (12, 24 s)
+    assert out.getvalue().splitlines() == [
+        f"epoch {e + 1}/2: loss {history['loss'][e]:.4f}, dev loss {history['val_loss'][e]:.4f}, "
+        f"dev BLEU 12.50, dev chrF 40.00, lr 0.1, {minutes} min"
+        for e, minutes in ((0, "0.2"), (1, "0.4"))
+    ]
+
+
+def test_progress_log_batch_lines_come_at_most_once_per_interval():
+    ticks = iter(range(0, 1000, 2))  # each reading two seconds later
+    out = io.StringIO()
+    model = _dense()
+    progress = ProgressLog(stream=out, batch_interval=5, clock=lambda: float(next(ticks)))
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[progress])
+    lines = out.getvalue().splitlines()
+    # epoch begins at 2 s; batches end at 4, 6, 8 (a line), 10, 12 s; the epoch at 14 s
+    assert len(lines) == 2 and re.fullmatch(r"epoch 1/1: batch 3/5, loss \d+\.\d{4}", lines[0])
+    assert lines[1].startswith("epoch 1/1: loss ") and lines[1].endswith(", lr 0.1, 0.2 min")
 
 
 def test_dev_scores_match_the_translator_and_sacrebleu():

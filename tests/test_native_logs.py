@@ -94,3 +94,29 @@ def test_a_command_starts_without_tensorflow_notices(command):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()  # the translation
     assert result.stderr == "", result.stderr
+
+
+def test_verbosity_sets_the_log_levels_the_user_asked_for():
+    code = """
+        import os, warnings
+        from seq2seq_attn.native_logs import SHOW_ALL, set_verbosity
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+        set_verbosity("normal")  # the user's own level stays
+        print(os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ.get(SHOW_ALL))
+        set_verbosity("verbose")  # --verbose asked for everything
+        print(os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ.get(SHOW_ALL))
+        set_verbosity("quiet")
+        warnings.warn("a warning nobody asked to see")
+        set_verbosity("loud")
+    """
+    result = _run(code, **{"TF_CPP_MIN_LOG_LEVEL": "", SHOW_ALL: ""})
+    assert result.stdout.splitlines() == ["1 ", "0 1"]
+    assert "nobody asked" not in result.stderr
+    assert "ValueError: `level` must be one of ('quiet', 'normal', 'verbose')" in result.stderr
+
+
+def test_verbose_shows_tensorflows_own_startup_lines():
+    command = ["translate", "--verbose", "In the beginning God created the heaven."]
+    result = _run(f"from seq2seq_attn.cli import main; raise SystemExit(main({command!r}))")
+    assert result.returncode == 0, result.stderr
+    assert "absl::InitializeLog() is called" in result.stderr
