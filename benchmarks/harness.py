@@ -12,6 +12,7 @@ writes `runs/benchmarks/NAME.json` (git-ignored), so a quick check never replace
 
     python -m benchmarks --list
     python -m benchmarks decode_latency --small
+    python -m benchmarks headline [--write README.md]   (benchmarks/report.py)
 """
 
 import argparse
@@ -238,7 +239,7 @@ def run_benchmark(name, argv):
 
 
 def main(argv=None):
-    """`python -m benchmarks --list | headline [--write FILE] | NAME [--small] [options]`."""
+    """`python -m benchmarks --list | NAME [--small] [options]` (`headline` is __main__'s)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
@@ -248,10 +249,6 @@ def main(argv=None):
         for name in BENCHMARKS:
             print(f"{name:{width}}  {description(name)}")
         return 0
-    if argv[0] == "headline":
-        from benchmarks import report
-
-        return report.headline_main(argv[1:])
     if argv[0] not in BENCHMARKS:
         print(f"unknown benchmark {argv[0]!r}; `python -m benchmarks --list` names them")
         return 2
