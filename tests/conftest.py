@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,6 +17,130 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _share)))
+
+# Every test file belongs to one layer and its tests get that marker (pyproject.toml declares
+# them; a test that carries a layer marker of its own keeps it, like the two Chromium tests of
+# test_serving_live.py). A file missing here fails at collection: classify it when you add it.
+#   unit     the library and the inference layer (layers, model, search, tokenizer, data, CLI)
+#   export   export, conversion and parity (SavedModel, TFLite, ONNX)
+#   serving  the HTTP server, its load and schema tests
+#   browser  tests that drive headless Chromium
+# `canary` (upstream bugs we work around, private names we rely on) and `slow` are marked on
+# the tests themselves.
+LAYERS = {
+    "test_artifact_integrity.py": "export",
+    "test_attention.py": "unit",
+    "test_benchmarks.py": "unit",  # the benchmarks' premises: the library's maths, naive twins
+    "test_bible_data.py": "unit",
+    "test_callbacks.py": "unit",
+    "test_cli.py": "unit",
+    "test_compat.py": "unit",
+    "test_config.py": "unit",
+    "test_corpora.py": "unit",
+    "test_data.py": "unit",
+    "test_decoder.py": "unit",
+    "test_distribute.py": "unit",
+    "test_docs.py": "unit",
+    "test_docstrings.py": "unit",
+    "test_edge_example.py": "export",
+    "test_encoder.py": "unit",
+    "test_evaluation.py": "unit",
+    "test_export.py": "export",
+    "test_export_options.py": "export",
+    "test_graph_tokenizer.py": "unit",
+    "test_greedy_graph.py": "export",
+    "test_inference_runtime.py": "unit",
+    "test_inference_search.py": "unit",
+    "test_interface.py": "unit",
+    "test_layers.py": "unit",
+    "test_logs.py": "unit",
+    "test_losses.py": "unit",
+    "test_model.py": "unit",
+    "test_native_logs.py": "unit",
+    "test_optimizers.py": "unit",
+    "test_packaging.py": "unit",
+    "test_plots.py": "unit",
+    "test_recurrence.py": "unit",
+    "test_saved_model_merge.py": "export",
+    "test_schedules.py": "unit",
+    "test_search.py": "unit",
+    "test_search_parity.py": "export",
+    "test_serving_app.py": "serving",
+    "test_serving_batching.py": "serving",
+    "test_serving_concurrency.py": "serving",
+    "test_serving_disconnect.py": "serving",
+    "test_serving_fuzz.py": "serving",
+    "test_serving_live.py": "serving",
+    "test_serving_options.py": "serving",
+    "test_serving_schema.py": "serving",
+    "test_serving_server.py": "serving",
+    "test_serving_service.py": "serving",
+    "test_tf_serving_loader.py": "export",
+    "test_tokenizer.py": "unit",
+    "test_tracing.py": "unit",
+    "test_training.py": "unit",
+    "test_translate_onnx.py": "export",
+    "test_translate_stream.py": "unit",
+    "test_validate.py": "export",
+}
+LAYER_MARKERS = ("unit", "export", "serving", "browser")
+
+# The fast subset (`pytest -m fast`, `python3 tasks.py test --fast`): the unit tests that are
+# neither slow nor canaries, less the files and tests below, which train or export a model,
+# start fresh interpreters or build the wheel. A key is a file or `file::test function`.
+# Seconds in one process, without the slow tests, on 2 cores shared with other jobs, 2026-12-06.
+NOT_FAST = {
+    "test_benchmarks.py": "trains the tiny model and the benchmarks' recipes",
+    "test_cli.py": "trains and exports the tiny model",
+    "test_distribute.py::test_mirrored_steps_equal_one_device_steps": "fits in subprocesses, 100 s",
+    "test_distribute.py::test_cli_trains_mirrored_over_two_cpu_devices": "trains, 66 s",
+    "test_distribute.py::test_mixed_precision_trains_with_float32_logits": "fits, 21 s",
+    "test_docs.py": "builds the documentation site",
+    "test_docstrings.py": "runs every example in fresh interpreters, 25 s",
+    "test_graph_tokenizer.py": "trains SentencePiece on the Bible, 35 s",
+    "test_inference_runtime.py": "needs the tiny model trained and exported",
+    "test_logs.py": "trains the tiny model in fresh interpreters",
+    "test_model.py::test_deep_tied_model_fits_with_dropout": "fits, 41 s",
+    "test_model.py::test_jit_compiled_train_step_matches_eager_graph": "fits, 29 s",
+    "test_model.py::test_mixed_precision_trains_without_nan": "fits, 18 s",
+    "test_model.py::test_fit_reduces_masked_loss_and_padding_is_ignored": "fits, 15 s",
+    "test_packaging.py": "builds and installs the wheel, 40 s",
+    "test_tracing.py": "needs the tiny model trained",
+    "test_training.py": "trains the tiny model, 108 s",
+}
+
+
+class _UnclassifiedModule(pytest.Module):
+    """A test file missing from LAYERS: one collection error that says what to do."""
+
+    def collect(self):
+        raise self.CollectError(
+            f"{self.path.name} has no layer: add it to LAYERS in tests/conftest.py "
+            f"(one of {', '.join(LAYER_MARKERS)})"
+        )
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """A test file of tests/ that LAYERS does not list collects as one error."""
+    unlisted = module_path.name.startswith("test_") and module_path.name not in LAYERS
+    if unlisted and module_path.parent == Path(__file__).parent:
+        return _UnclassifiedModule.from_parent(parent, path=module_path)
+    return None
+
+
+def _mark_layer_and_fast(item):
+    """Adds the item's file's layer marker (unless it has one) and, if it qualifies, `fast`."""
+    name = item.path.name
+    own = [marker for marker in LAYER_MARKERS if item.get_closest_marker(marker)]
+    layer = own[0] if own else LAYERS[name]
+    if not own:
+        item.add_marker(layer)
+    function = getattr(item, "originalname", item.name)  # the name without parameters
+    listed = name in NOT_FAST or f"{name}::{function}" in NOT_FAST
+    cheap = not item.get_closest_marker("slow") and not item.get_closest_marker("canary")
+    if layer == "unit" and cheap and not listed:
+        item.add_marker("fast")
+
 
 # Under pytest-xdist's `--dist loadfile` each file goes whole to one worker, in this order
 # (`tasks.py` turns xdist's own reordering, by number of tests, off): the longest files first,
@@ -36,6 +161,9 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(items):
+    for item in items:
+        _mark_layer_and_fast(item)
+
     def rank(item):
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
@@ -80,9 +208,8 @@ def _built_once(tmp_path_factory, config, name, build):
 
 
 def _train_and_export(path, config):
-    from seq2seq_attn.export.main import export_run
-
     from seq2seq_attn.cli import main
+    from seq2seq_attn.export.main import export_run
 
     run = path / "dates"
     assert main(["train", "--data", "dates", "--config", str(config), "--out", str(run)]) == 0
@@ -113,9 +240,8 @@ def tiny_export(tiny_dates):
 @pytest.fixture(scope="session")
 def pretrained_export(tmp_path_factory):
     """The shipped pretrained en-es model, exported (every artifact, parity on 8 verses)."""
-    from seq2seq_attn.export.main import export_run
-
     from seq2seq_attn.commands import PRETRAINED_DIR
+    from seq2seq_attn.export.main import export_run
 
     out = tmp_path_factory.mktemp("pretrained") / "bible-export"
     export_run(PRETRAINED_DIR, out, samples=8, echo=lambda *_: None)
@@ -125,11 +251,6 @@ def pretrained_export(tmp_path_factory):
 @pytest.fixture(scope="session")
 def load_test():
     """benchmarks/load_test.py as a module: the realistic request mix and the loopback server."""
-    import importlib.util
-    from pathlib import Path
+    from benchmarks import load_test
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
-    spec = importlib.util.spec_from_file_location("load_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_test

@@ -1,18 +1,24 @@
-"""The benchmarks' own premises: the naive baseline computes the same function as the library."""
+"""The benchmarks: their premises (the naive baseline computes the same function as the library,
+the floors, the ratios), the harness, the one result file per benchmark, and the report."""
 
+import ast
+import json
+import subprocess
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from benchmarks import harness, report
+from benchmarks.naive_seq2seq import naive_like
 from seq2seq_attn import Seq2SeqAttention
 from seq2seq_attn.losses import MaskedCrossEntropy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from naive_seq2seq import naive_like  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "benchmarks"
 
 SOURCE = np.array([[4, 5, 6, 7, 0, 0], [8, 9, 10, 11, 12, 13]], "int32")
 TARGET_IN = np.array([[2, 5, 6, 0], [2, 7, 8, 9]], "int32")
@@ -59,7 +65,7 @@ def test_naive_baseline_refuses_other_architectures(kwargs):
 
 
 def test_floor_products_have_the_model_weight_shapes():
-    import decode_latency
+    from benchmarks import decode_latency
 
     model = _model()  # embedding 8, units 16 (memory 32), attention 12, target vocab 40
     shapes = decode_latency.model_shapes(model)
@@ -77,7 +83,7 @@ def test_floor_products_have_the_model_weight_shapes():
 
 
 def test_each_timed_call_is_set_against_the_floors_around_it():
-    import decode_latency
+    from benchmarks import decode_latency
 
     floors = iter([1.0, 3.0, 5.0, 7.0, 9.0])
 
@@ -98,7 +104,7 @@ def test_each_timed_call_is_set_against_the_floors_around_it():
 
 
 def test_tutorial_size_data_is_short_and_ratios_are_to_litert_graph(tmp_path):
-    import tutorial_size
+    from benchmarks import tutorial_size
 
     path = tutorial_size.tutorial_data(tmp_path / "short.tsv", count=200)
     lines = path.read_text().splitlines()
@@ -117,8 +123,7 @@ def test_tutorial_size_data_is_short_and_ratios_are_to_litert_graph(tmp_path):
 def test_tutorial_size_runtimes_translate_alike_on_the_tiny_export(tiny_export, tiny_run):
     """Every SavedModel and ONNX runtime of the benchmark, loaded from one export, returns the
     same text for the same sentence (TF Serving's loader included)."""
-    import tutorial_size
-
+    from benchmarks import tutorial_size
     from seq2seq_attn.tokenizer import TokenizerPair
 
     out, _ = tiny_export
@@ -131,15 +136,13 @@ def test_tutorial_size_runtimes_translate_alike_on_the_tiny_export(tiny_export, 
 
 
 def test_training_recipes_smoke(tmp_path):
-    """benchmarks/training_recipes.py in its tiny mode: each recipe stops at its budget and
+    """benchmarks/training_recipes.py in its small mode: each recipe stops at its budget and
     gets a test score; the recipes add their options cumulatively."""
-    import json
-
-    import training_recipes
-
-    argv = ["--smoke", "--max-steps", "2", "--minutes", "10", "--out", str(tmp_path)]
-    result = training_recipes.main(argv + ["--only", "baseline", "+select_bleu"])
-    written = json.loads((tmp_path / "training_recipes.json").read_text())
+    out = tmp_path / "training_recipes.json"
+    argv = ["training_recipes", "--small", "--max-steps", "2", "--minutes", "10"]
+    argv += ["--workdir", str(tmp_path), "--out", str(out)]
+    assert harness.main(argv + ["--only", "baseline", "+select_bleu"]) == 0
+    written = json.loads(out.read_text())["figures"]
     assert list(written["recipes"]) == ["baseline", "+select_bleu"]
     for row in written["recipes"].values():
         assert row["steps"] == 2 and row["stopped_by"] == "max_steps"
@@ -148,15 +151,13 @@ def test_training_recipes_smoke(tmp_path):
     assert changes["schedule"] == "rsqrt" and changes["ema"] == 0.998  # from earlier steps
     assert changes["select_by"] == "bleu" and changes["batch_tokens"] is None
     assert written["recipes"]["baseline"]["changes"]["schedule"] == "constant"
-    assert result["table"].count("\n") == 3  # header, rule, two recipes
+    assert written["table"].count("\n") == 3  # header, rule, two recipes
 
 
 def test_train_tutorial_size_smoke(tmp_path):
     """benchmarks/train_tutorial_size.py: steps/s and ratios from pass times by hand, and in
-    its tiny mode, padding to the bucket boundary leaves the loss curve unchanged."""
-    import json
-
-    import train_tutorial_size
+    its small mode, padding to the bucket boundary leaves the loss curve unchanged."""
+    from benchmarks import train_tutorial_size
 
     times = {"tutorial": [2.0, 4.0, 3.0], "seq2seq_attn": [1.0, 2.0, 1.5]}
     curves = {"tutorial": [5.0, 4.0], "seq2seq_attn": [6.0, 5.5]}
@@ -168,9 +169,10 @@ def test_train_tutorial_size_smoke(tmp_path):
     assert "max_abs_loss_diff_vs_seq2seq_attn" not in rows["tutorial"]  # another model
 
     names = ["seq2seq_attn", "seq2seq_attn_bucket", "seq2seq_attn_bf16_bucket"]
-    argv = ["--smoke", "--batches", "3", "--rounds", "1", "--out", str(tmp_path), "--only"]
-    train_tutorial_size.main(argv + names)
-    written = json.loads((tmp_path / "train_tutorial_size.json").read_text())
+    out = tmp_path / "train_tutorial_size.json"
+    argv = ["train_tutorial_size", "--small", "--batches", "3", "--rounds", "1", "--out", str(out)]
+    assert harness.main(argv + ["--only", *names]) == 0
+    written = json.loads(out.read_text())["figures"]
     assert list(written["implementations"]) == names
     assert written["settings"]["same_initial_weights"]
     bucket = written["implementations"]["seq2seq_attn_bucket"]
@@ -187,10 +189,9 @@ def test_train_tutorial_size_smoke(tmp_path):
 def test_tutorial_export_is_the_greedy_loop_run_step_by_step():
     """benchmarks/tutorial_nmt.Export (the tutorial's exported greedy loop) against the same
     decoder called eagerly one token at a time, stopping at [END] like the tutorial."""
-    import keras
-    import numpy as np
     import tensorflow as tf
-    import tutorial_nmt
+
+    from benchmarks import tutorial_nmt
 
     keras.utils.set_random_seed(1)
     model = tutorial_nmt.Translator(8, 30, 12)
@@ -219,7 +220,7 @@ def test_tutorial_export_is_the_greedy_loop_run_step_by_step():
 def test_parity_profile_times_every_part(tiny_run, tiny_export, monkeypatch):
     """benchmarks/parity_profile.py on the tiny export: parity still passes under the
     timers, every part gets time, and the parts fit in the total."""
-    import parity_profile
+    from benchmarks import parity_profile
 
     seconds, report = parity_profile.profile(tiny_run, tiny_export[0], 6, patch=monkeypatch.setattr)
     assert report["passed"] and report["samples"] == 6
@@ -237,9 +238,10 @@ def test_parity_profile_times_every_part(tiny_run, tiny_export, monkeypatch):
 
 def test_startup_medians_and_ratios_to_the_first_site(tmp_path):
     """benchmarks/startup.py: medians and ratios by hand, and its tiny model is the tests'."""
-    import startup
     import yaml
     from conftest import TINY_CONFIG
+
+    from benchmarks import attention_vs_vanilla, startup
 
     runs = {
         "old": {"translate": [(10.0, 600.0), (8.0, 610.0), (12.0, 605.0)]},
@@ -252,6 +254,257 @@ def test_startup_medians_and_ratios_to_the_first_site(tmp_path):
     assert table["new"]["translate"]["x_first"] == 0.6
     assert table["new"]["translate"]["peak_rss_mib"] == [600, 590, 620]
     assert yaml.safe_load(startup.TINY) == TINY_CONFIG
+    assert attention_vs_vanilla.SMALL_CONFIG == TINY_CONFIG
     argv = startup.commands(tmp_path / "site", tmp_path, export=True)
     assert list(argv) == ["translate", "translate_beam", "train_tiny", "export_pretrained"]
     assert yaml.safe_load((tmp_path / "tiny.yaml").read_text()) == TINY_CONFIG
+
+
+# ---- the harness ----
+
+
+def _benchmark_modules():
+    """Module names under benchmarks/ that define `add_arguments` and `run` (read, not run)."""
+    found = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        if {"add_arguments", "run"} <= functions:
+            found.append(path.stem)
+    return found
+
+
+@pytest.mark.unit
+def test_list_names_every_benchmark_module():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()}
+    modules = _benchmark_modules()
+    assert len(modules) >= 12 and sorted(listed) == modules
+    for name in modules:
+        docstring = ast.get_docstring(ast.parse((PACKAGE / f"{name}.py").read_text()))
+        assert listed[name] == docstring.splitlines()[0]
+    assert "naive_seq2seq" not in listed and "tutorial_nmt" not in listed  # helpers only
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", harness.BENCHMARKS)
+def test_every_benchmark_has_the_small_option(name):
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    args = harness.parser_for(name, module).parse_args(["--small"])
+    assert args.small is True and args.out is None
+    assert callable(module.run)
+
+
+@pytest.mark.unit
+def test_result_writer_records_every_schema_key(tmp_path):
+    args = Namespace(small=True, out=None, benchmark="x", repeats=3, export_dir=tmp_path)
+    path = harness.write_result("x", {"latency_ms": 1.5}, args, tmp_path / "x.json")
+    record = json.loads(path.read_text())
+    assert sorted(record) == sorted(harness.RESULT_KEYS)
+    assert record["benchmark"] == "x" and record["figures"] == {"latency_ms": 1.5}
+    assert record["args"] == {"small": True, "repeats": 3, "export_dir": str(tmp_path)}
+    assert record["date"].startswith(("20", "21")) and "T" in record["date"]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True)
+    assert record["commit"]["commit"] == commit.stdout.decode().strip()
+    machine = record["machine"]
+    assert {"cpu_model", "cpu_count", "cpu_flags", "platform", "python"} <= set(machine)
+    import tensorflow as tf
+
+    assert record["versions"]["tensorflow"] == tf.__version__
+    assert record["versions"]["keras"] == keras.__version__
+
+
+@pytest.mark.unit
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\n"
+        "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 amx_tile amx_bf16 sha_ni\n\n"
+        "processor\t: 1\nmodel name\t: Other\nflags\t\t: fpu\n"
+    )
+    model, flags = harness.cpu_info(cpuinfo)
+    assert model == "Example CPU @ 2.0GHz"
+    assert flags == ["amx_bf16", "amx_tile", "avx", "avx2", "avx512_bf16", "avx512f", "fma"]
+
+
+@pytest.mark.unit
+def test_one_current_result_file_per_benchmark():
+    files = sorted(p.stem for p in harness.RESULTS_DIR.iterdir())
+    assert files == sorted(harness.BENCHMARKS)  # none missing, none without a benchmark
+    for name in files:
+        record = harness.read_result(name)
+        assert sorted(set(record) - {"migrated_from"}) == sorted(harness.RESULT_KEYS), name
+        assert record["benchmark"] == name and record["figures"]
+
+
+@pytest.mark.unit
+def test_no_sys_path_edits_private_imports_or_import_circles():
+    imports = {}
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert "sys.path" not in text, path
+        imports[path.stem] = _benchmark_imports(ast.parse(text))
+    for test in ROOT.glob("tests/*.py"):  # tests that import a benchmark
+        tree = ast.parse(test.read_text())
+        if _benchmark_imports(tree):
+            edits = [
+                node.lineno
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute) and node.attr == "path"
+                and isinstance(node.value, ast.Name) and node.value.id == "sys"
+            ]  # fmt: skip
+            assert not edits, (test, edits)
+    for module, names in imports.items():
+        for other, name in names:
+            assert name is None or not name.startswith("_"), (module, other, name)
+    assert _cycle(imports) is None, _cycle(imports)
+
+
+def _benchmark_imports(tree):
+    """`{(module, name or None)}` imported from the benchmarks package by a module."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 0 and base.split(".")[0] != "benchmarks":
+                continue
+            inner = base.removeprefix("benchmarks").lstrip(".")
+            for alias in node.names:
+                found.add((alias.name, None) if not inner else (inner, alias.name))
+        elif isinstance(node, ast.Import):
+            found |= {
+                (a.name.split(".")[1], None) for a in node.names if a.name.startswith("benchmarks.")
+            }
+    return found
+
+
+def _cycle(imports):
+    """A list of modules that import each other in a circle, or None."""
+    graph = {m: {other for other, _ in names if other in imports} for m, names in imports.items()}
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for other in graph[module]:
+            if state.get(other) == "open":
+                return path + [other]
+            if other not in state and (found := visit(other, path + [other])):
+                return found
+        state[module] = "done"
+        return None
+
+    return next((c for m in graph if m not in state and (c := visit(m, [m]))), None)
+
+
+@pytest.mark.unit
+def test_the_circle_check_finds_a_circle():
+    a = _benchmark_imports(ast.parse("from benchmarks import b\n"))
+    b = _benchmark_imports(ast.parse("from .a import helper\n"))
+    assert a == {("b", None)} and b == {("a", "helper")}
+    assert _cycle({"a": a, "b": b}) in (["a", "b", "a"], ["b", "a", "b"])
+    assert _cycle({"a": a, "b": set()}) is None
+
+
+# ---- the report, the docs hook and the README block ----
+
+
+def _table_rows(markdown, title):
+    """The body rows of the table under `**title**` in rendered markdown, as lists of cells."""
+    lines = markdown.split(f"**{title}**", 1)[1].strip().splitlines()
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _number(cell):
+    return float(cell.replace(",", ""))
+
+
+@pytest.mark.unit
+def test_report_renders_the_numbers_of_the_result_file():
+    record = json.loads((harness.RESULTS_DIR / "train_throughput.json").read_text())
+    figures = record["figures"]
+    rendered = report.render(record)
+    rows = _table_rows(rendered, f"model.fit over {figures['batches']} batches")
+    assert [row[0] for row in rows] == list(figures["implementations"])
+    for name, tokens, speedup, _ in rows:
+        expected = figures["implementations"][name]
+        assert _number(tokens) == pytest.approx(expected["tokens_per_second"], abs=0.006)
+        assert _number(speedup) == pytest.approx(expected["speedup_vs_naive"], abs=0.006)
+    assert record["date"][:10] in rendered and record["commit"]["commit"][:7] in rendered
+    assert "![train_throughput](train-throughput.png)" in rendered
+
+    record = json.loads((harness.RESULTS_DIR / "decode_latency.json").read_text())
+    rows = _table_rows(report.render(record), "Latency and throughput against the matmul floor")
+    applicable = [r for r in record["figures"]["rows"] if r["applicable"]]
+    assert len(rows) == len(applicable)
+    for row, expected in zip(rows, applicable, strict=True):
+        assert row[:3] == [expected["runtime"], expected["mode"], str(expected["batch"])]
+        assert _number(row[3]) == pytest.approx(expected["latency_ms"]["median"], abs=0.006)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", harness.BENCHMARKS)
+def test_every_result_renders_and_has_a_headline(name):
+    record = harness.read_result(name)
+    assert report.render(record).count("\n|---") >= 1
+    assert report.headline(record)
+
+
+@pytest.mark.unit
+def test_headline_block_replaces_only_the_block():
+    block = report.headline_block()
+    assert block.startswith(report.START) and block.rstrip().endswith(report.END)
+    for name in harness.BENCHMARKS:
+        assert f"[{name}](docs/benchmarks.md#{name})" in block
+        assert report.headline(harness.read_result(name)) in block
+    text = f"# Title\n\n{report.START}\nold\n{report.END}\n\nafter\n"
+    assert report.replace_block(text, block) == f"# Title\n\n{block}\nafter\n"
+    with pytest.raises(ValueError, match="headline-figures"):
+        report.replace_block("no block here", block)
+
+
+@pytest.mark.unit
+def test_readme_headline_figures_are_the_generated_block():
+    readme = (ROOT / "README.md").read_text()
+    if report.START not in readme or report.END not in readme:
+        pytest.skip("README.md has no headline-figures block yet")
+    start = readme.index(report.START)
+    end = readme.index(report.END) + len(report.END)
+    assert readme[start:end] + "\n" == report.headline_block(), (
+        "README's headline figures differ from the result files: "
+        "run `python -m benchmarks headline --write README.md`"
+    )
+
+
+@pytest.mark.unit
+def test_docs_page_has_one_marker_and_the_plots_of_each_benchmark():
+    from docs.hooks import benchmarks as hook
+
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert sorted(hook.MARKER.findall(page)) == sorted(harness.BENCHMARKS)
+    for name in harness.BENCHMARKS:
+        assert f"## {name}\n" in page and f"python -m benchmarks {name}" in page
+        for plot in report.plots(name):
+            assert f"]({plot})" in page
+    rendered = hook.render_markers(page)
+    assert "<!-- benchmark:" not in rendered
+    assert rendered.count("*Result `benchmarks/results/") == len(harness.BENCHMARKS)
+    with pytest.raises(FileNotFoundError):
+        hook.render_markers("<!-- benchmark: no_such_benchmark -->\n")
+
+
+@pytest.mark.unit
+def test_headline_order_names_every_benchmark_once():
+    assert sorted(report.HEADLINE_ORDER) == sorted(harness.BENCHMARKS)

@@ -1,18 +1,12 @@
 """Seq2SeqAttention: teacher forcing vs step decoding, save/load, fit, mixed precision, toy task."""
 
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.reverse_by_length import reverse_task  # 20 symbols, ids 4..23
 from seq2seq_attn.model import Seq2SeqAttention
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from reverse_by_length import reverse_task  # noqa: E402  (20 symbols, ids 4..23)
 
 SOURCE = np.array([[4, 5, 6, 7], [8, 9, 0, 0]], "int32")
 TARGET_IN = np.array([[2, 10, 11, 12, 13], [2, 14, 15, 0, 0]], "int32")

@@ -4,11 +4,10 @@ The browser test needs Debian's `chromium` package (/usr/bin/chromium) and the P
 `playwright` package; it never downloads a browser (no `playwright install`).
 """
 
-import importlib.util
+import importlib
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +21,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-LOAD_TEST = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
 
 
 def _load_test_module():
-    spec = importlib.util.spec_from_file_location("load_test", LOAD_TEST)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.load_test")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +60,7 @@ def _post(url, body):
     return httpx.post(url, json=body, timeout=10).json()
 
 
+@pytest.mark.browser
 def test_page_in_headless_chromium(server):
     sync_api = require_browser()
     text = "tuesday 4 june 2001"
@@ -113,6 +109,7 @@ def test_page_in_headless_chromium(server):
     assert not console_errors
 
 
+@pytest.mark.browser
 def test_page_shows_errors(server):
     sync_api = require_browser()
     with sync_api.sync_playwright() as p:
@@ -135,7 +132,7 @@ def test_load_script(server, load_test, tmp_path):
     out = tmp_path / "load.json"
     argv = ["--url", server.url, "--levels", "1,4", "--requests", "12", "--max-words", "8"]
     code = load_test.main([*argv, "--out", str(out)])
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text())["figures"]
     (configuration,) = report["configurations"]
     levels = configuration["levels"]
     assert [level["concurrency"] for level in levels] == [1, 4]
@@ -157,7 +154,7 @@ def test_load_script_starts_its_own_server(tiny_export, load_test, tmp_path):
     argv = ["--export-dir", str(tiny_export[0]), "--levels", "2", "--requests", "4"]
     argv += ["--max-words", "8", "--drain-seconds", "0", "--out", str(out)]
     assert load_test.main(argv) == 0
-    (configuration,) = json.loads(out.read_text())["configurations"]
+    (configuration,) = json.loads(out.read_text())["figures"]["configurations"]
     assert configuration["server_command"][:4] == ["-m", "seq2seq_attn.cli", "serve", argv[1]]
     assert configuration["server_exit_code"] == 0
     assert configuration["warmup"]["ok"] == configuration["warmup"]["requests"]
