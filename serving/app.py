@@ -17,13 +17,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+
+from seq2seq_attn.errors import UserError
 from seq2seq_attn.serving.http_errors import install_error_handlers
 from seq2seq_attn.serving.metrics import MetricsMiddleware, ServerMetrics
 from seq2seq_attn.serving.middleware import JsonBodyMiddleware
 from seq2seq_attn.serving.routes import MODEL_VERSION, STATIC_DIR, router
 from seq2seq_attn.serving.service import Limits, TranslationService
-
-from seq2seq_attn.errors import UserError
 
 DEFAULT_MODEL_NAME = "seq2seq_attn"
 BACKENDS = ("onnx", "tflite")
@@ -105,6 +105,7 @@ def create_app(
     )
     metrics.queue_depth.set_function(service.batcher.depth)
     metrics.worker_healthy.set_function(lambda: 0 if service.health() else 1)
+    service.batcher.on_drop = metrics.dropped_texts.inc
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -128,7 +129,13 @@ def create_app(
     app.state.backend = backend
     install_error_handlers(app)
     app.include_router(router)
+    openapi = app.openapi  # FastAPI's document, then this server's limits written in
+    app.openapi = lambda: service.state_limits(openapi(), model_name, MODEL_VERSION)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(JsonBodyMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(
+        JsonBodyMiddleware,
+        max_bytes=limits.max_body_bytes,
+        on_disconnect=metrics.observe_dropped_request,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -22,6 +22,11 @@ decoding it alone gives (`model.decode` on that text, with its own `max_length`)
   the seed (see `seq2seq_attn.inference.search`), shared by every row: a sampled text's
   tokens depend on its seed and on the text, never on its batch mates.
 
+A text whose request ended first (its client disconnected, or it timed out) is not decoded:
+`discard` cancels its future and takes it off the queue at once, and the worker skips any
+other cancelled text when it gathers a batch. A text already in the batch being decoded
+finishes; its result is dropped.
+
 Floats can differ in the last bits from a single-text run (the padded length and the
 batch size change the summation order inside the runtime); tokens are the same unless two
 logits tie to within float32 rounding.
@@ -142,6 +147,8 @@ class MicroBatcher:
         on_batch: optional `on_batch(size, seconds)` callback after each batch (metrics).
         on_error: optional `on_error(size)` callback after a batch failed (metrics).
         on_restart: optional `on_restart()` callback after the worker loop restarted.
+        on_drop: optional `on_drop(count)` callback when texts whose futures were cancelled
+            leave the queue undecoded (metrics).
     """
 
     def __init__(
@@ -155,6 +162,7 @@ class MicroBatcher:
         on_batch=None,
         on_error=None,
         on_restart=None,
+        on_drop=None,
     ):
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
             raise ValueError(f"`max_batch_size` must be an int, received: {max_batch_size!r}")
@@ -173,6 +181,7 @@ class MicroBatcher:
         self.on_batch = on_batch
         self.on_error = on_error
         self.on_restart = on_restart
+        self.on_drop = on_drop
         self._items = collections.deque()  # waiting texts, oldest first
         self._inflight = []  # the batch the worker holds
         self._cond = threading.Condition()
@@ -256,6 +265,28 @@ class MicroBatcher:
             self._cond.notify()
         return [item.future for item in items]
 
+    def discard(self, futures):
+        """Cancels `futures` (those of one request that ended first) and takes their texts off
+        the queue now, so they neither wait for nor fill a batch; returns how many texts
+        left the queue. A text the worker has started is left to finish."""
+        if not any([future.cancel() for future in futures]):  # a list: cancel every one
+            return 0
+        with self._cond:
+            return self._drop_cancelled()
+
+    def _drop_cancelled(self):
+        """Takes the texts whose futures were cancelled off the queue (the lock held)."""
+        waiting = collections.deque(item for item in self._items if not item.future.cancelled())
+        dropped = len(self._items) - len(waiting)
+        self._items = waiting
+        if dropped:
+            self._count_dropped(dropped)
+        return dropped
+
+    def _count_dropped(self, count):
+        if self.on_drop is not None:
+            self.on_drop(count)
+
     def _supervise(self):
         """The worker thread: runs the loop again after any error outside a batch."""
         while not self._stop.is_set():
@@ -274,6 +305,8 @@ class MicroBatcher:
             try:
                 self._take_batch(batch)
                 live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+                if len(live) < len(batch):  # cancelled while the batch was gathered
+                    self._count_dropped(len(batch) - len(live))
                 if live:
                     self._decode(live)
             except BaseException as error:  # noqa: B036 -- fail the batch, then decide
@@ -286,16 +319,18 @@ class MicroBatcher:
     def _take_batch(self, batch):
         """Moves the oldest text and up to max_batch_size - 1 more with its options into
         `batch`, waiting up to batch_timeout for batch mates; texts with other options
-        keep their place in the queue."""
+        keep their place in the queue; cancelled texts leave it."""
         with self._cond:
             if not self._items:
                 self._cond.wait(0.05)
+            self._drop_cancelled()
             if not self._items or self._stop.is_set():
                 return
             batch.append(self._items.popleft())
             options = batch[0].options
             deadline = time.monotonic() + self.batch_timeout
             while True:
+                self._drop_cancelled()
                 keep = collections.deque()
                 for item in self._items:
                     if len(batch) < self.max_batch_size and item.options == options:

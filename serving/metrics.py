@@ -2,7 +2,7 @@
 
 Each app gets its own `CollectorRegistry`, so several apps (tests) never share counters.
 
-    seq2seq_requests_total{endpoint, method, status}     requests answered
+    seq2seq_requests_total{endpoint, method, status}     requests, by status (499: dropped)
     seq2seq_request_duration_seconds{endpoint}          latency histogram
     seq2seq_errors_total{endpoint, status}              4xx and 5xx answers
     seq2seq_batch_size                                  texts per decoded batch (histogram)
@@ -15,6 +15,15 @@ Each app gets its own `CollectorRegistry`, so several apps (tests) never share c
     seq2seq_rejected_total{reason}                      429/503 answers: overloaded, timeout,
                                                         unavailable
     seq2seq_worker_healthy                              1 while /healthz passes (gauge)
+    seq2seq_dropped_requests_total{reason}              requests not answered because their
+                                                        client disconnected first
+                                                        (reason="client_disconnected")
+    seq2seq_dropped_texts_total                         texts taken off the queue undecoded
+                                                        because their request ended first
+                                                        (client gone, or timed out)
+
+A request whose client disconnected counts in `seq2seq_requests_total` with status 499
+(nginx's "client closed request"), not in `seq2seq_errors_total`: nothing was answered.
 
 `endpoint` is the route template (`/v1/models/{name}:predict`), never the raw path, so the
 number of label values stays bounded; paths that match no route count as `other`.
@@ -33,6 +42,8 @@ from prometheus_client import (
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+CLIENT_DISCONNECTED = "client_disconnected"  # the `reason` of a dropped request
+CLIENT_CLOSED_REQUEST = 499  # the status recorded for it (nginx's): no answer was sent
 
 
 class ServerMetrics:
@@ -87,6 +98,18 @@ class ServerMetrics:
         self.rejected = Counter(
             "seq2seq_rejected", "Requests refused with 429 or 503.", ["reason"], registry=r
         )
+        self.dropped_requests = Counter(
+            "seq2seq_dropped_requests",
+            "Requests not answered because their client disconnected first.",
+            ["reason"],
+            registry=r,
+        )
+        self.dropped_requests.labels(CLIENT_DISCONNECTED)  # shown, at 0, from the start
+        self.dropped_texts = Counter(
+            "seq2seq_dropped_texts",
+            "Texts taken off the queue undecoded because their request ended first.",
+            registry=r,
+        )
         self.worker_healthy = Gauge(
             "seq2seq_worker_healthy", "1 while the decode worker runs and progresses.", registry=r
         )
@@ -99,10 +122,14 @@ class ServerMetrics:
         self.failed_batches.inc()
         self.failed_texts.inc(size)
 
+    def observe_dropped_request(self):
+        """A request whose client disconnected before its answer."""
+        self.dropped_requests.labels(CLIENT_DISCONNECTED).inc()
+
     def observe_request(self, endpoint, method, status, seconds):
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
-        if status >= 400:
+        if status >= 400 and status != CLIENT_CLOSED_REQUEST:  # 499: nothing was answered
             self.errors.labels(endpoint, str(status)).inc()
 
     def render(self):
@@ -130,7 +157,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": CLIENT_CLOSED_REQUEST}  # no answer started: the client went first
 
         async def send_and_record(message):
             if message["type"] == "http.response.start":
@@ -139,6 +166,10 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_record)
+        except BaseException:
+            if status["code"] == CLIENT_CLOSED_REQUEST:
+                status["code"] = 500
+            raise
         finally:
             endpoint = getattr(scope.get("route"), "path", None) or "other"
             seconds = time.perf_counter() - start

@@ -8,12 +8,14 @@ class JsonBodyMiddleware:
 
     Refuses bodies over `max_bytes` (413, before reading more than that) and bodies that are
     not UTF-8 (400), and has FastAPI read every body as JSON whatever the Content-Type says
-    (`curl -d` sends form encoding; TF Serving ignores the header too).
+    (`curl -d` sends form encoding; TF Serving ignores the header too). A client that
+    disconnects before its body is read gets nothing, and `on_disconnect()` is called.
     """
 
-    def __init__(self, app, max_bytes):
+    def __init__(self, app, max_bytes, on_disconnect=None):
         self.app = app
         self.max_bytes = max_bytes
+        self.on_disconnect = on_disconnect
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -31,6 +33,8 @@ class JsonBodyMiddleware:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
                 return
             body += message.get("body", b"")
             more = message.get("more_body", False)

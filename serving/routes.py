@@ -12,14 +12,22 @@ GET  /healthz                     liveness: 503 when the decode worker is dead o
 GET  /readyz                      readiness: also 503 while shutting down
 GET  /metrics                     Prometheus text format
 GET  /                            a web page: translation and attention heatmap
+
+A translation request whose client disconnects is dropped: checked before its texts are
+queued, and watched while they wait (the texts then leave the queue undecoded). Nothing is
+sent; `/metrics` counts it in `seq2seq_dropped_requests_total{reason="client_disconnected"}`.
 """
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
+
+from seq2seq_attn.interface import DecodeOptions
 from seq2seq_attn.serving.http_errors import ApiError
+from seq2seq_attn.serving.metrics import CLIENT_CLOSED_REQUEST
 from seq2seq_attn.serving.schemas import (
     ERROR_RESPONSES,
     HealthResponse,
@@ -30,8 +38,6 @@ from seq2seq_attn.serving.schemas import (
     TranslateResponse,
 )
 from seq2seq_attn.serving.service import TranslationService
-
-from seq2seq_attn.interface import DecodeOptions
 
 MODEL_VERSION = "1"  # the version directory in serving/tfserving/models.config
 STATIC_DIR = Path(__file__).parent / "static"
@@ -66,6 +72,43 @@ def check_model(served, name, version=None):
         )
 
 
+async def _client_gone(request):
+    """Returns once the client of `request` has disconnected (the body is read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_gone(request, service, work):
+    """What the coroutine `work` returns, or None when the client disconnects first.
+
+    Checked before `work` starts, so a gone client's texts never enter the queue, and while
+    it runs: then `work` is cancelled, which takes its waiting texts off the queue
+    (`MicroBatcher.discard`). A dropped request is counted in the metrics.
+    """
+    if await request.is_disconnected():
+        work.close()
+        service.metrics.observe_dropped_request()
+        return None
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait((task,))
+        service.metrics.observe_dropped_request()
+        return None
+    finally:
+        watcher.cancel()
+        task.cancel()  # a no-op once done; else this handler itself was cancelled
+
+
+def _dropped():
+    """The answer to a request whose client has gone: nobody reads it."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 def _predict_texts(body):
     if body.signature_name not in (None, "serving_default"):
         raise ApiError(
@@ -80,8 +123,11 @@ def _predict_texts(body):
     return body.inputs if isinstance(body.inputs, list) else body.inputs.text
 
 
-async def _predict(service, body):
-    _, results = await service.translate(_predict_texts(body))
+async def _predict(request, service, body):
+    answer = await _unless_client_gone(request, service, service.translate(_predict_texts(body)))
+    if answer is None:
+        return _dropped()
+    _, results = answer
     rows = [
         {
             "translation": service.target.decode(r.tokens),
@@ -101,9 +147,11 @@ _PREDICT = dict(
 
 
 @router.post("/v1/models/{name}:predict", summary="TF Serving REST predict", **_PREDICT)
-async def predict_latest(name: str, body: PredictRequest, service: Service, served: ModelName):
+async def predict_latest(
+    name: str, body: PredictRequest, request: Request, service: Service, served: ModelName
+):
     check_model(served, name)
-    return await _predict(service, body)
+    return await _predict(request, service, body)
 
 
 @router.post(
@@ -112,10 +160,15 @@ async def predict_latest(name: str, body: PredictRequest, service: Service, serv
     **_PREDICT,
 )
 async def predict_version(
-    name: str, version: str, body: PredictRequest, service: Service, served: ModelName
+    name: str,
+    version: str,
+    body: PredictRequest,
+    request: Request,
+    service: Service,
+    served: ModelName,
 ):
     check_model(served, name, version)
-    return await _predict(service, body)
+    return await _predict(request, service, body)
 
 
 # The search options a request may set: the `DecodeOptions` fields the request model has.
@@ -128,13 +181,17 @@ _OPTIONS = tuple(k for k in DecodeOptions().search_kwargs() if k in TranslateReq
     response_model_exclude_none=True,
     responses=ERROR_RESPONSES,
 )
-async def translate(body: TranslateRequest, service: Service, served: ModelName):
+async def translate(body: TranslateRequest, request: Request, service: Service, served: ModelName):
     if (body.text is None) == (body.texts is None):
         raise ApiError(422, "invalid_request", 'send exactly one of "text" or "texts"')
     texts = [body.text] if body.text is not None else body.texts
-    options, results = await service.translate(
+    work = service.translate(
         texts, body.beam_width, body.max_length, **{k: getattr(body, k) for k in _OPTIONS}
     )
+    answer = await _unless_client_gone(request, service, work)
+    if answer is None:
+        return _dropped()
+    options, results = answer
     response = {
         "model": served,
         "beam_width": options.beam_width,

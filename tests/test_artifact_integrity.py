@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from seq2seq_attn.serving.app import create_app
 
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.inference.runtime import ArtifactError, LiteRTModel, OnnxModel, sha256_of
+from seq2seq_attn.serving.app import create_app
 
 EDGE_EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "edge_translate.py"
 

@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 import pytest
+
+from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.serving.batching import (
     BatchError,
     MicroBatcher,
@@ -19,8 +21,6 @@ from seq2seq_attn.serving.batching import (
     decode_batch,
     pad,
 )
-
-from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
 
 # Batched and single runs pad differently and use other batch sizes, which changes the float32
@@ -380,3 +380,41 @@ def test_submit_many_is_all_or_nothing():
         assert all(f.result(timeout=10).tokens.tolist() == [END_ID] for f in held)
     finally:
         batcher.stop()
+
+
+def test_discarded_texts_leave_the_queue_at_once_and_are_never_decoded():
+    """A request that ended first (client gone, timeout): its waiting texts neither wait for
+    nor fill a batch, and are counted; a text already being decoded finishes."""
+    gate, dropped, decoded = threading.Event(), [], []
+    batcher, first = _blocked_batcher(gate, max_batch_size=4, on_drop=dropped.append)
+    original = batcher.decode_fn
+    batcher.decode_fn = lambda ids, beam, n: decoded.append(len(ids)) or original(ids, beam, n)
+    try:
+        gone = batcher.submit_many([[2, 5, 3]] * 6, 1, [5] * 6)
+        kept = batcher.submit_many([[2, 6, 3]] * 2, 1, [5] * 2)
+        assert batcher.depth() == 8
+        assert batcher.discard(gone) == 6
+        assert batcher.depth() == 2 and dropped == [6]
+        assert batcher.discard([first]) == 0  # being decoded: not cancelled, left to finish
+        assert batcher.discard(kept[:0]) == 0
+        gate.set()
+        assert [f.result(timeout=10).tokens.tolist() for f in kept] == [[END_ID]] * 2
+        assert first.result(timeout=10).tokens.tolist() == [END_ID]
+    finally:
+        batcher.stop()
+    assert all(f.cancelled() for f in gone)
+    assert decoded == [2]  # the kept texts in one batch; the first was decoded before the swap
+
+
+def test_texts_cancelled_without_discard_are_skipped_and_counted():
+    gate, dropped = threading.Event(), []
+    batcher, first = _blocked_batcher(gate, max_batch_size=2, on_drop=dropped.append)
+    try:
+        futures = batcher.submit_many([[2, 5, 3]] * 3, 1, [5] * 3)
+        futures[0].cancel()
+        futures[1].cancel()
+        gate.set()
+        assert futures[2].result(timeout=10).tokens.tolist() == [END_ID]
+    finally:
+        batcher.stop()
+    assert sum(dropped) == 2 and batcher.depth() == 0
