@@ -35,6 +35,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from seq2seq_attn import _compat
 from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import UserError
 
@@ -281,7 +282,7 @@ def forget_creation_strategy(model):
     strategy it was created under (the private `_distribute_strategy`) and `fit` takes it
     from the scope it runs in, skipping the peek.
     """
-    model._distribute_strategy = None  # already None for the default strategy
+    _compat.forget_distribute_strategy(model)  # already None for the default strategy
 
 
 def use_first_replica_logs(model, strategy):
@@ -356,7 +357,7 @@ class CrossReplicaAdam(keras.optimizers.Adam):
             summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
             first = tf.equal(context.replica_id_in_sync_group, 0)
             grads = list(grads)
-            for i, g in zip(present, self._clip_gradients(summed), strict=True):
+            for i, g in zip(present, _compat.clip_gradients(self, summed), strict=True):
                 grads[i] = _times(g, tf.cast(first, g.dtype))
         return super().apply(grads, trainable_variables)
 

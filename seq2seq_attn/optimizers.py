@@ -10,6 +10,8 @@ TensorFlow's `ResourceApplyAdam` does the same arithmetic in one pass per variab
 import keras
 import tensorflow as tf
 
+from seq2seq_attn import _compat
+
 
 @keras.saving.register_keras_serializable(package="seq2seq_attn")
 class FusedAdam(keras.optimizers.Adam):
@@ -36,13 +38,13 @@ class FusedAdam(keras.optimizers.Adam):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
-        index = self._get_variable_index(variable)
+        momentum, velocity = _compat.adam_slots(self, variable)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
-            m=self._momentums[index].value.handle,
-            v=self._velocities[index].value.handle,
+            m=momentum.value.handle,
+            v=velocity.value.handle,
             beta1_power=tf.pow(beta_1, step),
             beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype),
