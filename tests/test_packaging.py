@@ -1,5 +1,6 @@
 """The install surface: the serve extra pulls no TensorFlow; the wheel, built and installed
-outside the checkout, holds one top-level package with everything the commands need."""
+outside the checkout, holds one top-level package with everything the commands need, and
+nothing else (no tools, tests, benchmarks or caches)."""
 
 import json
 import os
@@ -45,7 +46,7 @@ def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     # a copy without build outputs: setuptools would pack stale files from an old build/
     source = tmp_path_factory.mktemp("source") / "seq2seq-attn"
-    skip = shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info", "__pycache__")
+    skip = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__")
     shutil.copytree(ROOT, source, ignore=skip)
     command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*command, str(source), "-w", str(out)], check=True, timeout=600)
@@ -53,21 +54,50 @@ def wheel(tmp_path_factory):
     return path
 
 
-def test_wheel_installs_one_top_level_name_with_its_data(wheel):
+def package_folders():
+    """`{installed path: checkout folder}`: seq2seq_attn and the folders pyproject.toml maps."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = {
+        name.replace(".", "/"): ROOT / folder for name, folder in setuptools["package-dir"].items()
+    }
+    return {"seq2seq_attn": ROOT / "seq2seq_attn", **mapped}
+
+
+def checkout_files():
+    """Every file of the package's folders in the checkout (as the wheel fixture copies them:
+    no hidden files, no __pycache__), at its installed path."""
+    files = set()
+    for installed, folder in package_folders().items():
+        for path in folder.rglob("*"):
+            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+            if path.is_file() and "__pycache__" not in path.parts and not hidden:
+                files.add(f"{installed}/{path.relative_to(folder).as_posix()}")
+    return files
+
+
+def test_wheel_holds_the_package_folders_and_nothing_else(wheel):
     names = zipfile.ZipFile(wheel).namelist()
+    dist_info = wheel.name.split("-py")[0] + ".dist-info"
     top = {name.split("/")[0] for name in names}
-    assert top == {"seq2seq_attn", wheel.name.split("-py")[0] + ".dist-info"}, top
+    assert top == {"seq2seq_attn", dist_info}, top
+    shipped = {name for name in names if not name.startswith(dist_info)}
+    expected = checkout_files()
+    assert not expected - shipped, f"missing from the wheel: {sorted(expected - shipped)}"
+    assert not shipped - expected, f"not in the checkout's package: {sorted(shipped - expected)}"
     for needed in (
         "seq2seq_attn/corpus/bible-en-es.tsv.gz",
+        "seq2seq_attn/corpus/README.md",
         "seq2seq_attn/configs/bible.yaml",
         "seq2seq_attn/pretrained/bible-en-es/model.keras",
+        "seq2seq_attn/pretrained/bible-en-es/tokenizer/tokenizer.json",
         "seq2seq_attn/serving/static/index.html",
         "seq2seq_attn/serving/app.py",
         "seq2seq_attn/export/main.py",
         "seq2seq_attn/inference/runtime.py",
-        "seq2seq_attn/pretrained/bible-en-es/tokenizer/tokenizer.json",
     ):
-        assert needed in names, needed
+        assert needed in shipped, needed
+    unwanted = ("tools/", "tests/", "benchmarks/", "build_bible", "__pycache__", ".pyc", "conftest")
+    assert not [name for name in names if any(part in name for part in unwanted)], names
     assert not [n for n in names if "wordpiece" in n], "a stale module from an old build"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
