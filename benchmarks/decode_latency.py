@@ -56,12 +56,13 @@ os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(THREADS
 import numpy as np  # noqa: E402
 
 from benchmarks import common, runtimes  # noqa: E402
-from benchmarks.harness import clock, plot_path  # noqa: E402
+from benchmarks.harness import clock, fill_defaults, plot_path  # noqa: E402
 
 PLOT = "decode-latency.png"
 SOURCE_LENGTH = 30  # tokens, [START] and [END] included
 LENGTH_RANGE = (20, 30)  # of the batch-32 sentences
 MAX_LENGTH = 2 * SOURCE_LENGTH + 10
+SMALL = {"repeats": 1, "repeats32": 1, "sentences": 1}  # --small
 BEAM_WIDTH = 4
 RUNTIMES = (
     "keras_eager",
@@ -412,13 +413,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    small = args.small
-    pick = lambda value, full: value if value is not None else (1 if small else full)  # noqa: E731
+    fill_defaults(args, {"repeats": 2, "repeats32": 3, "sentences": 5}, SMALL)
     print(HEADER, flush=True)
-    result = measure(
-        args.runtimes, pick(args.repeats, 2), pick(args.repeats32, 3), pick(args.sentences, 5),
-        small,
-    )  # fmt: skip
+    result = measure(args.runtimes, args.repeats, args.repeats32, args.sentences, args.small)
     print("float32 runtimes vs Keras eager tokens:", result["float32_tokens_equal_to_keras"])
     if not args.no_plot:
         path = plot_path(args, PLOT)

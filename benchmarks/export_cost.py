@@ -60,11 +60,11 @@ def stage_times(run_dir, out_dir, samples):
     """Times every stage of an export (the steps of `export_run`, called one by one)."""
     import absl.logging
     import tensorflow as tf
+
     from seq2seq_attn.export import convert
     from seq2seq_attn.export.main import _held_out, write_manifest
     from seq2seq_attn.export.signatures import ExportModule
     from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
-
     from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 

@@ -162,6 +162,14 @@ def plot_path(args, file_name):
     return folder / file_name
 
 
+def fill_defaults(args, full, small):
+    """Sets each option of `full` that the user left at None to its full-size value, or to
+    its value in `small` for a `--small` run (an option missing from `small` keeps `full`)."""
+    for key, value in full.items():
+        if getattr(args, key) is None:
+            setattr(args, key, small.get(key, value) if args.small else value)
+
+
 def work_dir(small, name):
     """`runs/NAME` for a full run, `runs/benchmarks/NAME` for a small one."""
     return (SMALL_DIR if small else ROOT / "runs") / name

@@ -499,9 +499,7 @@ def main(argv=None):
 def _defaults(args):
     """Fills the options left out: the full-size defaults, or the small ones."""
     full = {"levels": list(DEFAULT_LEVELS), "requests": 200, "max_words": 60}
-    for key, value in (SMALL if args.small else full).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    harness.fill_defaults(args, full, SMALL)
     if args.matrix and args.url:
         raise SystemExit("--matrix starts its own servers: use it with --export-dir, not --url")
     if args.url and (args.quantized or args.backend != "onnx"):

@@ -75,7 +75,6 @@ def profile(run_dir, export_dir, samples, patch=setattr):
     """Parity of `export_dir` against `run_dir`'s model, timed: (seconds by part, report)."""
     from seq2seq_attn.export import main as export_main
     from seq2seq_attn.export import validate
-
     from seq2seq_attn.translator import Translator
 
     translator = Translator.load(run_dir)

@@ -14,7 +14,7 @@ Writes benchmarks/results/reverse_by_length.json and docs/reverse-by-length.png.
 
 import numpy as np
 
-from benchmarks.harness import plot_path
+from benchmarks.harness import fill_defaults, plot_path
 
 SYMBOLS = 20  # ids 4 .. 23; 0 padding, 2 [START], 3 [END]
 
@@ -89,10 +89,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    sizes = (500, 200, 1, 10) if args.small else (8000, 1500, 6, 30)
-    for key, value in zip(("train", "test", "epochs", "max_length"), sizes, strict=True):
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    full = {"train": 8000, "test": 1500, "epochs": 6, "max_length": 30}
+    fill_defaults(args, full, {"train": 500, "test": 200, "epochs": 1, "max_length": 10})
     rng = np.random.default_rng(args.seed)
     train = reverse_task(args.train, rng, 4, args.max_length)
     test = reverse_task(args.test, rng, 4, args.max_length)

@@ -38,9 +38,8 @@ ALIASES = {"litert_host": "litert_fp32"}  # tutorial_size's name
 
 def step_model(name, export_dir, threads=None):
     """The onnxruntime or LiteRT model of an `onnx_*` / `litert_*` runtime."""
-    from seq2seq_attn.serving.app import load_model
-
     from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
+    from seq2seq_attn.serving.app import load_model
 
     export_dir = Path(export_dir)
     if name == "onnx_host_ort_threads":

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common, runtimes
-from benchmarks.harness import ROOT, clock, work_dir
+from benchmarks.harness import ROOT, clock, fill_defaults, work_dir
 
 RUN_DIR = ROOT / "runs" / "tutorial-model"
 EXPORT_DIR = ROOT / "runs" / "tutorial-export"
@@ -283,18 +283,12 @@ def add_arguments(parser):
     )
 
 
-def _defaults(args):
-    full = {"sentences": 50, "repeats": 3, "train_steps": TRAIN_STEPS, "samples": 200}
-    for key, value in full.items():
-        if getattr(args, key) is None:
-            setattr(args, key, SMALL[key] if args.small else value)
-
-
 def run(args):
     from seq2seq_attn.tokenizer import TokenizerPair
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _defaults(args)
+    full = {"sentences": 50, "repeats": 3, "train_steps": TRAIN_STEPS, "samples": 200}
+    fill_defaults(args, full, SMALL)
     run_path, export_dir, _, tutorial_dir = paths(args.small)
     run_dir = tutorial_run(run_path, args.train_steps, args.small)
     result = {"size": SMALL_SIZE if args.small else SIZE}
