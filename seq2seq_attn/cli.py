@@ -77,16 +77,12 @@ def _decode_options(args):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.sample is not None:
-        try:
-            options.update(parse_sample(args.sample))
-        except ValueError as err:
-            raise UserError(str(err)) from None
+        options.update(parse_sample(args.sample))
     if args.temperature is not None:
         options["temperature"] = args.temperature
-    try:  # checked before TensorFlow loads: a bad value costs nothing and prints one line
-        DecodeOptions(**options).check()
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    # Checked before TensorFlow loads: a bad value costs nothing. BadOption is a UserError,
+    # so `main` prints its message as one line and exits 2.
+    DecodeOptions(**options).check()
     return options
 
 
@@ -269,7 +265,7 @@ def build_parser():
     p.add_argument("--run-dir", default=None, help="run directory (default: pretrained en-es)")
     p.add_argument("--input", help="read lines from this file instead of stdin")
     p.add_argument("--output", help="write here instead of stdout (only once all is done)")
-    p.add_argument("--beam", type=_positive_int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
     p.add_argument(
         "--n-best",
         type=int,

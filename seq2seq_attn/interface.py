@@ -1,10 +1,11 @@
-"""What every decoding path shares, TensorFlow-free: the search options and their checks,
-the maximum length rule, the result shape, cutting after [END], and the names of the
-exported graphs' state tensors.
+"""What every decoding path shares, TensorFlow-free: the search options, their one check and
+its bounds, the maximum length rule, the result shape, cutting after [END], and the names of
+the exported graphs' state tensors.
 
-The Keras translator, the host-side runtimes, the parity harness and the server all take
-`DecodeOptions`, return `Translation` and use these helpers, so a default or a rule lives
-in one place.
+The Keras translator, the host-side runtimes, the parity harness, the CLI and the server all
+take `DecodeOptions`, check it with `DecodeOptions.check` (a bad value raises `BadOption`,
+whose message each channel shows as is), return `Translation` and use these helpers, so a
+default, a bound or a rule lives in one place.
 
 Example:
     >>> import numpy as np
@@ -12,12 +13,17 @@ Example:
     [5, 7, 3]
     >>> max_length_for(12)
     34
-    >>> max_length_for(12, ratio=1.5, offset=2)
+    >>> max_length_for(12, DecodeOptions(max_length_ratio=1.5, max_length_offset=2))
     20
     >>> DecodeOptions(beam_width=4, n_best=2, no_repeat_ngram=3).check().n_best
     2
     >>> DecodeOptions(**parse_sample("top-p=0.9"), seed=1).check().sampling
     True
+    >>> try:
+    ...     DecodeOptions(beam_width=9).check(max_beam_width=8)
+    ... except BadOption as error:
+    ...     print(error)
+    `beam_width` must be an integer from 1 to 8, received: beam_width=9
     >>> state_names(["memory", "state_10", "state_2", "new_state_0"])
     ['state_2', 'state_10']
 """
@@ -25,46 +31,111 @@ Example:
 import dataclasses
 import math
 import secrets
+import sys
+import warnings
 
 import numpy as np
 
+from seq2seq_attn.errors import UserError
+
 PAD_ID = 0
-MAX_LENGTH_RATIO = 2  # default max target length = ratio * source length + offset
-MAX_LENGTH_OFFSET = 10
 STATE_PREFIX = "state_"  # decoder state tensors: state_0, state_1, ...; outputs new_state_i
+NEG_INF = -1e9  # the log-prob (and logit) of a banned token, in both searches
 
-
+# Defaults: the most target tokens are floor(ratio * source tokens + offset).
+DEFAULT_MAX_LENGTH_RATIO = 2
+MAX_LENGTH_OFFSET = 10
+# Bounds `DecodeOptions.check` enforces (the server's OpenAPI schema states the same ones):
+# no overflowing length, no infinite or vanishing logits, seeds that fit an int64.
+MAX_LENGTH_RATIO_LIMIT = 100
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100
 MAX_SEED = 2**63 - 1  # seeds travel as int64 in the graph
 
+_RENAMED = {"MAX_LENGTH_RATIO": "DEFAULT_MAX_LENGTH_RATIO"}  # old name -> new, for one release
 
-def max_length_for(source_length, ratio=MAX_LENGTH_RATIO, offset=MAX_LENGTH_OFFSET):
-    """The most target tokens for a source of `source_length` tokens (a Python int):
-    floor(ratio * source_length + offset), in float64 unless `ratio` is a whole number
-    (then in exact integer arithmetic, as the graph does)."""
+
+def __getattr__(name):
+    if name in _RENAMED:
+        message = f"seq2seq_attn.interface.{name} is deprecated; use {_RENAMED[name]}"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class BadOption(UserError, ValueError):
+    """A decoding option out of its range, or at odds with another option.
+
+    The message names the option, the value received and what is allowed; the CLI (exit 2),
+    the library and the server (422 `bad_option`) show it as is.
+
+    Attributes:
+        option: the option's name, a `DecodeOptions` field or `max_length`.
+        value: the value received.
+        allowed: what the option accepts, in words.
+        conflict: True when the value is in its own range but at odds with another option
+            (`n_best` above the beam width, a beam width above 1 with sampling, ...).
+    """
+
+    def __init__(self, option, value, allowed, conflict=False):
+        super().__init__(f"`{option}` must be {allowed}, received: {option}={value!r}")
+        self.option, self.value, self.allowed, self.conflict = option, value, allowed, conflict
+
+    def __reduce__(self):  # picklable, like other exceptions
+        return type(self), (self.option, self.value, self.allowed, self.conflict)
+
+
+def max_length_for(source_length, options=None, offset=None, *, ratio=None):
+    """The most target tokens for a source of `source_length` tokens: floor(ratio *
+    source_length + offset) with the ratio and offset of `options` (a `DecodeOptions`; None
+    for the defaults, 2 and 10). In float64 unless the ratio is a whole number, then in
+    exact integer arithmetic as the graph does (`source_length` may then be a tensor).
+
+    The 0.1 form `max_length_for(n, ratio, offset)` still works, with a DeprecationWarning.
+    """
+    if not isinstance(options, DecodeOptions | None) or ratio is not None or offset is not None:
+        options = _old_length_rule(options if ratio is None else ratio, offset)
+    options = options or DecodeOptions()
+    ratio, offset = options.max_length_ratio, options.max_length_offset
     if float(ratio).is_integer():
-        return int(ratio) * int(source_length) + int(offset)
+        if isinstance(source_length, int | np.integer):
+            source_length = int(source_length)
+        return int(ratio) * source_length + int(offset)
     return int(math.floor(float(ratio) * source_length + offset))
+
+
+def _old_length_rule(ratio, offset):
+    message = "max_length_for(n, ratio, offset) is deprecated; pass a DecodeOptions"
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    return DecodeOptions(
+        max_length_ratio=DEFAULT_MAX_LENGTH_RATIO if ratio is None else ratio,
+        max_length_offset=MAX_LENGTH_OFFSET if offset is None else offset,
+    )
+
+
+def check_max_length(max_length, least=0, most=None):
+    """`max_length` if it is None or an integer from `least` to `most` (None: no most), else
+    `BadOption`."""
+    if max_length is None or _is_int(max_length) and least <= max_length <= (most or math.inf):
+        return max_length
+    allowed = f"an integer >= {least}" if most is None else f"an integer from {least} to {most}"
+    raise BadOption("max_length", max_length, allowed + " or None")
 
 
 def _is_int(value):
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
-def _is_number(value):
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
-def _bad(name, value, rule):
-    return ValueError(f"`{name}` must be {rule}, received: {name}={value!r}")
+def _between(value, low, high):
+    """A number (not a bool) in [low, high]; NaN is not."""
+    number = isinstance(value, int | float | np.integer | np.floating)
+    return number and not isinstance(value, bool | np.bool_) and low <= value <= high
 
 
 def parse_sample(spec):
     """`"top-k=K"` or `"top-p=P"` (the CLI's `--sample`) as `{"top_k": K}` or `{"top_p": P}`.
 
     Raises:
-        ValueError: anything else, naming the text received.
+        BadOption: anything else, naming the text received.
     """
     name, sep, value = str(spec).strip().partition("=")
     key = {"top-k": "top_k", "top_k": "top_k", "top-p": "top_p", "top_p": "top_p"}.get(
@@ -75,10 +146,8 @@ def parse_sample(spec):
             raise ValueError
         number = int(value) if key == "top_k" else float(value)
     except ValueError:
-        raise ValueError(
-            f"`sample` must be top-k=K (an integer >= 1) or top-p=P (0 < P <= 1), "
-            f"received: sample={spec!r}"
-        ) from None
+        allowed = "top-k=K (an integer >= 1) or top-p=P (0 < P <= 1)"
+        raise BadOption("sample", spec, allowed) from None
     return {key: number}
 
 
@@ -90,21 +159,24 @@ class DecodeOptions:
         beam_width: 1 is greedy (or sampling); above, beam search.
         n_best: hypotheses returned per input, best first, at most `beam_width`.
         max_length_ratio, max_length_offset: the most target tokens are
-            floor(ratio * source tokens + offset) unless a `max_length` is given.
+            floor(ratio * source tokens + offset) unless a `max_length` is given; the ratio
+            is from 0 to `MAX_LENGTH_RATIO_LIMIT` (100).
         no_repeat_ngram: N >= 1 bans any token that would repeat an n-gram of size N
             of the hypothesis (fairseq's `--no-repeat-ngram-size`); None is off.
         top_k: sample among the K most likely tokens (beam width 1 only).
         top_p: sample among the smallest set of tokens with probability mass >= P (nucleus
             sampling, beam width 1 only). At most one of `top_k` and `top_p`.
-        temperature: sampling divides the logits by it; 1 unless sampling.
-        seed: int >= 0, sampling with a seed is reproducible; None draws a fresh one.
+        temperature: sampling divides the logits by it (`MIN_TEMPERATURE` 0.01 to
+            `MAX_TEMPERATURE` 100); 1 unless sampling.
+        seed: int from 0 to `MAX_SEED`, sampling with a seed is reproducible; None draws a
+            fresh one.
         length_penalty: GNMT alpha >= 0.
         coverage_penalty: GNMT beta >= 0.
     """
 
     beam_width: int = 1
     n_best: int = 1
-    max_length_ratio: float = MAX_LENGTH_RATIO
+    max_length_ratio: float = DEFAULT_MAX_LENGTH_RATIO
     max_length_offset: int = MAX_LENGTH_OFFSET
     no_repeat_ngram: int | None = None
     top_k: int | None = None
@@ -126,8 +198,8 @@ class DecodeOptions:
         return dataclasses.replace(self, seed=secrets.randbits(63))
 
     def max_length(self, source_length):
-        """`max_length_for(source_length)` with these options' ratio and offset."""
-        return max_length_for(source_length, self.max_length_ratio, self.max_length_offset)
+        """`max_length_for(source_length, self)`."""
+        return max_length_for(source_length, self)
 
     def search_kwargs(self):
         """The keyword arguments of the searches (`seq2seq_attn.search`,
@@ -136,48 +208,59 @@ class DecodeOptions:
         del fields["beam_width"]
         return fields
 
-    def check(self):
-        """Returns self, or raises ValueError naming the first bad value."""
-        self._check_search()
-        self._check_sampling()
+    def check(self, max_beam_width=None):
+        """Returns self, or raises `BadOption` for the first bad value: the one check of
+        decoding options, which the CLI, the library, the server and the export's parity
+        harness all call.
+
+        Args:
+            max_beam_width: the widest beam the caller can decode (the target vocabulary
+                size, a server's limit); None for no limit.
+        """
+        widest = math.inf if max_beam_width is None else max_beam_width
+        beams = "an integer >= 1" if max_beam_width is None else f"an integer from 1 to {widest}"
+        for name, ok, allowed, other in _RULES:
+            if not ok(self, widest):
+                raise BadOption(
+                    name, getattr(self, name), allowed.format(o=self, beams=beams), other
+                )
         return self
 
-    def _check_search(self):
-        if not _is_int(self.beam_width) or self.beam_width < 1:
-            raise _bad("beam_width", self.beam_width, "an integer >= 1")
-        if not _is_int(self.n_best) or not 1 <= self.n_best <= self.beam_width:
-            rule = f"an integer from 1 to the beam width ({self.beam_width})"
-            raise _bad("n_best", self.n_best, rule)
-        ratio, offset = self.max_length_ratio, self.max_length_offset
-        if not _is_number(ratio) or not 0 <= ratio < math.inf:
-            raise _bad("max_length_ratio", ratio, "a finite number >= 0")
-        if not _is_int(offset) or offset < 0:
-            raise _bad("max_length_offset", offset, "an integer >= 0")
-        if self.no_repeat_ngram is not None and (
-            not _is_int(self.no_repeat_ngram) or self.no_repeat_ngram < 1
-        ):
-            raise _bad("no_repeat_ngram", self.no_repeat_ngram, "an integer >= 1 or None")
-        for name in ("length_penalty", "coverage_penalty"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < math.inf:
-                raise _bad(name, value, "a finite number >= 0")
 
-    def _check_sampling(self):
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
-            raise _bad("top_k", self.top_k, "an integer >= 1 or None")
-        if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
-            raise _bad("top_p", self.top_p, "in (0, 1] or None")
-        if self.top_k is not None and self.top_p is not None:
-            raise _bad("top_p", self.top_p, "None when top_k is given (one of the two)")
-        temperature = self.temperature
-        if not _is_number(temperature) or not 0 < temperature < math.inf:
-            raise _bad("temperature", temperature, "a finite number > 0")
-        if temperature != 1 and not self.sampling:
-            raise _bad("temperature", temperature, "1 unless sampling (top_k or top_p)")
-        if self.sampling and self.beam_width != 1:
-            raise _bad("beam_width", self.beam_width, "1 when sampling (top_k or top_p)")
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise _bad("seed", self.seed, f"an integer from 0 to {MAX_SEED} or None")
+# What `DecodeOptions.check` tries, in order: (option, test of the options `o` and the widest
+# beam `w`, what is allowed (formatted with `o` and `beams`), whether it is a conflict).
+# fmt: off
+_RULES = (
+    ("beam_width", lambda o, w: _is_int(o.beam_width) and 1 <= o.beam_width <= w,
+     "{beams}", False),
+    ("n_best", lambda o, w: _is_int(o.n_best) and 1 <= o.n_best <= o.beam_width,
+     "an integer from 1 to the beam width ({o.beam_width})", True),
+    ("max_length_ratio", lambda o, w: _between(o.max_length_ratio, 0, MAX_LENGTH_RATIO_LIMIT),
+     f"a number from 0 to {MAX_LENGTH_RATIO_LIMIT}", False),
+    ("max_length_offset", lambda o, w: _is_int(o.max_length_offset) and o.max_length_offset >= 0,
+     "an integer >= 0", False),
+    ("no_repeat_ngram", lambda o, w: o.no_repeat_ngram is None or _is_int(o.no_repeat_ngram)
+     and o.no_repeat_ngram >= 1, "an integer >= 1 or None", False),
+    ("length_penalty", lambda o, w: _between(o.length_penalty, 0, sys.float_info.max),
+     "a finite number >= 0", False),
+    ("coverage_penalty", lambda o, w: _between(o.coverage_penalty, 0, sys.float_info.max),
+     "a finite number >= 0", False),
+    ("top_k", lambda o, w: o.top_k is None or _is_int(o.top_k) and o.top_k >= 1,
+     "an integer >= 1 or None", False),
+    ("top_p", lambda o, w: o.top_p is None or _between(o.top_p, 0, 1) and o.top_p > 0,
+     "in (0, 1] or None", False),
+    ("top_p", lambda o, w: o.top_k is None or o.top_p is None,
+     "None when top_k is given (one of the two)", True),
+    ("temperature", lambda o, w: _between(o.temperature, MIN_TEMPERATURE, MAX_TEMPERATURE),
+     f"a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}", False),
+    ("temperature", lambda o, w: o.sampling or o.temperature == 1,
+     "1 unless sampling (top_k or top_p)", True),
+    ("beam_width", lambda o, w: not o.sampling or o.beam_width == 1,
+     "1 when sampling (top_k or top_p)", True),
+    ("seed", lambda o, w: o.seed is None or _is_int(o.seed) and 0 <= o.seed <= MAX_SEED,
+     f"an integer from 0 to {MAX_SEED} or None", False),
+)
+# fmt: on
 
 
 def trim_after_end(tokens, end_id):

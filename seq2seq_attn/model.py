@@ -7,7 +7,7 @@ from seq2seq_attn.attention import BahdanauAttention, LuongAttention
 from seq2seq_attn.decoder import AttentionDecoderCell
 from seq2seq_attn.encoder import Encoder
 from seq2seq_attn.losses import MaskedAccuracy, MaskedCrossEntropy
-from seq2seq_attn.search import beam_search, greedy_search
+from seq2seq_attn.search import beam_search, checked_options, greedy_search
 from seq2seq_attn.validation import check_positive_int
 
 # The entry points users trace (`tf.function(model.generate)`, an export of their own) run
@@ -236,20 +236,15 @@ class Seq2SeqAttention(keras.Model):
             source_length)` (K = 1 unless asked); for beam search also
             `beam_tokens` and `beam_scores`, all hypotheses best first.
         """
-        check_positive_int("beam_width", beam_width)
-        if beam_width > self.target_vocab_size:
-            raise ValueError(
-                f"`beam_width` must not exceed the target vocabulary size "
-                f"({self.target_vocab_size}), received: beam_width={beam_width}"
-            )
-        for name, value in [
-            ("length_penalty", length_penalty),
-            ("coverage_penalty", coverage_penalty),
-        ]:
-            if not isinstance(value, tf.Tensor) and value < 0:
-                raise ValueError(f"`{name}` must be >= 0, received: {name}={value!r}")
         if num_return_sequences is not None:
             options["n_best"] = num_return_sequences
+        checked_options(  # `DecodeOptions.check`: BadOption (a ValueError) for a bad value
+            beam_width,
+            self.target_vocab_size,
+            length_penalty=length_penalty,
+            coverage_penalty=coverage_penalty,
+            **options,
+        )
         memory, keys, mask, states = self.encode(source_ids)
         common = dict(
             start_id=self.start_id,

@@ -39,9 +39,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from seq2seq_attn.interface import DecodeOptions
-
-NEG_INF = -1e9
+from seq2seq_attn.interface import NEG_INF, DecodeOptions, check_max_length, max_length_for
 
 
 class _GreedyState(NamedTuple):
@@ -97,24 +95,32 @@ def final_score(log_probs, lengths, coverage, finished, mask, length_penalty, co
 
 
 def _max_length(memory, max_length, options):
-    """`max_length` as an int32 scalar, or floor(ratio * padded source length + offset)."""
+    """`max_length` as an int32 scalar, or `max_length_for` the padded source length."""
     if max_length is not None:
+        if not isinstance(max_length, tf.Tensor):
+            check_max_length(max_length)
         return tf.convert_to_tensor(max_length, tf.int32)
     ratio, offset = options.max_length_ratio, options.max_length_offset
     source_len = tf.shape(memory)[1]
     if float(ratio).is_integer():  # the exported graphs: int32 ops only
-        return int(ratio) * source_len + int(offset)
+        return max_length_for(source_len, options)
     scaled = float(ratio) * tf.cast(source_len, tf.float64) + float(offset)
     return tf.cast(tf.floor(scaled), tf.int32)
 
 
-def _check_options(beam_width=1, **options):
-    """The checked `DecodeOptions`; a tensor seed is checked by the caller."""
+def checked_options(beam_width=1, max_beam_width=None, **options):
+    """`DecodeOptions.check` (BadOption for a bad value) of the Python values among
+    `options`, and the seed, which may be an int64 scalar tensor (a tensor seed or penalty
+    is the graph caller's to check).
+
+    Returns:
+        (DecodeOptions, seed): tensor values left at their defaults in the options.
+    """
     seed = options.pop("seed", None)
-    opts = DecodeOptions(beam_width=beam_width, **options)
+    static = {k: v for k, v in options.items() if not isinstance(v, tf.Tensor)}
     if not isinstance(seed, tf.Tensor):
-        opts = DecodeOptions(beam_width=beam_width, seed=seed, **options)
-    return opts.check(), seed
+        static["seed"] = seed
+    return DecodeOptions(beam_width=beam_width, **static).check(max_beam_width), seed
 
 
 def banned_ngram_mask(tokens, length, n, vocab):
@@ -238,7 +244,9 @@ def greedy_search(
         one-best list: `nbest_tokens` `(batch_size, 1, length)`, `nbest_scores`
         `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`.
     """
-    options, seed = _check_options(**options)
+    options, seed = checked_options(
+        length_penalty=length_penalty, coverage_penalty=coverage_penalty, **options
+    )
     seed = _fresh_seed(seed) if options.sampling else None
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
     max_length = _max_length(memory, max_length, options)
@@ -379,7 +387,9 @@ def beam_search(
         attention: `nbest_tokens` `(batch_size, n_best, length)`, `nbest_scores`,
         `nbest_attention` `(batch_size, n_best, length, source_length)`.
     """
-    options, _ = _check_options(beam_width, **options)
+    options, _ = checked_options(
+        beam_width, length_penalty=length_penalty, coverage_penalty=coverage_penalty, **options
+    )
     k = beam_width
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
     max_length = _max_length(memory, max_length, options)

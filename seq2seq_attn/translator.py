@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
 from seq2seq_attn.errors import UserError
-from seq2seq_attn.interface import DecodeOptions, Translation
+from seq2seq_attn.interface import DecodeOptions, Translation, check_max_length
 from seq2seq_attn.tokenizer import TokenizerPair
 
 MODEL_FILE = "model.keras"
@@ -89,20 +89,10 @@ class Translator:
         return self._generators[key]
 
     def options(self, beam_width=1, length_penalty=0.0, **options):
-        """The checked `DecodeOptions`; UserError naming a bad value (the CLI's one line)."""
-        try:
-            options = DecodeOptions(
-                beam_width=beam_width, length_penalty=length_penalty, **options
-            ).check()
-        except ValueError as err:
-            raise UserError(str(err)) from None
-        vocab = self.model.target_vocab_size
-        if options.beam_width > vocab:
-            raise UserError(
-                f"`beam_width` must not exceed the target vocabulary size ({vocab}), "
-                f"received: beam_width={options.beam_width}"
-            )
-        return options.with_seed()
+        """The checked `DecodeOptions`, the beam at most the target vocabulary size, with a
+        seed when sampling; `BadOption` (a UserError: the CLI's one line) naming a bad value."""
+        options = DecodeOptions(beam_width=beam_width, length_penalty=length_penalty, **options)
+        return options.check(max_beam_width=self.model.target_vocab_size).with_seed()
 
     def translate(
         self, texts, beam_width=1, max_length=None, length_penalty=0.0, batch_size=64, **options
@@ -122,11 +112,12 @@ class Translator:
                 A sampled text's output depends on the seed and the text only.
 
         Raises:
-            UserError: a bad option value, in one line.
+            BadOption: a bad option value, in one line (a UserError and a ValueError).
         """
         if isinstance(texts, str):
             texts = [texts]
         opts = self.options(beam_width, length_penalty, **options)
+        check_max_length(max_length)
         n_best = opts.n_best if "n_best" in options else None
         results = []
         for start in range(0, len(texts), batch_size):

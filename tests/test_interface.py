@@ -5,10 +5,17 @@ import math
 import numpy as np
 import pytest
 
+from seq2seq_attn.errors import UserError
 from seq2seq_attn.interface import (
+    DEFAULT_MAX_LENGTH_RATIO,
+    MAX_LENGTH_RATIO_LIMIT,
     MAX_SEED,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    BadOption,
     DecodeOptions,
     Translation,
+    check_max_length,
     max_length_for,
     parse_sample,
 )
@@ -27,9 +34,26 @@ from seq2seq_attn.interface import (
     ],
 )
 def test_max_length_for(source_length, ratio, offset, expected):
-    assert max_length_for(source_length, ratio, offset) == expected
     options = DecodeOptions(max_length_ratio=ratio, max_length_offset=offset).check()
+    assert max_length_for(source_length, options) == expected
     assert options.max_length(source_length) == expected
+
+
+def test_max_length_for_keeps_its_old_form_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="max_length_for"):
+        assert max_length_for(7, 1.5, 3) == 13
+    with pytest.warns(DeprecationWarning, match="max_length_for"):
+        assert max_length_for(12, ratio=1.5, offset=2) == 20
+    assert max_length_for(12) == max_length_for(12, DecodeOptions()) == 34
+
+
+def test_old_constant_name_warns_and_keeps_its_value():
+    import seq2seq_attn.interface as interface
+
+    with pytest.warns(DeprecationWarning, match="DEFAULT_MAX_LENGTH_RATIO"):
+        assert interface.MAX_LENGTH_RATIO == DEFAULT_MAX_LENGTH_RATIO == 2
+    with pytest.raises(AttributeError):
+        interface.NO_SUCH_NAME  # noqa: B018
 
 
 def test_defaults_are_greedy_with_the_old_length_rule():
@@ -48,6 +72,7 @@ def test_defaults_are_greedy_with_the_old_length_rule():
         (dict(n_best=0), "n_best=0"),
         (dict(n_best=2), "n_best=2"),  # beam width 1
         (dict(max_length_ratio=-1), "max_length_ratio=-1"),
+        (dict(max_length_ratio=MAX_LENGTH_RATIO_LIMIT + 0.5), "from 0 to 100.*=100.5"),
         (dict(max_length_ratio=math.inf), "max_length_ratio=inf"),
         (dict(max_length_ratio=math.nan), "max_length_ratio=nan"),
         (dict(max_length_offset=-1), "max_length_offset=-1"),
@@ -64,6 +89,8 @@ def test_defaults_are_greedy_with_the_old_length_rule():
         (dict(top_k=3, temperature=0.0), "temperature=0.0"),
         (dict(top_k=3, temperature=-1.0), "temperature=-1.0"),
         (dict(top_k=3, temperature=math.nan), "temperature=nan"),
+        (dict(top_k=3, temperature=MIN_TEMPERATURE / 2), "from 0.01 to 100.*=0.005"),
+        (dict(top_k=3, temperature=MAX_TEMPERATURE + 1), "from 0.01 to 100.*=101"),
         (dict(temperature=0.5), "temperature=0.5"),  # no sampling
         (dict(top_k=3, beam_width=4), "beam_width=4"),
         (dict(top_p=0.9, seed=-1), "seed=-1"),
@@ -73,8 +100,49 @@ def test_defaults_are_greedy_with_the_old_length_rule():
     ],
 )
 def test_bad_values_name_themselves(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(BadOption, match=match) as caught:
         DecodeOptions(**kwargs).check()
+    # one type every channel maps: a ValueError for the library, a UserError for the CLI
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, UserError)
+    assert caught.value.option in str(caught.value)
+
+
+def test_the_message_names_option_value_and_range():
+    with pytest.raises(BadOption) as caught:
+        DecodeOptions(beam_width=9).check(max_beam_width=8)
+    error = caught.value
+    assert str(error) == "`beam_width` must be an integer from 1 to 8, received: beam_width=9"
+    assert (error.option, error.value, error.conflict) == ("beam_width", 9, False)
+    with pytest.raises(BadOption) as caught:
+        DecodeOptions(beam_width=4, n_best=5).check()
+    assert caught.value.conflict and caught.value.option == "n_best"
+
+
+def test_the_widest_beam_is_allowed():
+    assert DecodeOptions(beam_width=8, n_best=8).check(max_beam_width=8).beam_width == 8
+
+
+@pytest.mark.parametrize("bound", [0, MAX_LENGTH_RATIO_LIMIT])
+def test_ratio_bounds_are_inclusive(bound):
+    assert DecodeOptions(max_length_ratio=bound).check().max_length(3) == bound * 3 + 10
+
+
+@pytest.mark.parametrize("bound", [MIN_TEMPERATURE, MAX_TEMPERATURE])
+def test_temperature_bounds_are_inclusive(bound):
+    assert DecodeOptions(top_k=2, temperature=bound).check().temperature == bound
+
+
+@pytest.mark.parametrize(
+    "value, least, most, ok",
+    [(None, 1, 300, True), (0, 0, None, True), (300, 1, 300, True), (0, 1, 300, False),
+     (301, 1, 300, False), (-1, 0, None, False), (2.0, 0, None, False), (True, 0, None, False)],
+)  # fmt: skip
+def test_check_max_length(value, least, most, ok):
+    if ok:
+        assert check_max_length(value, least, most) == value
+    else:
+        with pytest.raises(BadOption, match=f"`max_length` must be an integer .*={value!r}"):
+            check_max_length(value, least, most)
 
 
 def test_good_values_pass_and_hash_as_a_batching_key():
@@ -107,7 +175,7 @@ def test_parse_sample(spec, expected):
 
 @pytest.mark.parametrize("spec", ["top-k", "top-k=2.5", "top-q=3", "k=3", "top-p=x", ""])
 def test_parse_sample_refuses_anything_else(spec):
-    with pytest.raises(ValueError, match="sample"):
+    with pytest.raises(BadOption, match="sample"):
         parse_sample(spec)
 
 

@@ -52,9 +52,8 @@ Example:
 
 import numpy as np
 
-from seq2seq_attn.interface import DecodeOptions
+from seq2seq_attn.interface import NEG_INF, DecodeOptions, check_max_length
 
-NEG_INF = np.float32(-1e9)
 _F32 = np.float32
 
 
@@ -101,13 +100,8 @@ def final_score(log_probs, lengths, coverage, finished, mask, length_penalty, co
 
 
 def _check_args(max_length, beam_width=1, **options):
-    """The checked `DecodeOptions`; raises ValueError naming the first bad argument."""
-    if max_length is not None and (
-        isinstance(max_length, bool)
-        or not isinstance(max_length, int | np.integer)
-        or max_length < 0
-    ):
-        raise ValueError(f"`max_length` must be an int >= 0 or None, received: {max_length=!r}")
+    """`DecodeOptions.check` of the options; BadOption (a ValueError) names a bad value."""
+    check_max_length(max_length)
     if isinstance(beam_width, np.integer):
         beam_width = int(beam_width)
     return DecodeOptions(beam_width=beam_width, **options).check()
@@ -366,14 +360,6 @@ def _expand_candidates(step_lp, finished, log_probs, lengths, coverage, weights,
     return total, cand_lengths, cand_coverage, cand_finished, weights
 
 
-def _check_vocab(beam_width, vocab):
-    if beam_width > vocab:
-        raise ValueError(
-            f"`beam_width` must not exceed the vocabulary size ({vocab}), "
-            f"received: beam_width={beam_width!r}"
-        )
-
-
 def beam_search(
     step_fn,
     states,
@@ -440,7 +426,8 @@ def beam_search(
     while seqs.shape[-1] < max_length and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
         vocab = np.shape(logits)[-1]
-        _check_vocab(k, vocab)
+        if not seqs.shape[-1]:  # the first step tells the vocabulary size
+            opts.check(max_beam_width=vocab)
         step_lp = _choice_lp(log_softmax(logits), seqs.reshape(batch * k, -1), opts)
         step_lp = step_lp.reshape(batch, k, vocab)
         weights = np.asarray(weights, _F32).reshape(batch, k, source_len)
