@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
-from seq2seq_attn.serving.http_errors import ApiError
-from seq2seq_attn.serving.schemas import MAX_LENGTH_RATIO, MAX_TEMPERATURE, MIN_TEMPERATURE
 
 from seq2seq_attn.inference.search import with_one_best_list
-from seq2seq_attn.interface import DecodeOptions, max_length_for
+from seq2seq_attn.interface import BadOption, DecodeOptions, check_max_length, max_length_for
+from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
+from seq2seq_attn.serving.http_errors import ApiError
+from seq2seq_attn.serving.schemas import state_limits, state_model
 from seq2seq_attn.tokenizer import TokenizerPair
 
 
@@ -122,6 +122,15 @@ class TranslationService:
         plain = replace(options, seed=None) == DecodeOptions()
         return plain and max_length == max_length_for(np.shape(ids)[1])
 
+    def state_limits(self, openapi, model_name, version):
+        """`openapi` (the app's OpenAPI document) with this server's limits written in, and
+        its one model name and version."""
+        state_limits(
+            openapi, self.limits, self.max_source_tokens, self.max_beam_width,
+            self.default_beam_width,
+        )  # fmt: skip
+        return state_model(openapi, model_name, version)
+
     def health(self):
         """None if the decode worker runs and makes progress, else why not."""
         return self.batcher.health(self.limits.stall_timeout_s)
@@ -167,56 +176,35 @@ class TranslationService:
             )
         return ids
 
-    def resolve_beam_width(self, beam_width):
-        if beam_width is None:
-            return self.default_beam_width
-        if not 1 <= beam_width <= self.max_beam_width:
-            raise ApiError(
-                422,
-                "bad_beam_width",
-                f"beam_width must be between 1 and {self.max_beam_width}, got {beam_width}",
-            )
-        return beam_width
-
     def resolve_options(self, beam_width=None, **options):
-        """The checked `DecodeOptions` of a request, or ApiError 422 naming the bad value.
+        """The checked `DecodeOptions` of a request, or ApiError 422 with the message of
+        `DecodeOptions.check`: code `bad_beam_width` for a beam width out of 1 to
+        `max_beam_width`, `bad_option` for any other bad value.
 
         Without `beam_width`: the export's default, or 1 when sampling. Sampling without a
         seed gets a fresh one (the response tells it).
         """
         given = {k: v for k, v in options.items() if v is not None}
-        sampling = "top_k" in given or "top_p" in given
-        if beam_width is None and sampling:
-            beam_width = 1
-        beam_width = self.resolve_beam_width(beam_width)
-        ratio, temperature = given.get("max_length_ratio"), given.get("temperature")
-        if ratio is not None and not 0 <= ratio <= MAX_LENGTH_RATIO:
-            message = f"max_length_ratio must be between 0 and {MAX_LENGTH_RATIO}, got {ratio}"
-            raise ApiError(422, "bad_option", message)
-        if temperature is not None and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-            message = (
-                f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}, "
-                f"got {temperature}"
-            )
-            raise ApiError(422, "bad_option", message)
+        if beam_width is None:
+            sampling = "top_k" in given or "top_p" in given
+            beam_width = 1 if sampling else self.default_beam_width
         try:
-            return DecodeOptions(beam_width=beam_width, **given).check().with_seed()
-        except ValueError as error:
-            raise ApiError(422, "bad_option", str(error)) from None
+            options = DecodeOptions(beam_width=beam_width, **given)
+            return options.check(max_beam_width=self.max_beam_width).with_seed()
+        except BadOption as error:
+            out_of_range = error.option == "beam_width" and not error.conflict
+            code = "bad_beam_width" if out_of_range else "bad_option"
+            raise ApiError(422, code, str(error)) from None
 
     def resolve_max_length(self, max_length, ids, options=None):
         if max_length is None:
             source_length = self.static_length or len(ids)
             options = options or DecodeOptions()
-            return min(options.max_length(source_length), self.limits.max_output_length)
-        if not 1 <= max_length <= self.limits.max_output_length:
-            raise ApiError(
-                422,
-                "bad_max_length",
-                f"max_length must be between 1 and {self.limits.max_output_length}, "
-                f"got {max_length}",
-            )
-        return max_length
+            return min(max_length_for(source_length, options), self.limits.max_output_length)
+        try:
+            return check_max_length(max_length, 1, self.limits.max_output_length)
+        except BadOption as error:
+            raise ApiError(422, "bad_max_length", str(error)) from None
 
     async def translate(self, texts, beam_width=None, max_length=None, **options):
         """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention, and
