@@ -24,11 +24,13 @@ other worker writes the same files into its own scratch directory
 import csv
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+from tensorflow.autograph.experimental import do_not_convert
 
 from seq2seq_attn import callbacks as callbacks_lib
 from seq2seq_attn import config as config_lib
@@ -218,6 +220,32 @@ def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
     ]
 
 
+# `train(verbose=1)` without a terminal: at most one batch line per this many seconds.
+BATCH_LINE_SECONDS = 5.0
+
+
+def progress(verbose, stream=None):
+    """`(keras_verbose, callbacks)`: `fit`'s verbosity and our progress callbacks.
+
+    Args:
+        verbose: 0 prints nothing; "auto" gives Keras' progress bar (one per epoch, with
+            its ETA) when `stream` is a terminal, else one `callbacks.ProgressLog` line per
+            epoch and nothing per batch; 1 is "auto" plus, without a terminal, a batch
+            line every `BATCH_LINE_SECONDS`; 2 is one line per epoch even on a terminal.
+        stream: where progress goes (default `sys.stdout`), asked whether it is a terminal.
+    """
+    if verbose not in ("auto", 0, 1, 2):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2, received: verbose={verbose!r}")
+    if verbose == 0:
+        return 0, []
+    stream = stream or sys.stdout
+    terminal = getattr(stream, "isatty", lambda: False)()
+    if terminal and verbose != 2:
+        return 1, []
+    interval = BATCH_LINE_SECONDS if verbose == 1 else None
+    return 0, [callbacks_lib.ProgressLog(batch_interval=interval)]
+
+
 def _this_run_rows(out_dir):
     """The rows of history.csv written by the latest run trained into `out_dir`.
 
@@ -267,30 +295,51 @@ def _load_data(data, files, seed, config):
     return load_files(**files), files
 
 
-def _datasets(corpus, tokenizers, train_cfg, seed):
-    """(train, dev or None) tf.data pipelines, sharded by data for multi-worker."""
+def with_batch_count(dataset, counted=None):
+    """`dataset` with its number of batches (its cardinality) stated, counted in one pass.
+
+    Length bucketing leaves a dataset's cardinality unknown, so Keras read the first epoch
+    (and the first dev evaluation) until the data ran out, then warned "Your input ran out
+    of data; interrupting training", and counted one optimizer update too many per epoch
+    (the update of the step that found no batch). Knowing the count, it stops after the
+    last batch, and its progress bar shows a total and an ETA from the first epoch on.
+
+    Args:
+        dataset: a finite `tf.data.Dataset` of batches.
+        counted: the same pipeline without shuffling, to count instead (default
+            `dataset`): the count is the same every epoch, since shuffling changes which
+            pairs share a batch, not how many pairs each length bucket holds, and counting
+            `dataset` itself would spend one of its reshuffles.
+    """
+    counted = dataset if counted is None else counted
+    count = counted.reduce(tf.constant(0, tf.int64), do_not_convert(lambda n, _: n + 1))
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _datasets(corpus, tokenizers, train_cfg, seed, count=True):
+    """(train, dev or None) tf.data pipelines, sharded by data for multi-worker.
+
+    With `count`, each states its number of batches (`with_batch_count`); not across
+    workers, where each worker reads only its share of the batches.
+    """
     limits = dict(
         max_source_length=train_cfg["max_source_length"],
         max_target_length=train_cfg["max_target_length"],
     )
     batching = dict(
+        batch_size=train_cfg["batch_size"],
         batch_tokens=train_cfg["batch_tokens"],
         max_length=max(limits["max_source_length"] or 0, limits["max_target_length"] or 0) or None,
     )
-    train_ds = make_dataset(
-        tokenize_pairs(corpus.train, tokenizers, **limits),
-        train_cfg["batch_size"],
-        shuffle=True,
-        seed=seed,
-        pad_to_bucket=train_cfg["pad_to_bucket"],
-        **batching,
-    )
+    pairs = tokenize_pairs(corpus.train, tokenizers, **limits)
+    padding = dict(pad_to_bucket=train_cfg["pad_to_bucket"])
+    train_ds = make_dataset(pairs, shuffle=True, seed=seed, **padding, **batching)
+    if count:
+        train_ds = with_batch_count(train_ds, make_dataset(pairs, **padding, **batching))
     dev_ds = None
     if corpus.dev:
-        dev_ds = make_dataset(
-            tokenize_pairs(corpus.dev, tokenizers), train_cfg["batch_size"], **batching
-        )
-        dev_ds = shard_by_data(dev_ds)
+        dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), **batching)
+        dev_ds = shard_by_data(with_batch_count(dev_ds) if count else dev_ds)
     return shard_by_data(train_ds), dev_ds
 
 
@@ -319,7 +368,9 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         out_dir: run directory; an unfinished run there is resumed. A multi-worker
             non-chief worker leaves it alone.
         seed: int; fixes data splits, shuffling and initialisation.
-        verbose: Keras fit verbosity (progress bar in a terminal).
+        verbose: "auto" (Keras' progress bar on a terminal, else one line per epoch),
+            0 (nothing), 1 (also batch lines without a terminal) or 2 (one line per
+            epoch even on a terminal); see `progress`.
         callbacks: extra Keras callbacks, run after the built-in ones.
         files: dict of the user's own splits, used as given: `train` (required), `dev`
             and `test` (optional) file paths; run.json records them.
@@ -339,11 +390,12 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
     keras.utils.set_random_seed(seed)
     tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
     config_lib.save_config(config, out_dir / "config.yaml")
-    train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed)
+    train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed, task.workers == 1)
     model = build_model(config, tokenizers, strategy)
     distribute.prepare_fit(model, strategy)
     budget = callbacks_lib.Budget(train_cfg["max_steps"], train_cfg["max_minutes"])
     dev_scores = _dev_scores(corpus, out_dir, train_cfg)
+    keras_verbose, shown = progress(verbose)
     started = time.time()
     with strategy.scope():
         history = model.fit(
@@ -351,8 +403,12 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
             validation_data=dev_ds,
             epochs=train_cfg["epochs"],
             callbacks=_callbacks(out_dir, train_cfg, dev_scores, budget, bool(corpus.dev))
+            + shown
             + list(callbacks),
-            verbose=verbose,
+            verbose=keras_verbose,
+            # `make_dataset` shuffles the pairs itself (each epoch anew); Keras' default
+            # `shuffle=True` only warns that it is ignored for a tf.data.Dataset.
+            shuffle=False,
         )
     epochs_run, best_val_loss, best = _whole_history(out_dir, history, monitor, mode)
     info = {

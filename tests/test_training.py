@@ -4,7 +4,9 @@ and gradient accumulation count their updates, split files are used as given."""
 
 import copy
 import csv
+import io
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -12,9 +14,10 @@ import pytest
 from conftest import TINY_CONFIG
 
 from seq2seq_attn import evaluation
+from seq2seq_attn.callbacks import ProgressLog
 from seq2seq_attn.config import resolve_config
 from seq2seq_attn.errors import UserError
-from seq2seq_attn.training import train
+from seq2seq_attn.training import progress, train
 from seq2seq_attn.translator import Translator
 
 
@@ -31,6 +34,10 @@ class Recorder(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.updates, self.epoch_raw, self.epoch_average = [], [], []
+        self.steps = None
+
+    def on_train_begin(self, logs=None):
+        self.steps = self.params.get("steps")  # batches per epoch, as Keras knows them
 
     def on_train_batch_end(self, batch, logs=None):
         self.updates.append([v.numpy().copy() for v in self.model.trainable_variables])
@@ -61,12 +68,41 @@ def ema_bleu_run(tmp_path_factory):
         epochs=2, ema=0.9, select_by="bleu", dev_sample=12, schedule="rsqrt", warmup_steps=5
     )
     recorder = Recorder()
-    info = train("dates", config, out, verbose=0, callbacks=[recorder])
-    return out, info, recorder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = train("dates", config, out, verbose=0, callbacks=[recorder])
+    return out, info, recorder, [str(w.message) for w in caught]
+
+
+def test_each_batch_is_one_update_and_keras_has_nothing_to_warn_about(ema_bleu_run):
+    _, info, recorder, caught = ema_bleu_run
+    assert recorder.steps and len(recorder.updates) == 2 * recorder.steps  # known up front
+    assert info["steps"] == len(recorder.updates)  # no update after the data ran out
+    assert not [m for m in caught if "shuffle" in m or "ran out of data" in m], caught
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_keras_bar_on_a_terminal_and_our_lines_in_a_log():
+    assert progress("auto", Terminal()) == (1, []) and progress(1, Terminal()) == (1, [])
+    assert progress(0, Terminal()) == (0, []) and progress(0, io.StringIO()) == (0, [])
+    for verbose, stream, interval in (
+        ("auto", io.StringIO(), None),
+        (2, Terminal(), None),
+        (1, io.StringIO(), 5.0),
+    ):
+        keras_verbose, (shown,) = progress(verbose, stream)
+        assert keras_verbose == 0 and isinstance(shown, ProgressLog)
+        assert shown.batch_interval == interval
+    with pytest.raises(ValueError, match="received: verbose='loud'"):
+        progress("loud")
 
 
 def test_the_checkpoint_holds_the_moving_average_of_the_kept_epoch(ema_bleu_run):
-    out, info, recorder = ema_bleu_run
+    out, info, recorder, _ = ema_bleu_run
     kept = info["best"]["epoch"] - 1
     # An independent EMA of the raw weights after every update (Keras starts it at update 1).
     updates_per_epoch = len(recorder.updates) // 2
@@ -87,7 +123,7 @@ def test_the_checkpoint_holds_the_moving_average_of_the_kept_epoch(ema_bleu_run)
 
 
 def test_select_by_bleu_keeps_the_best_epoch_and_its_dev_bleu_is_reproducible(ema_bleu_run):
-    out, info, _ = ema_bleu_run
+    out, info, _, _ = ema_bleu_run
     rows = _history(out)
     bleus = [float(row["val_bleu"]) for row in rows]
     assert len(bleus) == 2 and all(row["val_chrf"] for row in rows)
