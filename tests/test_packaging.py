@@ -1,6 +1,6 @@
 """The install surface: the serve extra pulls no TensorFlow; the wheel, built and installed
 outside the checkout, holds one top-level package with everything the commands need, and
-nothing else (no tools, tests, benchmarks or caches)."""
+nothing else (no tools, tests, benchmarks or caches); every test file has its layer."""
 
 import json
 import os
@@ -142,3 +142,25 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
     assert "BLEU" in evaluated.stdout and "exact match" in evaluated.stdout
     result = json.loads((pretrained / "eval_test.json").read_text())
     assert result["n"] == 8 and result["bleu"] > 0, result
+
+
+def test_every_test_file_has_one_layer_and_a_new_file_must_get_one(tmp_path):
+    """tests/conftest.py's LAYERS lists every test file with a declared layer marker; a file
+    it does not list stops the collection with one line that says what to do."""
+    import conftest
+
+    ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    declared = {marker.split(":")[0] for marker in ini["markers"]}
+    assert set(conftest.LAYERS.values()) <= set(conftest.LAYER_MARKERS) <= declared
+    assert {"canary", "slow", "fast"} <= declared
+    files = {path.name for path in (ROOT / "tests").glob("test_*.py")}
+    assert set(conftest.LAYERS) == files
+    assert {key.split("::")[0] for key in conftest.NOT_FAST} <= files
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path)
+    (tmp_path / "test_new.py").write_text("def test_one():\n    pass\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [*command, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert "test_new.py has no layer: add it to LAYERS in tests/conftest.py" in result.stdout
