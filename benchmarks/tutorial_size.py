@@ -40,7 +40,7 @@ SentencePiece encode and decode around it as every other runtime.
     python -m benchmarks tutorial_size --small            # a tiny model, 3 sentences
 
 Every runtime but the tutorial's is built by `runtimes.decoder`. `--small` trains a tiny model
-(16 units, 300 pieces) on 2,000 pairs for 5 steps, in runs/benchmarks/. Writes
+(16 units, 500 pieces) on 2,000 pairs for 5 steps, in runs/benchmarks/. Writes
 benchmarks/results/tutorial_size.json.
 """
 
@@ -59,7 +59,7 @@ RUN_DIR = ROOT / "runs" / "tutorial-model"
 EXPORT_DIR = ROOT / "runs" / "tutorial-export"
 DATA_FILE = ROOT / "runs" / "tutorial-data.tsv"
 SIZE = dict(embedding_dim=256, units=256, attention_units=256, vocab=5000)
-SMALL_SIZE = dict(embedding_dim=16, units=16, attention_units=16, vocab=300)
+SMALL_SIZE = dict(embedding_dim=16, units=16, attention_units=16, vocab=500)
 SMALL = {"pairs": 2000, "train_steps": 5, "samples": 4, "sentences": 3, "repeats": 1}
 PAIRS = 17_000
 WORDS = (4, 8)  # source words per pair, uniform
