@@ -53,12 +53,12 @@ def train_side(name, attention, epochs, workdir, seed, small=False):
     return run_dir
 
 
-def plot(results, path):
+def plot(results, path, data="Bible en→es"):
     from seq2seq_attn.plots import plot_bleu_by_length
 
     epochs = {r["run"]["epochs_run"] for r in results.values()}
     budget = f"{epochs.pop()} epochs each" if len(epochs) == 1 else "same config"
-    title = f"Bible en→es test ({results['attention']['n']} verses), {budget}, greedy"
+    title = f"{data} test ({results['attention']['n']} sentences), {budget}, greedy"
     print(f"figure: {plot_bleu_by_length(results, path, title=title)}")
 
 
@@ -94,7 +94,7 @@ def run(args):
             for k in ("epochs_run", "best_val_loss", "parameters", "train_seconds")
         }
         print(f"{name}: test BLEU {results[name]['bleu']:.2f}")
-    plot(results, plot_path(args, FIGURE))
+    plot(results, plot_path(args, FIGURE), "dates" if small else "Bible en→es")
     for bucket in zip(*(results[n]["buckets"] for n in results), strict=False):
         print(bucket[0]["range"], *(f"{b['bleu']:.2f} (n={b['n']})" for b in bucket))
     return results
