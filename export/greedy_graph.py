@@ -25,7 +25,12 @@ result like any other artifact (`greedy_graph_agreement` of `*.onnx`).
 import numpy as np
 from onnx import TensorProto, compose, helper, numpy_helper
 
-from seq2seq_attn.interface import MAX_LENGTH_OFFSET, MAX_LENGTH_RATIO, new_state_name, state_names
+from seq2seq_attn.interface import (
+    DEFAULT_MAX_LENGTH_RATIO,
+    MAX_LENGTH_OFFSET,
+    new_state_name,
+    state_names,
+)
 
 ENCODER_PREFIX, STEP_PREFIX = "encoder/", "step/"
 
@@ -124,7 +129,7 @@ BODY_CONSTANTS = {
 OUTER_CONSTANTS = {
     "false1": np.array([False]),
     "zero1_f": np.array([0.0], np.float32),
-    "ratio": np.array(MAX_LENGTH_RATIO, np.int64),
+    "ratio": np.array(DEFAULT_MAX_LENGTH_RATIO, np.int64),
     "offset": np.array(MAX_LENGTH_OFFSET, np.int64),
     "true": np.array(True),
     "index0": np.array([0], np.int64),
@@ -149,8 +154,8 @@ def greedy_onnx(encoder, step, start_id, end_id):
         an `onnx.ModelProto`: source_ids int32 `(batch, length)` -> tokens int32
         `(batch, steps)`, scores float32 `(batch,)`, attention float32 `(batch, steps, length)`.
     """
-    if not float(MAX_LENGTH_RATIO).is_integer():
-        raise ValueError(f"an integer max length ratio is needed, got {MAX_LENGTH_RATIO}")
+    if not float(DEFAULT_MAX_LENGTH_RATIO).is_integer():
+        raise ValueError(f"an integer max length ratio is needed, got {DEFAULT_MAX_LENGTH_RATIO}")
     states = state_names([i.name for i in step.graph.input])
     # Copies with every name (nodes, edges, inputs, outputs, initializers) prefixed.
     encoder = compose.add_prefix(encoder, ENCODER_PREFIX)

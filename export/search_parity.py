@@ -22,7 +22,7 @@ import tensorflow as tf
 from seq2seq_attn import search as graph_search
 from seq2seq_attn.errors import ParityError
 from seq2seq_attn.inference import search as host_search
-from seq2seq_attn.interface import trim_after_end
+from seq2seq_attn.interface import NEG_INF, DecodeOptions, trim_after_end
 
 SCORE_ATOL = 1e-3  # step logits agree within 1e-4 (LOGITS_ATOL); scores sum over the steps
 DRAWS = 10_000  # first-step draws per runtime ...
@@ -76,7 +76,7 @@ def check_options(model, runtime, source_ids, cases=None):
 
 def _expected_probs(logits, options):
     """The filtered, renormalised distribution of one logits row, float64."""
-    kept = host_search.filter_logits(logits[None], **options)[0] > host_search.NEG_INF / 2
+    kept = host_search.filter_logits(logits[None], **options)[0] > NEG_INF / 2
     z = np.asarray(logits, np.float64) / options.get("temperature", 1.0)
     p = np.where(kept, np.exp(z - z.max()), 0.0)
     return p / p.sum()
@@ -181,11 +181,19 @@ def validate_search(model, runtime, source_batches, cases=None, seed=0):
         model: the Keras `Seq2SeqAttention`.
         runtime: anything with `encode`, `step` and `decode` (`OnnxModel`, `LiteRTModel`).
         source_batches: list of int32 `(batch, source_length)` source id arrays.
+        cases: name -> (beam_width, options); default `DETERMINISTIC_CASES`.
 
     Returns:
         dict: the agreements (share of all sentences), `max_abs_score_diff`, the sampling
         figures and up to 3 `mismatches`.
+
+    Raises:
+        BadOption: a case's options are not valid (before anything is decoded).
+        ParityError: the two sides disagree.
     """
+    vocab = model.target_vocab_size
+    for beam_width, options in [*(cases or DETERMINISTIC_CASES).values(), (1, SAMPLE)]:
+        DecodeOptions(beam_width=beam_width, **options).check(max_beam_width=vocab)
     per_batch = [check_options(model, runtime, ids, cases) for ids in source_batches]
     sizes = [len(ids) for ids in source_batches]
     result = {}

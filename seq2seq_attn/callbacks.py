@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from seq2seq_attn import evaluation
-from seq2seq_attn.interface import MAX_LENGTH_OFFSET, MAX_LENGTH_RATIO, trim_after_end
+from seq2seq_attn.interface import max_length_for, trim_after_end
 
 
 def _ema_optimizer(model):
@@ -145,7 +145,7 @@ class DevScores(keras.callbacks.Callback):
             ids = np.zeros((len(chunk), longest), np.int32)  # (batch, source_length)
             for row, i in enumerate(chunk):
                 ids[row, : len(rows[i])] = rows[i]
-            n = self.max_length or MAX_LENGTH_RATIO * longest + MAX_LENGTH_OFFSET
+            n = self.max_length or max_length_for(longest)
             tokens = self._generate(tf.constant(ids), tf.constant(n, tf.int32)).numpy()
             for row, i in enumerate(chunk):
                 out[i] = decoder.decode(trim_after_end(tokens[row], self.model.end_id))

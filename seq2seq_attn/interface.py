@@ -23,7 +23,7 @@ Example:
     ...     DecodeOptions(beam_width=9).check(max_beam_width=8)
     ... except BadOption as error:
     ...     print(error)
-    `beam_width` must be an integer from 1 to 8, received: beam_width=9
+    `beam_width` must be at most 8 (the widest beam here), received: beam_width=9
     >>> state_names(["memory", "state_10", "state_2", "new_state_0"])
     ['state_2', 'state_10']
 """
@@ -218,21 +218,23 @@ class DecodeOptions:
                 size, a server's limit); None for no limit.
         """
         widest = math.inf if max_beam_width is None else max_beam_width
-        beams = "an integer >= 1" if max_beam_width is None else f"an integer from 1 to {widest}"
-        for name, ok, allowed, other in _RULES:
+        for name, ok, allowed, conflict in _RULES:
             if not ok(self, widest):
-                raise BadOption(
-                    name, getattr(self, name), allowed.format(o=self, beams=beams), other
-                )
+                allowed = allowed.format(o=self, widest=widest)
+                raise BadOption(name, getattr(self, name), allowed, conflict)
         return self
 
 
 # What `DecodeOptions.check` tries, in order: (option, test of the options `o` and the widest
-# beam `w`, what is allowed (formatted with `o` and `beams`), whether it is a conflict).
+# beam `w`, what is allowed (formatted with `o` and `widest`), whether it is a conflict).
+# One message per bad value, whatever the caller knows: a beam of 0 reads the same in the CLI
+# (before the model loads) as in the library and the server.
 # fmt: off
 _RULES = (
-    ("beam_width", lambda o, w: _is_int(o.beam_width) and 1 <= o.beam_width <= w,
-     "{beams}", False),
+    ("beam_width", lambda o, w: _is_int(o.beam_width) and o.beam_width >= 1,
+     "an integer >= 1", False),
+    ("beam_width", lambda o, w: o.beam_width <= w,
+     "at most {widest} (the widest beam here)", False),
     ("n_best", lambda o, w: _is_int(o.n_best) and 1 <= o.n_best <= o.beam_width,
      "an integer from 1 to the beam width ({o.beam_width})", True),
     ("max_length_ratio", lambda o, w: _between(o.max_length_ratio, 0, MAX_LENGTH_RATIO_LIMIT),

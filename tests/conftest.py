@@ -38,6 +38,7 @@ LAYERS = {
     "test_config.py": "unit",
     "test_corpora.py": "unit",
     "test_data.py": "unit",
+    "test_decode_options.py": "serving",  # one bad option through CLI, library and server
     "test_decoder.py": "unit",
     "test_distribute.py": "unit",
     "test_docs.py": "unit",

@@ -205,7 +205,11 @@ def test_beam_width_one_equals_greedy_on_the_table():
     "search, kwargs, match",
     [
         (beam_search, dict(beam_width=0), "beam_width=0"),
-        (beam_search, dict(beam_width=8), r"from 1 to \d+, received: beam_width=8"),
+        (
+            beam_search,
+            dict(beam_width=8),
+            r"at most \d+ \(the widest beam here\), received: beam_width=8",
+        ),
         (beam_search, dict(beam_width=2.0), "beam_width=2.0"),
         (beam_search, dict(beam_width=2, length_penalty=-1.0), "length_penalty=-1.0"),
         (greedy_search, dict(length_penalty=-1.0), "length_penalty=-1.0"),

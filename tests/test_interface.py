@@ -111,7 +111,10 @@ def test_the_message_names_option_value_and_range():
     with pytest.raises(BadOption) as caught:
         DecodeOptions(beam_width=9).check(max_beam_width=8)
     error = caught.value
-    assert str(error) == "`beam_width` must be an integer from 1 to 8, received: beam_width=9"
+    assert (
+        str(error)
+        == "`beam_width` must be at most 8 (the widest beam here), received: beam_width=9"
+    )
     assert (error.option, error.value, error.conflict) == ("beam_width", 9, False)
     with pytest.raises(BadOption) as caught:
         DecodeOptions(beam_width=4, n_best=5).check()
