@@ -12,11 +12,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from seq2seq_attn.errors import ParityError, UserError
 from seq2seq_attn.export.convert import export_all, release_memory, to_translate_onnx
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
-
-from seq2seq_attn.errors import ParityError, UserError
 
 VERSIONED = (
     "seq2seq-attn",
@@ -109,25 +108,38 @@ def write_manifest(directory, module, tokenizers, report):
     return manifest
 
 
-def _progress(echo):
-    """`line(name, indent)`: echoes `name` with the time spent since this call."""
-    started = time.monotonic()
+class StageClock:
+    """Echoes one line per stage once it ends, with its time: `export: saved_model 2.1 s`.
 
-    def line(name, indent="  "):
-        minutes, seconds = divmod(int(time.monotonic() - started), 60)
-        echo(f"{indent}{name} ({minutes}:{seconds:02d} elapsed)")
+    `start(name)` ends the stage before it, if any; `end()` ends the last one.
+    """
 
-    return line
+    def __init__(self, echo, clock=time.monotonic):
+        self.echo = echo
+        self.clock = clock
+        self._name = None
+        self._started = None
+
+    def start(self, name):
+        self.end()
+        self._name, self._started = name, self.clock()
+
+    def end(self):
+        if self._name is not None:
+            self.echo(f"{self._name} {self.clock() - self._started:.1f} s")
+            self._name = None
 
 
 def _export_and_check(translator, module, directory, texts, references, echo):
     """Every artifact of `module` into `directory`, then parity; returns the parity report.
-    Echoes each stage, and each part of parity, as it starts."""
-    line = _progress(echo)
+    Echoes one line per stage, and per part of parity, as each ends."""
+    clock = StageClock(echo)
 
     def stage(name, fn, *args):  # `export_all`'s hook
-        line(name)
-        return fn(*args)
+        clock.start(f"export: {name}")
+        result = fn(*args)
+        clock.end()
+        return result
 
     export_all(module, directory, stage)
     tokenizers = translator.tokenizers
@@ -139,16 +151,17 @@ def _export_and_check(translator, module, directory, texts, references, echo):
         directory / "translate.onnx",
     )
     release_memory()
-    line(f"parity on {len(texts)} held-out sentences")
-    return validate_export(
+    report = validate_export(
         directory,
         translator.model,
         tokenizers,
         texts,
         references,
         source_length=module.max_source_length,
-        progress=lambda part: line(part, indent="    "),
+        progress=lambda part: clock.start(f"parity ({len(texts)} sentences): {part}"),
     )
+    clock.end()
+    return report
 
 
 def export_run(
@@ -159,16 +172,22 @@ def export_run(
     samples=200,
     force=False,
     echo=print,
+    library_logs=False,
 ):
-    """Exports a training run; returns the parity report. Raises ParityError on a mismatch."""
+    """Exports a training run; returns the parity report. Raises ParityError on a mismatch.
+
+    `echo` gets one line per stage with its time; `library_logs` leaves TensorFlow's and
+    absl's Python log levels as they are (by default only their errors show).
+    """
     import absl.logging
     import tensorflow as tf
 
     from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
     from seq2seq_attn.translator import TOKENIZER_DIR, Translator
 
-    absl.logging.set_verbosity(absl.logging.ERROR)  # SavedModel saving warnings are noise here
-    tf.get_logger().setLevel("ERROR")
+    if not library_logs:
+        absl.logging.set_verbosity(absl.logging.ERROR)  # SavedModel saving warnings: noise here
+        tf.get_logger().setLevel("ERROR")
     translator = Translator.load(run_dir)
     out, tmp = _prepare_out(out, force)
     try:
@@ -177,7 +196,6 @@ def export_run(
         module = ExportModule(
             translator.model, graph_tokenizers, beam_width, max_source_length=max_source_length
         )
-        echo(f"writing SavedModel, TFLite and ONNX artifacts into {tmp} ...")
         shutil.copytree(Path(run_dir) / TOKENIZER_DIR, tmp / "tokenizer")
         report = _export_and_check(translator, module, tmp, texts, references, echo)
         (tmp / "parity.json").write_text(json.dumps(report, indent=2))

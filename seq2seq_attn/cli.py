@@ -9,7 +9,14 @@ import sys
 
 from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import ParityError, UserError
-from seq2seq_attn.native_logs import quiet_tensorflow_startup
+from seq2seq_attn.native_logs import (
+    quiet_tensorflow_startup,
+    set_python_log_levels,
+    set_verbosity,
+)
+
+# `train(verbose=...)` for --quiet, the default and --verbose (see `training.progress`).
+PROGRESS = {"quiet": 0, "normal": "auto", "verbose": 1}
 
 
 def _train(args):
@@ -37,7 +44,9 @@ def _train(args):
     files = None
     if args.train is not None:
         files = {"train": args.train, "dev": args.dev, "test": args.test}
-    info = train(args.data, config, args.out, seed=args.seed, files=files)
+    info = train(
+        args.data, config, args.out, seed=args.seed, files=files, verbose=PROGRESS[args.verbosity]
+    )
     best = info["best"]
     scores = ", ".join(
         f"{name} {best[key]:.4f}" if key.endswith("loss") else f"{name} {best[key]:.2f}"
@@ -49,6 +58,8 @@ def _train(args):
         f"{info['stopped_by']}); kept epoch {best.get('epoch', '-')} by {info['select_by']}"
         + (f": dev {scores}" if scores else "")
     )
+    if args.verbosity == "quiet":
+        return
     if info["num_replicas"] > 1:
         print(f"{info['strategy']} strategy: {info['num_replicas']} replicas")
     print(f"run directory: {args.out}")
@@ -65,7 +76,8 @@ def _evaluate(args):
         print(f"{result['data']}: the whole file, {result['n']} pairs")
     print(format_table(result))
     print(f"exact match: {result['exact_match']:.1%}")
-    print(f"written to {path}")
+    if args.verbosity != "quiet":
+        print(f"written to {path}")
 
 
 def _decode_options(args):
@@ -130,7 +142,7 @@ def _translate(args):
     else:
         with atomic_output(args.output) as out:
             out.write("".join(line + "\n" for line in lines))
-    if args.plot:
+    if args.plot and args.verbosity != "quiet":
         print(f"attention plot: {args.plot}", file=sys.stderr)
 
 
@@ -144,6 +156,8 @@ def _export(args):
         beam_width=args.beam,
         samples=args.samples,
         force=args.force,
+        echo=(lambda *_: None) if args.verbosity == "quiet" else print,
+        library_logs=args.verbosity == "verbose",
     )
     for name, result in report["artifacts"].items():
         shown = ", ".join(
@@ -176,7 +190,13 @@ def _serve(args):
 def _demo(args):
     from seq2seq_attn.commands import demo
 
-    demo(args.out, seed=args.seed, epochs=args.epochs, size=args.size)
+    demo(
+        args.out,
+        seed=args.seed,
+        epochs=args.epochs,
+        size=args.size,
+        verbose=PROGRESS[args.verbosity],
+    )
 
 
 def _positive_int(text):
@@ -346,7 +366,30 @@ def build_parser():
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--size", type=_positive_int, help="number of generated date pairs")
     p.set_defaults(func=_demo)
+    for name in TENSORFLOW_COMMANDS:
+        _add_log_options(sub.choices[name])
     return parser
+
+
+def _add_log_options(parser):
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const="quiet",
+        help="print only results and errors",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const="verbose",
+        help="also progress within an epoch or stage, and TensorFlow's own logs",
+    )
+    parser.set_defaults(verbosity="normal")
 
 
 TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "demo")
@@ -357,7 +400,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.command in TENSORFLOW_COMMANDS:
+            set_verbosity(args.verbosity)
             quiet_tensorflow_startup()
+            set_python_log_levels(args.verbosity)
         args.func(args)
     except ModuleNotFoundError as err:
         if err.name not in ("tensorflow", "keras", "tensorflow_text", "tf2onnx", "sacrebleu"):

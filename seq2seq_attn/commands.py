@@ -135,6 +135,9 @@ def parity_line(name, result):
 def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", echo=print):
     """The main job on the embedded default: train the dates model, evaluate, translate, plot.
 
+    `verbose` is `train`'s (see `training.progress`); with 1 (`--verbose`), the export's
+    stage lines show too.
+
     Returns:
         dict of what was written where.
     """
@@ -166,7 +169,10 @@ def demo(out_dir="runs/demo", seed=0, epochs=None, size=None, verbose="auto", ec
     from seq2seq_attn.export.main import export_run
 
     export_dir = out_dir / "export"
-    report = export_run(out_dir, export_dir, samples=20, force=True, echo=lambda *_: None)
+    stages = (lambda line: echo(f"      {line}")) if verbose == 1 else (lambda *_: None)
+    report = export_run(
+        out_dir, export_dir, samples=20, force=True, echo=stages, library_logs=verbose == 1
+    )
     for name, result in report["artifacts"].items():
         echo(f"      {parity_line(name, result)}")
     echo("[5/5] outputs:")
