@@ -239,8 +239,9 @@ class TranslationService:
         except UnavailableError as error:
             raise self._unavailable("unavailable", str(error)) from None
         try:
-            waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-            return await asyncio.wait_for(waiting, self.limits.request_timeout_s)
+            # Not wait_for: cancelled (the client left), it leaves the gather's error unread.
+            async with asyncio.timeout(self.limits.request_timeout_s):
+                return await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         except TimeoutError:
             message = f"no result within {self.limits.request_timeout_s} s"
             raise self._unavailable("timeout", message) from None
@@ -249,6 +250,5 @@ class TranslationService:
         except BatchError:  # the worker logged the cause once for the whole batch
             message = "internal error while decoding this request's batch"
             raise ApiError(500, "internal", message) from None
-        finally:
-            for future in futures:
-                future.cancel()  # no-op once done; frees the worker from abandoned texts
+        finally:  # a no-op once done; else (timeout, client gone) the texts leave the queue
+            self.batcher.discard(futures)
