@@ -103,14 +103,14 @@ def measure(mode, steps, warmup, seed):
         def on_train_batch_end(self, batch, logs=None):
             self.ends.append(clock())
 
-    clock = StepClock()
+    steps_clock = StepClock()
     model = build_model(config, tokenizers, strategy)
     distribute.prepare_fit(model, strategy)
     with strategy.scope():
-        model.fit(batches(), epochs=1, verbose=0, callbacks=[clock])
+        model.fit(batches(), epochs=1, verbose=0, callbacks=[steps_clock])
         dev_loss = model.evaluate(dev, verbose=0)[0]
-    step_ms = 1000 * np.diff(clock.ends[warmup - 1 :])  # the measured steps
-    seconds = clock.ends[-1] - clock.ends[warmup - 1]
+    step_ms = 1000 * np.diff(steps_clock.ends[warmup - 1 :])  # the measured steps
+    seconds = steps_clock.ends[-1] - steps_clock.ends[warmup - 1]
     measured_tokens = sum(tokens[warmup:])
     return {
         "target_tokens_per_s": round(measured_tokens / seconds, 1),
