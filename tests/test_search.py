@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 from search_tables import END, PAD, START, VOCAB, A, B, C, trap_table
 
+from seq2seq_attn.interface import BadOption
 from seq2seq_attn.model import Seq2SeqAttention
 from seq2seq_attn.search import beam_search, greedy_search, length_penalty_factor
 
@@ -141,7 +142,7 @@ def test_batch_rows_are_independent(model):
     ],
 )
 def test_generate_bad_arguments(model, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(BadOption, match=match):  # a ValueError
         model.generate(SOURCE, **kwargs)
 
 
@@ -305,5 +306,5 @@ def test_max_length_rule_in_the_graph():
     ],
 )
 def test_generate_bad_option_values(model, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(BadOption, match=match):  # a ValueError
         model.generate(SOURCE, **kwargs)
