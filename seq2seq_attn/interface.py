@@ -115,7 +115,8 @@ def _old_length_rule(ratio, offset):
 def check_max_length(max_length, least=0, most=None):
     """`max_length` if it is None or an integer from `least` to `most` (None: no most), else
     `BadOption`."""
-    if max_length is None or _is_int(max_length) and least <= max_length <= (most or math.inf):
+    highest = math.inf if most is None else most
+    if max_length is None or _is_int(max_length) and least <= max_length <= highest:
         return max_length
     allowed = f"an integer >= {least}" if most is None else f"an integer from {least} to {most}"
     raise BadOption("max_length", max_length, allowed + " or None")
