@@ -8,11 +8,12 @@ from pathlib import Path
 
 import tensorflow as tf
 from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from seq2seq_attn import _compat
 
 TFLITE_VARIANTS = {"model.tflite": None, "model_fp16.tflite": "fp16", "model_int8.tflite": "int8"}
 ONNX_OPSET = 17
-# tf2onnx optimizer passes run at conversion (see `_few_tf2onnx_passes`).
+# tf2onnx optimizer passes run at conversion (see `_kept_tf2onnx_passes`).
 TF2ONNX_PASSES = ("fold_constants", "remove_identity", "remove_back_to_back")
 
 
@@ -34,7 +35,7 @@ def _named_frozen(function):
     invoke), so the TFLite graphs are converted from frozen functions.
     """
     concrete = function.get_concrete_function()
-    frozen = convert_variables_to_constants_v2(concrete)
+    frozen = _compat.freeze(concrete)
     names = sorted(concrete.structured_outputs)  # TF flattens output dicts by sorted key
 
     def call(*args):
@@ -66,54 +67,6 @@ def save_frozen_steps(module, path):
         merge_signature_saved_models(directories, path)
 
 
-def _tflite_converter(frozen_dir, signature_keys):
-    """A TFLite converter of a SavedModel that converts from disk without loading it in Python.
-
-    `TFLiteConverter.from_saved_model` loads the whole SavedModel with `tf.saved_model.load`
-    only to look its signatures up, and `convert()` loads it twice more (a TF1 graph for
-    statistics, `tf.saved_model.load` for debug info) before MLIR imports it from disk. Each
-    Python load turns the frozen weights into graph constants: at the benchmark size (a
-    175 MB frozen SavedModel) the converter peaked at 3.24 GB in a fresh process. The
-    converter class `from_saved_model` returns is built directly here, with the graph for
-    statistics read as a plain proto and no debug-info load: 2.25 GB and 40% less time,
-    byte-identical flatbuffers. Falls back to the public path where TensorFlow's internals
-    differ.
-    """
-    try:
-        from tensorflow.lite.python import conversion_metadata_schema_py_generated as metadata
-        from tensorflow.lite.python import lite
-
-        converter_class = lite.TFLiteSavedModelConverterV2
-        lite.TFLiteConverterBase._set_original_model_type(metadata.ModelType.TF_SAVED_MODEL)
-        converter = converter_class(str(frozen_dir), {tf.saved_model.SERVING}, signature_keys)
-        return converter, _no_python_loads(lite, converter_class)
-    except (ImportError, AttributeError, TypeError):
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            str(frozen_dir), signature_keys=signature_keys
-        )
-        return converter, contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _no_python_loads(lite, converter_class):
-    """Inside the block, `converter_class.convert()` reads the SavedModel only as protos."""
-    from unittest import mock
-
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    def graph_def_only(self, saved_model_dir, tags):  # used only for statistics
-        proto = saved_model_pb2.SavedModel()
-        proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
-        return proto.meta_graphs[0].graph_def, [], []
-
-    no_debug_info = type("NoDebugInfo", (), {"graph_debug_info": None})()
-    with (
-        mock.patch.object(lite, "_load", lambda *args, **kwargs: no_debug_info),
-        mock.patch.object(converter_class, "_load_saved_model", graph_def_only),
-    ):
-        yield
-
-
 def to_tflite(frozen_dir, path, quantization=None):
     """Converts the frozen step SavedModel to a LiteRT flatbuffer with builtin ops only.
 
@@ -124,19 +77,19 @@ def to_tflite(frozen_dir, path, quantization=None):
     """
     if quantization not in (None, "fp16", "int8"):
         raise ValueError(f"`quantization` must be None, 'fp16' or 'int8', got {quantization!r}")
-    converter, no_loads = _tflite_converter(frozen_dir, list(STEP_SIGNATURES))
+    # `from_saved_model`'s converter without its three Python loads of the SavedModel:
+    # 2.25 GB against 3.24 GB at the benchmark size, byte-identical (see `_compat`).
+    converter = _compat.tflite_converter(frozen_dir, STEP_SIGNATURES)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
     if quantization in ("fp16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    with no_loads:
-        Path(path).write_bytes(converter.convert())
+    Path(path).write_bytes(converter.convert())
 
 
-@contextlib.contextmanager
-def _few_tf2onnx_passes():
-    """tf2onnx runs only the `TF2ONNX_PASSES` of its ONNX optimizer inside the `with` block.
+def _kept_tf2onnx_passes():
+    """tf2onnx's ONNX optimizer passes named in `TF2ONNX_PASSES`, in tf2onnx's order.
 
     Its full set of passes, repeated until nothing changes, kept a copy of the graph's
     constants after every pass: converting the benchmark model's decoder step peaked at
@@ -147,45 +100,54 @@ def _few_tf2onnx_passes():
     the same int8 size. With no pass at all, tf2onnx leaves Identity nodes that reference
     a Loop's values out of order (the checker refuses the translate.onnx built from such
     a greedy graph) and patterns onnxruntime's Gemm fusion mishandles in a Loop body.
-    `from_function` takes no list of passes, hence the patch of the table it reads.
-
-    A failing pass raises (`TF2ONNX_CATCH_ERRORS=FALSE`) instead of being skipped with a
-    warning, which also spares the deep copy of the graph tf2onnx makes before each pass
-    to be able to skip it.
     """
-    import os
     from collections import OrderedDict
 
-    from tf2onnx import optimizer
+    from tf2onnx.optimizer.back_to_back_optimizer import BackToBackOptimizer
+    from tf2onnx.optimizer.const_fold_optimizer import ConstFoldOptimizer
+    from tf2onnx.optimizer.identity_optimizer import IdentityOptimizer
 
-    passes = optimizer._get_optimizers
-    kept = OrderedDict((k, v) for k, v in passes().items() if k in TF2ONNX_PASSES)
-    key = "TF2ONNX_CATCH_ERRORS"  # tf2onnx.constants.ENV_TF2ONNX_CATCH_ERRORS
-    catch = os.environ.get(key)
-    optimizer._get_optimizers = lambda: kept
-    os.environ[key] = "FALSE"
-    try:
-        yield
-    finally:
-        optimizer._get_optimizers = passes
-        if catch is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = catch
+    passes = {
+        "fold_constants": ConstFoldOptimizer,
+        "remove_identity": IdentityOptimizer,
+        "remove_back_to_back": BackToBackOptimizer,
+    }
+    return OrderedDict((name, passes[name]) for name in TF2ONNX_PASSES)
 
 
 def to_onnx(function, path, opset=ONNX_OPSET):
-    """Converts one `tf.function` of the export module to ONNX with tf2onnx."""
-    import tf2onnx
+    """Converts one `tf.function` of the export module to ONNX with tf2onnx.
+
+    The public steps `tf2onnx.convert.from_function` is made of (it takes no list of
+    optimizer passes), with only `TF2ONNX_PASSES` (`_kept_tf2onnx_passes`). A failing pass
+    raises instead of being skipped with a warning, which also spares the deep copy of the
+    graph tf2onnx makes before each pass to be able to skip it.
+    """
+    from tf2onnx import optimizer, tf_loader, tfonnx
+    from tf2onnx.convert import tensor_names_from_structed
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), _few_tf2onnx_passes():
-        tf2onnx.convert.from_function(
-            function,
-            input_signature=function.input_signature,
-            opset=opset,
-            output_path=str(path),
-        )
+    concrete = function.get_concrete_function(*function.input_signature)
+    inputs = [t.name for t in concrete.inputs if t.dtype != tf.resource]
+    outputs = [t.name for t in concrete.outputs if t.dtype != tf.resource]
+    renames = tensor_names_from_structed(concrete, inputs, outputs)
+    with contextlib.redirect_stdout(io.StringIO()), tf.device("/cpu:0"):
+        frozen = tf_loader.from_function(concrete, inputs, outputs)
+        with tf.Graph().as_default() as graph:
+            tf.graph_util.import_graph_def(frozen, name="")
+            onnx_graph = tfonnx.process_tf_graph(
+                graph,
+                continue_on_error=True,
+                opset=opset,
+                input_names=inputs,
+                output_names=outputs,
+                tensors_to_rename=renames,
+            )
+            onnx_graph = optimizer.optimize_graph(
+                onnx_graph, catch_errors=False, optimizers=_kept_tf2onnx_passes()
+            )
+            model = onnx_graph.make_model(f"converted from {concrete.name}")
+    Path(path).write_bytes(model.SerializeToString())
 
 
 def native_encoder_supported(model):

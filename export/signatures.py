@@ -15,6 +15,7 @@ never equal output names (tf2onnx rejects graphs where they do).
 """
 
 import functools
+import types
 
 import tensorflow as tf
 
@@ -53,7 +54,10 @@ class ExportModule(tf.Module):
         self, model, tokenizers=None, beam_width=4, length_penalty=0.0, max_source_length=None
     ):
         super().__init__(name="seq2seq_attn_export")
-        self._keep_untracked(model)
+        # Not in the SavedModel's object graph (see `model_variables`): TensorFlow tracks an
+        # attribute that is trackable (the Keras model is) or a list, tuple or dict, never
+        # another object, so the model is held by a plain one.
+        self._untracked = types.SimpleNamespace(model=model)
         # TF Serving, `saved_model_cli run` and every TF1 or C API loader restore weights
         # through the graph's saver, which reaches only the `tf.Variable`s the SavedModel
         # tracks as such. A Keras 3 variable wraps one, and tracking the model alone left
@@ -83,9 +87,10 @@ class ExportModule(tf.Module):
             text = spec([None], tf.string, "text")
             self.serving_default = trace(self._serving_default, input_signature=[text])
 
-    @tf.__internal__.tracking.no_automatic_dependency_tracking
-    def _keep_untracked(self, model):
-        self.model = model  # not in the SavedModel's object graph: see `model_variables`
+    @property
+    def model(self):
+        """The exported `Seq2SeqAttention`."""
+        return self._untracked.model
 
     def step_specs(self, source_length=None):
         """Input specs of `decode_step`, in call order."""

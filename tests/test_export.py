@@ -364,28 +364,32 @@ def test_held_out_falls_back_to_dev_for_a_run_trained_without_a_test_file(tmp_pa
         _held_out(translator, tmp_path, 5, None)
 
 
-def test_tf2onnx_runs_only_the_kept_passes_during_conversion(monkeypatch):
+def test_tf2onnx_runs_only_the_kept_passes_and_a_failing_pass_raises(monkeypatch, tmp_path):
     """`to_onnx` leaves most graph optimisation to onnxruntime (tf2onnx's passes each keep
-    a copy of the weights); the pass table is restored afterwards, also on failure."""
+    a copy of the weights): it asks tf2onnx's optimizer for `TF2ONNX_PASSES` only, with
+    errors raised, and leaves tf2onnx's own settings alone."""
+    import onnxruntime
     from seq2seq_attn.export import convert
     from tf2onnx import optimizer
 
+    function = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([None], tf.float32)])
+    convert.to_onnx(function, tmp_path / "plus_one.onnx")  # the real conversion runs
+    session = onnxruntime.InferenceSession(str(tmp_path / "plus_one.onnx"))
+    x = np.array([1.5, -2.0], np.float32)
+    np.testing.assert_array_equal(session.run(None, {session.get_inputs()[0].name: x})[0], x + 1)
+
     seen = []
 
-    def fake_from_function(*args, **kwargs):
-        seen.append(list(optimizer._get_optimizers()))
-        seen.append(os.environ["TF2ONNX_CATCH_ERRORS"])
-        raise RuntimeError("conversion failed")
+    def failing_optimizer(graph, catch_errors=True, optimizers=None):
+        seen.append((list(optimizers), catch_errors))
+        raise RuntimeError("a pass failed")
 
-    before = list(optimizer._get_optimizers())
     monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
-    monkeypatch.setattr("tf2onnx.convert.from_function", fake_from_function)
-    function = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([None], tf.float32)])
-    with pytest.raises(RuntimeError, match="conversion failed"):
-        convert.to_onnx(function, "unused.onnx")
-    assert seen == [list(convert.TF2ONNX_PASSES), "FALSE"]  # a failing pass raises
+    monkeypatch.setattr(optimizer, "optimize_graph", failing_optimizer)
+    with pytest.raises(RuntimeError, match="a pass failed"):
+        convert.to_onnx(function, tmp_path / "unused.onnx")
+    assert seen == [(list(convert.TF2ONNX_PASSES), False)]
     assert "TF2ONNX_CATCH_ERRORS" not in os.environ
-    assert list(optimizer._get_optimizers()) == before and "fold_constants" in before
 
 
 @pytest.fixture(scope="module")
@@ -398,6 +402,7 @@ def frozen_steps(run_dir, tmp_path_factory):
     return path
 
 
+@pytest.mark.canary
 @pytest.mark.parametrize("quantization", [None, "int8"])
 def test_tflite_conversion_reads_no_savedmodel_in_python_and_matches_the_public_converter(
     frozen_steps, tmp_path, monkeypatch, quantization
@@ -416,34 +421,37 @@ def test_tflite_conversion_reads_no_savedmodel_in_python_and_matches_the_public_
     def no_load(*args, **kwargs):
         raise AssertionError("the SavedModel was loaded in Python")
 
-    monkeypatch.setattr(lite, "_load", no_load)
+    monkeypatch.setattr(lite, "_load", no_load)  # tf.saved_model.load
+    monkeypatch.setattr(lite.TFLiteConverterBaseV2, "_load_saved_model", no_load)  # TF1 graph
     to_tflite(frozen_steps, tmp_path / "model.tflite", quantization)
     assert (tmp_path / "model.tflite").read_bytes() == expected
 
 
-def test_tflite_conversion_falls_back_to_the_public_converter(frozen_steps, tmp_path, monkeypatch):
+@pytest.mark.canary
+def test_tflite_conversion_stops_with_one_error_where_tensorflow_internals_differ(
+    frozen_steps, tmp_path, monkeypatch
+):
+    """No silent fallback: a TensorFlow whose converter internals moved stops the
+    conversion with `_compat`'s error, naming package, version and the missing name."""
     import importlib
     import sys
 
     from seq2seq_attn.export.convert import to_tflite
 
-    to_tflite(frozen_steps, tmp_path / "light.tflite")
-    # Another TensorFlow's internals: the module the light path imports is gone.
-    package = importlib.import_module("tensorflow.lite.python")
+    from seq2seq_attn import _compat
 
+    # Another TensorFlow's internals: a module the converter imports is gone.
+    package = importlib.import_module("tensorflow.lite.python")
     name = "conversion_metadata_schema_py_generated"
     monkeypatch.delattr(package, name)
     monkeypatch.setitem(sys.modules, f"{package.__name__}.{name}", None)
-    public = tf.lite.TFLiteConverter.from_saved_model
-    calls = []
-    monkeypatch.setattr(
-        tf.lite.TFLiteConverter,
-        "from_saved_model",
-        lambda *args, **kwargs: calls.append(args) or public(*args, **kwargs),
-    )
-    to_tflite(frozen_steps, tmp_path / "public.tflite")
-    assert len(calls) == 1
-    assert (tmp_path / "public.tflite").read_bytes() == (tmp_path / "light.tflite").read_bytes()
+    _compat._tflite.cache_clear()
+    try:
+        with pytest.raises(_compat.CompatibilityError, match=f"has no `{package.__name__}.{name}`"):
+            to_tflite(frozen_steps, tmp_path / "model.tflite")
+    finally:
+        _compat._tflite.cache_clear()
+    assert not (tmp_path / "model.tflite").exists()
     with pytest.raises(ValueError, match="quantization"):
         to_tflite(frozen_steps, tmp_path / "bad.tflite", "int4")
 

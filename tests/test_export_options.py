@@ -100,7 +100,7 @@ def test_step_runtime_parity(exported, runtime):
 
 
 def test_tflite_has_builtin_ops_only_and_every_state(exported):
-    from tensorflow.lite.python import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model, out, _ = exported

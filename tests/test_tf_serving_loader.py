@@ -52,6 +52,7 @@ def test_the_saved_model_holds_each_weight_once(tiny_export, tiny_run):
     assert len(tensors) == len(model.variables)
 
 
+@pytest.mark.canary
 def test_a_saved_model_tracking_keras_variables_fails_here_not_in_production(tiny_run, tmp_path):
     """What the export did before: it tracked the Keras model, so `tf.saved_model.load` worked
     and TF Serving's loader restored nothing. The loader check sees it."""
@@ -85,6 +86,7 @@ def test_export_module_tracks_tf_variables_not_the_model(tiny_run):
     assert len(module.variables) == len(model.variables)  # tf.Module's own walk: no twice
 
 
+@pytest.mark.canary  # TensorFlow's CLI module is private (`tensorflow.python.tools`)
 def test_saved_model_cli_runs_serving_default_with_the_text_ops_registered(tiny_export):
     """The README's `saved_model_cli run` line: TensorFlow's own CLI, the TF1 loader, text in."""
     out, _ = tiny_export
