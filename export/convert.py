@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 import tensorflow as tf
-from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
 
 from seq2seq_attn import _compat
+from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
 
 TFLITE_VARIANTS = {"model.tflite": None, "model_fp16.tflite": "fp16", "model_int8.tflite": "int8"}
 ONNX_OPSET = 17
@@ -302,6 +302,7 @@ def write_greedy_onnx(module, out_dir, suffix=""):
     convert; at the tutorial's size 2.3x slower to run at batch 1). With `suffix="_int8"`,
     the quantized graphs' own single graph."""
     import onnx
+
     from seq2seq_attn.export.greedy_graph import greedy_onnx
 
     out_dir = Path(out_dir)
