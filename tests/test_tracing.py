@@ -8,10 +8,13 @@ therefore created with `autograph=False`, and every `tf.data` function is wrappe
 `do_not_convert`; the tests that trace them (export, parity, translate, training) show they
 need no conversion. The entry points users trace themselves (`generate`, `encode`,
 `decode_step`, `teacher_forced`, the graph tokenizers) are marked `do_not_convert`, so a user's
-own `tf.function`, AutoGraph on, does not convert them either (checked with a spy).
+own `tf.function`, AutoGraph on, does not convert them either (checked through AutoGraph's own
+log of the functions it converts, `tf.autograph.set_verbosity`).
 """
 
 import ast
+import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -119,20 +122,36 @@ ds = ds.filter(keep).map(g)  # g converted
     assert sorted(dataset_functions_converted(tree)) == [11, 16]
 
 
+# What AutoGraph logs, at verbosity 1 and 3, for each function it converts or takes from its
+# cache of converted functions (`tensorflow/python/autograph/pyct/transpiler.py`).
+CONVERSION_LOGS = ("%s is not cached for subkey %s", "Cache hit for %s subkey %s: %s")
+
+
+class _Conversions(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.modules = []
+
+    def emit(self, record):
+        if record.msg in CONVERSION_LOGS:
+            self.modules.append(getattr(record.args[0], "__module__", None) or "?")
+
+
 @pytest.fixture
-def converted_modules(monkeypatch):
-    """The modules of every function AutoGraph converts while the fixture is active."""
-    from tensorflow.python.autograph.impl import api
-
-    seen = []
-    transform = api._TRANSPILER.transform
-
-    def spy(entity, program_ctx):
-        seen.append(getattr(entity, "__module__", None) or "?")
-        return transform(entity, program_ctx)
-
-    monkeypatch.setattr(api._TRANSPILER, "transform", spy)
-    return seen
+def converted_modules():
+    """The modules of every function AutoGraph converts while the fixture is active, read from
+    AutoGraph's own log (`tf.autograph.set_verbosity`, the "tensorflow" logger)."""
+    logger, spy = logging.getLogger("tensorflow"), _Conversions()
+    level = logger.level
+    logger.addHandler(spy)
+    logger.setLevel(logging.INFO)
+    tf.autograph.set_verbosity(3)
+    try:
+        yield spy.modules
+    finally:
+        tf.autograph.set_verbosity(int(os.environ.get("AUTOGRAPH_VERBOSITY", "0")))
+        logger.setLevel(level)
+        logger.removeHandler(spy)
 
 
 def test_a_users_own_tf_function_does_not_convert_the_package(tiny_run, converted_modules):
@@ -160,6 +179,6 @@ def test_a_users_own_tf_function_does_not_convert_the_package(tiny_run, converte
         tf.TensorSpec([None], tf.string)
     )
     assert all(out.dtype == tf.int32 for out in traced)
-    assert __name__ in converted_modules  # the spy sees conversions
+    assert __name__ in converted_modules  # the log shows conversions (the user's own code)
     ours = [m for m in converted_modules if m.startswith(("seq2seq_attn", "tensorflow_text"))]
     assert ours == []
