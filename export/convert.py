@@ -11,6 +11,10 @@ import tensorflow as tf
 from seq2seq_attn import _compat
 from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
 
+# Where TensorFlow moved a private name the export relies on, it stops here, naming it,
+# rather than half-way through an export.
+_compat.check_tensorflow()
+
 TFLITE_VARIANTS = {"model.tflite": None, "model_fp16.tflite": "fp16", "model_int8.tflite": "int8"}
 ONNX_OPSET = 17
 # tf2onnx optimizer passes run at conversion (see `_kept_tf2onnx_passes`).

@@ -227,6 +227,17 @@ def forget_distribute_strategy(model):
 # No private name: `ai_edge_litert.interpreter.Interpreter` only.
 
 
+def check_tensorflow():
+    """Checks the TensorFlow and TFLite converter sections now (it imports TensorFlow)."""
+    _tensorflow()
+    _tflite()
+
+
+def check_keras():
+    """Checks the Keras section now (it imports Keras)."""
+    _keras()
+
+
 def check_all():
     """Checks every section whose package is installed; returns the names of those checked."""
     checked = []

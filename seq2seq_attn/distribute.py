@@ -39,6 +39,8 @@ from seq2seq_attn import _compat
 from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import UserError
 
+_compat.check_keras()  # a Keras that moved a private name used here stops at import
+
 # Job names MultiWorkerMirroredStrategy trains with (TF_CONFIG may have no others).
 WORKER_JOBS = ("chief", "worker")
 

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from seq2seq_attn import _compat
 
+_compat.check_keras()  # a Keras that moved a private name used here stops at import
+
 
 @keras.saving.register_keras_serializable(package="seq2seq_attn")
 class FusedAdam(keras.optimizers.Adam):
