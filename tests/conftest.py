@@ -161,6 +161,7 @@ LONGEST_FIRST = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # the markers must be there before `-m` deselects by them
 def pytest_collection_modifyitems(items):
     for item in items:
         _mark_layer_and_fast(item)
