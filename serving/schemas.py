@@ -302,8 +302,8 @@ def _state_request_limits(openapi, limits, max_source_tokens, max_beam_width, de
     exact = TranslateRequest.model_json_schema()["properties"]
     for name, prop in props.items():  # FastAPI writes bounds as floats: 2**63 - 1 rounds up
         prop.update({k: exact[name][k] for k in ("minimum", "maximum") if k in exact[name]})
-    props["text"].update(text, description=props["text"]["description"] + tokens)
-    props["texts"].update(texts, description=props["texts"]["description"] + tokens)
+    for name, limit in (("text", text), ("texts", texts)):  # the same on every call
+        props[name].update(limit, description=exact[name]["description"] + tokens)
     props["beam_width"]["maximum"] = max_beam_width
     props["n_best"]["maximum"] = max_beam_width
     props["max_length"]["maximum"] = limits.max_output_length

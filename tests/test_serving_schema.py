@@ -124,6 +124,7 @@ def test_schema_states_the_servers_limits(app):
     instances = schemas["PredictRequest"]["properties"]["instances"]
     assert (instances["minItems"], instances["maxItems"]) == (1, limits.max_texts)
     assert schemas["TextInstance"]["properties"]["text"]["maxLength"] == limits.max_text_chars
+    assert json.dumps(app.openapi()) == json.dumps(app.openapi())  # written in once, not twice
 
 
 @pytest.mark.parametrize(
