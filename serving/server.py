@@ -9,9 +9,8 @@ stops accepting connections, lets the requests in flight finish (at most
 import logging
 import threading
 
-from seq2seq_attn.serving.app import DEFAULT_MODEL_NAME, create_app
-
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.serving.app import DEFAULT_MODEL_NAME, create_app
 
 logger = logging.getLogger(__name__)
 
