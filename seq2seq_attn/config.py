@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.shortlist import DEFAULTS as SHORTLIST_DEFAULTS
+from seq2seq_attn.shortlist import check_options as check_shortlist
 from seq2seq_attn.tokenizer import DEFAULTS as TOKENIZER_DEFAULTS
 from seq2seq_attn.tokenizer import check_options
 
@@ -20,6 +22,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULTS = {
     "data": {"size": None},
     "tokenizer": dict(TOKENIZER_DEFAULTS),
+    # Lexical shortlist built at the end of `train` (seq2seq_attn.shortlist); null: none.
+    "shortlist": dict(SHORTLIST_DEFAULTS),
     "model": {},
     "training": {
         "batch_size": 64,
@@ -191,6 +195,9 @@ def resolve_config(raw):
     _check_keys("", raw, list(DEFAULTS))
     config = copy.deepcopy(DEFAULTS)
     for section, values in raw.items():
+        if section == "shortlist" and values is None:  # `shortlist: null` builds none
+            config[section] = None
+            continue
         values = values or {}
         if not isinstance(values, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {values!r}")
@@ -199,6 +206,7 @@ def resolve_config(raw):
         config[section].update(values)
     _check_training_values(config["training"])
     check_options(config["tokenizer"])
+    config["shortlist"] = check_shortlist(config["shortlist"])
     return config
 
 
