@@ -187,6 +187,17 @@ def _serve(args):
     )
 
 
+def _shortlist(args):
+    from seq2seq_attn.commands import build_shortlist
+    from seq2seq_attn.shortlist import summary_line
+
+    def progress(text):
+        if args.verbosity != "quiet":
+            print(text, file=sys.stderr, flush=True)
+
+    print(summary_line(build_shortlist(args.run_dir, args.top_k, args.frequent, progress)))
+
+
 def _demo(args):
     from seq2seq_attn.commands import demo
 
@@ -360,6 +371,12 @@ def build_parser():
     )
     p.set_defaults(func=_serve)
 
+    p = sub.add_parser("shortlist", help="build a run's lexical shortlist (candidate targets)")
+    p.add_argument("run_dir")
+    p.add_argument("--top-k", type=_positive_int, help="targets per source piece (config)")
+    p.add_argument("--frequent", type=_positive_int, help="most frequent targets (config)")
+    p.set_defaults(func=_shortlist)
+
     p = sub.add_parser("demo", help="train, evaluate and plot the dates model in a few minutes")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
@@ -392,7 +409,7 @@ def _add_log_options(parser):
     parser.set_defaults(verbosity="normal")
 
 
-TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "demo")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "shortlist", "demo")
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""The plain functions behind the `evaluate`, `translate` and `demo` subcommands.
+"""The plain functions behind the `evaluate`, `translate`, `shortlist` and `demo` subcommands.
 
 (`train` is `seq2seq_attn.training.train`.) Each takes Python values and returns
 what it produced, so the CLI stays a thin argparse layer and tests call these directly.
@@ -105,6 +105,37 @@ def translate_texts(run_dir, texts, beam_width=1, plot=None, **options):
             title=textwrap.fill(f"{first.source} -> {first.text}", width=60),
         )
     return results
+
+
+def build_shortlist(run_dir, top_k=None, frequent=None, progress=None):
+    """Builds `run_dir/shortlist.npz` for an existing run from its own training pairs.
+
+    Args:
+        run_dir: a training run directory (its run.json says what data it was trained on).
+        top_k, frequent: sizes; default the run config's `shortlist:` section, else
+            `shortlist.DEFAULTS`.
+        progress: optional `progress(text)` called before each stage.
+
+    Returns:
+        the summary dict of `shortlist.build_for_run`.
+    """
+    from seq2seq_attn import shortlist
+    from seq2seq_attn.config import load_config
+    from seq2seq_attn.training import run_corpus
+    from seq2seq_attn.translator import RUN_INFO_FILE
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / RUN_INFO_FILE
+    if not info_path.is_file():
+        raise UserError(f"{run_dir} is not a finished training run (no {RUN_INFO_FILE})")
+    try:
+        run_info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {info_path}: {err}") from None
+    options = {**shortlist.DEFAULTS, **(load_config(run_dir / "config.yaml")["shortlist"] or {})}
+    options.update({k: v for k, v in (("top_k", top_k), ("frequent", frequent)) if v})
+    corpus = run_corpus(run_dir, run_info)
+    return shortlist.build_for_run(run_dir, corpus.train, progress=progress, **options)
 
 
 def translate_lines_io(run_dir, input_path=None, output_path=None, batch_size=32, **options):

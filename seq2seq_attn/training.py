@@ -34,7 +34,7 @@ from tensorflow.autograph.experimental import do_not_convert
 
 from seq2seq_attn import callbacks as callbacks_lib
 from seq2seq_attn import config as config_lib
-from seq2seq_attn import distribute, schedules
+from seq2seq_attn import distribute, schedules, shortlist
 from seq2seq_attn.corpora import load_corpus, load_files
 from seq2seq_attn.data import make_dataset, tokenize_pairs
 from seq2seq_attn.errors import UserError
@@ -134,9 +134,8 @@ def build_model(config, tokenizers, strategy=None):
             schedules.learning_rate(train_cfg),
             clipnorm=train_cfg["clipnorm"],
             use_ema=train_cfg["ema"] is not None,
-            # Keras updates the average after every batch, also those that only
-            # accumulate: decay ** (1 / K) per batch is about `ema` per update.
-            ema_momentum=(train_cfg["ema"] or 0.99) ** (1 / accumulate),
+            # TensorFlow's warm-up, counted in updates, not batches (optimizers.WarmUpAverage).
+            ema_momentum=train_cfg["ema"] or 0.99,
             gradient_accumulation_steps=accumulate if accumulate > 1 else None,
         )
         if several and keras.mixed_precision.global_policy().name == "mixed_float16":
@@ -432,6 +431,10 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         "keras": keras.__version__,
     }
     if task.chief:
+        if config.get("shortlist"):  # candidate target pieces for decoding (shortlist.py)
+            info["shortlist"] = shortlist.build_for_run(
+                out_dir, corpus.train, **config["shortlist"]
+            )
         (out_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
     else:
         shutil.rmtree(out_dir)
