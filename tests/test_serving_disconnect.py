@@ -9,6 +9,7 @@ requests are counted in /metrics, their texts were not decoded, and the next req
 about as long as on an idle server.
 """
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -153,3 +154,55 @@ def test_the_dropped_counter_is_in_metrics_from_the_start(tiny_export):
         metrics = metrics_of(port)
     assert metrics[DROPPED_REQUESTS] == 0
     assert metrics[DROPPED_TEXTS] == 0
+
+
+def call_asgi(app, messages, content_length):
+    """Runs one POST /translate through `app` whose receive gives `messages` (the last one
+    again and again); returns the messages the app sent."""
+    received = list(messages)
+    sent = []
+
+    async def receive():
+        return received.pop(0) if len(received) > 1 else received[0]
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/translate",
+        "raw_path": b"/translate",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-length", str(content_length).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_client_gone_before_its_texts_are_queued_is_never_queued(tiny_export):
+    model = SlowModel(tiny_export[0])
+    app = create_app(tiny_export[0], model=model)  # no lifespan: a queued text would get 503
+    body = json.dumps({"texts": [TEXT] * 3, "beam_width": 4}).encode()
+    request = {"type": "http.request", "body": body, "more_body": False}
+    sent = call_asgi(app, [request, {"type": "http.disconnect"}], len(body))
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [499]
+    metrics = app.state.metrics.render().decode()
+    assert 'seq2seq_dropped_requests_total{reason="client_disconnected"} 1.0' in metrics
+    assert 'seq2seq_requests_total{endpoint="/translate",method="POST",status="499"}' in metrics
+    assert app.state.service.batcher.depth() == 0 and model.started == 0
+
+
+def test_a_client_gone_before_its_body_is_read_is_counted(tiny_export):
+    app = create_app(tiny_export[0], model=SlowModel(tiny_export[0]))
+    assert call_asgi(app, [{"type": "http.disconnect"}], 100) == []
+    metrics = app.state.metrics.render().decode()
+    assert 'seq2seq_dropped_requests_total{reason="client_disconnected"} 1.0' in metrics
+    assert 'seq2seq_requests_total{endpoint="other",method="POST",status="499"} 1.0' in metrics
+    assert "seq2seq_errors_total{" not in metrics  # nothing was answered: not an error
