@@ -174,10 +174,22 @@ def tflite_converter(saved_model_dir, signature_keys):
 #   variable, which `optimizers.FusedAdam` hands to TensorFlow's fused `ResourceApplyAdam`.
 # - `Model._distribute_strategy`: `distribute.forget_creation_strategy` clears it to skip
 #   `fit`'s build peek (keras-team/keras#20585; guarded by `distribute.WORKAROUND_KERAS`).
+# - `BaseOptimizer._update_model_variables_moving_average` (overridden by
+#   `MovingAverageHook`), `._model_variables_moving_average` and `._iterations`: Keras'
+#   `use_ema` averages with a constant `ema_momentum` from the first update (and, with
+#   gradient accumulation, at every micro-batch); `optimizers.WarmUpAverage` replaces that
+#   one step with TensorFlow's warm-up, min(decay, (1 + t) / (10 + t)), keeping the average
+#   in Keras' own variables, where `finalize_variable_values`, checkpoints and
+#   `callbacks.averaged_weights` find it. Keras has no public hook or decay schedule for it
+#   (`ema_momentum` is a float; no upstream issue found asking for `num_updates`' warm-up).
+#   Called from `_backend_apply_gradients` after each `apply` (keras/src/optimizers/
+#   base_optimizer.py), before `_iterations` (micro-batches) is incremented.
 # Instance attributes exist only once the object is built, so they are checked at use.
 _CLIP = "clipping the global batch's gradient (distribute.CrossReplicaAdam)"
 _FUSED = "the fused Adam update (optimizers.FusedAdam)"
 _PEEK = "the keras-team/keras#20585 workaround (distribute.forget_creation_strategy)"
+_EMA = "the moving average with warm-up (optimizers.WarmUpAverage)"
+_EMA_STEP = "_update_model_variables_moving_average"
 
 
 @functools.cache
@@ -187,6 +199,7 @@ def _keras():
     optimizer = keras.optimizers.Optimizer
     require(optimizer, "_clip_gradients", "keras", _CLIP)
     require(optimizer, "_get_variable_index", "keras", _FUSED)
+    require(optimizer, _EMA_STEP, "keras", _EMA)
     return keras
 
 
@@ -203,6 +216,33 @@ def adam_slots(optimizer, variable):
     velocities = require(optimizer, "_velocities", "keras", _FUSED)
     index = optimizer._get_variable_index(variable)
     return momentums[index], velocities[index]
+
+
+def moving_averages(optimizer):
+    """The averages (Keras variables, None where not averaged) of a `use_ema` optimizer."""
+    _keras()
+    return require(optimizer, "_model_variables_moving_average", "keras", _EMA)
+
+
+class MovingAverageHook:
+    """Mixin for a Keras optimizer: its `use_ema` step calls `self.update_moving_averages`.
+
+    `update_moving_averages(variables, averages, updates, is_update)` gets the trainable
+    variables, their averages (`moving_averages`), the number of optimizer updates done
+    before this one (`iterations`; 0 at the first update) and, with gradient accumulation, a
+    boolean tensor that is true when this `apply` updated the weights (else None).
+    """
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        _keras()
+        if not self.use_ema:
+            return
+        is_update = None
+        if self.gradient_accumulation_steps:
+            micro_batches = require(self, "_iterations", "keras", _EMA)
+            is_update = (micro_batches + 1) % self.gradient_accumulation_steps == 0
+        averages = moving_averages(self)
+        self.update_moving_averages(trainable_variables, averages, self.iterations, is_update)
 
 
 def forget_distribute_strategy(model):

@@ -38,6 +38,7 @@ import tensorflow as tf
 from seq2seq_attn import _compat
 from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import UserError
+from seq2seq_attn.optimizers import WarmUpAverage
 
 _compat.check_keras()  # a Keras that moved a private name used here stops at import
 
@@ -337,7 +338,7 @@ def worker_scratch_dir(run_dir, task):
 
 
 @keras.saving.register_keras_serializable(package="seq2seq_attn")
-class CrossReplicaAdam(keras.optimizers.Adam):
+class CrossReplicaAdam(WarmUpAverage, keras.optimizers.Adam):
     """Adam whose gradient clipping sees the gradient of the global batch.
 
     Keras optimizers clip each replica's share of the gradient and only then sum the
@@ -348,7 +349,7 @@ class CrossReplicaAdam(keras.optimizers.Adam):
     exactly, and its clipping has nothing left to clip. (Zeros rather than `sum / n` on
     every replica: summed embedding `IndexedSlices` keep one row per replica, and Adam
     would count the repeated rows separately in its squared-gradient average.) With one
-    replica, or without clipping, it is plain Adam.
+    replica, or without clipping, it is plain Adam (with `use_ema`: `WarmUpAverage`'s).
     """
 
     def apply(self, grads, trainable_variables=None):
