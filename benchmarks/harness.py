@@ -41,6 +41,7 @@ BENCHMARKS = (
     "load_test",
     "parity_profile",
     "reverse_by_length",
+    "shortlist_coverage",
     "startup",
     "train_throughput",
     "train_tutorial_size",

@@ -40,7 +40,7 @@ FILE = "shortlist.npz"
 SPECIAL_IDS = (PAD_ID, UNK_ID, START_ID, END_ID)
 # The `shortlist:` section of a config (chosen by benchmarks/shortlist_coverage.py, see
 # docs/decisions/0030-lexical-shortlist-sizes.md); `shortlist: null` builds none.
-DEFAULTS = {"top_k": 50, "frequent": 250}
+DEFAULTS = {"top_k": 100, "frequent": 500}
 ITERATIONS = 5
 CHUNK_LINKS = 1 << 22  # links per chunk: bounds the memory of one EM pass
 
