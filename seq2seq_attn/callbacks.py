@@ -5,6 +5,7 @@
     AveragedEvaluation dev loss computed with the averaged (EMA) weights.
     AveragedCheckpoint `ModelCheckpoint` that saves the averaged weights.
     Budget             stops training cleanly after `max_steps` updates or `max_minutes`.
+    RunClock           `minutes` and `step` in the epoch logs (history.csv, TensorBoard).
     LearningRateLogger the learning rate of every update, to TensorBoard.
     ProgressLog        one plain line per epoch for logs (no progress-bar frames).
 
@@ -196,6 +197,37 @@ class Budget(keras.callbacks.Callback):
             self.stopped_by = "max_minutes"
         if self.stopped_by:
             self.model.stop_training = True
+
+
+class RunClock(keras.callbacks.Callback):
+    """Adds the run's elapsed `minutes` and optimizer `step` to each epoch's logs.
+
+    After it, history.csv has `minutes` and `step` columns and TensorBoard the scalars
+    `epoch_minutes` and `epoch_step`: when each dev score was reached, in wall-clock minutes
+    of training (dev evaluation and decoding included) and in updates. Run it after the
+    callbacks that add dev scores, before the loggers.
+
+    Args:
+        minutes_before: Minutes the run had trained before this `fit` (a resumed run: the
+            last `minutes` of its history.csv; the time since that epoch's end is lost with
+            the interruption and not counted).
+        clock: Seconds as a float (`time.monotonic`; tests pass their own).
+    """
+
+    def __init__(self, minutes_before=0.0, clock=time.monotonic):
+        super().__init__()
+        self.minutes_before = minutes_before
+        self.clock = clock
+        self._started = None
+
+    def on_train_begin(self, logs=None):
+        self._started = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs["minutes"] = self.minutes_before + (self.clock() - self._started) / 60
+        logs["step"] = optimizer_steps(self.model.optimizer)
 
 
 def optimizer_steps(optimizer):

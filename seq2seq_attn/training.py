@@ -7,8 +7,10 @@ A run directory holds:
                      tokenizer.json (see seq2seq_attn.tokenizer)
     config.yaml      the resolved configuration
     run.json         data spec (or the user's split files), seed, corpus sizes, epochs and
-                     optimizer steps run, why training stopped, best dev scores, time
+                     optimizer steps run, why training stopped, best dev scores and the
+                     epoch, step and training minutes they were reached at, time
     history.csv      per-epoch metrics (dev loss, and dev BLEU/chrF of greedy translations)
+                     with the step and training minutes at each epoch's end
     logs/            TensorBoard logs (logs/optimizer: the learning rate of every step)
     backup/          Keras BackupAndRestore state while training is unfinished
 
@@ -181,6 +183,14 @@ def _resumed_best(out_dir, monitor, mode):
     return min(values) if mode == "min" else max(values)
 
 
+def _minutes_before(out_dir):
+    """The training minutes of the epochs before an interruption (0 if not resuming)."""
+    if not (Path(out_dir) / "backup").exists():
+        return 0.0
+    minutes = [float(row["minutes"]) for row in _this_run_rows(out_dir) if row.get("minutes")]
+    return minutes[-1] if minutes else 0.0
+
+
 def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
     """The built-in callbacks in the order they must run at each epoch end."""
     monitor, mode = selection(train_cfg["select_by"], has_dev)
@@ -190,6 +200,7 @@ def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
     if dev_scores is not None:
         found.append(dev_scores)  # adds val_bleu/val_chrf before anything reads them
     found += [
+        callbacks_lib.RunClock(_minutes_before(out_dir)),  # before the loggers
         budget,
         callbacks_lib.AveragedCheckpoint(
             str(out_dir / MODEL_FILE),
@@ -265,7 +276,8 @@ def _whole_history(out_dir, history, monitor, mode):
 
     Returns:
         `(epochs_run, best_val_loss, best)`: `best` holds the epoch (from 1) that the
-        checkpoint kept, by `monitor`, and its dev scores.
+        checkpoint kept, the `metric` (`monitor`) and its `value`, the optimizer `step` and
+        the training `minutes` (`callbacks.RunClock`) at that epoch's end, and its scores.
     """
     epochs_run = history.epoch[-1] + 1 if history.epoch else 0
     rows = _this_run_rows(out_dir)
@@ -275,7 +287,11 @@ def _whole_history(out_dir, history, monitor, mode):
     if not scored:
         return epochs_run, best_val_loss, {}
     pick = (min if mode == "min" else max)(scored, key=lambda row: float(row[monitor]))
-    best = {"epoch": int(pick["epoch"]) + 1, "metric": monitor}
+    best = {"metric": monitor, "value": float(pick[monitor]), "epoch": int(pick["epoch"]) + 1}
+    if pick.get("step"):
+        best["step"] = int(float(pick["step"]))
+    if pick.get("minutes"):
+        best["minutes"] = round(float(pick["minutes"]), 2)
     for key in ("loss", "val_loss", "val_bleu", "val_chrf"):
         if pick.get(key):
             best[key] = float(pick[key])

@@ -17,6 +17,7 @@ from seq2seq_attn.callbacks import (
     DevScores,
     LearningRateLogger,
     ProgressLog,
+    RunClock,
     averaged_weights,
 )
 from seq2seq_attn.schedules import InverseSquareRoot
@@ -108,6 +109,21 @@ def test_budget_without_limits_never_stops():
     budget = Budget()
     model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[budget])
     assert budget.stopped_by is None and int(model.optimizer.iterations) == 10
+
+
+def test_run_clock_adds_minutes_and_steps_counting_the_minutes_before_a_resume():
+    ticks = iter([100.0, 130.0, 190.0])  # train begins; epochs end 30 s and 90 s later
+    model = _dense()
+    history = model.fit(
+        X,
+        Y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[RunClock(2.5, clock=lambda: next(ticks))],
+    )
+    assert history.history["minutes"] == [3.0, 4.0]  # 2.5 minutes before this fit
+    assert history.history["step"] == [5, 10]
 
 
 def _logged_rates(log_dir):

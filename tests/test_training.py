@@ -4,13 +4,16 @@ and gradient accumulation count their updates, split files are used as given."""
 
 import copy
 import csv
+import glob
 import io
 import json
+import time
 import warnings
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY_CONFIG
 
 from seq2seq_attn import evaluation
@@ -34,10 +37,11 @@ class Recorder(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.updates, self.epoch_raw, self.epoch_average = [], [], []
-        self.steps = None
+        self.steps = self.initial = None
 
     def on_train_begin(self, logs=None):
         self.steps = self.params.get("steps")  # batches per epoch, as Keras knows them
+        self.initial = [v.numpy().copy() for v in self.model.trainable_variables]
 
     def on_train_batch_end(self, batch, logs=None):
         self.updates.append([v.numpy().copy() for v in self.model.trainable_variables])
@@ -104,11 +108,13 @@ def test_progress_is_keras_bar_on_a_terminal_and_our_lines_in_a_log():
 def test_the_checkpoint_holds_the_moving_average_of_the_kept_epoch(ema_bleu_run):
     out, info, recorder, _ = ema_bleu_run
     kept = info["best"]["epoch"] - 1
-    # An independent EMA of the raw weights after every update (Keras starts it at update 1).
+    # An independent EMA of the raw weights after every update, with TensorFlow's warm-up:
+    # from the initial weights, update t (from 0) decays by min(0.9, (1 + t) / (10 + t)).
     updates_per_epoch = len(recorder.updates) // 2
-    expected = [w.copy() for w in recorder.updates[0]]
-    for weights in recorder.updates[1 : (kept + 1) * updates_per_epoch]:
-        expected = [0.9 * e + 0.1 * w for e, w in zip(expected, weights, strict=True)]
+    expected = [w.astype("float64") for w in recorder.initial]
+    for t, weights in enumerate(recorder.updates[: (kept + 1) * updates_per_epoch]):
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights, strict=True)]
     saved = _saved_weights(out)
     for got, want, average in zip(saved, expected, recorder.epoch_average[kept], strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
@@ -141,6 +147,56 @@ def test_select_by_bleu_keeps_the_best_epoch_and_its_dev_bleu_is_reproducible(em
     scores = evaluation.score(hypotheses, [t for _, t in dev], sources)
     assert scores["bleu"] == pytest.approx(max(bleus), abs=1e-6)
     assert run_info["steps"] == info["steps"] > 0 and run_info["stopped_by"] == "epochs"
+
+
+def _scalars(log_dir, tag):
+    values = {}
+    for path in glob.glob(f"{log_dir}/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def test_time_to_quality_is_in_history_tensorboard_and_run_json(ema_bleu_run):
+    out, info, recorder, _ = ema_bleu_run
+    rows = _history(out)
+    minutes = [float(row["minutes"]) for row in rows]
+    assert 0 < minutes[0] < minutes[1] < info["train_seconds"] / 60
+    assert [int(row["step"]) for row in rows] == [recorder.steps, 2 * recorder.steps]
+    logged = _scalars(out / "logs" / "train", "epoch_minutes")
+    assert sorted(logged) == [0, 1] and logged[1] == pytest.approx(minutes[1], rel=1e-5)
+    best, kept = info["best"], rows[info["best"]["epoch"] - 1]
+    assert best["metric"] == "val_bleu" and best["value"] == float(kept["val_bleu"])
+    assert best["step"] == int(kept["step"]) and best["minutes"] == round(float(kept["minutes"]), 2)
+    assert json.loads((out / "run.json").read_text())["best"] == best
+
+
+def test_a_resumed_run_keeps_counting_minutes_across_the_interruption(tmp_path):
+    class Interrupt(keras.callbacks.Callback):  # runs after the built-ins: row 0 is written
+        def on_train_begin(self, logs=None):
+            time.sleep(6)  # a first part that took at least 0.1 minutes
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    class Span(keras.callbacks.Callback):  # the resumed part's own minutes, to epoch end
+        def on_train_begin(self, logs=None):
+            self.began = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.minutes = (time.monotonic() - self.began) / 60
+
+    config, out, span = _config(epochs=2), tmp_path / "r", Span()
+    with pytest.raises(KeyboardInterrupt):
+        train("dates", config, out, verbose=0, callbacks=[Interrupt()])
+    info = train("dates", config, out, verbose=0, callbacks=[span])
+    first, second = (float(row["minutes"]) for row in _history(out))
+    assert first > 0.1
+    # Without the first part's minutes the resumed epoch would read about `span.minutes`.
+    assert second == pytest.approx(first + span.minutes, abs=0.01)
+    assert info["best"]["minutes"] in (round(first, 2), round(second, 2))
 
 
 def test_budget_stops_mid_epoch_and_still_saves_the_checkpoint(tmp_path):
