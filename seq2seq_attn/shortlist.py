@@ -250,11 +250,15 @@ class Shortlist:
         ids = ids.astype(np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.source_vocab_size):
             raise ValueError(f"source ids must lie in [0, {self.source_vocab_size})")
-        return np.union1d(self.top[ids].ravel(), self.always).astype(np.int32)
+        chosen = np.zeros(self.target_vocab_size, bool)  # a mask: no sort of n * top_k ids
+        chosen[self.always] = True
+        chosen[self.top[ids]] = True
+        return np.flatnonzero(chosen).astype(np.int32)
 
     def save(self, path):
-        """Writes `path` (.npz, ids only): format, top, frequent, target_vocab_size, info."""
-        np.savez(
+        """Writes `path` (compressed .npz, ids only): format, top, frequent,
+        target_vocab_size, info."""
+        np.savez_compressed(
             path,
             format=np.array(FORMAT),
             top=self.top,
