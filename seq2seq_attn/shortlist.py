@@ -69,15 +69,20 @@ def _strip(ids):
     return ids[(ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)]
 
 
-def _chunks(source_ids, target_ids, null_id):
+def _chunks(source_ids, target_ids, source_vocab_size, target_vocab_size):
     """`(sources, targets)` lists of stripped sentences, cut into chunks of about
-    `CHUNK_LINKS` links; every source sentence gets the NULL token `null_id` appended."""
+    `CHUNK_LINKS` links; every source sentence gets the NULL token (`source_vocab_size`)."""
     chunk, links = ([], []), 0
     for source, target in zip(source_ids, target_ids, strict=True):
         source, target = _strip(source), _strip(target)
         if not len(target):
             continue
-        chunk[0].append(np.append(source, null_id))
+        low, high = min(source.min(initial=0), target.min()), target.max()
+        if low < 0 or high >= target_vocab_size or source.max(initial=0) >= source_vocab_size:
+            raise ValueError(
+                f"an id is outside the vocabularies ({source_vocab_size}, {target_vocab_size})"
+            )
+        chunk[0].append(np.append(source, source_vocab_size))
         chunk[1].append(target)
         links += (len(source) + 1) * len(target)
         if links >= CHUNK_LINKS:
@@ -131,12 +136,11 @@ def ibm1(
         and p(target | source); the NULL source token is id `source_vocab_size`.
     """
     null_id, width = source_vocab_size, target_vocab_size
-    chunks = [_links(s, t, width) for s, t in _chunks(source_ids, target_ids, null_id)]
+    pieces = _chunks(source_ids, target_ids, source_vocab_size, width)
+    chunks = [_links(s, t, width) for s, t in pieces]
     if not chunks:
         raise UserError("cannot build a shortlist from no sentence pairs")
     keys_all = np.unique(np.concatenate([np.unique(keys) for keys, _ in chunks]))
-    if keys_all[-1] >= (null_id + 1) * width or keys_all[0] < 0:
-        raise ValueError(f"an id is outside the vocabularies ({source_vocab_size}, {width})")
     chunks = [(np.searchsorted(keys_all, k).astype(np.int32), b) for k, b in chunks]
     source_of = keys_all // width  # (pairs,)
     prob = np.full(len(keys_all), 1.0 / width)

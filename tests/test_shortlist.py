@@ -68,8 +68,9 @@ def test_ibm1_equals_the_reference_on_random_pairs_cut_in_chunks(monkeypatch):
 
 
 def test_ibm1_rejects_ids_outside_the_vocabulary():
-    with pytest.raises(ValueError, match="outside the vocabularies"):
-        sl.ibm1([[4, 9]], [[4]], 7, 7)
+    for source, target in (([4, 9], [4]), ([4, 7], [4]), ([4], [4, 7]), ([-1], [4])):
+        with pytest.raises(ValueError, match="outside the vocabularies"):
+            sl.ibm1([source], [target], 7, 7)
 
 
 def test_top_targets_orders_by_probability_then_id_and_pads():
