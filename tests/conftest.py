@@ -29,6 +29,7 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 # the tests themselves.
 LAYERS = {
     "test_artifact_integrity.py": "export",
+    "test_alignment.py": "unit",
     "test_attention.py": "unit",
     "test_benchmarks.py": "unit",  # the benchmarks' premises: the library's maths, naive twins
     "test_bible_data.py": "unit",

@@ -1,0 +1,125 @@
+"""Word alignments and scores (`seq2seq_attn.alignment`): golden values from hand-made
+attention matrices and pieces, computed by hand in the comments; invariants; real pieces."""
+
+import numpy as np
+import pytest
+
+from seq2seq_attn.alignment import (
+    format_pharaoh,
+    parse_pharaoh,
+    piece_words,
+    word_alignment,
+    word_scores,
+)
+
+SOURCE = ["[START]", "The", "▁cat", "s", "▁sle", "pt", ".", "[END]"]  # "The cats slept."
+TARGET = ["Los", "▁ga", "tos", "▁dorm", "ían", ".", "[END]"]  # "Los gatos dormían."
+ATTENTION = np.array(
+    #  [S]   The   ▁cat  s     ▁sle  pt    .     [E]
+    [
+        [0.10, 0.60, 0.20, 0.00, 0.00, 0.00, 0.00, 0.10],  # Los
+        [0.00, 0.10, 0.50, 0.20, 0.10, 0.00, 0.00, 0.10],  # ▁ga
+        [0.00, 0.00, 0.10, 0.60, 0.10, 0.10, 0.00, 0.10],  # tos
+        [0.00, 0.00, 0.10, 0.00, 0.40, 0.30, 0.10, 0.10],  # ▁dorm
+        [0.00, 0.00, 0.00, 0.00, 0.20, 0.50, 0.20, 0.10],  # ían
+        [0.00, 0.00, 0.00, 0.00, 0.00, 0.10, 0.60, 0.30],  # .
+        [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.10, 0.90],  # [END]
+    ]
+)
+
+
+def test_pieces_merge_into_the_words_of_the_text():
+    # The first piece has no marker (no dummy prefix) and still starts a word; punctuation
+    # without a marker sticks to its word, as in the decoded text.
+    assert piece_words(SOURCE) == (["The", "cats", "slept."], [None, 0, 1, 1, 2, 2, 2, None])
+    assert piece_words(TARGET)[0] == ["Los", "gatos", "dormían."]
+
+
+def test_space_pieces_bytes_and_a_leading_space():
+    # " a  €!": a leading marker, a space-only piece, a character as three byte pieces
+    pieces = ["▁a", "▁", "▁", "<0xE2>", "<0x82>", "<0xAC>", "!", "<0x0A>", "b"]
+    assert piece_words(pieces) == (["a", "€!", "b"], [0, None, None, 1, 1, 1, 1, None, 2])
+
+
+def test_golden_soft_and_hard_alignment():
+    alignment = word_alignment(ATTENTION, SOURCE, TARGET)
+    # Los: The .6, cats .2, slept. 0 -> /.8; gatos: rows ▁ga+tos: The .1, cats .5+.2+.1+.6
+    # = 1.4, slept. .1+.1+.1 = .3 -> /1.8; dormían.: rows ▁dorm+ían+".": cats .1, slept.
+    # .4+.3+.1 + .2+.5+.2 + .1+.6 = 2.4 -> /2.5
+    expected = [
+        [0.6 / 0.8, 0.2 / 0.8, 0.0],
+        [0.1 / 1.8, 1.4 / 1.8, 0.3 / 1.8],
+        [0.0, 0.1 / 2.5, 2.4 / 2.5],
+    ]
+    np.testing.assert_allclose(alignment.soft, expected, atol=1e-6)
+    assert alignment.hard() == [(0, 0), (1, 1), (2, 2)]
+    assert alignment.pharaoh() == "0-0 1-1 2-2"
+    assert alignment.format("soft") == "0.750,0.250,0.000 0.056,0.778,0.167 0.000,0.040,0.960"
+
+
+def test_hard_is_each_target_words_argmax_and_soft_rows_sum_to_one():
+    rng = np.random.default_rng(0)
+    source = ["[START]", "a", "b", "▁c", "▁d", "e", "▁f", "[END]"]
+    target = ["x", "▁y", "z", "▁w", "▁", "▁v", "[END]"]
+    for _ in range(50):
+        attention = rng.dirichlet(np.full(len(source), 0.3), size=len(target))
+        alignment = word_alignment(attention, source, target)
+        np.testing.assert_allclose(alignment.soft.sum(axis=1), 1.0, atol=1e-6)
+        # an independent twin: target words x·y (rows 0), y·z (1, 2), w (3), v (5)
+        words = [[0], [1, 2], [3], [5]]
+        mass = np.stack([attention[rows].sum(0) for rows in words])  # (4, source pieces)
+        by_word = np.stack([mass[:, [1, 2]].sum(1), mass[:, [3]].sum(1), mass[:, [4, 5]].sum(1),
+                            mass[:, [6]].sum(1)], axis=1)  # fmt: skip
+        assert alignment.hard() == [(int(s), t) for t, s in enumerate(by_word.argmax(1))]
+
+
+def test_a_row_of_attention_only_on_specials_is_uniform():
+    attention = np.array([[0.5, 0.0, 0.0, 0.5], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    alignment = word_alignment(attention, ["[START]", "a", "▁b", "[END]"], ["x", "▁y", "[END]"])
+    np.testing.assert_allclose(alignment.soft, [[0.5, 0.5], [1.0, 0.0]])
+    assert alignment.pharaoh() == "0-0 0-1"
+
+
+def test_an_empty_source_or_target_has_an_empty_alignment():
+    alignment = word_alignment(np.ones([2, 2]) / 2, ["[START]", "[END]"], ["x", "[END]"])
+    assert alignment.soft.shape == (1, 0) and alignment.pharaoh() == ""
+    assert word_alignment(np.zeros([1, 3]), ["[START]", "a", "[END]"], ["[END]"]).pharaoh() == ""
+
+
+def test_a_mismatched_attention_shape_is_refused():
+    with pytest.raises(ValueError, match=r"\(target pieces, source pieces\) = \(7, 8\)"):
+        word_alignment(ATTENTION[:, :-1], SOURCE, TARGET)
+
+
+def test_pharaoh_round_trip_and_malformed_lines():
+    pairs = [(0, 0), (2, 1), (1, 2), (10, 3)]
+    assert format_pharaoh(pairs) == "0-0 2-1 1-2 10-3"
+    assert parse_pharaoh(format_pharaoh(pairs)) == pairs
+    assert parse_pharaoh("") == []
+    for bad in ("0-", "a-1", "0:1", "1-2-3"):
+        with pytest.raises(ValueError, match="Pharaoh"):
+            parse_pharaoh(bad)
+
+
+def test_word_scores_sum_pieces_and_the_sentence_score_is_the_mean():
+    lps = [-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.05]
+    scores = word_scores(lps, TARGET)
+    # Los -0.1; gatos -0.2 - 0.3; dormían. -0.4 - 0.5 - 0.6; [END] in the sentence only
+    np.testing.assert_allclose(scores.words, [-0.1, -0.5, -1.5])
+    assert scores.sentence == pytest.approx(sum(lps) / 7)
+    assert scores.tokens == pytest.approx(lps)
+    with pytest.raises(ValueError, match="one value per target piece"):
+        word_scores(lps[:-1], TARGET)
+
+
+def test_real_pieces_give_the_words_of_the_decoded_text():
+    from seq2seq_attn.tokenizer import TokenizerPair
+
+    texts = ["The cats slept, didn't they?", "Hello  world", " leading space", "€ 5, naïve!"]
+    pair = TokenizerPair.train(texts * 10, texts * 10, source_vocab_size=300,
+                               target_vocab_size=300)  # fmt: skip
+    for text in [*texts, "unseen ünïcödé 漢字 🙂 words"]:
+        ids = pair.source.encode(text)
+        words, owners = piece_words(pair.source.id_to_token(ids))
+        assert words == pair.source.decode(ids).split(), text
+        assert owners[0] is None and owners[-1] is None
