@@ -82,7 +82,7 @@ def to_tflite(frozen_dir, path, quantization=None):
     if quantization not in (None, "fp16", "int8"):
         raise ValueError(f"`quantization` must be None, 'fp16' or 'int8', got {quantization!r}")
     # `from_saved_model`'s converter without its three Python loads of the SavedModel:
-    # 2.25 GB against 3.24 GB at the benchmark size, byte-identical (see `_compat`).
+    # 2.29 GB against 3.26 GB at the benchmark size, byte-identical (see `_compat`).
     converter = _compat.tflite_converter(frozen_dir, STEP_SIGNATURES)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
     if quantization in ("fp16", "int8"):
