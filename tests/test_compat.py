@@ -4,8 +4,9 @@ A scan of the production code (`seq2seq_attn/`, `export/`, `serving/`) fails on 
 use: imports of private modules (`tensorflow.python`, `keras.src`, ...) or private names,
 `tf.__internal__`, attributes with a leading underscore that the package does not define
 itself (read or written), methods that override a dependency's private method, and
-`unittest.mock`. `_compat`'s own check is tested on stand-in objects, and the canary test
-checks every name it needs against the installed versions.
+`unittest.mock`. `tensorflow.core.protobuf` (the SavedModel file format's protos) counts as
+public. `_compat`'s own check is tested on stand-in objects, and the canary test checks every
+name it needs against the installed versions.
 """
 
 import ast
