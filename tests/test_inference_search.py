@@ -91,6 +91,29 @@ def test_beam_two_escapes_the_trap():
     np.testing.assert_allclose(out["attention"][0], [[1 / 3] * 3, [1 / 3] * 3, [0, 0, 0]])
 
 
+def test_token_log_probs_are_each_chosen_tokens_own():
+    # greedy A C END: .6, .4, 1; beam 2 best B END then padding: .4, .9, 0; the n-best
+    # second A C END; with no penalty they sum to the score
+    t = trap_table()
+    greedy = run(greedy_search, t, max_length=6)
+    beam = run(beam_search, t, beam_width=2, n_best=2, max_length=6)
+    expected = {
+        "greedy": np.log([[t[START, A], t[A, C], t[C, END]]]),
+        "beam": np.log([[t[START, B], t[B, END], 1.0]]),
+        "beam 2nd": np.log([[t[START, A], t[A, C], t[C, END]]]),
+    }
+    got = {
+        "greedy": greedy["token_log_probs"],
+        "beam": beam["token_log_probs"],
+        "beam 2nd": beam["nbest_token_log_probs"][:, 1],
+    }
+    for name, lps in got.items():
+        assert lps.dtype == np.float32, name
+        np.testing.assert_allclose(lps, expected[name], atol=SCORE_ATOL, err_msg=name)
+    np.testing.assert_array_equal(greedy["nbest_token_log_probs"][:, 0], greedy["token_log_probs"])
+    np.testing.assert_allclose(beam["nbest_token_log_probs"].sum(-1), beam["nbest_scores"], 1e-6)
+
+
 def test_beam_three_sorted_with_ties_to_the_lower_index():
     out = run(beam_search, trap_table(), beam_width=3, max_length=6)
     # A END and A B tie at .18 after step 1; top_k keeps the lower token id (END=3 < B=5)
@@ -296,8 +319,11 @@ def host_decode(model, source, beam_width, **kwargs):
     return beam_search(*args, beam_width=beam_width, **kwargs)
 
 
+HOST_ONLY = {"token_log_probs", "nbest_token_log_probs"}  # the graph search has no such keys
+
+
 def assert_same(tf_out, np_out):
-    assert set(np_out) == set(tf_out)
+    assert set(np_out) == set(tf_out) | HOST_ONLY
     for key, value in tf_out.items():
         value = value.numpy()
         assert np_out[key].dtype == value.dtype, key
@@ -318,6 +344,9 @@ def test_same_as_tensorflow(model, beam_width, penalties):
     tf_out = model.generate(SOURCE, beam_width=beam_width, **kwargs)
     np_out = host_decode(model, SOURCE, beam_width, **kwargs)
     assert_same(tf_out, np_out)
+    if not penalties:  # each token's own log-prob, summed, is the model's score
+        total = np_out["token_log_probs"].sum(-1)
+        np.testing.assert_allclose(total, tf_out["scores"].numpy(), atol=SCORE_ATOL)
     if beam_width == 4:  # a non-trivial case: hypotheses end after various numbers of tokens
         is_end = np_out["beam_tokens"] == model.end_id
         lengths = np.where(is_end.any(-1), is_end.argmax(-1) + 1, -1)

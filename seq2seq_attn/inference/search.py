@@ -19,6 +19,13 @@ sum_j log(min(sum_i a_ij, 1)) over unmasked source positions j, applied to
 finished hypotheses only. |Y| counts the [END] token. Tokens after [END] are
 0 (padding) and their attention rows are zeros.
 
+Row i of `attention` (and entry i of `token_log_probs`) belongs to `tokens[i]`: the
+step that chose y_i computed its attention from the state before y_i (s_{i-1}) and
+predicted y_i from that context. `token_log_probs` are the model's own log-probs of
+the chosen tokens (before any temperature; 0 after [END]), so with no length or
+coverage penalty they sum to the score; `seq2seq_attn.alignment` turns them and the
+attention into word scores and word alignments.
+
 Options (`seq2seq_attn.interface.DecodeOptions`, same rules as in the graph):
 
 - `n_best`: the results also carry `nbest_tokens` `(batch, n_best, length)`,
@@ -217,7 +224,9 @@ def greedy_search(
         `(batch_size,)` (log P of the tokens under the model, normalised as asked),
         `attention` float32 `(batch_size, length, source_length)` and the same as a
         one-best list: `nbest_tokens` `(batch_size, 1, length)`, `nbest_scores`
-        `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`.
+        `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`;
+        `token_log_probs` float32 `(batch_size, length)`, each token's log-prob (0 after
+        [END]), and `nbest_token_log_probs` `(batch_size, 1, length)`.
     """
     opts = _check_args(
         max_length, length_penalty=length_penalty, coverage_penalty=coverage_penalty, **options
@@ -233,7 +242,7 @@ def greedy_search(
     log_probs = np.zeros([batch], _F32)
     lengths = np.zeros([batch], np.int32)
     coverage = np.zeros([batch, source_len], _F32)
-    tokens, attention = [], []
+    tokens, attention, token_lps = [], [], []
     while len(tokens) < max_length and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
         step_lp = log_softmax(logits)  # (batch, vocab)
@@ -245,7 +254,8 @@ def greedy_search(
             noise = gumbel_noise(rng, step_lp.shape[-1])
             token = sample_tokens(choice_lp, noise, opts.top_k, opts.top_p, opts.temperature)
         alive = ~finished
-        log_probs += np.where(alive, step_lp[np.arange(batch), token], _F32(0))
+        token_lps.append(np.where(alive, step_lp[np.arange(batch), token], _F32(0)))
+        log_probs += token_lps[-1]
         lengths += alive
         weights = np.where(alive[:, None], np.asarray(weights, _F32), _F32(0))
         coverage += weights
@@ -263,12 +273,16 @@ def greedy_search(
         "attention": (
             np.stack(attention, 1) if attention else np.zeros([batch, 0, source_len], _F32)
         ),  # (batch, length, source_len)
+        "token_log_probs": (
+            np.stack(token_lps, 1) if token_lps else np.zeros([batch, 0], _F32)
+        ),  # (batch, length)
     }
     return with_one_best_list(out)
 
 
 def with_one_best_list(result):
-    """`result` (`tokens`, `scores`, `attention` of one hypothesis per row) plus the same as
+    """`result` (`tokens`, `scores`, `attention`, maybe `token_log_probs`, of one hypothesis
+    per row) plus the same as
     a one-best list, `nbest_*` with an n-best axis of 1: a greedy result in beam search's
     layout."""
     result.update({f"nbest_{key}": np.asarray(value)[:, None] for key, value in result.items()})
@@ -398,8 +412,10 @@ def beam_search(
         `beam_scores` `(batch_size, beam_width)`; and the first `n_best` of them
         with their attention: `nbest_tokens` `(batch_size, n_best, length)`,
         `nbest_scores`, `nbest_attention` `(batch_size, n_best, length, source_length)`;
-        with `with_margins`, also `margins` float32 `(batch_size, length)`: how near each
-        step's choice came to another (see `_decision_margins`; the parity harness asks).
+        each token's own log-prob (0 after [END]): `token_log_probs` `(batch_size, length)`
+        and `nbest_token_log_probs` `(batch_size, n_best, length)`; with `with_margins`,
+        also `margins` float32 `(batch_size, length)`: how near each step's choice came to
+        another (see `_decision_margins`; the parity harness asks).
     """
     opts = _check_args(
         max_length,
@@ -422,6 +438,7 @@ def beam_search(
     scores = np.zeros([batch, k], _F32)
     seqs = np.zeros([batch, k, 0], np.int32)
     attn = np.zeros([batch, k, 0, source_len], _F32)
+    seq_lps = np.zeros([batch, k, 0], _F32)  # each token's own log-prob
     margins = []  # per step (batch,): last kept candidate's score - best dropped one's
     while seqs.shape[-1] < max_length and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
@@ -452,9 +469,12 @@ def beam_search(
         parents, token = index // vocab, index % vocab  # (batch, beam)
         log_probs = np.take_along_axis(total.reshape(batch, k * vocab), index, axis=-1)
         parent_finished = _gather_beams(finished, parents)
+        chosen_lp = np.take_along_axis(step_lp.reshape(batch, k * vocab), index, axis=-1)
+        chosen_lp = np.where(parent_finished, _F32(0), chosen_lp)  # (batch, beam)
         token = np.where(parent_finished, 0, token).astype(np.int32)
         finished = parent_finished | (token == end_id)
         seqs = np.concatenate([_gather_beams(seqs, parents), token[..., None]], axis=-1)
+        seq_lps = np.concatenate([_gather_beams(seq_lps, parents), chosen_lp[..., None]], -1)
         step_attn = _gather_beams(weights, parents)[:, :, None, :]
         attn = np.concatenate([_gather_beams(attn, parents), step_attn], axis=2)
         states = _cast_like([_flat_gather(s, parents, k) for s in new_states], states)
@@ -469,6 +489,8 @@ def beam_search(
         "nbest_tokens": seqs[:, : opts.n_best],
         "nbest_scores": scores[:, : opts.n_best],
         "nbest_attention": attn[:, : opts.n_best],  # (batch, n_best, length, source_len)
+        "token_log_probs": seq_lps[:, 0],
+        "nbest_token_log_probs": seq_lps[:, : opts.n_best],  # (batch, n_best, length)
     }
     if with_margins:
         out["margins"] = _decision_margins(margins, scores, batch)
