@@ -126,17 +126,18 @@ def _translate(args):
             "or pass it on stdin)"
         )
     options = _decode_options(args)
+    columns = dict(alignment=args.alignment, scores=args.scores)  # extra output columns
     if args.input is not None and not Path(args.input).is_file():
         raise UserError(f"input file {args.input} does not exist")
     if not texts:  # stdin or --input, line by line
         if args.plot:
             raise UserError("--plot needs TEXT arguments")
-        translate_lines_io(run_dir, args.input, args.output, args.batch_size, **options)
+        translate_lines_io(run_dir, args.input, args.output, args.batch_size, **options, **columns)
         return
     if args.input is not None:
         raise UserError("give TEXT arguments or --input, not both")
-    results = translate_texts(run_dir, texts, plot=args.plot, **options)
-    lines = format_results(0, results, options.get("n_best"))
+    results = translate_texts(run_dir, texts, plot=args.plot, **options, **columns)
+    lines = format_results(0, results, options.get("n_best"), **columns)
     if args.output is None:
         print("\n".join(lines))
     else:
@@ -327,6 +328,16 @@ def build_parser():
     p.add_argument("--seed", type=int, metavar="S", help="sampling seed: same seed, same output")
     p.add_argument(
         "--batch-size", type=_positive_int, default=32, help="lines decoded together (default 32)"
+    )
+    p.add_argument(
+        "--alignment",
+        choices=["hard", "soft"],
+        help="add a column: word alignment, hard (Pharaoh 0-0 1-2) or soft (weights)",
+    )
+    p.add_argument(
+        "--scores",
+        action="store_true",
+        help="add two columns: sentence score (mean token log-prob) and word log-probs",
     )
     p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
     p.set_defaults(func=_translate)

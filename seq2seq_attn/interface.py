@@ -36,6 +36,13 @@ import warnings
 
 import numpy as np
 
+from seq2seq_attn.alignment import (
+    WordAlignment,
+    WordScores,
+    check_kind,
+    word_alignment,
+    word_scores,
+)
 from seq2seq_attn.errors import UserError
 
 PAD_ID = 0
@@ -305,6 +312,13 @@ class Translation:
         target_tokens: subword strings of `tokens` (the rows of `attention`).
         nbest: the n-best list when asked for, best first: `Translation`s whose first
             is this one's tokens, score and attention.
+        token_log_probs: float32 `(n,)`, each token's log-probability under the model
+            (row i of `attention` and entry i belong to `tokens[i]`), when known.
+        alignment: a `seq2seq_attn.alignment.WordAlignment` (source and target words, the
+            soft alignment, `.pharaoh()`), when asked for (`with_words`).
+        alignment_kind: "hard" or "soft", the kind asked for (how to print `alignment`).
+        scores: a `seq2seq_attn.alignment.WordScores` (per token, per word, the sentence
+            score normalised by length), when asked for (`with_words`).
     """
 
     tokens: np.ndarray
@@ -316,6 +330,10 @@ class Translation:
     source_tokens: list | None = None
     target_tokens: list | None = None
     nbest: list | None = None
+    token_log_probs: np.ndarray | None = None
+    alignment: WordAlignment | None = None
+    alignment_kind: str | None = None
+    scores: WordScores | None = None
 
     @classmethod
     def from_search(cls, out, row, end_id, source_length=None, n_best=None):
@@ -323,24 +341,58 @@ class Translation:
         `attention` `(batch, length, source_length)`), cut after [END]; with `n_best`, also
         the first `n_best` of `nbest_tokens` `(batch, n, length)`, `nbest_scores` and
         `nbest_attention` `(batch, n, length, source_length)` as `nbest`."""
-        result = cls._from_arrays(out["tokens"][row], out["scores"][row], out["attention"][row])
-        result = result._cut(end_id, source_length)
+        lps = out.get("token_log_probs")
+        result = cls._from_arrays(
+            out["tokens"][row],
+            out["scores"][row],
+            out["attention"][row],
+            None if lps is None else lps[row],
+        )._cut(end_id, source_length)
         if n_best is not None:
+            lps = out.get("nbest_token_log_probs")
             result.nbest = [
                 cls._from_arrays(
                     out["nbest_tokens"][row][i],
                     out["nbest_scores"][row][i],
                     out["nbest_attention"][row][i],
+                    None if lps is None else lps[row][i],
                 )._cut(end_id, source_length)
                 for i in range(n_best)
             ]
         return result
 
     @classmethod
-    def _from_arrays(cls, tokens, score, attention):
-        return cls(tokens=np.asarray(tokens), score=float(score), attention=np.asarray(attention))
+    def _from_arrays(cls, tokens, score, attention, token_log_probs=None):
+        lps = None if token_log_probs is None else np.asarray(token_log_probs, np.float32)
+        return cls(
+            tokens=np.asarray(tokens),
+            score=float(score),
+            attention=np.asarray(attention),
+            token_log_probs=lps,
+        )
 
     def _cut(self, end_id, source_length):
         self.tokens = trim_after_end(self.tokens, end_id)
         self.attention = np.asarray(self.attention, np.float32)[: len(self.tokens), :source_length]
+        if self.token_log_probs is not None:
+            self.token_log_probs = self.token_log_probs[: len(self.tokens)]
+        return self
+
+    def with_words(self, alignment=None, scores=False):
+        """Sets `alignment` ("hard" or "soft": the word alignment, see
+        `seq2seq_attn.alignment`) and, with `scores`, `scores` from `attention`,
+        `token_log_probs`, `source_tokens` and `target_tokens`; the same for the n-best
+        list. Returns self.
+
+        Raises:
+            ValueError: an unknown alignment kind, or `scores` without `token_log_probs`.
+        """
+        for one in [self, *(self.nbest or [])]:
+            if alignment is not None:
+                one.alignment_kind = check_kind(alignment)
+                one.alignment = word_alignment(one.attention, one.source_tokens, one.target_tokens)
+            if scores:
+                if one.token_log_probs is None:
+                    raise ValueError("`scores` needs the token log-probs of the search")
+                one.scores = word_scores(one.token_log_probs, one.target_tokens)
         return self

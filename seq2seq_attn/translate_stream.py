@@ -6,6 +6,14 @@ and written (then flushed) before the next buffer is read. An empty (or blank) l
 an empty line without running the model. With an n-best list each input gives K lines
 `index<TAB>score<TAB>translation`, the index 0-based over the whole input, best first.
 
+Word alignments and scores add tab-separated columns after the translation, as Marian's
+`--alignment` does: `--alignment hard` one column, the Pharaoh pairs `0-0 1-2 2-1` (source
+word index - output word index, words as split at spaces); `--alignment soft` one column,
+per output word its source-word weights joined by commas, words separated by spaces;
+`--scores` two columns, the sentence score (mean log-prob per output token, [END]
+included) and the log-prob of each output word (sum of its pieces), space-separated. A
+blank input line gives empty columns and a score of 0.
+
 A line's translation does not depend on its batch mates except when it runs into the
 maximum length: that is computed from the padded source length of its batch (as
 `model.generate` does), and sorting by length keeps the padding small.
@@ -36,21 +44,39 @@ def _one_line(text):
     return " ".join(str(text).splitlines())
 
 
-def format_results(first_index, results, n_best=None):
+def _extra_columns(result, alignment, scores):
+    """The alignment and scores columns of one `Translation` (None: a blank input)."""
+    columns = []
+    if alignment is not None:
+        columns.append("" if result is None else result.alignment.format(alignment))
+    if scores:
+        if result is None:
+            columns += ["0.000000", ""]
+        else:
+            columns.append(f"{result.scores.sentence:.6f}")
+            columns.append(" ".join(f"{w:.6f}" for w in result.scores.words))
+    return "".join("\t" + column for column in columns)
+
+
+def format_results(first_index, results, n_best=None, alignment=None, scores=False):
     """Output lines for `results` (a `Translation` or None for an empty input line each).
 
     Without `n_best` one line per input; with it `n_best` lines per input,
     `index<TAB>score<TAB>translation` best first (an empty input: score 0, empty text).
+    With `alignment` ("hard" or "soft") or `scores`, each line gets their columns after the
+    translation (see the module docstring).
     """
     lines = []
     for index, result in enumerate(results, start=first_index):
         if n_best is None:
-            lines.append("" if result is None else _one_line(result.text))
+            text = "" if result is None else _one_line(result.text)
+            lines.append(text + _extra_columns(result, alignment, scores))
             continue
         entries = [None] * n_best if result is None else result.nbest
         for entry in entries:
             score, text = (0.0, "") if entry is None else (entry.score, _one_line(entry.text))
-            lines.append(f"{index}\t{score:.6f}\t{text}")
+            extra = _extra_columns(entry, alignment, scores)
+            lines.append(f"{index}\t{score:.6f}\t{text}{extra}")
     return lines
 
 
@@ -71,6 +97,11 @@ def translate_lines(translator, lines, batch_size=BATCH_SIZE, **options):
         for i, result in zip(rows, translator.translate(batch, **options), strict=True):
             results[i] = result
     return results
+
+
+def _decode_options(options):
+    """`options` without the ones that only shape the output (`alignment`, `scores`)."""
+    return {k: v for k, v in options.items() if k not in ("alignment", "scores")}
 
 
 def _buffers(lines, size):
@@ -97,7 +128,7 @@ def translate_stream(
         buffer_size: lines sorted by length together (default 4 batches; 1 is interactive).
         progress: optional object with `update(n)` (a tqdm bar).
         **options: `Translator.translate` keyword arguments; `n_best` switches to the
-            n-best format.
+            n-best format, `alignment` and `scores` add columns.
 
     Returns:
         the number of input lines.
@@ -106,14 +137,15 @@ def translate_stream(
         UserError: a bad option, before anything is read.
     """
     # check the options (and fix a sampling seed) once, before reading anything
-    fixed = translator.options(**options)
+    fixed = translator.options(**_decode_options(options))
     if fixed.sampling:
         options["seed"] = fixed.seed
     n_best = options.get("n_best")
+    columns = dict(alignment=options.get("alignment"), scores=options.get("scores", False))
     count = 0
     for buffer in _buffers(lines, buffer_size or batch_size * BUFFER_BATCHES):
         results = translate_lines(translator, buffer, batch_size, **options)
-        for line in format_results(count, results, n_best):
+        for line in format_results(count, results, n_best, **columns):
             out.write(line + "\n")
         out.flush()
         count += len(buffer)
@@ -150,7 +182,7 @@ def translate_io(translator, input_path=None, output_path=None, batch_size=BATCH
     Returns:
         the number of input lines.
     """
-    translator.options(**options)  # a bad option fails before any file is touched
+    translator.options(**_decode_options(options))  # a bad option fails before any file
     if input_path is not None and not Path(input_path).is_file():
         raise UserError(f"input file {input_path} does not exist")
     total = _count_lines(input_path) if input_path is not None else None

@@ -5,9 +5,11 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
+from seq2seq_attn.alignment import check_kind
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.interface import DecodeOptions, Translation, check_max_length
 from seq2seq_attn.tokenizer import TokenizerPair
@@ -50,6 +52,7 @@ class Translator:
         self.tokenizers = tokenizers
         self.run_info = run_info or {}
         self._generators = {}
+        self._scorer = None
 
     @classmethod
     def load(cls, run_dir):
@@ -95,7 +98,15 @@ class Translator:
         return options.check(max_beam_width=self.model.target_vocab_size).with_seed()
 
     def translate(
-        self, texts, beam_width=1, max_length=None, length_penalty=0.0, batch_size=64, **options
+        self,
+        texts,
+        beam_width=1,
+        max_length=None,
+        length_penalty=0.0,
+        batch_size=64,
+        alignment=None,
+        scores=False,
+        **options,
     ):
         """Translates a list of strings; returns a list of `Translation`.
 
@@ -110,21 +121,60 @@ class Translator:
                 `max_length_offset`, `no_repeat_ngram`, `top_k`, `top_p`,
                 `temperature`, `seed`). With `n_best`, each result has `nbest`.
                 A sampled text's output depends on the seed and the text only.
+            alignment: "hard" or "soft" sets each result's `alignment` (word alignment from
+                the attention, `seq2seq_attn.alignment`); None (default) leaves it unset.
+            scores: True sets each result's `token_log_probs` (the model's log-prob of
+                each output token, from one teacher-forced pass over the outputs) and
+                `scores` (per token, per word, and the sentence score normalised by length).
 
         Raises:
             BadOption: a bad option value, in one line (a UserError and a ValueError).
+            ValueError: an alignment other than "hard", "soft" or None.
         """
         if isinstance(texts, str):
             texts = [texts]
         opts = self.options(beam_width, length_penalty, **options)
         check_max_length(max_length)
+        if alignment is not None:
+            check_kind(alignment)
         n_best = opts.n_best if "n_best" in options else None
         results = []
         for start in range(0, len(texts), batch_size):
-            results += self._translate_batch(
+            batch = self._translate_batch(
                 texts[start : start + batch_size], opts, max_length, n_best
             )
+            if scores:
+                self._add_token_log_probs(batch)
+            results += [r.with_words(alignment, scores) for r in batch]
         return results
+
+    def _add_token_log_probs(self, results):
+        """Sets `token_log_probs` of `results` and their n-best lists: the model's log-prob
+        of each output token, teacher-forced ([START] y_1 ... y_{n-1} in, y_1 ... y_n out),
+        which is what the step-by-step search computed for the same tokens."""
+        hypotheses = [h for r in results for h in [r, *(r.nbest or [])]]
+        source = np.zeros([len(hypotheses), max(len(h.source_ids) for h in hypotheses)], np.int32)
+        target = np.zeros([len(hypotheses), max(len(h.tokens) for h in hypotheses) + 1], np.int32)
+        for row, h in enumerate(hypotheses):
+            source[row, : len(h.source_ids)] = h.source_ids
+            target[row, 0] = self.model.start_id
+            target[row, 1 : len(h.tokens) + 1] = h.tokens
+        lps = self._token_scorer()(tf.constant(source), tf.constant(target)).numpy()
+        for row, h in enumerate(hypotheses):
+            h.token_log_probs = lps[row, : len(h.tokens)]
+
+    def _token_scorer(self):
+        """A traced `(source_ids, [START] + tokens) -> log P(token)` `(batch, length)`."""
+        if self._scorer is None:
+
+            def score(source_ids, target):
+                logits, _ = self.model.teacher_forced(source_ids, target[:, :-1])
+                log_probs = tf.nn.log_softmax(logits)  # (batch, length, vocab)
+                return tf.gather(log_probs, target[:, 1:], batch_dims=2)  # (batch, length)
+
+            spec = tf.TensorSpec([None, None], tf.int32)
+            self._scorer = tf.function(score, input_signature=[spec, spec], autograph=False)
+        return self._scorer
 
     def _translate_batch(self, texts, options, max_length, n_best):
         ids = self.tokenizers.source.encode_batch(texts)  # (batch, source_len) int32

@@ -123,3 +123,66 @@ def test_real_pieces_give_the_words_of_the_decoded_text():
         words, owners = piece_words(pair.source.id_to_token(ids))
         assert words == pair.source.decode(ids).split(), text
         assert owners[0] is None and owners[-1] is None
+
+
+# --- on the tiny dates model: the library's results ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_run):
+    from seq2seq_attn.translator import Translator
+
+    return Translator.load(tiny_run)
+
+
+TEXTS = ["3 March 2021", "Saturday, 14 March 2015", "1 de agosto de 1964"]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_token_log_probs_sum_to_the_score_and_words_are_the_texts(translator, beam):
+    n_best = {} if beam == 1 else {"n_best": 3}
+    results = translator.translate(TEXTS, beam, alignment="soft", scores=True, **n_best)
+    for result in results:
+        for one in [result, *(result.nbest or [])]:
+            assert len(one.token_log_probs) == len(one.tokens)
+            # no length penalty: the search's score is the sum of the rescored tokens'
+            assert one.token_log_probs.sum() == pytest.approx(one.score, abs=1e-4)
+            assert one.scores.sentence == pytest.approx(one.score / len(one.tokens), abs=1e-5)
+            assert one.alignment.target_words == one.text.split()
+            assert one.alignment.source_words == one.source.split()
+            np.testing.assert_allclose(one.alignment.soft.sum(axis=1), 1.0, atol=1e-5)
+            assert one.alignment_kind == "soft"
+
+
+def test_nothing_is_computed_unless_asked(translator):
+    result = translator.translate(TEXTS[:1])[0]
+    assert result.alignment is None and result.scores is None
+    assert result.token_log_probs is None
+    with pytest.raises(ValueError, match="token log-probs"):
+        result.with_words(scores=True)
+    with pytest.raises(ValueError, match="'hard', 'soft' or None"):
+        translator.translate(TEXTS[:1], alignment="grow-diag")
+
+
+def test_row_i_of_the_attention_belongs_to_token_i():
+    # The step that chose y_i fed y_{i-1} and attended from the state before y_i: teacher
+    # forcing [START] y_1 .. y_{n-1} gives, at position i, the same attention row and
+    # logits whose arg-max is y_i (greedy), so row i of `attention` is y_i's, not y_{i-1}'s.
+    # On the pretrained en-es model, whose outputs have many tokens.
+    import tensorflow as tf
+
+    from seq2seq_attn.commands import PRETRAINED_DIR
+    from seq2seq_attn.translator import Translator
+
+    translator = Translator.load(PRETRAINED_DIR)
+    model = translator.model
+    texts = ["In the beginning God created the heaven and the earth.", "Hello world, how are you?"]
+    results = translator.translate(texts, alignment="hard")
+    assert min(len(r.tokens) for r in results) >= 8
+    for result in results:
+        target_in = [model.start_id, *result.tokens[:-1].tolist()]
+        logits, weights = model.teacher_forced(
+            tf.constant([result.source_ids]), tf.constant([target_in])
+        )
+        np.testing.assert_allclose(weights.numpy()[0], result.attention, atol=1e-5)
+        assert logits.numpy()[0].argmax(-1).tolist() == result.tokens.tolist()

@@ -103,6 +103,35 @@ def test_format_keeps_one_line_per_translation():
     assert format_results(4, [result, None]) == ["two lines", ""]
 
 
+def word_translation(text, nbest=None):
+    """A `Translation` of "Hola mundo" for `text` ("Hello world"), with its pieces, attention
+    (Hola <- Hello, mundo <- world) and token log-probs, words filled in as asked."""
+    attention = [[0, 0.9, 0.1, 0], [0, 0.2, 0.7, 0.1], [0, 0, 0.1, 0.9]]
+    return Translation(
+        np.array([5, 6, 3], np.int32),
+        -1.75,
+        np.array(attention, np.float32),
+        text="Hola mundo",
+        source=text,
+        source_tokens=["[START]", "Hello", "▁world", "[END]"],
+        target_tokens=["Hola", "▁mundo", "[END]"],
+        token_log_probs=np.array([-0.5, -1.0, -0.25], np.float32),
+        nbest=nbest,
+    )
+
+
+def test_alignment_and_scores_columns():
+    result = word_translation("Hello world").with_words("hard", scores=True)
+    lines = format_results(0, [result, None], alignment="hard", scores=True)
+    # mean over 3 tokens -1.75 / 3; words Hola -0.5, mundo -1.0 ([END] in no word)
+    assert lines == ["Hola mundo\t0-0 1-1\t-0.583333\t-0.500000 -1.000000", "\t\t0.000000\t"]
+    soft = format_results(0, [result.with_words("soft")], alignment="soft")
+    assert soft == ["Hola mundo\t0.900,0.100 0.222,0.778"]  # .2/.9 and .7/.9
+    result.nbest = [result, result]
+    rows = format_results(3, [result, None], n_best=2, alignment="hard")
+    assert rows == ["3\t-1.750000\tHola mundo\t0-0 1-1"] * 2 + ["4\t0.000000\t\t"] * 2
+
+
 @pytest.mark.parametrize(
     "options, match",
     [
