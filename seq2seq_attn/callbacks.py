@@ -284,7 +284,8 @@ class ProgressLog(keras.callbacks.Callback):
         epoch 2/10: loss 3.1023, dev loss 3.0115, dev BLEU 12.30, dev chrF 40.10, lr 0.001, 0.4 min
 
     (dev scores when the logs have them; `lr` is the rate of the next update; minutes since
-    training began). Run it after the callbacks that add `val_bleu`/`val_chrf`.
+    training began, or the logs' `minutes` from `RunClock`, which count a resumed run's
+    earlier part too). Run it after the callbacks that add `val_bleu`/`val_chrf`.
 
     Args:
         stream: Where lines go; default `sys.stdout` at the time of writing.
@@ -349,6 +350,8 @@ class ProgressLog(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
             parts.append(f"lr {current_learning_rate(optimizer):.3g}")
-        if self._started is not None:
+        if "minutes" in logs:
+            parts.append(f"{float(logs['minutes']):.1f} min")
+        elif self._started is not None:
             parts.append(f"{(self.clock() - self._started) / 60:.1f} min")
         return parts

@@ -113,17 +113,19 @@ def test_budget_without_limits_never_stops():
 
 def test_run_clock_adds_minutes_and_steps_counting_the_minutes_before_a_resume():
     ticks = iter([100.0, 130.0, 190.0])  # train begins; epochs end 30 s and 90 s later
+    clock = RunClock(2.5, clock=lambda: next(ticks))
+    out = io.StringIO()
     model = _dense()
     history = model.fit(
-        X,
-        Y,
-        batch_size=8,
-        epochs=2,
-        verbose=0,
-        callbacks=[RunClock(2.5, clock=lambda: next(ticks))],
+        X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[clock, ProgressLog(stream=out)]
     )
     assert history.history["minutes"] == [3.0, 4.0]  # 2.5 minutes before this fit
     assert history.history["step"] == [5, 10]
+    # The epoch line shows the run's minutes, not only this fit's.
+    assert [line.rsplit(", ", 1)[1] for line in out.getvalue().splitlines()] == [
+        "3.0 min",
+        "4.0 min",
+    ]
 
 
 def _logged_rates(log_dir):
