@@ -5,8 +5,9 @@ POST /v1/models/{name}:predict    TF Serving REST predict: {"instances": [...]} 
 POST /translate                   {"text" | "texts", "beam_width", "max_length",
                                   "return_attention", "n_best", "max_length_ratio",
                                   "max_length_offset", "no_repeat_ngram", "top_k" | "top_p",
-                                  "temperature", "seed"} -> translations, scores,
-                                  attention, nbest, seed
+                                  "temperature", "seed", "alignment", "scores"}
+                                  -> translations, scores, attention, nbest, seed,
+                                  alignment, sentence/word/token scores
 GET  /v1/models/{name}            TF Serving model status
 GET  /healthz                     liveness: 503 when the decode worker is dead or stuck
 GET  /readyz                      readiness: also 503 while shutting down
@@ -25,6 +26,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
+from seq2seq_attn.alignment import piece_words
 from seq2seq_attn.interface import DecodeOptions
 from seq2seq_attn.serving.http_errors import ApiError
 from seq2seq_attn.serving.metrics import CLIENT_CLOSED_REQUEST
@@ -185,8 +187,9 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
     if (body.text is None) == (body.texts is None):
         raise ApiError(422, "invalid_request", 'send exactly one of "text" or "texts"')
     texts = [body.text] if body.text is not None else body.texts
+    options = {k: getattr(body, k) for k in _OPTIONS}
     work = service.translate(
-        texts, body.beam_width, body.max_length, **{k: getattr(body, k) for k in _OPTIONS}
+        texts, body.beam_width, body.max_length, body.alignment, body.scores, **options
     )
     answer = await _unless_client_gone(request, service, work)
     if answer is None:
@@ -200,7 +203,10 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
     }
     if body.n_best is not None:
         response["nbest"] = [
-            [{"translation": service.target.decode(h.tokens), "score": h.score} for h in r.nbest]
+            [
+                {"translation": service.target.decode(h.tokens), "score": h.score, **_words(h)}
+                for h in r.nbest
+            ]
             for r in results
         ]
     if options.sampling:
@@ -209,7 +215,29 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
         response["source_tokens"] = [service.source.id_to_token(r.source_ids) for r in results]
         response["target_tokens"] = [service.target.id_to_token(r.tokens) for r in results]
         response["attention"] = [r.attention.round(ATTENTION_DECIMALS).tolist() for r in results]
+    if body.alignment is not None or body.scores:
+        response["source_words"] = [piece_words(r.source_tokens)[0] for r in results]
+        response["target_words"] = [piece_words(r.target_tokens)[0] for r in results]
+    if body.alignment is not None:
+        response["alignment"] = [_words(r)["alignment"] for r in results]
+    if body.scores:
+        response["sentence_scores"] = [r.scores.sentence for r in results]
+        response["word_scores"] = [r.scores.words for r in results]
+        response["token_scores"] = [r.scores.tokens for r in results]
     return response
+
+
+def _words(result):
+    """The alignment and scores of one hypothesis as the response writes them (none unless
+    asked): hard, a Pharaoh line; soft, the weights rounded as the attention is."""
+    fields = {}
+    if result.alignment is not None:
+        soft = result.alignment.soft.astype(float).round(ATTENTION_DECIMALS).tolist()
+        hard = result.alignment_kind == "hard"
+        fields["alignment"] = result.alignment.pharaoh() if hard else soft
+    if result.scores is not None:
+        fields.update(sentence_score=result.scores.sentence, word_scores=result.scores.words)
+    return fields
 
 
 @router.get("/v1/models/{name}", response_model=ModelStatusResponse, responses=ERROR_RESPONSES)

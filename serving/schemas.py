@@ -9,7 +9,7 @@ form: source tokens per text (422 `text_too_long`); the descriptions state it.
 """
 
 import warnings
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -164,6 +164,18 @@ class TranslateRequest(_Strict):
         json_schema_extra={"minimum": 0, "maximum": MAX_SEED},
         description="Sampling seed: the same seed and text give the same translation.",
     )
+    alignment: Literal["hard", "soft"] = Field(
+        None,
+        description="Add word alignments from the attention: `hard`, Pharaoh pairs "
+        "`source-target` of word indices (each output word and its most attended source "
+        "word); `soft`, per output word its source-word weights (sum 1). Words are split "
+        "at spaces.",
+    )
+    scores: bool = Field(
+        False,
+        description="Add confidence: each output token's and word's log-probability and "
+        "the sentence score, the mean log-probability per output token.",
+    )
 
 
 class Prediction(BaseModel):
@@ -183,9 +195,15 @@ class PredictResponse(BaseModel):
     outputs: ColumnarOutputs | None = None
 
 
+Alignment = str | list[list[float]]  # hard: a Pharaoh line; soft: (output words, source words)
+
+
 class Hypothesis(BaseModel):
     translation: str
     score: float
+    alignment: Alignment | None = Field(None, description="With `alignment`, as `alignment`.")
+    sentence_score: float | None = Field(None, description="With `scores`.")
+    word_scores: list[float] | None = Field(None, description="With `scores`.")
 
 
 class TranslateResponse(BaseModel):
@@ -205,6 +223,26 @@ class TranslateResponse(BaseModel):
     )
     attention: list[list[list[float]]] | None = Field(
         None, description="Per text: (target tokens, source tokens) attention weights."
+    )
+    source_words: list[list[str]] | None = Field(
+        None, description="Per text, with `alignment` or `scores`: its words (split at spaces)."
+    )
+    target_words: list[list[str]] | None = Field(
+        None, description="Per text, with `alignment` or `scores`: the translation's words."
+    )
+    alignment: list[Alignment] | None = Field(
+        None,
+        description="Per text, with `alignment`: hard, a Pharaoh line `0-0 1-2` (source word "
+        "index - target word index); soft, per target word its source-word weights.",
+    )
+    sentence_scores: list[float] | None = Field(
+        None, description="Per text, with `scores`: mean log-probability per output token."
+    )
+    word_scores: list[list[float]] | None = Field(
+        None, description="Per text, with `scores`: each target word's log-probability."
+    )
+    token_scores: list[list[float]] | None = Field(
+        None, description="Per text, with `scores`: each output token's log-probability."
     )
 
 

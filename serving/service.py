@@ -7,7 +7,7 @@ concurrent requests with the same search options (`DecodeOptions`) share a batch
 
 import asyncio
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,15 @@ class Limits:
     max_queue: int = 1024
     stall_timeout_s: float = 30.0
     retry_after_s: int = 1
+
+
+@dataclass(frozen=True)
+class TokenScoredOptions(DecodeOptions):
+    """The `DecodeOptions` of a request that asks for scores: its results must carry each
+    token's log-prob (`token_log_probs`), which the host search returns and the export's
+    whole-greedy graph does not. Being another class, these options are never equal to a
+    plain `DecodeOptions` (dataclass equality compares classes), so such texts batch apart
+    and `_single_graph_decodes` never sends them to the greedy graph."""
 
 
 class TranslationService:
@@ -119,7 +128,7 @@ class TranslationService:
         `tests/test_greedy_graph.py` checks the two give the same tokens."""
         if not hasattr(self.model, "greedy_graph"):
             return False
-        plain = replace(options, seed=None) == DecodeOptions()
+        plain = replace(options, seed=None) == DecodeOptions()  # False for TokenScoredOptions
         return plain and max_length == max_length_for(np.shape(ids)[1])
 
     def state_limits(self, openapi, model_name, version):
@@ -206,7 +215,9 @@ class TranslationService:
         except BadOption as error:
             raise ApiError(422, "bad_max_length", str(error)) from None
 
-    async def translate(self, texts, beam_width=None, max_length=None, **options):
+    async def translate(
+        self, texts, beam_width=None, max_length=None, alignment=None, scores=False, **options
+    ):
         """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention, and
         the `nbest` list).
 
@@ -214,6 +225,9 @@ class TranslationService:
             texts: list of str.
             beam_width: None for the export's default (1 when sampling).
             max_length: None for the options' ratio * source tokens + offset, capped.
+            alignment: "hard" or "soft" sets each result's (and n-best entry's)
+                `alignment`, see `Translation.with_words`; None leaves it unset.
+            scores: True sets `token_log_probs` and `scores` (decoded by the host search).
             **options: the other `DecodeOptions` fields; None values are left out.
 
         Raises:
@@ -225,11 +239,22 @@ class TranslationService:
         sources = [self.encode(i, text) for i, text in enumerate(texts)]
         options = self.resolve_options(beam_width, **options)
         lengths = [self.resolve_max_length(max_length, ids, options) for ids in sources]
-        results = await self._decode_all(sources, options, lengths)
+        decode_options = TokenScoredOptions(**asdict(options)) if scores else options
+        results = await self._decode_all(sources, decode_options, lengths)
         self.metrics.texts.labels(str(options.beam_width)).inc(len(texts))
         for ids, result in zip(sources, results, strict=True):
             result.source_ids = np.asarray(ids, np.int32)
+            if alignment is not None or scores:
+                self._describe(result)
+                result.with_words(alignment, scores)
         return options, results
+
+    def _describe(self, result):
+        """Sets the piece strings of a result and its n-best entries (for their words)."""
+        source_tokens = self.source.id_to_token(result.source_ids)
+        for one in [result, *(result.nbest or [])]:
+            one.source_tokens = source_tokens
+            one.target_tokens = self.target.id_to_token(one.tokens)
 
     async def _decode_all(self, sources, options, lengths):
         try:

@@ -110,6 +110,42 @@ def test_translate_matches_runtime(client, export_dir, tokenizers):
         np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("beam_width", [1, 2])
+def test_alignment_and_scores_as_the_library_gives_them(client, tiny_run, beam_width):
+    from seq2seq_attn.alignment import parse_pharaoh
+    from seq2seq_attn.translator import Translator
+
+    body = {"texts": TEXTS, "beam_width": beam_width, "alignment": "hard", "scores": True}
+    out = client.post("/translate", json=body | {"n_best": beam_width}).json()
+    library = Translator.load(tiny_run).translate(
+        TEXTS, beam_width, alignment="hard", scores=True, n_best=beam_width
+    )
+    for i, (text, expected) in enumerate(zip(TEXTS, library, strict=True)):
+        assert out["translations"][i] == expected.text
+        assert out["source_words"][i] == text.split() == expected.alignment.source_words
+        assert out["target_words"][i] == expected.text.split()
+        pairs = parse_pharaoh(out["alignment"][i])
+        assert [t for _, t in pairs] == list(range(len(out["target_words"][i])))
+        assert all(0 <= s < len(text.split()) for s, _ in pairs)
+        assert out["alignment"][i] == expected.alignment.pharaoh()
+        tokens = out["token_scores"][i]  # no length penalty: they sum to the score
+        assert sum(tokens) == pytest.approx(out["scores"][i], abs=SCORE_ATOL)
+        assert out["sentence_scores"][i] == pytest.approx(sum(tokens) / len(tokens))
+        np.testing.assert_allclose(tokens, expected.scores.tokens, atol=1e-4)
+        np.testing.assert_allclose(out["word_scores"][i], expected.scores.words, atol=1e-4)
+        for hypothesis, same in zip(out["nbest"][i], expected.nbest, strict=True):
+            assert hypothesis["alignment"] == same.alignment.pharaoh()
+            assert hypothesis["sentence_score"] == pytest.approx(same.scores.sentence, abs=1e-4)
+    body = {"text": TEXTS[1], "beam_width": 1, "alignment": "soft"}  # on greedy.onnx
+    soft = client.post("/translate", json=body).json()
+    expected = Translator.load(tiny_run).translate(TEXTS[1], alignment="soft")[0].alignment.soft
+    np.testing.assert_allclose(soft["alignment"][0], expected, atol=1e-4)
+    assert (
+        "sentence_scores" not in soft
+        and "alignment" not in client.post("/translate", json={"text": TEXTS[1]}).json()
+    )
+
+
 def test_translate_single_text_defaults(client, export_dir):
     manifest = json.loads((export_dir / "manifest.json").read_text())
     out = client.post("/translate", json={"text": TEXTS[0]}).json()

@@ -163,8 +163,34 @@ def test_bad_option_values_are_422(client, extra, fragment):
 
 
 @pytest.mark.parametrize(
-    "extra", [{"top_p": "0.5"}, {"seed": 1.5}, {"n_best": True}, {"no_repeat_ngram": None}]
+    "extra",
+    [
+        {"top_p": "0.5"},
+        {"seed": 1.5},
+        {"n_best": True},
+        {"no_repeat_ngram": None},
+        {"alignment": "grow-diag"},
+        {"alignment": None},
+        {"scores": 1},
+    ],
 )
 def test_wrong_types_are_422(client, extra):
     response = client.post("/translate", json={"text": TEXTS[0], **extra})
     assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+
+
+def test_scores_decode_on_the_host_search_apart_from_plain_requests(client, tokenizers):
+    # The whole-greedy graph returns no token log-probs: a request with scores must not run
+    # it, nor share a batch with plain requests that do.
+    from seq2seq_attn.interface import max_length_for
+    from seq2seq_attn.serving.service import TokenScoredOptions
+
+    service = client.app.state.service
+    ids = pad([tokenizers.source.encode(TEXTS[0])])
+    length = max_length_for(ids.shape[1])
+    assert service._single_graph_decodes(ids, DecodeOptions(), length)
+    assert not service._single_graph_decodes(ids, TokenScoredOptions(), length)
+    assert TokenScoredOptions() != DecodeOptions() and DecodeOptions() != TokenScoredOptions()
+    out = client.post("/translate", json={"texts": TEXTS, "beam_width": 1, "scores": True})
+    for tokens, score in zip(out.json()["token_scores"], out.json()["scores"], strict=True):
+        assert sum(tokens) == pytest.approx(score, abs=SCORE_ATOL)
