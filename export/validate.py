@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from seq2seq_attn.export.search_parity import validate_search
-from seq2seq_attn.export.tf_serving_loader import SessionSignatures
 
 from seq2seq_attn.errors import ParityError
+from seq2seq_attn.export.search_parity import validate_search
+from seq2seq_attn.export.tf_serving_loader import SessionSignatures
 from seq2seq_attn.inference import search
 from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
 from seq2seq_attn.interface import new_state_name, state_name, state_names, trim_after_end

@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the SavedModel holds)
 from onnx import numpy_helper
-from seq2seq_attn.export.main import export_run
-from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
-from seq2seq_attn.export.validate import LOGITS_ATOL, Reference, check_step_runtime, float_failures
 
 from seq2seq_attn.cli import main
 from seq2seq_attn.errors import ParityError
+from seq2seq_attn.export.main import export_run
+from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
+from seq2seq_attn.export.validate import LOGITS_ATOL, Reference, check_step_runtime, float_failures
 from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
 from seq2seq_attn.translator import Translator
 
@@ -289,6 +289,7 @@ def test_onnx_sessions_default_to_one_sleeping_thread(exported):
 
 def _run_encoder_onnx(model, ids):
     import onnxruntime as ort
+
     from seq2seq_attn.export.convert import encoder_onnx
 
     proto = encoder_onnx(model)
@@ -305,9 +306,9 @@ def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
     """ONNX GRU ops (sequence_lens from the mask) against the masked Keras loop, rows of
     lengths 1 to full, the backward direction included."""
     import keras
-    from seq2seq_attn.export.convert import native_encoder_supported
 
     from seq2seq_attn import Seq2SeqAttention
+    from seq2seq_attn.export.convert import native_encoder_supported
 
     keras.utils.set_random_seed(7)
     model = Seq2SeqAttention(50, 40, embedding_dim=6, units=kwargs.pop("units", 10), **kwargs)
@@ -329,9 +330,8 @@ def test_native_gru_encoder_equals_the_keras_encoder(kwargs):
     "kwargs", [dict(rnn="lstm"), dict(attention="luong"), dict(input_feeding=True)]
 )
 def test_other_encoders_convert_with_tf2onnx(kwargs):
-    from seq2seq_attn.export.convert import native_encoder_supported
-
     from seq2seq_attn import Seq2SeqAttention
+    from seq2seq_attn.export.convert import native_encoder_supported
 
     model = Seq2SeqAttention(20, 20, embedding_dim=4, units=8, **kwargs)
     model.build()
@@ -349,9 +349,8 @@ def test_held_out_falls_back_to_dev_for_a_run_trained_without_a_test_file(tmp_pa
     run with neither is a one-line user error."""
     import types
 
-    from seq2seq_attn.export.main import _held_out
-
     from seq2seq_attn.errors import UserError
+    from seq2seq_attn.export.main import _held_out
 
     train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
     train.write_text("a b\tx y\nc d\tz w\n", encoding="utf-8")
@@ -369,8 +368,9 @@ def test_tf2onnx_runs_only_the_kept_passes_and_a_failing_pass_raises(monkeypatch
     a copy of the weights): it asks tf2onnx's optimizer for `TF2ONNX_PASSES` only, with
     errors raised, and leaves tf2onnx's own settings alone."""
     import onnxruntime
-    from seq2seq_attn.export import convert
     from tf2onnx import optimizer
+
+    from seq2seq_attn.export import convert
 
     function = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([None], tf.float32)])
     convert.to_onnx(function, tmp_path / "plus_one.onnx")  # the real conversion runs
@@ -407,8 +407,9 @@ def frozen_steps(run_dir, tmp_path_factory):
 def test_tflite_conversion_reads_no_savedmodel_in_python_and_matches_the_public_converter(
     frozen_steps, tmp_path, monkeypatch, quantization
 ):
-    from seq2seq_attn.export.convert import to_tflite
     from tensorflow.lite.python import lite
+
+    from seq2seq_attn.export.convert import to_tflite
 
     public = tf.lite.TFLiteConverter.from_saved_model(
         str(frozen_steps), signature_keys=list(STEP_SIGNATURES)
@@ -436,9 +437,8 @@ def test_tflite_conversion_stops_with_one_error_where_tensorflow_internals_diffe
     import importlib
     import sys
 
-    from seq2seq_attn.export.convert import to_tflite
-
     from seq2seq_attn import _compat
+    from seq2seq_attn.export.convert import to_tflite
 
     # Another TensorFlow's internals: a module the converter imports is gone.
     package = importlib.import_module("tensorflow.lite.python")

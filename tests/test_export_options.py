@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from seq2seq_attn.export.convert import (
     save_frozen_steps,
     save_saved_model,
@@ -28,7 +29,6 @@ from seq2seq_attn.export.validate import (
     check_step_runtime,
     float_failures,
 )
-
 from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
 from seq2seq_attn.interface import state_names
 from seq2seq_attn.model import Seq2SeqAttention

@@ -5,8 +5,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import helper
-from seq2seq_attn.export.greedy_graph import _in_order, greedy_onnx
 
+from seq2seq_attn.export.greedy_graph import _in_order, greedy_onnx
 from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.interface import MAX_LENGTH_OFFSET, MAX_LENGTH_RATIO
 

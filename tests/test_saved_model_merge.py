@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from seq2seq_attn.export.saved_model_merge import merge_signature_saved_models
 
 SPEC = tf.TensorSpec([None, 3], tf.float32, name="x")

@@ -1,6 +1,8 @@
 """Search-option parity on a real small export: graph `generate` against the host search."""
 
 import pytest
+
+from seq2seq_attn.errors import ParityError
 from seq2seq_attn.export.search_parity import (
     FREQ_ATOL,
     SCORE_ATOL,
@@ -9,8 +11,6 @@ from seq2seq_attn.export.search_parity import (
     search_failures,
     validate_search,
 )
-
-from seq2seq_attn.errors import ParityError
 from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.translator import Translator
 
@@ -78,6 +78,7 @@ def test_sampling_check_catches_a_biased_sampler(setup, monkeypatch):
 
 def test_graph_draws_in_chunks_are_the_same_draws():
     import numpy as np
+
     from seq2seq_attn.export.search_parity import SAMPLE, _graph_draws
 
     logits = np.random.default_rng(3).normal(size=50).astype("float32")

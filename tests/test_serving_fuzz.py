@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from seq2seq_attn.serving.app import DEFAULT_MODEL_NAME, create_app
 from seq2seq_attn.serving.service import Limits
 

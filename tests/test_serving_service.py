@@ -11,10 +11,10 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from seq2seq_attn.serving.app import create_app
-from seq2seq_attn.serving.service import Limits
 
 from seq2seq_attn.inference.runtime import OnnxModel
+from seq2seq_attn.serving.app import create_app
+from seq2seq_attn.serving.service import Limits
 
 TEXTS = ["March 3, 1999", "tuesday 4 june 2001", "12/05/1970", "1 de agosto de 1964"]
 

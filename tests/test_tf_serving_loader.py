@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from seq2seq_attn.export.signatures import SIGNATURES, ExportModule
 from seq2seq_attn.export.tf_serving_loader import SessionSignatures
-
 from seq2seq_attn.translator import Translator
 
 TEXTS = ["March 3, 2021", "the 7th of october 1999", "1/2/03", "Friday, June 14, 1968", "x"]

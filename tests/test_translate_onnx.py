@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from seq2seq_attn.export.convert import (
     detokenizer_onnx,
     to_onnx,
@@ -22,7 +23,6 @@ from seq2seq_attn.export.validate import (
     translate_failures,
     translate_session,
 )
-
 from seq2seq_attn.inference.runtime import OnnxModel
 from seq2seq_attn.interface import trim_after_end
 from seq2seq_attn.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair

@@ -5,6 +5,8 @@ flat model run through a runtime with noisy logits."""
 import keras
 import numpy as np
 import pytest
+
+from seq2seq_attn import Seq2SeqAttention
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import (
     LOGITS_ATOL,
@@ -16,8 +18,6 @@ from seq2seq_attn.export.validate import (
     float_failures,
     host_greedy_and_logits,
 )
-
-from seq2seq_attn import Seq2SeqAttention
 from seq2seq_attn.inference.runtime import _StepModel
 
 END = 3
