@@ -245,3 +245,48 @@ def word_scores(token_log_probs, target_pieces):
     per_word = _membership(owners, len(words)).T @ lps if len(lps) else np.zeros(len(words))
     sentence = float(lps.mean()) if len(lps) else 0.0
     return WordScores([float(x) for x in lps], [float(x) for x in per_word], sentence)
+
+
+def _average_ranks(values):
+    """Ranks 1..n of `values`, ties sharing their average rank (as Spearman's rho needs)."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def score_quality(sentence_scores, qualities, share=0.1):
+    """How well sentence scores rank translations by a quality measure (sentence chrF, say).
+
+    Args:
+        sentence_scores: per translation, its `WordScores.sentence`.
+        qualities: per translation, its quality against the reference.
+        share: the fraction of lowest- and highest-scored translations compared.
+
+    Returns:
+        dict: `n`; `spearman` and `pearson` correlations of score and quality (None with
+        fewer than 2 translations or a constant side); `lowest_quality` and
+        `highest_quality`, the mean quality of the `share` lowest- and highest-scored
+        translations (at least one each).
+    """
+    scores = np.asarray(sentence_scores, np.float64)
+    quality = np.asarray(qualities, np.float64)
+    if scores.shape != quality.shape:
+        raise ValueError(
+            f"`qualities` must have one value per score ({len(scores)}), received {len(quality)}"
+        )
+    n = len(scores)
+    out = {"n": n, "spearman": None, "pearson": None}
+    if n >= 2 and scores.std() > 0 and quality.std() > 0:
+        out["pearson"] = float(np.corrcoef(scores, quality)[0, 1])
+        out["spearman"] = float(np.corrcoef(_average_ranks(scores), _average_ranks(quality))[0, 1])
+    if n:
+        k = max(1, int(round(share * n)))
+        order = np.argsort(scores, kind="stable")
+        out["lowest_quality"] = float(quality[order[:k]].mean())
+        out["highest_quality"] = float(quality[order[-k:]].mean())
+    return out

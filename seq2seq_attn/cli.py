@@ -76,6 +76,13 @@ def _evaluate(args):
         print(f"{result['data']}: the whole file, {result['n']} pairs")
     print(format_table(result))
     print(f"exact match: {result['exact_match']:.1%}")
+    quality = result["score_quality"]
+    if quality["spearman"] is not None:
+        print(
+            f"sentence score vs sentence chrF: Spearman {quality['spearman']:.2f}; chrF "
+            f"{quality['lowest_quality']:.1f} for the lowest-scored 10%, "
+            f"{quality['highest_quality']:.1f} for the highest-scored 10%"
+        )
     if args.verbosity != "quiet":
         print(f"written to {path}")
 

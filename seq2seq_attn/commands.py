@@ -46,7 +46,8 @@ def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=N
 
     Returns:
         `(result, path)`: the scores dict (see `evaluation.score`; its `split` is "file"
-        for a whole file) and where it was written.
+        for a whole file, and `score_quality` tells how well the sentence score ranks the
+        translations by sentence chrF, see `_score_quality`) and where it was written.
     """
     from seq2seq_attn.corpora import KNOWN_NAMES, read_pairs
     from seq2seq_attn.training import run_corpus
@@ -70,9 +71,11 @@ def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=N
     pairs = pairs[:limit]
     if not pairs:
         raise UserError(f"the {split} split of {run_dir}'s data is empty: nothing to evaluate")
-    hypotheses = [t.text for t in translator.translate([s for s, _ in pairs], beam_width)]
+    translations = translator.translate([s for s, _ in pairs], beam_width, scores=True)
+    hypotheses = [t.text for t in translations]
     result = evaluation.score(hypotheses, [t for _, t in pairs], [s for s, _ in pairs])
     result.update(split=split, beam_width=beam_width, data=described)
+    result["score_quality"] = _score_quality(translations, [t for _, t in pairs])
     result["examples"] = [
         {"source": s, "reference": r, "hypothesis": h}
         for (s, r), h in list(zip(pairs, hypotheses, strict=True))[:10]
@@ -81,6 +84,20 @@ def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=N
     path = Path(out) if out else run_dir / f"eval_{name}{beam_suffix}.json"
     evaluation.write_json(result, path)
     return result, path
+
+
+def _score_quality(translations, references):
+    """How well the sentence scores (mean token log-prob) rank the translations by their
+    sentence chrF: `seq2seq_attn.alignment.score_quality`, with the quality measure named."""
+    from sacrebleu.metrics import CHRF
+
+    from seq2seq_attn.alignment import score_quality
+
+    chrf = CHRF()
+    pairs = zip(translations, references, strict=True)
+    quality = [chrf.sentence_score(t.text, [r]).score for t, r in pairs]
+    out = score_quality([t.scores.sentence for t in translations], quality)
+    return {"quality": "sentence chrF", "score": "mean token log-prob", **out}
 
 
 def translate_texts(run_dir, texts, beam_width=1, plot=None, **options):

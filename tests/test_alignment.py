@@ -186,3 +186,19 @@ def test_row_i_of_the_attention_belongs_to_token_i():
         )
         np.testing.assert_allclose(weights.numpy()[0], result.attention, atol=1e-5)
         assert logits.numpy()[0].argmax(-1).tolist() == result.tokens.tolist()
+
+
+def test_score_quality_by_hand():
+    from seq2seq_attn.alignment import score_quality
+
+    # scores ranked 1 2 3 4, quality ranked 1 3 2 4 (ties none): rho = 1 - 6 * 2 / (4 * 15)
+    out = score_quality([-3.0, -2.0, -1.0, -0.5], [10.0, 40.0, 30.0, 90.0], share=0.25)
+    assert out["spearman"] == pytest.approx(0.8)
+    assert out["pearson"] == pytest.approx(np.corrcoef([-3, -2, -1, -0.5], [10, 40, 30, 90])[0, 1])
+    assert (out["lowest_quality"], out["highest_quality"]) == (10.0, 90.0)
+    # ties share their average rank: quality 5 5 5 9 ranks 2 2 2 4
+    tied = score_quality([1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 9.0])
+    assert tied["spearman"] == pytest.approx(np.corrcoef([1, 2, 3, 4], [2, 2, 2, 4])[0, 1])
+    assert score_quality([1.0], [3.0])["spearman"] is None
+    with pytest.raises(ValueError, match="one value per score"):
+        score_quality([1.0, 2.0], [3.0])

@@ -43,6 +43,10 @@ def test_evaluate_writes_json_and_table(run_dir, capsys):
     result = json.loads((run_dir / "eval_dev.json").read_text())
     assert result["n"] == 5 and 0.0 <= result["bleu"] <= 100.0
     assert len(result["examples"]) == 5
+    quality = result["score_quality"]  # the sentence score against sentence chrF
+    assert quality["n"] == 5 and quality["quality"] == "sentence chrF"
+    assert quality["spearman"] is None or -1 <= quality["spearman"] <= 1
+    assert 0 <= quality["lowest_quality"] <= 100 and 0 <= quality["highest_quality"] <= 100
 
 
 def test_translate_prints_and_plots(run_dir, tmp_path, capsys):
