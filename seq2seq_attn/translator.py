@@ -153,6 +153,10 @@ class Translator:
         of each output token, teacher-forced ([START] y_1 ... y_{n-1} in, y_1 ... y_n out),
         which is what the step-by-step search computed for the same tokens."""
         hypotheses = [h for r in results for h in [r, *(r.nbest or [])]]
+        if not any(len(h.tokens) for h in hypotheses):  # max_length 0: nothing to score
+            for h in hypotheses:
+                h.token_log_probs = np.zeros([0], np.float32)
+            return
         source = np.zeros([len(hypotheses), max(len(h.source_ids) for h in hypotheses)], np.int32)
         target = np.zeros([len(hypotheses), max(len(h.tokens) for h in hypotheses) + 1], np.int32)
         for row, h in enumerate(hypotheses):

@@ -154,6 +154,12 @@ def test_token_log_probs_sum_to_the_score_and_words_are_the_texts(translator, be
             assert one.alignment_kind == "soft"
 
 
+def test_no_output_token_gives_empty_scores(translator):
+    result = translator.translate(TEXTS[:2], max_length=0, alignment="hard", scores=True)[0]
+    assert len(result.tokens) == 0 and result.scores.tokens == [] and result.scores.words == []
+    assert result.scores.sentence == 0.0 and result.alignment.pharaoh() == ""
+
+
 def test_nothing_is_computed_unless_asked(translator):
     result = translator.translate(TEXTS[:1])[0]
     assert result.alignment is None and result.scores is None
