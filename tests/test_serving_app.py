@@ -315,12 +315,17 @@ def _sample(metrics, name):
 
 
 def test_tflite_backend(export_dir):
+    body = {"texts": TEXTS, "beam_width": 1}
+    words = {"alignment": "hard", "scores": True}  # on the host search over each runtime
     with TestClient(create_app(export_dir, backend="tflite")) as c:
-        tflite = c.post("/translate", json={"texts": TEXTS, "beam_width": 1}).json()
+        tflite, tflite_words = (c.post("/translate", json=body | w).json() for w in ({}, words))
     with TestClient(create_app(export_dir)) as c:
-        onnx = c.post("/translate", json={"texts": TEXTS, "beam_width": 1}).json()
+        onnx, onnx_words = (c.post("/translate", json=body | w).json() for w in ({}, words))
     assert tflite["translations"] == onnx["translations"]
     np.testing.assert_allclose(tflite["scores"], onnx["scores"], atol=1e-4)
+    assert tflite_words["alignment"] == onnx_words["alignment"]
+    for a, b in zip(tflite_words["token_scores"], onnx_words["token_scores"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_create_app_user_errors(export_dir, tmp_path):
