@@ -93,6 +93,12 @@ LAYER_MARKERS = ("unit", "export", "serving", "browser")
 # start fresh interpreters or build the wheel. A key is a file or `file::test function`.
 # Seconds in one process, without the slow tests, on 2 cores shared with other jobs, 2026-12-06.
 NOT_FAST = {
+    "test_alignment.py::test_token_log_probs_sum_to_the_score_and_words_are_the_texts": (
+        "needs the tiny model trained, 30 s"
+    ),
+    "test_alignment.py::test_no_output_token_gives_empty_scores": "needs the tiny model trained",
+    "test_alignment.py::test_nothing_is_computed_unless_asked": "needs the tiny model trained",
+    "test_alignment.py::test_row_i_of_the_attention_belongs_to_token_i": "decodes the pretrained",
     "test_benchmarks.py": "trains the tiny model and the benchmarks' recipes",
     "test_cli.py": "trains and exports the tiny model",
     "test_distribute.py::test_mirrored_steps_equal_one_device_steps": "fits in subprocesses, 100 s",
@@ -107,6 +113,12 @@ NOT_FAST = {
     "test_model.py::test_jit_compiled_train_step_matches_eager_graph": "fits, 29 s",
     "test_model.py::test_mixed_precision_trains_without_nan": "fits, 18 s",
     "test_model.py::test_fit_reduces_masked_loss_and_padding_is_ignored": "fits, 15 s",
+    "test_native_logs.py::test_a_command_starts_without_tensorflow_notices": (
+        "starts TensorFlow in fresh interpreters, 9 s"
+    ),
+    "test_native_logs.py::test_verbose_shows_tensorflows_own_startup_lines": (
+        "starts TensorFlow in a fresh interpreter, 14 s"
+    ),
     "test_packaging.py": "builds and installs the wheel, 40 s",
     "test_tracing.py": "needs the tiny model trained",
     "test_training.py": "trains the tiny model, 108 s",
