@@ -120,6 +120,10 @@ NOT_FAST = {
         "starts TensorFlow in a fresh interpreter, 14 s"
     ),
     "test_packaging.py": "builds and installs the wheel, 40 s",
+    "test_shortlist.py::test_train_builds_the_shortlist": "needs the tiny model trained, 40 s",
+    "test_shortlist.py::test_cli_builds_a_runs_shortlist_and_prints_one_summary": (
+        "needs the tiny model trained"
+    ),
     "test_tracing.py": "needs the tiny model trained",
     "test_training.py": "trains the tiny model, 108 s",
 }
