@@ -79,15 +79,14 @@ class FusedAdam(WarmUpAverage, keras.optimizers.Adam):
     `amsgrad`, other dtypes and variables under a `tf.distribute` strategy take Keras'
     own update.
 
-    Example:
-
-    >>> import numpy as np
-    >>> from seq2seq_attn.optimizers import FusedAdam
-    >>> w = keras.Variable(np.ones(3, "float32"))
-    >>> opt = FusedAdam(learning_rate=0.1)
-    >>> opt.apply([np.array([1.0, -1.0, 0.0], "float32")], [w])
-    >>> [round(float(x), 4) for x in w.numpy()]
-    [0.9, 1.1, 1.0]
+    Examples:
+        >>> import numpy as np
+        >>> from seq2seq_attn.optimizers import FusedAdam
+        >>> w = keras.Variable(np.ones(3, "float32"))
+        >>> opt = FusedAdam(learning_rate=0.1)
+        >>> opt.apply([np.array([1.0, -1.0, 0.0], "float32")], [w])
+        >>> [round(float(x), 4) for x in w.numpy()]
+        [0.9, 1.1, 1.0]
     """
 
     def update_step(self, gradient, variable, learning_rate):

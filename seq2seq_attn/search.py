@@ -228,10 +228,12 @@ def greedy_search(
         memory: `(batch_size, source_length, memory_units)`.
         projected_keys: once-per-sentence key projection, or None.
         mask: bool `(batch_size, source_length)`.
-        start_id, end_id: ints.
+        start_id: int, the [START] id that begins every hypothesis.
+        end_id: int, the [END] id that finishes one.
         max_length: int or scalar tensor; default floor(max_length_ratio *
             source_length + max_length_offset), 2 * source_length + 10 unless set.
-        length_penalty, coverage_penalty: floats, only for the returned score.
+        length_penalty: float, only for the returned score.
+        coverage_penalty: float, only for the returned score.
         **options: Python values of `DecodeOptions` fields (`n_best` (1),
             `max_length_ratio`, `max_length_offset`, `no_repeat_ngram`, `top_k`,
             `top_p`, `temperature`) and `seed`, an int or an int64 scalar tensor
@@ -374,9 +376,9 @@ def beam_search(
 ):
     """Batched beam search with the GNMT length and coverage penalties.
 
-    Args: as `greedy_search`, plus `beam_width`, a positive Python int. Options:
-        `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
-        `max_length_offset`, `no_repeat_ngram`; no sampling.
+    Takes the arguments of `greedy_search`, plus `beam_width`, a positive Python int. Its
+    options are `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
+    `max_length_offset` and `no_repeat_ngram`; no sampling.
 
     Returns:
         dict with the best hypothesis per sentence, `tokens` int32
