@@ -78,6 +78,7 @@ LAYERS = {
     "test_serving_server.py": "serving",
     "test_serving_service.py": "serving",
     "test_shortlist.py": "unit",
+    "test_target_prefix.py": "unit",
     "test_tf_serving_loader.py": "export",
     "test_tokenizer.py": "unit",
     "test_tracing.py": "unit",

@@ -45,6 +45,15 @@ Options (`seq2seq_attn.interface.DecodeOptions`, same rules as in the graph):
   noise from TensorFlow's stateless RNG instead, so the two runtimes sample
   differently, each reproducibly.
 
+`target_prefix` (a keyword of both searches, not a `DecodeOptions` field): one list of
+target ids per sentence (no [START], no [END]; empty = no prefix). The decode starts
+from [START] + prefix: at prefix step t only the prefix token is allowed (every other
+token gets NEG_INF, so a beam stays one live hypothesis through the prefix), then it
+continues freely. The prefix tokens' own log-probs count in `scores` and
+`token_log_probs`, and the prefix is part of `tokens`. `max_length` counts from the end
+of each sentence's prefix: a sentence with a prefix of P tokens gets at most
+P + max_length tokens.
+
 Example:
     >>> import numpy as np
     >>> table = np.log(np.full((4, 4), 0.1) + 0.6 * np.eye(4)[[1, 2, 3, 3]])
@@ -59,7 +68,7 @@ Example:
 
 import numpy as np
 
-from seq2seq_attn.interface import NEG_INF, DecodeOptions, check_max_length
+from seq2seq_attn.interface import NEG_INF, BadOption, DecodeOptions, check_max_length
 
 _F32 = np.float32
 
@@ -117,6 +126,40 @@ def _check_args(max_length, beam_width=1, **options):
 def _max_length(mask, max_length, options):
     """`max_length`, or the options' ratio and offset applied to the padded source length."""
     return options.max_length(mask.shape[1]) if max_length is None else int(max_length)
+
+
+def prefix_array(target_prefix, batch, start_id, end_id):
+    """The prefixes as int32 `(batch, P)` padded with 0, and their lengths `(batch,)`.
+
+    None gives `(batch, 0)`; else one id list per sentence, ids >= 0 and neither [START]
+    nor [END] (else BadOption).
+    """
+    if target_prefix is None:
+        return np.zeros([batch, 0], np.int32), np.zeros([batch], np.int32)
+    rows = [[int(t) for t in row] for row in target_prefix]
+    if len(rows) != batch:
+        raise BadOption(
+            "target_prefix", f"{len(rows)} prefixes", f"one prefix per sentence ({batch})"
+        )
+    lengths = np.array([len(row) for row in rows], np.int32).reshape(batch)
+    prefix = np.zeros([batch, int(lengths.max(initial=0))], np.int32)
+    for b, row in enumerate(rows):
+        if any(t < 0 or t in (start_id, end_id) for t in row):
+            raise BadOption("target_prefix", row, "ids >= 0, neither [START] nor [END]")
+        prefix[b, : len(row)] = row
+    return prefix, lengths
+
+
+def _force_prefix(choice_lp, prefix, prefix_lengths, step):
+    """`choice_lp` `(batch, ..., vocab)` with every token but the prefix's at NEG_INF in
+    the sentences still inside their prefix at `step`."""
+    if step >= prefix.shape[1]:
+        return choice_lp
+    forced = prefix_lengths > step  # (batch,)
+    allowed = np.arange(choice_lp.shape[-1]) == prefix[:, step, None]  # (batch, vocab)
+    shape = (len(forced),) + (1,) * (choice_lp.ndim - 2) + (choice_lp.shape[-1],)
+    keep = ~forced[:, None] | allowed
+    return np.where(keep.reshape(shape), choice_lp, NEG_INF).astype(_F32)
 
 
 def banned_ngram_mask(tokens, n, vocab):
@@ -199,6 +242,7 @@ def greedy_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    target_prefix=None,
     **options,
 ):
     """Greedy decoding: the arg-max token at every step, or a sampled one.
@@ -215,6 +259,8 @@ def greedy_search(
             max_length_offset), 2 * source_length + 10 unless set.
         length_penalty: float >= 0, only for the returned score.
         coverage_penalty: float >= 0, only for the returned score.
+        target_prefix: None, or per sentence a list of target ids the output starts
+            with (see the module docstring).
         **options: `DecodeOptions` fields (`n_best` (1), `max_length_ratio`,
             `max_length_offset`, `no_repeat_ngram`, `top_k`, `top_p`,
             `temperature`, `seed`); see the module docstring.
@@ -242,18 +288,22 @@ def greedy_search(
     log_probs = np.zeros([batch], _F32)
     lengths = np.zeros([batch], np.int32)
     coverage = np.zeros([batch, source_len], _F32)
+    prefix, prefix_lengths = prefix_array(target_prefix, batch, start_id, end_id)
+    limits = prefix_lengths + max_length  # (batch,) each sentence's most tokens
     tokens, attention, token_lps = [], [], []
-    while len(tokens) < max_length and not finished.all():
+    while len(tokens) < limits.max(initial=0) and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory, projected_keys, mask)
         step_lp = log_softmax(logits)  # (batch, vocab)
         so_far = np.stack(tokens, 1) if tokens else np.zeros([batch, 0], np.int32)
-        choice_lp = _choice_lp(step_lp, so_far, opts)
+        choice_lp = _force_prefix(
+            _choice_lp(step_lp, so_far, opts), prefix, prefix_lengths, len(tokens)
+        )
         if rng is None:
             token = choice_lp.argmax(axis=-1).astype(np.int32)
         else:
             noise = gumbel_noise(rng, step_lp.shape[-1])
             token = sample_tokens(choice_lp, noise, opts.top_k, opts.top_p, opts.temperature)
-        alive = ~finished
+        alive = ~finished & (len(tokens) < limits)
         token_lps.append(np.where(alive, step_lp[np.arange(batch), token], _F32(0)))
         log_probs += token_lps[-1]
         lengths += alive
@@ -387,6 +437,7 @@ def beam_search(
     length_penalty=0.0,
     coverage_penalty=0.0,
     with_margins=False,
+    target_prefix=None,
     **options,
 ):
     """Batched beam search with the GNMT length and coverage penalties.
@@ -401,6 +452,7 @@ def beam_search(
         beam_width: a positive int at most the vocabulary size (checked once the
             first step gives the logits).
         with_margins: also return `margins` (below).
+        target_prefix: as in `greedy_search`.
         **options: `n_best` (at most `beam_width`, default 1), `max_length_ratio`,
             `max_length_offset`, `no_repeat_ngram`; no sampling.
 
@@ -435,18 +487,21 @@ def beam_search(
     log_probs = np.tile(np.array([[0.0] + [NEG_INF] * (k - 1)], _F32), [batch, 1])
     finished, lengths = np.zeros([batch, k], bool), np.zeros([batch, k], np.int32)
     coverage = np.zeros([batch, k, source_len], _F32)
-    scores = np.zeros([batch, k], _F32)
+    scores = old_scores = np.zeros([batch, k], _F32)
     seqs = np.zeros([batch, k, 0], np.int32)
     attn = np.zeros([batch, k, 0, source_len], _F32)
     seq_lps = np.zeros([batch, k, 0], _F32)  # each token's own log-prob
     margins = []  # per step (batch,): last kept candidate's score - best dropped one's
-    while seqs.shape[-1] < max_length and not finished.all():
+    prefix, prefix_lengths = prefix_array(target_prefix, batch, start_id, end_id)
+    limits = prefix_lengths + max_length  # (batch,) each sentence's most tokens
+    while seqs.shape[-1] < limits.max(initial=0) and not finished.all():
         logits, new_states, weights = step_fn(prev, states, memory_t, keys_t, mask_t)
         vocab = np.shape(logits)[-1]
         if not seqs.shape[-1]:  # the first step tells the vocabulary size
             opts.check(max_beam_width=vocab)
         step_lp = _choice_lp(log_softmax(logits), seqs.reshape(batch * k, -1), opts)
         step_lp = step_lp.reshape(batch, k, vocab)
+        step_lp = _force_prefix(step_lp, prefix, prefix_lengths, seqs.shape[-1])
         weights = np.asarray(weights, _F32).reshape(batch, k, source_len)
         total, cand_len, cand_cov, cand_fin, weights = _expand_candidates(
             step_lp, finished, log_probs, lengths, coverage, weights, end_id
@@ -467,6 +522,11 @@ def beam_search(
         else:
             scores, index = _top_k(flat, k)
         parents, token = index // vocab, index % vocab  # (batch, beam)
+        held = (seqs.shape[-1] >= limits)[:, None]  # (batch, 1) sentences past their limit
+        before = (log_probs, old_scores, finished, lengths, coverage)
+        if held.any():  # they keep their beams, and take padding at no cost
+            parents = np.where(held, np.arange(k), parents)
+            finished = finished | held
         log_probs = np.take_along_axis(total.reshape(batch, k * vocab), index, axis=-1)
         parent_finished = _gather_beams(finished, parents)
         chosen_lp = np.take_along_axis(step_lp.reshape(batch, k * vocab), index, axis=-1)
@@ -475,10 +535,18 @@ def beam_search(
         finished = parent_finished | (token == end_id)
         seqs = np.concatenate([_gather_beams(seqs, parents), token[..., None]], axis=-1)
         seq_lps = np.concatenate([_gather_beams(seq_lps, parents), chosen_lp[..., None]], -1)
-        step_attn = _gather_beams(weights, parents)[:, :, None, :]
-        attn = np.concatenate([_gather_beams(attn, parents), step_attn], axis=2)
+        step_attn = np.where(held[..., None], _F32(0), _gather_beams(weights, parents))
+        attn = np.concatenate([_gather_beams(attn, parents), step_attn[:, :, None, :]], axis=2)
         states = _cast_like([_flat_gather(s, parents, k) for s in new_states], states)
         lengths, coverage = _gather_beams(cand_len, parents), _gather_beams(cand_cov, parents)
+        if held.any():
+            log_probs, scores, finished, lengths, coverage = (
+                np.where(held.reshape(held.shape + (1,) * (old.ndim - 2)), old, new)
+                for old, new in zip(
+                    before, (log_probs, scores, finished, lengths, coverage), strict=True
+                )
+            )
+        old_scores = scores
         prev = token.reshape(-1)
     out = {
         "tokens": seqs[:, 0],

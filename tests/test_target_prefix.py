@@ -1,0 +1,96 @@
+"""A forced target prefix: the host search on hand-built tables."""
+
+import numpy as np
+import pytest
+from search_tables import END, START, A, B, C, trap_table
+
+from seq2seq_attn.inference.search import beam_search, greedy_search
+from seq2seq_attn.interface import BadOption
+
+ATOL = 1e-5
+
+
+def table_search(search, prefix=(), batch=1, **kwargs):
+    """Decodes `batch` sentences with the trap table (next token depends on the last only);
+    `prefix` given is passed as `target_prefix`."""
+    log_table = np.log(trap_table().astype(np.float32) + 1e-12)
+
+    def step_fn(prev, states, memory, keys, mask):
+        return log_table[prev], states, mask / mask.sum(-1, keepdims=True)
+
+    memory, mask = np.zeros([batch, 3, 1], np.float32), np.ones([batch, 3], bool)
+    states = [np.zeros([batch, 1], np.float32)]
+    if prefix != ():
+        kwargs["target_prefix"] = prefix
+    return search(step_fn, states, memory, None, mask, START, END, **kwargs)
+
+
+def beam(width):
+    return lambda *args, **kwargs: beam_search(*args, beam_width=width, **kwargs)
+
+
+SEARCHES = {"greedy": greedy_search, "beam2": beam(2), "beam3": beam(3)}
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+@pytest.mark.parametrize("empty", [None, [[], []]])
+def test_empty_prefix_decodes_as_before(name, empty):
+    n_best = {"n_best": 2} if name == "beam3" else {}
+    before = table_search(SEARCHES[name], batch=2, length_penalty=0.6, **n_best)
+    after = table_search(SEARCHES[name], empty, batch=2, length_penalty=0.6, **n_best)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+
+
+def test_greedy_follows_the_prefix_then_continues():
+    out = table_search(greedy_search, [[B]])  # free greedy would take A C END
+    assert out["tokens"].tolist() == [[B, END]]
+    np.testing.assert_allclose(out["scores"], [np.log(0.4 * 0.9)], atol=ATOL)
+    np.testing.assert_allclose(out["token_log_probs"], [np.log([0.4, 0.9])], atol=ATOL)
+
+
+def test_beam_keeps_one_hypothesis_through_the_prefix():
+    out = table_search(beam_search, [[A]], beam_width=3, n_best=3)
+    # free beam 3 would rank B END (.36) first; after A: C END .24, END .18, B END .162
+    assert out["nbest_tokens"].tolist() == [[[A, C, END], [A, END, 0], [A, B, END]]]
+    expected = np.log([0.6 * 0.4, 0.6 * 0.3, 0.6 * 0.3 * 0.9])
+    np.testing.assert_allclose(out["nbest_scores"], [expected], atol=ATOL)
+    np.testing.assert_allclose(out["nbest_token_log_probs"].sum(-1), [expected], atol=ATOL)
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_prefix_longer_than_a_free_decode(name):
+    out = table_search(SEARCHES[name], [[A, B, C, C]])  # C after C is p=0: forced anyway
+    assert out["tokens"][0, :5].tolist() == [A, B, C, C, END]
+    lps = np.log(np.float32(1e-12))  # the table's floor for C after C
+    expected = np.log(0.6 * 0.3 * 0.1) + lps  # END after C is 1
+    np.testing.assert_allclose(out["scores"], [expected], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+@pytest.mark.parametrize("max_length, tokens", [(0, [A, C]), (1, [A, C, END])])
+def test_max_length_counts_from_the_end_of_the_prefix(name, max_length, tokens):
+    out = table_search(SEARCHES[name], [[A, C]], max_length=max_length)
+    assert out["tokens"].tolist() == [tokens]
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_each_sentence_decodes_as_alone_in_a_mixed_batch(name):
+    prefixes = [[], [A, B], [B]]
+    together = table_search(SEARCHES[name], prefixes, batch=3, max_length=1)
+    for row, prefix in enumerate(prefixes):
+        alone = table_search(SEARCHES[name], [prefix], max_length=1)
+        length = alone["tokens"].shape[1]
+        assert together["tokens"][row, :length].tolist() == alone["tokens"][0].tolist()
+        assert not together["tokens"][row, length:].any()
+        np.testing.assert_allclose(together["scores"][row], alone["scores"][0], atol=ATOL)
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+@pytest.mark.parametrize(
+    "prefix, match", [([[A, END]], r"\[END\]"), ([[START]], r"\[START\]"), ([[A], [B]], r"\(1\)")]
+)
+def test_bad_prefix(name, prefix, match):
+    with pytest.raises(BadOption, match=match):
+        table_search(SEARCHES[name], prefix)
