@@ -32,6 +32,12 @@ tokens for all but sampling):
   by `tf.random.stateless_uniform` with seed (seed, step): one noise vector
   `(vocab,)` per step shared by every row, so a row's tokens depend on the
   seed and that row only, never on its batch mates.
+
+`target_prefix` (a keyword of both searches and of `Seq2SeqAttention.generate`): int32
+`(batch, P)`, each sentence's forced target ids padded with 0 (no [START] or [END]). Its
+tokens are forced (NEG_INF elsewhere), scored, and part of `tokens`; `max_length` counts
+from the end of each sentence's prefix. Same rules as the host search's `target_prefix`
+(lists there); without it the graph has no prefix ops at all, as the exports need.
 """
 
 from typing import NamedTuple
@@ -117,6 +123,7 @@ def checked_options(beam_width=1, max_beam_width=None, **options):
         (DecodeOptions, seed): tensor values left at their defaults in the options.
     """
     seed = options.pop("seed", None)
+    options.pop("target_prefix", None)  # a search input, not a `DecodeOptions` field
     static = {k: v for k, v in options.items() if not isinstance(v, tf.Tensor)}
     if not isinstance(seed, tf.Tensor):
         static["seed"] = seed
@@ -201,6 +208,35 @@ def _pick(step_lp, s, options, seed):
     return sample_tokens(choice_lp, noise, options.top_k, options.top_p, options.temperature)
 
 
+def _prefix(target_prefix, batch, max_length):
+    """The padded prefix with a column of 0s after it `(batch, P + 1)`, the prefix lengths
+    `(batch,)` (its non-zero ids), each sentence's most tokens and the longest of them; no
+    prefix: Nones and `max_length` (the graph then has no prefix ops, as before)."""
+    if target_prefix is None:
+        return None, None, None, max_length
+    prefix = tf.convert_to_tensor(target_prefix, tf.int32)
+    lengths = tf.reduce_sum(tf.cast(prefix != 0, tf.int32), axis=-1)  # (batch,)
+    limits = lengths + max_length
+    padded = tf.pad(prefix, [[0, 0], [0, 1]])
+    return padded, lengths, limits, max_length + tf.shape(prefix)[1]
+
+
+def _prefix_token(prefix, t):
+    """`(batch,)` the prefix id at step `t` (0 past a sentence's prefix)."""
+    return tf.gather(prefix, tf.minimum(t, tf.shape(prefix)[1] - 1), axis=1)
+
+
+def _force_prefix(step_lp, prefix, prefix_lengths, t):
+    """`step_lp` `(batch, beam, vocab)` with NEG_INF but at the prefix token, in the
+    sentences still inside their prefix at step `t`."""
+    vocab = tf.shape(step_lp)[-1]
+    forced = tf.logical_and(
+        (t < prefix_lengths)[:, None],
+        tf.not_equal(tf.range(vocab)[None], _prefix_token(prefix, t)[:, None]),
+    )  # (batch, vocab): tokens other than the prefix's
+    return tf.where(forced[:, None], NEG_INF, step_lp)
+
+
 def _fresh_seed(seed):
     if seed is not None:
         return seed
@@ -218,6 +254,7 @@ def greedy_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    target_prefix=None,
     **options,
 ):
     """Greedy decoding: the arg-max token at every step, or a sampled one.
@@ -252,6 +289,7 @@ def greedy_search(
     seed = _fresh_seed(seed) if options.sampling else None
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
     max_length = _max_length(memory, max_length, options)
+    prefix, prefix_lengths, limits, max_length = _prefix(target_prefix, batch, max_length)
     # Fixed-size buffers written with one-hot masks (no TensorList): the loop converts to
     # TFLite builtins and ONNX with dynamic batch and source length.
     init = _GreedyState(
@@ -267,13 +305,17 @@ def greedy_search(
     )
 
     def cond(s):
-        return tf.logical_and(s.t < max_length, tf.logical_not(tf.reduce_all(s.finished)))
+        more = s.t < (max_length if limits is None else tf.reduce_max(limits))
+        return tf.logical_and(more, tf.logical_not(tf.reduce_all(s.finished)))
 
     def body(s):
         logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory, projected_keys, mask)
         step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocab)
         token = _pick(step_lp, s, options, seed)
         alive = tf.logical_not(s.finished)
+        if prefix is not None:
+            token = tf.where(s.t < prefix_lengths, _prefix_token(prefix, s.t), token)
+            alive = tf.logical_and(alive, s.t < limits)
         token_lp = tf.reduce_sum(step_lp * tf.one_hot(token, tf.shape(step_lp)[-1]), axis=-1)
         weights = tf.where(tf.expand_dims(alive, -1), tf.cast(weights, tf.float32), 0.0)
         token = tf.where(alive, token, 0)
@@ -372,6 +414,7 @@ def beam_search(
     max_length=None,
     length_penalty=0.0,
     coverage_penalty=0.0,
+    target_prefix=None,
     **options,
 ):
     """Batched beam search with the GNMT length and coverage penalties.
@@ -395,6 +438,7 @@ def beam_search(
     k = beam_width
     batch, source_len = tf.shape(memory)[0], tf.shape(memory)[1]
     max_length = _max_length(memory, max_length, options)
+    prefix, prefix_lengths, limits, _ = _prefix(target_prefix, batch, max_length)
     memory_t, keys_t, mask_t = (_tile_beams(x, k) for x in (memory, projected_keys, mask))
     mask_b = tf.reshape(mask_t, [batch, k, source_len])
     init = _BeamState(
@@ -412,7 +456,8 @@ def beam_search(
     )
 
     def cond(s):
-        return tf.logical_and(s.t < max_length, tf.logical_not(tf.reduce_all(s.finished)))
+        more = s.t < (max_length if limits is None else tf.reduce_max(limits))
+        return tf.logical_and(more, tf.logical_not(tf.reduce_all(s.finished)))
 
     def body(s):
         logits, new_states, weights = step_fn(s.prev_tokens, s.states, memory_t, keys_t, mask_t)
@@ -420,6 +465,8 @@ def beam_search(
         step_lp = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch * k, vocab)
         hypotheses = tf.reshape(s.tokens, [batch * k, s.t])
         step_lp = tf.reshape(_choice_lp(step_lp, hypotheses, s.t, options), [batch, k, vocab])
+        if prefix is not None:
+            step_lp = _force_prefix(step_lp, prefix, prefix_lengths, s.t)
         weights = tf.reshape(tf.cast(weights, tf.float32), [batch, k, source_len])
         total, cand_len, cand_cov, cand_fin, weights = _expand_candidates(
             step_lp, s.finished, s.log_probs, s.lengths, s.coverage, weights, end_id
@@ -435,9 +482,28 @@ def beam_search(
         )  # (batch, beam, vocab)
         scores, index = tf.math.top_k(tf.reshape(cand_score, [batch, k * vocab]), k=k)
         parents, token = index // vocab, index % vocab  # (batch, beam)
+        held = None if limits is None else (s.t >= limits)[:, None]  # (batch, 1)
+        if held is not None:  # sentences past their own limit keep their beams
+            parents = tf.where(held, tf.range(k)[None], parents)
         parent_finished = _gather_beams(s.finished, parents)
+        if held is not None:
+            parent_finished = tf.logical_or(parent_finished, held)
         token = tf.where(parent_finished, 0, token)
         step_attn = _gather_beams(weights, parents)[:, :, None, :]  # (batch, k, 1, source_len)
+        state = dict(
+            log_probs=tf.gather(tf.reshape(total, [batch, k * vocab]), index, batch_dims=1),
+            finished=tf.logical_or(parent_finished, tf.equal(token, end_id)),
+            lengths=_gather_beams(cand_len, parents),
+            coverage=_gather_beams(cand_cov, parents),
+            scores=scores,
+        )
+        if held is not None:
+            step_attn = tf.where(held[..., None, None], 0.0, step_attn)
+            state = {
+                key: tf.where(tf.reshape(held, [-1] + [1] * (new.shape.rank - 1)), old, new)
+                for key, new in state.items()
+                for old in [getattr(s, key)]
+            }
         return (
             _BeamState(
                 t=s.t + 1,
@@ -446,11 +512,7 @@ def beam_search(
                     tf.cast(_flat_gather(new, parents, k), ref.dtype)
                     for new, ref in zip(new_states, s.states, strict=True)
                 ],
-                log_probs=tf.gather(tf.reshape(total, [batch, k * vocab]), index, batch_dims=1),
-                finished=tf.logical_or(parent_finished, tf.equal(token, end_id)),
-                lengths=_gather_beams(cand_len, parents),
-                coverage=_gather_beams(cand_cov, parents),
-                scores=scores,
+                **state,
                 tokens=tf.concat([_gather_beams(s.tokens, parents), token[..., None]], axis=-1),
                 attention=tf.concat([_gather_beams(s.attention, parents), step_attn], axis=2),
             ),

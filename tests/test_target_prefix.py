@@ -94,3 +94,48 @@ def test_each_sentence_decodes_as_alone_in_a_mixed_batch(name):
 def test_bad_prefix(name, prefix, match):
     with pytest.raises(BadOption, match=match):
         table_search(SEARCHES[name], prefix)
+
+
+# --- the graph search (`generate`) against the host search, on a small random model -------
+
+PREFIXES = [[5, 6], [], [7], [9, 8, 7, 7]]
+
+
+def padded(prefixes):
+    out = np.zeros([len(prefixes), max(map(len, prefixes))], np.int32)
+    for row, prefix in enumerate(prefixes):
+        out[row, : len(prefix)] = prefix
+    return out
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    from test_inference_search import make_model
+
+    return make_model(attention="bahdanau")
+
+
+@pytest.mark.parametrize(
+    "beam_width, kwargs",
+    [
+        (1, dict(max_length=6)),
+        (1, dict(no_repeat_ngram=2, length_penalty=0.6, coverage_penalty=0.3)),
+        (2, dict(max_length=6)),
+        (2, dict(n_best=2, max_length=2, length_penalty=0.6)),
+        (3, dict(n_best=2, no_repeat_ngram=2, max_length_ratio=1.0, max_length_offset=1)),
+    ],
+    ids=str,
+)
+def test_generate_same_as_host_search(random_model, beam_width, kwargs):
+    from test_inference_search import SOURCE, assert_same, host_decode
+
+    graph = random_model.generate(
+        SOURCE, beam_width=beam_width, target_prefix=padded(PREFIXES), **kwargs
+    )
+    host = host_decode(random_model, SOURCE, beam_width, target_prefix=PREFIXES, **kwargs)
+    assert_same(graph, host)
+    for row, prefix in enumerate(PREFIXES):
+        assert (host["nbest_tokens"][row, :, : len(prefix)] == prefix).all()
+    if "penalty" not in str(kwargs):  # the prefix's log-probs count in the score
+        total = host["nbest_token_log_probs"].sum(-1)
+        np.testing.assert_allclose(total, graph["nbest_scores"].numpy(), atol=ATOL)

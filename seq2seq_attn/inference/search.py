@@ -131,8 +131,8 @@ def _max_length(mask, max_length, options):
 def prefix_array(target_prefix, batch, start_id, end_id):
     """The prefixes as int32 `(batch, P)` padded with 0, and their lengths `(batch,)`.
 
-    None gives `(batch, 0)`; else one id list per sentence, ids >= 0 and neither [START]
-    nor [END] (else BadOption).
+    None gives `(batch, 0)`; else one id list per sentence, ids > 0 (0 is padding),
+    neither [START] nor [END] (else BadOption).
     """
     if target_prefix is None:
         return np.zeros([batch, 0], np.int32), np.zeros([batch], np.int32)
@@ -144,8 +144,8 @@ def prefix_array(target_prefix, batch, start_id, end_id):
     lengths = np.array([len(row) for row in rows], np.int32).reshape(batch)
     prefix = np.zeros([batch, int(lengths.max(initial=0))], np.int32)
     for b, row in enumerate(rows):
-        if any(t < 0 or t in (start_id, end_id) for t in row):
-            raise BadOption("target_prefix", row, "ids >= 0, neither [START] nor [END]")
+        if any(t <= 0 or t in (start_id, end_id) for t in row):
+            raise BadOption("target_prefix", row, "ids > 0, neither [START] nor [END]")
         prefix[b, : len(row)] = row
     return prefix, lengths
 
