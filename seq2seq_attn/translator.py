@@ -11,7 +11,7 @@ import tensorflow as tf
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
 from seq2seq_attn.alignment import check_kind
 from seq2seq_attn.errors import UserError
-from seq2seq_attn.interface import DecodeOptions, Translation, check_max_length
+from seq2seq_attn.interface import BadOption, DecodeOptions, Translation, check_max_length
 from seq2seq_attn.tokenizer import TokenizerPair
 
 MODEL_FILE = "model.keras"
@@ -35,6 +35,19 @@ def check_run_dir(run_dir):
                 f"run directory {run_dir} has no {name}: is it a finished training run?"
             )
     return run_dir
+
+
+def with_prefix(target, tokens, prefix):
+    """The text of `tokens` (which begin with the pieces of `prefix`), starting with `prefix`
+    verbatim: the pieces decode back to the prefix but for NFKC normalisation, so the text
+    is `prefix` + the decode of everything after the prefix's own decode."""
+    text = target.decode(tokens)
+    if not prefix:
+        return text
+    decoded_prefix = target.decode(target.processor.encode(prefix))
+    if not text.startswith(decoded_prefix):  # (cannot happen: the pieces are forced)
+        return text
+    return prefix + text[len(decoded_prefix) :]
 
 
 class Translator:
@@ -67,25 +80,28 @@ class Translator:
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         return cls(model, tokenizers, info)
 
-    def _generator(self, options):
-        """A traced `model.generate` per option set but the seed (an input, like the ids)."""
-        key = dataclasses.replace(options, seed=None)
+    def _generator(self, options, prefixed=False):
+        """A traced `model.generate` per option set but the seed (an input, like the ids),
+        with a `target_prefix` input `(batch, P)` when `prefixed` (else none: no prefix ops)."""
+        key = (dataclasses.replace(options, seed=None), prefixed)
         if key not in self._generators:
-            kwargs = key.search_kwargs()
+            kwargs = key[0].search_kwargs()
             del kwargs["seed"], kwargs["n_best"]
             self._generators[key] = tf.function(
-                lambda ids, max_length, seed: self.model.generate(
+                lambda ids, max_length, seed, prefix: self.model.generate(
                     ids,
                     max_length=max_length,
                     beam_width=options.beam_width,
                     num_return_sequences=options.n_best,
                     seed=seed if options.sampling else None,
+                    target_prefix=prefix if prefixed else None,
                     **kwargs,
                 ),
                 input_signature=[
                     tf.TensorSpec([None, None], tf.int32),
                     tf.TensorSpec([], tf.int32),
                     tf.TensorSpec([], tf.int64),
+                    tf.TensorSpec([None, None], tf.int32),
                 ],
                 autograph=False,  # explicit tf.while_loops: nothing for AutoGraph to convert
             )
@@ -106,6 +122,7 @@ class Translator:
         batch_size=64,
         alignment=None,
         scores=False,
+        target_prefix=None,
         **options,
     ):
         """Translates a list of strings; returns a list of `Translation`.
@@ -126,6 +143,10 @@ class Translator:
             scores: True sets each result's `token_log_probs` (the model's log-prob of
                 each output token, from one teacher-forced pass over the outputs) and
                 `scores` (per token, per word, and the sentence score normalised by length).
+            target_prefix: None, or one string per text (a string for one text): each
+                output starts with it verbatim and the model continues it. It is tokenized
+                with the target SentencePiece model, its pieces are forced, scored, and part
+                of `tokens`; `max_length` counts from the end of the prefix. "" is no prefix.
 
         Raises:
             BadOption: a bad option value, in one line (a UserError and a ValueError).
@@ -138,15 +159,32 @@ class Translator:
         if alignment is not None:
             check_kind(alignment)
         n_best = opts.n_best if "n_best" in options else None
+        prefixes = self._prefixes(target_prefix, len(texts))
         results = []
         for start in range(0, len(texts), batch_size):
             batch = self._translate_batch(
-                texts[start : start + batch_size], opts, max_length, n_best
+                texts[start : start + batch_size],
+                opts,
+                max_length,
+                n_best,
+                None if prefixes is None else prefixes[start : start + batch_size],
             )
             if scores:
                 self._add_token_log_probs(batch)
             results += [r.with_words(alignment, scores) for r in batch]
         return results
+
+    @staticmethod
+    def _prefixes(target_prefix, count):
+        """`target_prefix` as a list of `count` strings, or None; BadOption otherwise."""
+        if target_prefix is None:
+            return None
+        if isinstance(target_prefix, str):
+            target_prefix = [target_prefix]
+        target_prefix = list(target_prefix)
+        if len(target_prefix) != count or not all(isinstance(p, str) for p in target_prefix):
+            raise BadOption("target_prefix", target_prefix, f"one string per text ({count} texts)")
+        return target_prefix
 
     def _add_token_log_probs(self, results):
         """Sets `token_log_probs` of `results` and their n-best lists: the model's log-prob
@@ -180,14 +218,16 @@ class Translator:
             self._scorer = tf.function(score, input_signature=[spec, spec], autograph=False)
         return self._scorer
 
-    def _translate_batch(self, texts, options, max_length, n_best):
+    def _translate_batch(self, texts, options, max_length, n_best, prefixes=None):
         ids = self.tokenizers.source.encode_batch(texts)  # (batch, source_len) int32
         if max_length is None:
             max_length = options.max_length(ids.shape[1])
-        out = self._generator(options)(
+        prefix_ids = self._prefix_ids(prefixes, len(texts))
+        out = self._generator(options, prefixed=prefix_ids.shape[1] > 0)(
             tf.constant(ids),
             tf.constant(max_length, tf.int32),
             tf.constant(options.seed or 0, tf.int64),
+            tf.constant(prefix_ids),
         )
         out = {k: v.numpy() for k, v in out.items() if k != "beam_tokens"}
         results = []
@@ -197,13 +237,21 @@ class Translator:
                 out, row, self.model.end_id, len(source_ids), n_best=n_best
             )
             for one in [result, *(result.nbest or [])]:
-                self._describe(one, text, source_ids)
+                self._describe(one, text, source_ids, prefixes and prefixes[row])
             results.append(result)
         return results
 
-    def _describe(self, result, text, source_ids):
+    def _prefix_ids(self, prefixes, count):
+        """int32 `(count, P)`: each prefix's target pieces (no [START] or [END]), 0-padded."""
+        rows = [self.tokenizers.target.processor.encode(p) for p in prefixes or []]
+        out = np.zeros([count, max(map(len, rows), default=0)], np.int32)
+        for row, pieces in enumerate(rows):
+            out[row, : len(pieces)] = pieces
+        return out
+
+    def _describe(self, result, text, source_ids, prefix=None):
         source, target = self.tokenizers.source, self.tokenizers.target
         result.source, result.source_ids = text, source_ids
-        result.text = target.decode(result.tokens)
+        result.text = with_prefix(target, result.tokens, prefix)
         result.source_tokens = source.id_to_token(source_ids)
         result.target_tokens = target.id_to_token(result.tokens)

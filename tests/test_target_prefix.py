@@ -139,3 +139,63 @@ def test_generate_same_as_host_search(random_model, beam_width, kwargs):
     if "penalty" not in str(kwargs):  # the prefix's log-probs count in the score
         total = host["nbest_token_log_probs"].sum(-1)
         np.testing.assert_allclose(total, graph["nbest_scores"].numpy(), atol=ATOL)
+
+
+# --- the library on the tiny trained model -------------------------------------------------
+
+TEXTS = ["3 March 2021", "december 25, 1999", "1 jan 2000"]
+# a whole-looking prefix, one ending mid-number, one ending with a space, one empty
+TEXT_PREFIXES = ["1999-", "20", "2021 ", ""]
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_run):
+    from seq2seq_attn.translator import Translator
+
+    return Translator.load(tiny_run)
+
+
+def step_graph_log_prob(model, source_ids, tokens):
+    """log P(tokens | source) summed, teacher-forced one `decode_step` at a time."""
+    import tensorflow as tf
+
+    memory, keys, mask, states = model.encode(np.asarray([source_ids], np.int32))
+    prev, total = model.start_id, 0.0
+    for token in tokens:
+        logits, states, _ = model.decode_step(tf.constant([prev]), states, memory, keys, mask)
+        total += float(tf.nn.log_softmax(logits)[0, int(token)])
+        prev = int(token)
+    return total
+
+
+@pytest.mark.parametrize("options", [dict(), dict(beam_width=2), dict(beam_width=3, n_best=2)])
+def test_library_output_starts_with_the_prefix(translator, options):
+    for prefix in TEXT_PREFIXES:
+        results = translator.translate(TEXTS, target_prefix=[prefix] * len(TEXTS), **options)
+        for result in results:
+            for one in [result, *(result.nbest or [])]:
+                assert one.text.startswith(prefix), (prefix, one.text)
+                model = translator.model
+                expected = step_graph_log_prob(model, one.source_ids, one.tokens)
+                np.testing.assert_allclose(one.score, expected, atol=1e-4)
+
+
+def test_library_empty_prefix_is_no_prefix(translator):
+    for options in [dict(), dict(beam_width=3, n_best=2)]:
+        plain = translator.translate(TEXTS, **options)
+        empty = translator.translate(TEXTS, target_prefix=[""] * len(TEXTS), **options)
+        assert [r.text for r in plain] == [r.text for r in empty]
+        assert [r.score for r in plain] == [r.score for r in empty]
+
+
+def test_library_prefix_changes_the_output_and_is_scored(translator):
+    free = translator.translate(TEXTS[:1])[0]
+    forced = translator.translate(TEXTS[:1], target_prefix=["1999-"], scores=True)[0]
+    assert not free.text.startswith("1999-") and forced.text.startswith("1999-")
+    assert forced.score < free.score  # greedy's own choice was likelier than the forced one
+    np.testing.assert_allclose(forced.token_log_probs.sum(), forced.score, atol=1e-4)
+
+
+def test_library_bad_prefix_count(translator):
+    with pytest.raises(BadOption, match=r"one string per text \(2 texts\)"):
+        translator.translate(TEXTS[:2], target_prefix=["x"])
