@@ -35,6 +35,7 @@ SMALL_DIR = ROOT / "runs" / "benchmarks"  # small runs: results, plots, models, 
 DOCS_DIR = ROOT / "docs"
 RESULT_KEYS = ("benchmark", "date", "commit", "machine", "versions", "args", "figures")
 BENCHMARKS = (
+    "alignment_error",
     "attention_vs_vanilla",
     "decode_latency",
     "export_cost",

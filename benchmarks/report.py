@@ -32,6 +32,7 @@ HEADLINE_ORDER = (  # README's order: training, decoding, export, serving, the p
     "attention_vs_vanilla",
     "reverse_by_length",
     "shortlist_coverage",
+    "alignment_error",
 )
 PLOTS = {  # the pictures in docs/ that a full run of the benchmark draws
     "attention_vs_vanilla": ("bleu-by-length.png",),
@@ -238,7 +239,20 @@ def _shortlist_coverage(f):
     return found
 
 
+def _alignment_error(f):
+    rows = [
+        [name, f"{r['aer']:.3f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}", r["links"],
+         r["sure_links"]]
+        for name, r in f["variants"].items()
+    ]  # fmt: skip
+    columns = ["attention row for output word i", "AER", "precision", "recall", "links"]
+    columns.append("sure links")
+    title = f"{f['verses']} Bible test verses, teacher-forced, against {f['reference']}"
+    return [(title, table(columns, rows))]
+
+
 TABLES = {
+    "alignment_error": _alignment_error,
     "attention_vs_vanilla": _attention_vs_vanilla,
     "decode_latency": _decode_latency,
     "export_cost": _export_cost,
@@ -301,6 +315,12 @@ def _shortlist_default(f):
 
 
 HEADLINES = {  # benchmark -> its one current figure, as text
+    "alignment_error": lambda f: (
+        f"attention word alignments on {f['verses']} Bible test verses: AER "
+        f"{list(f['variants'].values())[0]['aer']:.3f} against eflomal's, "
+        f"{list(f['variants'].values())[1]['aer']:.3f} and "
+        f"{list(f['variants'].values())[2]['aer']:.3f} shifted a row either way"
+    ),
     "attention_vs_vanilla": lambda f: (
         f"test BLEU {f['attention']['bleu']:.2f} with attention, {f['vanilla']['bleu']:.2f} without"
     ),

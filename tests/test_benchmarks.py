@@ -508,3 +508,56 @@ def test_docs_page_has_one_marker_and_the_plots_of_each_benchmark():
 @pytest.mark.unit
 def test_headline_order_names_every_benchmark_once():
     assert sorted(report.HEADLINE_ORDER) == sorted(harness.BENCHMARKS)
+
+
+# ---- alignment_error ----
+
+
+@pytest.mark.unit
+def test_alignment_error_rate_of_a_hand_made_example():
+    """AER = 1 - (|A&S| + |A&P|) / (|A| + |S|) (Och and Ney 2003) on sets counted by hand."""
+    from benchmarks import alignment_error
+
+    hypothesis = {(0, 0), (1, 1), (2, 1), (3, 3)}
+    sure = {(0, 0), (1, 2), (3, 3)}
+    possible = sure | {(1, 1), (2, 2)}
+    # A&S = {0-0, 3-3}: 2; A&P = {0-0, 1-1, 3-3}: 3; |A| = 4; |S| = 3
+    found = alignment_error.counts(hypothesis, sure, possible)
+    assert found == (2, 3, 4, 3)
+    rates = alignment_error.error_rates(*found)
+    assert rates["aer"] == pytest.approx(1 - (2 + 3) / (4 + 3))
+    assert rates["precision"] == pytest.approx(3 / 4) and rates["recall"] == pytest.approx(2 / 3)
+    perfect = alignment_error.error_rates(*alignment_error.counts(sure, sure, possible))
+    assert perfect == {"aer": 0.0, "precision": 1.0, "recall": 1.0}
+    attention = np.arange(6.0).reshape(3, 2)
+    moved = list(alignment_error.shifted(attention).values())
+    np.testing.assert_array_equal(moved[0], attention)
+    np.testing.assert_array_equal(moved[1], attention[[1, 2, 2]])  # token i gets row i + 1
+    np.testing.assert_array_equal(moved[2], attention[[0, 0, 1]])  # token i gets row i - 1
+
+
+@pytest.mark.unit
+def test_alignment_reference_and_result_have_the_figures():
+    """The committed reference (eflomal's links, 100 verses) is well formed, and the result's
+    rates agree with each other and show the unshifted rows align best."""
+    from benchmarks import alignment_error
+
+    header, verses = alignment_error.read_reference()
+    assert "eflomal 2.0.0" in header["reference"] and "not human gold" in header["reference"]
+    assert len(verses) == 100
+    for verse in verses:
+        assert verse["sure"] and verse["sure"] <= verse["possible"]
+        for s, t in verse["possible"]:
+            assert s < len(verse["source_words"]) and t < len(verse["target_words"])
+    figures = harness.read_result("alignment_error")["figures"]
+    assert figures["verses"] == 100 and list(figures["variants"]) == list(alignment_error.VARIANTS)
+    sure_links = sum(len(v["sure"]) for v in verses)
+    assert figures["possible_links"] == sum(len(v["possible"]) for v in verses)
+    for row in figures["variants"].values():
+        assert row["sure_links"] == sure_links
+        a_sure, a_possible = row["recall"] * sure_links, row["precision"] * row["links"]
+        aer = 1 - (a_sure + a_possible) / (row["links"] + sure_links)
+        assert row["aer"] == pytest.approx(aer, abs=2e-4)
+        assert 0.0 < row["aer"] < 1.0
+    computed, later, earlier = (r["aer"] for r in figures["variants"].values())
+    assert computed < min(later, earlier)
