@@ -117,6 +117,26 @@ def _looks_like_a_path(text):
     return starts or Path(text).parent.is_dir()
 
 
+def _prefix_options(args, texts):
+    """`target_prefix` (`--prefix`, one TEXT) or `prefix_column` (`--prefix-column`, lines)."""
+    if args.prefix is not None and args.prefix_column is not None:
+        raise UserError("give --prefix or --prefix-column, not both")
+    if args.prefix is not None:
+        if len(texts) != 1:
+            raise UserError("--prefix needs exactly one TEXT argument (for lines: --prefix-column)")
+        return {"target_prefix": [args.prefix]}
+    if args.prefix_column is not None:
+        if texts:
+            raise UserError("--prefix-column reads lines from stdin or --input, not TEXT arguments")
+        if args.prefix_column < 2:
+            raise UserError(
+                f"--prefix-column must be 2 or more (column 1 is the source), "
+                f"received: {args.prefix_column}"
+            )
+        return {"prefix_column": args.prefix_column}
+    return {}
+
+
 def _translate(args):
     from pathlib import Path
 
@@ -133,6 +153,7 @@ def _translate(args):
             "or pass it on stdin)"
         )
     options = _decode_options(args)
+    options.update(_prefix_options(args, texts))
     columns = dict(alignment=args.alignment, scores=args.scores)  # extra output columns
     if args.input is not None and not Path(args.input).is_file():
         raise UserError(f"input file {args.input} does not exist")
@@ -345,6 +366,18 @@ def build_parser():
         "--scores",
         action="store_true",
         help="add two columns: sentence score (mean token log-prob) and word log-probs",
+    )
+    p.add_argument(
+        "--prefix",
+        metavar="TEXT",
+        help="force the translation of the one TEXT to start with this text verbatim",
+    )
+    p.add_argument(
+        "--prefix-column",
+        type=int,
+        metavar="N",
+        help="input lines are tab-separated: column 1 the source, column N (>= 2) the "
+        "target prefix each translation starts with",
     )
     p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
     p.set_defaults(func=_translate)

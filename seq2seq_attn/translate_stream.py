@@ -14,6 +14,10 @@ per output word its source-word weights joined by commas, words separated by spa
 included) and the log-prob of each output word (sum of its pieces), space-separated. A
 blank input line gives empty columns and a score of 0.
 
+With `prefix_column` N (`translate --prefix-column N`), each line is tab-separated: the
+first column is the source, column N (1-based, N >= 2) the target prefix that its
+translation starts with verbatim (`Translator.translate`'s `target_prefix`; empty: none).
+
 A line's translation does not depend on its batch mates except when it runs into the
 maximum length: that is computed from the padded source length of its batch (as
 `model.generate` does), and sorting by length keeps the padding small.
@@ -80,28 +84,50 @@ def format_results(first_index, results, n_best=None, alignment=None, scores=Fal
     return lines
 
 
-def translate_lines(translator, lines, batch_size=BATCH_SIZE, **options):
+def split_prefix_column(lines, column):
+    """`(sources, prefixes)` of tab-separated `lines`: column 1 and column `column` (1-based);
+    UserError for a line that has no such column."""
+    sources, prefixes = [], []
+    for line in lines:
+        cells = line.split("\t")
+        if len(cells) < column:
+            raise UserError(f"--prefix-column {column}: this line has no column {column}: {line!r}")
+        sources.append(cells[0])
+        prefixes.append(cells[column - 1])
+    return sources, prefixes
+
+
+def translate_lines(translator, lines, batch_size=BATCH_SIZE, prefix_column=None, **options):
     """A `Translation` per line (None for a blank line), batched by length, in input order.
 
     Args:
         translator: a `seq2seq_attn.translator.Translator`.
         lines: list of str.
         batch_size: lines decoded together.
+        prefix_column: None, or N >= 2: lines are tab-separated, column 1 the source and
+            column N the target prefix.
         **options: `Translator.translate` keyword arguments (beam_width, n_best, ...).
     """
+    prefixes = None
+    if prefix_column is not None:
+        lines, prefixes = split_prefix_column(lines, prefix_column)
     results = [None] * len(lines)
     todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(lines[i]))
     for start in range(0, len(todo), batch_size):
         rows = todo[start : start + batch_size]
         batch = [lines[i] for i in rows]
+        if prefixes is not None:
+            options["target_prefix"] = [prefixes[i] for i in rows]
         for i, result in zip(rows, translator.translate(batch, **options), strict=True):
             results[i] = result
     return results
 
 
 def _decode_options(options):
-    """`options` without the ones that only shape the output (`alignment`, `scores`)."""
-    return {k: v for k, v in options.items() if k not in ("alignment", "scores")}
+    """`options` without the ones that are not decoding options (`alignment`, `scores`,
+    `prefix_column`, `target_prefix`)."""
+    other = ("alignment", "scores", "prefix_column", "target_prefix")
+    return {k: v for k, v in options.items() if k not in other}
 
 
 def _buffers(lines, size):

@@ -94,10 +94,13 @@ LAYER_MARKERS = ("unit", "export", "serving", "browser")
 # start fresh interpreters or build the wheel. A key is a file or `file::test function`.
 # Seconds in one process, without the slow tests, on 2 cores shared with other jobs, 2026-12-06.
 NOT_FAST = {
-    "test_target_prefix.py::test_library_output_starts_with_the_prefix": "needs the tiny model trained",
-    "test_target_prefix.py::test_library_empty_prefix_is_no_prefix": "needs the tiny model trained",
-    "test_target_prefix.py::test_library_prefix_changes_the_output_and_is_scored": "needs the tiny model trained",
-    "test_target_prefix.py::test_library_bad_prefix_count": "needs the tiny model trained",
+    "test_target_prefix.py::test_cli_prefix_equals_the_library": "the tiny model",
+    "test_target_prefix.py::test_cli_prefix_column_equals_the_library": "the tiny model",
+    "test_target_prefix.py::test_cli_bad_prefix_arguments": "the tiny model",
+    "test_target_prefix.py::test_library_output_starts_with_the_prefix": "the tiny model",
+    "test_target_prefix.py::test_library_empty_prefix_is_no_prefix": "the tiny model",
+    "test_target_prefix.py::test_library_prefix_changes_the_output_and_is_scored": "the tiny model",
+    "test_target_prefix.py::test_library_bad_prefix_count": "the tiny model",
     "test_alignment.py::test_token_log_probs_sum_to_the_score_and_words_are_the_texts": (
         "needs the tiny model trained, 30 s"
     ),

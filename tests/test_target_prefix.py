@@ -199,3 +199,49 @@ def test_library_prefix_changes_the_output_and_is_scored(translator):
 def test_library_bad_prefix_count(translator):
     with pytest.raises(BadOption, match=r"one string per text \(2 texts\)"):
         translator.translate(TEXTS[:2], target_prefix=["x"])
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def cli(argv, stdin_text, monkeypatch, capsys):
+    import io
+    import sys
+
+    from seq2seq_attn.cli import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin_text))
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_prefix_equals_the_library(tiny_run, translator, monkeypatch, capsys):
+    argv = ["translate", str(tiny_run), TEXTS[0], "--prefix", "20", "--beam", "2", "--scores"]
+    code, out, err = cli(argv, "", monkeypatch, capsys)
+    assert code == 0, err
+    (expected,) = translator.translate(TEXTS[:1], target_prefix=["20"], beam_width=2)
+    assert out.split("\t")[0] == expected.text and expected.text.startswith("20")
+
+
+def test_cli_prefix_column_equals_the_library(tiny_run, translator, monkeypatch, capsys):
+    lines = [f"{text}\tnote\t{prefix}" for text, prefix in zip(TEXTS, TEXT_PREFIXES, strict=False)]
+    argv = ["translate", "--run-dir", str(tiny_run), "--prefix-column", "3"]
+    code, out, err = cli(argv, "\n".join(lines) + "\n", monkeypatch, capsys)
+    assert code == 0, err
+    expected = translator.translate(TEXTS, target_prefix=TEXT_PREFIXES[: len(TEXTS)])
+    assert out.splitlines() == [r.text for r in expected]
+    assert all(r.text.startswith(p) for r, p in zip(expected, TEXT_PREFIXES, strict=False))
+
+
+@pytest.mark.parametrize(
+    "argv, stdin, match",
+    [
+        (["--prefix", "20"], "3 March 2021\n", "exactly one TEXT"),
+        (["--prefix-column", "1"], "3 March 2021\n", "2 or more"),
+        (["--prefix-column", "3"], "3 March 2021\t20\n", "has no column 3"),
+    ],
+)
+def test_cli_bad_prefix_arguments(tiny_run, argv, stdin, match, monkeypatch, capsys):
+    code, _, err = cli(["translate", "--run-dir", str(tiny_run), *argv], stdin, monkeypatch, capsys)
+    assert code == 2 and match in err, err
