@@ -396,3 +396,16 @@ class Translation:
                     raise ValueError("`scores` needs the token log-probs of the search")
                 one.scores = word_scores(one.token_log_probs, one.target_tokens)
         return self
+
+
+def with_prefix(target, tokens, prefix):
+    """The text of `tokens` (which begin with the pieces of `prefix`), starting with `prefix`
+    verbatim: the pieces decode back to the prefix but for NFKC normalisation, so the text
+    is `prefix` + the decode of everything after the prefix's own decode."""
+    text = target.decode(tokens)
+    if not prefix:
+        return text
+    decoded_prefix = target.decode(target.processor.encode(prefix))
+    if not text.startswith(decoded_prefix):  # (cannot happen: the pieces are forced)
+        return text
+    return prefix + text[len(decoded_prefix) :]

@@ -11,7 +11,13 @@ import tensorflow as tf
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
 from seq2seq_attn.alignment import check_kind
 from seq2seq_attn.errors import UserError
-from seq2seq_attn.interface import BadOption, DecodeOptions, Translation, check_max_length
+from seq2seq_attn.interface import (
+    BadOption,
+    DecodeOptions,
+    Translation,
+    check_max_length,
+    with_prefix,
+)
 from seq2seq_attn.tokenizer import TokenizerPair
 
 MODEL_FILE = "model.keras"
@@ -35,19 +41,6 @@ def check_run_dir(run_dir):
                 f"run directory {run_dir} has no {name}: is it a finished training run?"
             )
     return run_dir
-
-
-def with_prefix(target, tokens, prefix):
-    """The text of `tokens` (which begin with the pieces of `prefix`), starting with `prefix`
-    verbatim: the pieces decode back to the prefix but for NFKC normalisation, so the text
-    is `prefix` + the decode of everything after the prefix's own decode."""
-    text = target.decode(tokens)
-    if not prefix:
-        return text
-    decoded_prefix = target.decode(target.processor.encode(prefix))
-    if not text.startswith(decoded_prefix):  # (cannot happen: the pieces are forced)
-        return text
-    return prefix + text[len(decoded_prefix) :]
 
 
 class Translator:
