@@ -4,7 +4,6 @@ Nothing that looks valid is left behind on failure: the artifacts are written ne
 output directory under a hidden name and only renamed to it once every parity check passed.
 """
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ from seq2seq_attn.errors import ParityError, UserError
 from seq2seq_attn.export.convert import export_all, release_memory, to_translate_onnx
 from seq2seq_attn.export.signatures import ExportModule
 from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
+from seq2seq_attn.inference.runtime import MANIFEST_FILE, sha256_of
 
 VERSIONED = (
     "seq2seq-attn",
@@ -71,10 +71,10 @@ def write_manifest(directory, module, tokenizers, report):
     from seq2seq_attn import tokenizer
 
     directory = Path(directory)
-    hashes = {
-        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+    hashes = {  # keyed and hashed as `verify_export_files` checks them at load
+        p.relative_to(directory).as_posix(): sha256_of(p)
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
+        if p.is_file() and p.name != MANIFEST_FILE
     }
     signatures = ["encode", "decode_step", "greedy", "translate_ids"]
     manifest = {
@@ -104,7 +104,7 @@ def write_manifest(directory, module, tokenizers, report):
         "tolerances": report["tolerances"],
         "files": hashes,
     }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
