@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.recurrence import make_rnn_cell
 from seq2seq_attn.validation import check_layer_args
 
@@ -71,6 +72,8 @@ class AttentionDecoderCell(keras.layers.Layer):
         projected_keys: `attention.project_keys(memory)`, or None.
         mask: bool `(batch_size, source_length)`, False at source padding.
         training: Python bool.
+        shortlist: None (the full output layer), or `shortlist_output(candidates)`: the
+            logits are computed for the candidates only and the other ids get `NEG_INF`.
 
     Returns:
         `(logits, new_states, weights)`: float32 `(batch_size, vocab_size)`,
@@ -271,15 +274,75 @@ class AttentionDecoderCell(keras.layers.Layer):
         table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
         return ops.matmul(x, ops.transpose(table)) + ops.cast(self.output_bias, "float32")
 
-    def call(self, prev_tokens, states, memory, projected_keys=None, mask=None, training=False):
+    def shortlist_output(self, candidates):
+        """The output layer's columns of a candidate set, gathered once per decode call.
+
+        Vocabulary selection (Marian's lexical shortlists; Jean et al. 2015): a step then
+        multiplies its features by `(feature_size, candidates)` weights instead of
+        `(feature_size, vocab_size)`, and gathers the candidates' logits back into a
+        full-vocabulary row (`NEG_INF` elsewhere), so every search rule stays as it is.
+
+        Args:
+            candidates: int `(candidates,)`, unique target ids in [0, vocab_size), in any
+                order (`Shortlist.candidates` gives them sorted).
+
+        Returns:
+            `(kernel, bias, positions)`: float32 (untied: the variables' dtype) kernel
+            `(feature_size, candidates)` (tied: `(embedding_dim, candidates)`, the gathered
+            table rows), bias `(candidates,)`, and int32 `(vocab_size,)`, each id's
+            position in `candidates` (`candidates` itself for the ids outside).
+        """
+        candidates = tf.cast(candidates, tf.int32)  # (C,)
+        if self.tie_embeddings:
+            table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
+            kernel = tf.transpose(tf.gather(table, candidates))  # (embedding_dim, C)
+            bias = tf.gather(ops.cast(self.output_bias, "float32"), candidates)  # (C,)
+        else:
+            kernel = tf.gather(self.output_layer.kernel, candidates, axis=1)  # (feature_size, C)
+            bias = tf.gather(self.output_layer.bias, candidates)  # (C,)
+        count = tf.shape(candidates)[0]
+        # Exact int32 arithmetic: the scatter writes position - C, the add restores it,
+        # and the ids never written get C, the NEG_INF column `output_logits` appends.
+        shifted = tf.scatter_nd(
+            candidates[:, None], tf.range(count) - count, [self.vocab_size]
+        )  # (vocab_size,)
+        return kernel, bias, shifted + count
+
+    def _shortlist_logits(self, features, shortlist):
+        """Float32 `(batch, vocab_size)` logits of the candidates, `NEG_INF` elsewhere."""
+        kernel, bias, positions = shortlist
+        if self.tie_embeddings:
+            x = ops.cast(features, "float32")
+            if self.feature_size != self.embedding_dim:
+                x = self.output_projection(x)  # (batch, embedding_dim)
+            logits = ops.matmul(x, kernel) + bias  # (batch, C)
+        else:  # as `Dense` computes it: in the compute dtype, then float32
+            dtype = self.output_layer.compute_dtype
+            x = ops.matmul(ops.cast(features, dtype), ops.cast(kernel, dtype))
+            logits = ops.cast(x + ops.cast(bias, dtype), "float32")  # (batch, C)
+        padded = tf.pad(logits, [[0, 0], [0, 1]], constant_values=NEG_INF)  # (batch, C + 1)
+        return tf.gather(padded, positions, axis=1)  # (batch, vocab_size)
+
+    def call(
+        self,
+        prev_tokens,
+        states,
+        memory,
+        projected_keys=None,
+        mask=None,
+        training=False,
+        shortlist=None,
+    ):
         if projected_keys is None:
             projected_keys = self.project_keys(memory)
         embedded = self.dropout_layer(self.embedding(prev_tokens), training=training)
         new_states, features, weights = self.transition(
             embedded, states, memory, projected_keys, mask, training
         )
-        logits = self.output_logits(self.dropout_layer(features, training=training))
-        return logits, new_states, weights
+        features = self.dropout_layer(features, training=training)
+        if shortlist is not None:
+            return self._shortlist_logits(features, shortlist), new_states, weights
+        return self.output_logits(features), new_states, weights
 
     def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):
         """Teacher-forced decoding of a whole target sequence.

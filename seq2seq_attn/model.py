@@ -1,6 +1,9 @@
 """`Seq2SeqAttention`: encoder + attention decoder, trained with `model.fit`."""
 
+import functools
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from seq2seq_attn.attention import BahdanauAttention, LuongAttention
@@ -172,10 +175,18 @@ class Seq2SeqAttention(keras.Model):
         return memory, self.decoder_cell.project_keys(memory), mask, states
 
     @_not_autograph
-    def decode_step(self, prev_tokens, states, memory, projected_keys, mask):
-        """One inference step of the decoder: `(logits, new_states, weights)`."""
+    def decode_step(self, prev_tokens, states, memory, projected_keys, mask, shortlist=None):
+        """One inference step of the decoder: `(logits, new_states, weights)`; with
+        `shortlist` (`decoder_cell.shortlist_output(candidates)`) only the candidates get
+        logits, the other ids `NEG_INF`."""
         return self.decoder_cell(
-            tf.cast(prev_tokens, tf.int32), states, memory, projected_keys, mask, training=False
+            tf.cast(prev_tokens, tf.int32),
+            states,
+            memory,
+            projected_keys,
+            mask,
+            training=False,
+            shortlist=shortlist,
         )
 
     @_not_autograph
@@ -208,6 +219,7 @@ class Seq2SeqAttention(keras.Model):
         length_penalty=0.0,
         coverage_penalty=0.0,
         num_return_sequences=None,
+        candidates=None,
         **options,
     ):
         """Decodes in the graph: greedy (or sampling) for `beam_width=1`, beam search above.
@@ -226,6 +238,11 @@ class Seq2SeqAttention(keras.Model):
                 values: `max_length_ratio`, `max_length_offset`, `no_repeat_ngram`,
                 `top_k` or `top_p` with `temperature` (sampling, beam width 1), and
                 `seed` (an int or an int64 scalar tensor). See `seq2seq_attn.search`.
+            candidates: None (the full vocabulary), or int `(candidates,)` unique target
+                ids, for example `Shortlist.candidates(source_ids)`: the output layer's
+                columns of these ids are gathered once per call and every other id is
+                never chosen (sampling draws from the candidates only). The ids must
+                include `end_id` for hypotheses to finish before `max_length`.
 
         Returns:
             dict with `tokens` int32 `(batch_size, length)` ending in [END] then
@@ -245,6 +262,11 @@ class Seq2SeqAttention(keras.Model):
             coverage_penalty=coverage_penalty,
             **options,
         )
+        step = self.decode_step
+        if candidates is not None:
+            candidates = self._checked_candidates(candidates)
+            shortlist = self.decoder_cell.shortlist_output(candidates)
+            step = functools.partial(self.decode_step, shortlist=shortlist)
         memory, keys, mask, states = self.encode(source_ids)
         common = dict(
             start_id=self.start_id,
@@ -255,10 +277,26 @@ class Seq2SeqAttention(keras.Model):
             **options,
         )
         if beam_width == 1:
-            return greedy_search(self.decode_step, states, memory, keys, mask, **common)
-        return beam_search(
-            self.decode_step, states, memory, keys, mask, beam_width=beam_width, **common
-        )
+            return greedy_search(step, states, memory, keys, mask, **common)
+        return beam_search(step, states, memory, keys, mask, beam_width=beam_width, **common)
+
+    def _checked_candidates(self, candidates):
+        """int32 candidates; ValueError for Python or NumPy ids that are not unique ids of
+        the target vocabulary (a tensor is the graph caller's to check)."""
+        if isinstance(candidates, tf.Tensor | tf.Variable):
+            return tf.cast(candidates, tf.int32)
+        ids = np.asarray(candidates)
+        if (
+            ids.ndim != 1
+            or not np.issubdtype(ids.dtype, np.integer)
+            or len(np.unique(ids)) != len(ids)
+            or (len(ids) and (ids.min() < 0 or ids.max() >= self.target_vocab_size))
+        ):
+            raise ValueError(
+                "`candidates` must be unique int target ids in [0, "
+                f"{self.target_vocab_size}), received: candidates={candidates!r}"
+            )
+        return tf.constant(ids, tf.int32)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,166 @@
+"""Decoding with a candidate set (vocabulary selection, issue 34): the cell's gathered output
+layer, and `generate` with `candidates` in every search mode, on small random models."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq_attn.interface import NEG_INF
+from seq2seq_attn.model import Seq2SeqAttention
+
+VOCAB = 40
+SOURCE = np.array([[5, 6, 7, 8, 9, 4], [10, 11, 12, 0, 0, 0], [13, 4, 0, 0, 0, 0]], np.int32)
+# Random weights of this scale give peaked, varied distributions (not near-uniform ones).
+SCALE = 3.0
+
+
+def random_model(seed, **kwargs):
+    keras.utils.set_random_seed(seed)
+    model = Seq2SeqAttention(30, VOCAB, embedding_dim=8, units=12, **kwargs)
+    model.build()
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        variable.assign(rng.normal(0, SCALE / np.sqrt(shape[0]), shape).astype("float32"))
+    return model
+
+
+MODELS = {
+    "untied": {},
+    "tied_projected": {"tie_embeddings": True},
+    "lstm_luong_feeding": {"rnn": "lstm", "attention": "luong", "input_feeding": True},
+}
+
+MODES = {
+    "greedy": {},
+    "greedy_no_repeat": {"no_repeat_ngram": 2},
+    "sampling": {"top_k": 5, "temperature": 1.5, "seed": 7},
+    "nucleus": {"top_p": 0.8, "seed": 3},
+    "beam": {"beam_width": 3, "length_penalty": 0.6, "coverage_penalty": 0.2},
+    "beam_nbest": {"beam_width": 4, "num_return_sequences": 3, "no_repeat_ngram": 3},
+}
+
+
+def numpy_results(out):
+    return {key: value.numpy() for key, value in out.items()}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def model(request):
+    return random_model(11, **MODELS[request.param])
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_all_ids_as_candidates_decode_bit_identically(model, mode):
+    full = numpy_results(model.generate(SOURCE, max_length=9, **MODES[mode]))
+    every = numpy_results(
+        model.generate(SOURCE, max_length=9, candidates=np.arange(VOCAB), **MODES[mode])
+    )
+    assert full.keys() == every.keys()
+    for key in full:
+        np.testing.assert_array_equal(every[key], full[key], err_msg=key)
+    assert (full["tokens"] != 0).sum() > 2 * len(SOURCE)  # not a decode that ends at once
+
+
+def shortlist_ids(seed, count=12, end_id=3):
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(np.arange(4, VOCAB), count, replace=False)
+    return np.sort(np.concatenate([[0, 1, 2, end_id], chosen])).astype(np.int32)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_every_output_token_is_a_candidate(model, mode):
+    candidates = shortlist_ids(5)
+    full = model.generate(SOURCE, max_length=9, **MODES[mode])
+    out = numpy_results(model.generate(SOURCE, max_length=9, candidates=candidates, **MODES[mode]))
+    for key in ("tokens", "nbest_tokens") + (("beam_tokens",) if "beam_tokens" in out else ()):
+        assert np.isin(out[key], candidates).all(), key
+    # The shortlist changes the decode here: a full decode leaves the candidates.
+    assert not np.isin(full["tokens"].numpy(), candidates).all()
+    assert np.isfinite(out["scores"]).all() and (out["scores"] <= 0).all()
+
+
+def test_the_step_gives_the_full_logits_at_the_candidates_and_neg_inf_elsewhere(model):
+    candidates = np.array([17, 3, 0, 25, 2, 9], np.int32)  # unsorted on purpose
+    memory, keys, mask, states = model.encode(SOURCE)
+    prev = tf.constant([2, 17, 9], tf.int32)
+    full, full_states, full_weights = model.decode_step(prev, states, memory, keys, mask)
+    shortlist = model.decoder_cell.shortlist_output(candidates)
+    short, short_states, short_weights = model.decode_step(
+        prev, states, memory, keys, mask, shortlist=shortlist
+    )
+    short, full = short.numpy(), full.numpy()
+    np.testing.assert_allclose(short[:, candidates], full[:, candidates], atol=1e-5)
+    outside = np.setdiff1d(np.arange(VOCAB), candidates)
+    assert (short[:, outside] == np.float32(NEG_INF)).all()
+    np.testing.assert_array_equal(short_weights, full_weights)
+    for a, b in zip(short_states, full_states, strict=True):
+        np.testing.assert_array_equal(a, b)
+    kernel, bias, positions = (x.numpy() for x in shortlist)
+    assert kernel.shape[1] == bias.shape[0] == len(candidates)
+    np.testing.assert_array_equal(positions[candidates], np.arange(len(candidates)))
+    assert (positions[outside] == len(candidates)).all()
+
+
+def test_step_by_step_shortlist_decode_equals_generate(model):
+    candidates = shortlist_ids(9)
+    out = numpy_results(model.generate(SOURCE, max_length=7, candidates=candidates))
+    memory, keys, mask, states = model.encode(SOURCE)
+    shortlist = model.decoder_cell.shortlist_output(candidates)
+    prev = tf.fill([len(SOURCE)], model.start_id)
+    log_prob, done, tokens = np.zeros(len(SOURCE)), np.zeros(len(SOURCE), bool), []
+    for _ in range(7):
+        logits, states, _ = model.decode_step(prev, states, memory, keys, mask, shortlist)
+        lp = tf.nn.log_softmax(logits).numpy()
+        # The NumPy reference: a softmax over the candidates alone.
+        own = logits.numpy()[:, candidates]
+        top = own.max(-1, keepdims=True)
+        own_lp = own - top - np.log(np.exp(own - top).sum(-1, keepdims=True))
+        np.testing.assert_allclose(lp[:, candidates], own_lp, atol=1e-4)
+        token = np.where(done, 0, candidates[own_lp.argmax(-1)])
+        log_prob += np.where(done, 0.0, lp[np.arange(len(token)), token])
+        tokens.append(token)
+        done |= token == model.end_id
+        prev = tf.constant(token, tf.int32)
+        if done.all():
+            break
+    np.testing.assert_array_equal(out["tokens"], np.stack(tokens, 1))
+    np.testing.assert_allclose(out["scores"], log_prob, atol=1e-4)
+
+
+def test_candidate_order_does_not_change_the_decode(model):
+    candidates = shortlist_ids(4)
+    ordered = model.generate(SOURCE, max_length=8, beam_width=2, candidates=candidates)
+    shuffled = np.random.default_rng(0).permutation(candidates)
+    other = model.generate(SOURCE, max_length=8, beam_width=2, candidates=shuffled)
+    np.testing.assert_array_equal(other["tokens"], ordered["tokens"])
+    np.testing.assert_allclose(other["scores"], ordered["scores"], atol=1e-5)
+
+
+def test_traced_generate_takes_candidates_of_any_size():
+    model = random_model(3)
+    traced = tf.function(
+        lambda ids, cands: model.generate(ids, max_length=6, candidates=cands),
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32),
+            tf.TensorSpec([None], tf.int32),
+        ],
+        autograph=False,
+    )
+    for candidates in (shortlist_ids(1, 5), shortlist_ids(2, 20), np.arange(VOCAB)):
+        eager = model.generate(SOURCE, max_length=6, candidates=candidates)
+        graph = traced(tf.constant(SOURCE), tf.constant(candidates, tf.int32))
+        np.testing.assert_array_equal(graph["tokens"], eager["tokens"])
+        assert np.isin(graph["tokens"].numpy(), candidates).all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[3, 3, 5], [0, VOCAB], [-1, 4], [[2, 3]], np.array([2.0, 3.0])],
+    ids=["repeated", "too_large", "negative", "two_dims", "floats"],
+)
+def test_bad_candidates_are_a_value_error_naming_them(bad):
+    model = random_model(2)
+    with pytest.raises(ValueError, match="`candidates` must be unique int target ids"):
+        model.generate(SOURCE, max_length=4, candidates=bad)
