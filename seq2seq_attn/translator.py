@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from seq2seq_attn import model as _model  # noqa: F401  (registers the classes load_model needs)
+from seq2seq_attn import shortlist as _shortlist
 from seq2seq_attn.alignment import check_kind
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.interface import (
@@ -51,12 +52,17 @@ class Translator:
     >>> translator = Translator.load("runs/dates")  # doctest: +SKIP
     >>> translator.translate(["3 March 2021"])[0].text  # doctest: +SKIP
     '2021-03-03'
+
+    With a `shortlist` (`seq2seq_attn.shortlist.Shortlist`; `load` reads the run's
+    `shortlist.npz`), each batch decodes over the union of its sentences' candidate target
+    pieces; `translate(..., full_vocabulary=True)` decodes over the whole vocabulary.
     """
 
-    def __init__(self, model, tokenizers, run_info=None):
+    def __init__(self, model, tokenizers, run_info=None, shortlist=None):
         self.model = model
         self.tokenizers = tokenizers
         self.run_info = run_info or {}
+        self.shortlist = shortlist
         self._generators = {}
         self._scorer = None
 
@@ -71,23 +77,25 @@ class Translator:
             raise UserError(f"cannot load {run_dir / MODEL_FILE}: {message}") from None
         info_path = run_dir / RUN_INFO_FILE
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        return cls(model, tokenizers, info)
+        return cls(model, tokenizers, info, _shortlist.load_run(run_dir))
 
-    def _generator(self, options, prefixed=False):
+    def _generator(self, options, prefixed=False, shortlisted=False):
         """A traced `model.generate` per option set but the seed (an input, like the ids),
-        with a `target_prefix` input `(batch, P)` when `prefixed` (else none: no prefix ops)."""
-        key = (dataclasses.replace(options, seed=None), prefixed)
+        with a `target_prefix` input `(batch, P)` when `prefixed` (else none: no prefix ops)
+        and the `candidates` input `(C,)` when `shortlisted` (else the full vocabulary)."""
+        key = (dataclasses.replace(options, seed=None), prefixed, shortlisted)
         if key not in self._generators:
             kwargs = key[0].search_kwargs()
             del kwargs["seed"], kwargs["n_best"]
             self._generators[key] = tf.function(
-                lambda ids, max_length, seed, prefix: self.model.generate(
+                lambda ids, max_length, seed, prefix, candidates: self.model.generate(
                     ids,
                     max_length=max_length,
                     beam_width=options.beam_width,
                     num_return_sequences=options.n_best,
                     seed=seed if options.sampling else None,
                     target_prefix=prefix if prefixed else None,
+                    candidates=candidates if shortlisted else None,
                     **kwargs,
                 ),
                 input_signature=[
@@ -95,6 +103,7 @@ class Translator:
                     tf.TensorSpec([], tf.int32),
                     tf.TensorSpec([], tf.int64),
                     tf.TensorSpec([None, None], tf.int32),
+                    tf.TensorSpec([None], tf.int32),
                 ],
                 autograph=False,  # explicit tf.while_loops: nothing for AutoGraph to convert
             )
@@ -116,6 +125,7 @@ class Translator:
         alignment=None,
         scores=False,
         target_prefix=None,
+        full_vocabulary=False,
         **options,
     ):
         """Translates a list of strings; returns a list of `Translation`.
@@ -140,6 +150,10 @@ class Translator:
                 output starts with it verbatim and the model continues it. It is tokenized
                 with the target SentencePiece model, its pieces are forced, scored, and part
                 of `tokens`; `max_length` counts from the end of the prefix. "" is no prefix.
+            full_vocabulary: True decodes over the whole target vocabulary even where the
+                translator has a shortlist (without one, every decode does). With one, a
+                batch's outputs use only its candidates (sampling too), and `scores`
+                remain the full model's log-probs of those tokens.
 
         Raises:
             BadOption: a bad option value, in one line (a UserError and a ValueError).
@@ -153,6 +167,7 @@ class Translator:
             check_kind(alignment)
         n_best = opts.n_best if "n_best" in options else None
         prefixes = self._prefixes(target_prefix, len(texts))
+        shortlist = None if full_vocabulary else self.shortlist
         results = []
         for start in range(0, len(texts), batch_size):
             batch = self._translate_batch(
@@ -161,6 +176,7 @@ class Translator:
                 max_length,
                 n_best,
                 None if prefixes is None else prefixes[start : start + batch_size],
+                shortlist,
             )
             if scores:
                 self._add_token_log_probs(batch)
@@ -211,16 +227,22 @@ class Translator:
             self._scorer = tf.function(score, input_signature=[spec, spec], autograph=False)
         return self._scorer
 
-    def _translate_batch(self, texts, options, max_length, n_best, prefixes=None):
+    def _translate_batch(self, texts, options, max_length, n_best, prefixes=None, shortlist=None):
         ids = self.tokenizers.source.encode_batch(texts)  # (batch, source_len) int32
         if max_length is None:
             max_length = options.max_length(ids.shape[1])
         prefix_ids = self._prefix_ids(prefixes, len(texts))
-        out = self._generator(options, prefixed=prefix_ids.shape[1] > 0)(
+        # The batch's candidates, and the prefix pieces, which are forced whatever they are.
+        candidates = np.zeros([0], np.int32)
+        if shortlist is not None:
+            candidates = np.union1d(shortlist.candidates(ids), prefix_ids).astype(np.int32)
+        generate = self._generator(options, prefix_ids.shape[1] > 0, shortlist is not None)
+        out = generate(
             tf.constant(ids),
             tf.constant(max_length, tf.int32),
             tf.constant(options.seed or 0, tf.int64),
             tf.constant(prefix_ids),
+            tf.constant(candidates),
         )
         out = {k: v.numpy() for k, v in out.items() if k != "beam_tokens"}
         results = []

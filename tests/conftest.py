@@ -134,6 +134,12 @@ NOT_FAST = {
     "test_shortlist.py::test_cli_builds_a_runs_shortlist_and_prints_one_summary": (
         "needs the tiny model trained"
     ),
+    "test_shortlist_decoding.py::test_translator_decodes_inside_each_batchs_candidates": (
+        "needs the tiny model trained"
+    ),
+    "test_shortlist_decoding.py::test_translator_without_a_shortlist_decodes_as_before": (
+        "needs the tiny model trained"
+    ),
     "test_tracing.py": "needs the tiny model trained",
     "test_training.py": "trains the tiny model, 108 s",
 }

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seq2seq_attn import shortlist as sl
 from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.model import Seq2SeqAttention
+from seq2seq_attn.translator import Translator
 
 VOCAB = 40
 SOURCE = np.array([[5, 6, 7, 8, 9, 4], [10, 11, 12, 0, 0, 0], [13, 4, 0, 0, 0, 0]], np.int32)
@@ -164,3 +166,51 @@ def test_bad_candidates_are_a_value_error_naming_them(bad):
     model = random_model(2)
     with pytest.raises(ValueError, match="`candidates` must be unique int target ids"):
         model.generate(SOURCE, max_length=4, candidates=bad)
+
+
+def narrow_shortlist(translator, avoid, top_k=2):
+    """A shortlist far smaller than the tiny run's target vocabulary (30 pieces), without
+    the ids `avoid` (but the special ones)."""
+    source_vocab = translator.tokenizers.source.vocab_size
+    target_vocab = translator.model.target_vocab_size
+    allowed = np.setdiff1d(np.arange(4, target_vocab), avoid)
+    top = np.random.default_rng(0).choice(allowed, size=(source_vocab, top_k))
+    return sl.Shortlist(top, allowed[:2], target_vocab)
+
+
+TEXTS = ["3 March 2021", "Saturday, 14 November 1987", "01/02/03"]
+
+
+def test_translator_decodes_inside_each_batchs_candidates(tiny_run):
+    translator = Translator.load(tiny_run)
+    # train built the run's own shortlist: 500 frequent pieces cover all 30, so its
+    # shortlist decode is the full decode, token for token.
+    assert len(translator.shortlist.candidates([[5]])) == translator.model.target_vocab_size
+    full = translator.translate(TEXTS, full_vocabulary=True)
+    own = translator.translate(TEXTS)
+    assert [r.tokens.tolist() for r in own] == [r.tokens.tolist() for r in full]
+    translator.shortlist = narrow_shortlist(translator, np.concatenate([r.tokens for r in full]))
+    for beam_width in (1, 3):
+        results = translator.translate(TEXTS, beam_width=beam_width, batch_size=2)
+        for start in (0, 2):  # the union over each batch of 2
+            batch = results[start : start + 2]
+            ids = translator.tokenizers.source.encode_batch(TEXTS[start : start + 2])
+            allowed = translator.shortlist.candidates(ids)
+            assert all(np.isin(r.tokens, allowed).all() for r in batch)
+    narrow = translator.translate(TEXTS, batch_size=2)
+    assert [r.tokens.tolist() for r in narrow] != [r.tokens.tolist() for r in full]
+    again = translator.translate(TEXTS, full_vocabulary=True)
+    assert [r.text for r in again] == [r.text for r in full]
+
+
+def test_translator_without_a_shortlist_decodes_as_before(tiny_run):
+    translator = Translator.load(tiny_run)
+    plain = Translator(translator.model, translator.tokenizers, translator.run_info)
+    assert plain.shortlist is None
+    for options in ({}, {"beam_width": 3, "n_best": 2}):
+        before = plain.translate(TEXTS, **options)
+        after = plain.translate(TEXTS, full_vocabulary=True, **options)
+        listed = translator.translate(TEXTS, full_vocabulary=True, **options)
+        for a, b, c in zip(before, after, listed, strict=True):
+            assert a.tokens.tolist() == b.tokens.tolist() == c.tokens.tolist()
+            assert a.score == b.score == c.score
