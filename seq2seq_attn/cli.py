@@ -239,6 +239,77 @@ def _demo(args):
     )
 
 
+def _translate_corpus(args):
+    """`translate-corpus`: a Beam job (`seq2seq_attn.inference.bulk_job`), TensorFlow-free."""
+    import logging
+
+    try:
+        import apache_beam  # noqa: F401
+    except ModuleNotFoundError:
+        raise UserError(
+            "apache-beam is not installed; install the beam extra: pip install 'seq2seq-attn[beam]'"
+        ) from None
+    from seq2seq_attn.inference import bulk, bulk_job
+
+    level = {"quiet": logging.ERROR, "normal": logging.WARNING, "verbose": logging.INFO}
+    logging.basicConfig(
+        level=level[args.verbosity], format="%(levelname)s %(name)s: %(message)s", force=True
+    )  # fmt: skip  (importing Beam configured the root logger)
+    delimiter = "," if ".csv" in args.input.lower() else "\t"
+    options = bulk.resolve(
+        _decode_options(args), runtime=args.runtime, quantized=args.quantized,
+        column=args.column, delimiter=delimiter, batch_size=args.batch_size,
+        max_source_tokens=args.max_source_tokens, alignment=args.alignment, scores=args.scores,
+    )  # fmt: skip
+    summary = bulk_job.run_job(
+        args.export_dir, args.input, args.output, options, args.pipeline_args,
+        workers=args.direct_num_workers, line_numbers=args.line_numbers,
+        lines_per_shard=args.lines_per_shard,
+    )  # fmt: skip
+    if options.decode.sampling and args.seed is None:
+        print(f"sampling seed: {options.decode.seed}", file=sys.stderr)
+    print(summary.line())
+
+
+def _add_translate_corpus(sub):
+    p = sub.add_parser(
+        "translate-corpus",
+        help="translate files on Apache Beam (pip install 'seq2seq-attn[beam]'), no TensorFlow",
+        description="Translates every line of the files GLOB matches with an export, on Beam's "
+        "in-process runner or any other (--runner and Beam's options pass through), into "
+        "PREFIX-SSSSS-of-NNNNN shards in input order and PREFIX-dead-letters.tsv.",
+    )
+    p.add_argument("export_dir")
+    p.add_argument("--input", required=True, metavar="GLOB", help="a file or a glob; .gz read")
+    p.add_argument("--output", required=True, metavar="PREFIX", help="output prefix")
+    p.add_argument("--runtime", choices=["onnx", "litert"], default="onnx")
+    p.add_argument("--quantized", action="store_true", help="the int8 artifacts")
+    p.add_argument("--column", type=_positive_int, metavar="N", help="TSV/CSV (.csv): column N")
+    p.add_argument("--line-numbers", action="store_true", help="file<TAB>line<TAB> first")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    p.add_argument("--n-best", type=int, metavar="K", help="as translate --n-best")
+    p.add_argument("--max-length-ratio", type=float, metavar="A", help="as translate")
+    p.add_argument("--max-length-offset", type=int, metavar="B", help="as translate")
+    p.add_argument("--no-repeat-ngram", type=int, metavar="N", help="as translate")
+    p.add_argument("--sample", metavar="top-k=K|top-p=P", help="as translate")
+    p.add_argument("--temperature", type=float, metavar="T", help="as translate")
+    p.add_argument("--seed", type=int, metavar="S", help="sampling seed (default: printed)")
+    p.add_argument("--alignment", choices=["hard", "soft"], help="as translate")
+    p.add_argument("--scores", action="store_true", help="as translate")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="lines decoded together")
+    p.add_argument(
+        "--max-source-tokens", type=_positive_int, default=256,
+        help="longer lines go to the dead letters (default 256, [START] and [END] included)",
+    )  # fmt: skip
+    p.add_argument("--lines-per-shard", type=_positive_int, default=10_000)
+    p.add_argument(
+        "--direct_num_workers", type=_positive_int, metavar="N",
+        help="worker processes of the in-process runner (default 1)",
+    )  # fmt: skip
+    _add_log_options(p)
+    p.set_defaults(func=_translate_corpus)
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -421,6 +492,7 @@ def build_parser():
         help="then wait at most this long for requests in flight (default 30)",
     )
     p.set_defaults(func=_serve)
+    _add_translate_corpus(sub)
 
     p = sub.add_parser("shortlist", help="build a run's lexical shortlist (candidate targets)")
     p.add_argument("run_dir")
@@ -465,7 +537,11 @@ TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "shortlist", 
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "translate-corpus":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pipeline_args = extra  # Beam's pipeline options, passed through by translate-corpus
     try:
         if args.command in TENSORFLOW_COMMANDS:
             set_verbosity(args.verbosity)
