@@ -70,7 +70,12 @@ def _evaluate(args):
     from seq2seq_attn.evaluation import format_table
 
     result, path = evaluate_run(
-        args.run_dir, args.split, beam_width=args.beam, data=args.data, limit=args.limit
+        args.run_dir,
+        args.split,
+        beam_width=args.beam,
+        data=args.data,
+        limit=args.limit,
+        full_vocabulary=args.full_vocabulary,
     )
     if result["split"] == "file":
         print(f"{result['data']}: the whole file, {result['n']} pairs")
@@ -154,6 +159,8 @@ def _translate(args):
         )
     options = _decode_options(args)
     options.update(_prefix_options(args, texts))
+    if args.full_vocabulary:
+        options["full_vocabulary"] = True
     columns = dict(alignment=args.alignment, scores=args.scores)  # extra output columns
     if args.input is not None and not Path(args.input).is_file():
         raise UserError(f"input file {args.input} does not exist")
@@ -379,6 +386,11 @@ def build_parser():
         "whole, as given",
     )
     p.add_argument("--limit", type=_positive_int, help="only the first N pairs")
+    p.add_argument(
+        "--full-vocabulary",
+        action="store_true",
+        help="decode over the whole target vocabulary, not the run's shortlist",
+    )
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
@@ -451,6 +463,11 @@ def build_parser():
         "target prefix each translation starts with",
     )
     p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
+    p.add_argument(
+        "--full-vocabulary",
+        action="store_true",
+        help="decode over the whole target vocabulary, not the run's shortlist",
+    )
     p.set_defaults(func=_translate)
 
     p = sub.add_parser("export", help="SavedModel, TFLite and ONNX artifacts with parity checks")

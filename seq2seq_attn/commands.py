@@ -30,7 +30,9 @@ def default_run_dir(run_dir):
     return PRETRAINED_DIR
 
 
-def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=None):
+def evaluate_run(
+    run_dir, split=None, beam_width=1, data=None, out=None, limit=None, full_vocabulary=False
+):
     """Translates a corpus split, or a whole file, with a trained run and scores it.
 
     Args:
@@ -43,6 +45,9 @@ def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=N
         out: JSON path; default `run_dir/eval_<split>.json` (`eval_<split>_beam<k>.json`;
             `eval_file-<name>.json` for a whole file).
         limit: optional number of pairs to evaluate (the first ones).
+        full_vocabulary: decode over the whole target vocabulary even where the run has a
+            shortlist (the result's `vocabulary` says which; the default file name then
+            ends in `_full`).
 
     Returns:
         `(result, path)`: the scores dict (see `evaluation.score`; its `split` is "file"
@@ -71,16 +76,22 @@ def evaluate_run(run_dir, split=None, beam_width=1, data=None, out=None, limit=N
     pairs = pairs[:limit]
     if not pairs:
         raise UserError(f"the {split} split of {run_dir}'s data is empty: nothing to evaluate")
-    translations = translator.translate([s for s, _ in pairs], beam_width, scores=True)
+    translations = translator.translate(
+        [s for s, _ in pairs], beam_width, scores=True, full_vocabulary=full_vocabulary
+    )
     hypotheses = [t.text for t in translations]
     result = evaluation.score(hypotheses, [t for _, t in pairs], [s for s, _ in pairs])
-    result.update(split=split, beam_width=beam_width, data=described)
+    shortlisted = translator.shortlist is not None and not full_vocabulary
+    vocabulary = "shortlist" if shortlisted else "full"
+    result.update(split=split, beam_width=beam_width, data=described, vocabulary=vocabulary)
     result["score_quality"] = _score_quality(translations, [t for _, t in pairs])
     result["examples"] = [
         {"source": s, "reference": r, "hypothesis": h}
         for (s, r), h in list(zip(pairs, hypotheses, strict=True))[:10]
     ]
     beam_suffix = "" if beam_width == 1 else f"_beam{beam_width}"
+    if full_vocabulary and translator.shortlist is not None:
+        beam_suffix += "_full"
     path = Path(out) if out else run_dir / f"eval_{name}{beam_suffix}.json"
     evaluation.write_json(result, path)
     return result, path

@@ -140,6 +140,10 @@ NOT_FAST = {
     "test_shortlist_decoding.py::test_translator_without_a_shortlist_decodes_as_before": (
         "needs the tiny model trained"
     ),
+    "test_shortlist_decoding.py::test_cli_translate_full_vocabulary_flag": "tiny model trained",
+    "test_shortlist_decoding.py::test_cli_evaluate_full_vocabulary_writes_its_own_file": (
+        "needs the tiny model trained"
+    ),
     "test_tracing.py": "needs the tiny model trained",
     "test_training.py": "trains the tiny model, 108 s",
 }

@@ -1,12 +1,16 @@
 """Decoding with a candidate set (vocabulary selection, issue 34): the cell's gathered output
 layer, and `generate` with `candidates` in every search mode, on small random models."""
 
+import json
+import shutil
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from seq2seq_attn import shortlist as sl
+from seq2seq_attn.cli import main
 from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.model import Seq2SeqAttention
 from seq2seq_attn.translator import Translator
@@ -214,3 +218,45 @@ def test_translator_without_a_shortlist_decodes_as_before(tiny_run):
         for a, b, c in zip(before, after, listed, strict=True):
             assert a.tokens.tolist() == b.tokens.tolist() == c.tokens.tolist()
             assert a.score == b.score == c.score
+
+
+@pytest.fixture(scope="module")
+def narrow_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run whose shortlist.npz leaves out its full decode's tokens."""
+    run = tmp_path_factory.mktemp("narrow") / "dates"
+    shutil.copytree(tiny_run, run)
+    translator = Translator.load(run)
+    full = translator.translate(TEXTS, full_vocabulary=True)
+    narrow_shortlist(translator, np.concatenate([r.tokens for r in full])).save(run / sl.FILE)
+    return run
+
+
+def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys):
+    translator = Translator.load(narrow_run)
+    expected = {
+        flag: [r.text for r in translator.translate(TEXTS, full_vocabulary=bool(flag))]
+        for flag in ((), ("--full-vocabulary",))
+    }
+    assert expected[()] != expected[("--full-vocabulary",)]
+    source = tmp_path / "in.txt"
+    source.write_text("".join(t + "\n" for t in TEXTS))
+    for flag, texts in expected.items():
+        assert main(["translate", str(narrow_run), *TEXTS, *flag]) == 0
+        assert capsys.readouterr().out.splitlines() == texts
+        assert main(["translate", "--run-dir", str(narrow_run), "--input", str(source), *flag]) == 0
+        assert capsys.readouterr().out.splitlines() == texts
+        out = tmp_path / "out.txt"
+        args = ["--input", str(source), "--output", str(out), "--batch-size", "3"]
+        assert main(["translate", "--run-dir", str(narrow_run), *args, *flag]) == 0
+        assert out.read_text().splitlines() == texts
+
+
+def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys):
+    assert main(["evaluate", str(narrow_run), "--limit", "4"]) == 0
+    assert main(["evaluate", str(narrow_run), "--limit", "4", "--full-vocabulary"]) == 0
+    short = json.loads((narrow_run / "eval_test.json").read_text())
+    full = json.loads((narrow_run / "eval_test_full.json").read_text())
+    assert (short["vocabulary"], full["vocabulary"]) == ("shortlist", "full")
+    assert short["n"] == full["n"] == 4
+    hypotheses = [[e["hypothesis"] for e in r["examples"]] for r in (short, full)]
+    assert hypotheses[0] != hypotheses[1]
