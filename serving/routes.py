@@ -2,7 +2,8 @@
 
 POST /v1/models/{name}:predict    TF Serving REST predict: {"instances": [...]} in,
                                   {"predictions": [...]} out ({"inputs"} -> {"outputs"})
-POST /translate                   {"text" | "texts", "beam_width", "max_length",
+POST /translate                   {"text" | "texts" (strings or {"text", "target_prefix"}),
+                                  "beam_width", "max_length",
                                   "return_attention", "n_best", "max_length_ratio",
                                   "max_length_offset", "no_repeat_ngram", "top_k" | "top_p",
                                   "temperature", "seed", "alignment", "scores"}
@@ -186,10 +187,12 @@ _OPTIONS = tuple(k for k in DecodeOptions().search_kwargs() if k in TranslateReq
 async def translate(body: TranslateRequest, request: Request, service: Service, served: ModelName):
     if (body.text is None) == (body.texts is None):
         raise ApiError(422, "invalid_request", 'send exactly one of "text" or "texts"')
-    texts = [body.text] if body.text is not None else body.texts
+    items = [body.text] if body.text is not None else body.texts
+    texts = [x if isinstance(x, str) else x.text for x in items]
+    prefixes = [None if isinstance(x, str) else x.target_prefix for x in items]
     options = {k: getattr(body, k) for k in _OPTIONS}
     work = service.translate(
-        texts, body.beam_width, body.max_length, body.alignment, body.scores, **options
+        texts, body.beam_width, body.max_length, body.alignment, body.scores, prefixes, **options
     )
     answer = await _unless_client_gone(request, service, work)
     if answer is None:
@@ -198,15 +201,12 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
     response = {
         "model": served,
         "beam_width": options.beam_width,
-        "translations": [service.target.decode(r.tokens) for r in results],
+        "translations": [r.text for r in results],
         "scores": [r.score for r in results],
     }
     if body.n_best is not None:
         response["nbest"] = [
-            [
-                {"translation": service.target.decode(h.tokens), "score": h.score, **_words(h)}
-                for h in r.nbest
-            ]
+            [{"translation": h.text, "score": h.score, **_words(h)} for h in r.nbest]
             for r in results
         ]
     if options.sampling:

@@ -60,6 +60,24 @@ _TEXT = {"pattern": NOT_BLANK}  # and `maxLength`, by `state_limits`
 _TEXTS = {"minItems": 1, "items": {"type": "string", **_TEXT}}  # and `maxItems`
 
 
+def _texts_schema(schema):
+    """`texts`: at least one item, each a string or a `PrefixedText` (`oneOf`: the two are
+    disjoint, a string is never an object)."""
+    schema["minItems"] = 1
+    schema["items"]["oneOf"] = schema["items"].pop("anyOf")
+
+
+class PrefixedText(_Strict):
+    """A text whose translation must start with `target_prefix`."""
+
+    text: str = Field(json_schema_extra=_TEXT, description="The text, as an item of `texts`.")
+    target_prefix: str = Field(
+        "",
+        description="The translation starts with this text verbatim and the model continues "
+        "it (its pieces are forced and scored; `max_length` counts after them); '' is none.",
+    )
+
+
 class TextInstance(_Strict):
     text: str = Field(json_schema_extra=_TEXT)
 
@@ -114,10 +132,12 @@ class TranslateRequest(_Strict):
         json_schema_extra=_TEXT,
         description="One text (or use `texts`), not blank.",
     )
-    texts: list[str] = Field(
+    texts: list[Annotated[str, Field(json_schema_extra=_TEXT)] | PrefixedText] = Field(
         None,
-        json_schema_extra=_TEXTS,
-        description="Several texts (or use `text`), each as `text`.",
+        json_schema_extra=_texts_schema,
+        description="Several texts (or use `text`), each as `text`: a string, or an object "
+        '`{"text": ..., "target_prefix": ...}` for a translation that starts with the '
+        "given prefix.",
     )
     beam_width: Integer = Field(
         None, json_schema_extra=_AT_LEAST_1, description="1 is greedy; default from the export."
@@ -331,6 +351,9 @@ def _state_request_limits(openapi, limits, max_source_tokens, max_beam_width, de
     schemas = openapi["components"]["schemas"]
     text = {"maxLength": limits.max_text_chars}
     texts = {"maxItems": limits.max_texts, "items": {"type": "string", **_TEXT, **text}}
+    prefixed = schemas["PrefixedText"]["properties"]
+    prefixed["text"].update(text)
+    prefixed["target_prefix"].update(text)
     tokens = (
         f" At most {limits.max_text_chars} characters and {max_source_tokens} source tokens "
         "with [START] and [END] per text (422 `text_too_long` beyond)."
@@ -340,8 +363,12 @@ def _state_request_limits(openapi, limits, max_source_tokens, max_beam_width, de
     exact = TranslateRequest.model_json_schema()["properties"]
     for name, prop in props.items():  # FastAPI writes bounds as floats: 2**63 - 1 rounds up
         prop.update({k: exact[name][k] for k in ("minimum", "maximum") if k in exact[name]})
-    for name, limit in (("text", text), ("texts", texts)):  # the same on every call
-        props[name].update(limit, description=exact[name]["description"] + tokens)
+    props["text"].update(text, description=exact["text"]["description"] + tokens)
+    props["texts"].update(maxItems=limits.max_texts)
+    props["texts"]["description"] = exact["texts"]["description"] + tokens
+    for item in props["texts"]["items"]["oneOf"]:
+        if item.get("type") == "string":
+            item.update(text)
     props["beam_width"]["maximum"] = max_beam_width
     props["n_best"]["maximum"] = max_beam_width
     props["max_length"]["maximum"] = limits.max_output_length

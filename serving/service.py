@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from seq2seq_attn.inference.search import with_one_best_list
-from seq2seq_attn.interface import BadOption, DecodeOptions, check_max_length, max_length_for
+from seq2seq_attn.interface import (
+    BadOption,
+    DecodeOptions,
+    check_max_length,
+    max_length_for,
+    with_prefix,
+)
 from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
 from seq2seq_attn.serving.http_errors import ApiError
 from seq2seq_attn.serving.schemas import state_limits, state_model
@@ -60,6 +66,21 @@ class TokenScoredOptions(DecodeOptions):
     whole-greedy graph does not. Being another class, these options are never equal to a
     plain `DecodeOptions` (dataclass equality compares classes), so such texts batch apart
     and `_single_graph_decodes` never sends them to the greedy graph."""
+
+
+@dataclass(frozen=True)
+class PrefixedOptions(TokenScoredOptions):
+    """The options of texts whose outputs must start with `target_prefix` (target ids, no
+    [START] or [END]): the batching key holds the prefix, so only texts with the same prefix
+    and options share a batch, and the search (host only) forces it on every row. Being
+    token-scored options too, they never go to the greedy graph, which has no prefix."""
+
+    target_prefix: tuple = ()
+
+    def search_kwargs(self):
+        kwargs = super().search_kwargs()
+        del kwargs["target_prefix"]
+        return kwargs
 
 
 class TranslationService:
@@ -110,13 +131,16 @@ class TranslationService:
             options = DecodeOptions(beam_width=options)
         if self._single_graph_decodes(ids, options, max_length):
             return with_one_best_list(dict(self.model.greedy_graph(ids)))
+        kwargs = options.search_kwargs()
+        if isinstance(options, PrefixedOptions):
+            kwargs["target_prefix"] = [list(options.target_prefix)] * len(ids)
         return self.model.decode(
             ids,
             self.start_id,
             self.end_id,
             beam_width=options.beam_width,
             max_length=max_length,
-            **options.search_kwargs(),
+            **kwargs,
         )
 
     def _single_graph_decodes(self, ids, options, max_length):
@@ -185,6 +209,17 @@ class TranslationService:
             )
         return ids
 
+    def check_prefix(self, index, prefix):
+        """ApiError 422 `text_too_long` when text `index`'s target prefix has more
+        characters than a text may have."""
+        if prefix is not None and len(prefix) > self.limits.max_text_chars:
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"the target prefix of text {index} has {len(prefix)} characters; "
+                f"the limit is {self.limits.max_text_chars}",
+            )
+
     def resolve_options(self, beam_width=None, **options):
         """The checked `DecodeOptions` of a request, or ApiError 422 with the message of
         `DecodeOptions.check`: code `bad_beam_width` for a beam width out of 1 to
@@ -216,10 +251,17 @@ class TranslationService:
             raise ApiError(422, "bad_max_length", str(error)) from None
 
     async def translate(
-        self, texts, beam_width=None, max_length=None, alignment=None, scores=False, **options
+        self,
+        texts,
+        beam_width=None,
+        max_length=None,
+        alignment=None,
+        scores=False,
+        target_prefixes=None,
+        **options,
     ):
-        """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention, and
-        the `nbest` list).
+        """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention,
+        `text`, and the `nbest` list).
 
         Args:
             texts: list of str.
@@ -228,6 +270,8 @@ class TranslationService:
             alignment: "hard" or "soft" sets each result's (and n-best entry's)
                 `alignment`, see `Translation.with_words`; None leaves it unset.
             scores: True sets `token_log_probs` and `scores` (decoded by the host search).
+            target_prefixes: None, or per text a str (or None): its outputs start with it
+                verbatim (`interface.with_prefix`); "" and None are no prefix.
             **options: the other `DecodeOptions` fields; None values are left out.
 
         Raises:
@@ -237,17 +281,30 @@ class TranslationService:
         """
         self.check_texts(texts)
         sources = [self.encode(i, text) for i, text in enumerate(texts)]
+        prefixes = list(target_prefixes or [None] * len(texts))
+        for index, prefix in enumerate(prefixes):
+            self.check_prefix(index, prefix)
         options = self.resolve_options(beam_width, **options)
         lengths = [self.resolve_max_length(max_length, ids, options) for ids in sources]
-        decode_options = TokenScoredOptions(**asdict(options)) if scores else options
-        results = await self._decode_all(sources, decode_options, lengths)
+        keys = [self._decode_options(options, scores, prefix) for prefix in prefixes]
+        results = await self._decode_all(sources, keys, lengths)
         self.metrics.texts.labels(str(options.beam_width)).inc(len(texts))
-        for ids, result in zip(sources, results, strict=True):
+        for ids, result, prefix in zip(sources, results, prefixes, strict=True):
             result.source_ids = np.asarray(ids, np.int32)
+            for one in [result, *(result.nbest or [])]:
+                one.text = with_prefix(self.target, one.tokens, prefix)
             if alignment is not None or scores:
                 self._describe(result)
                 result.with_words(alignment, scores)
         return options, results
+
+    def _decode_options(self, options, scores, prefix):
+        """The batching key of one text: `options`, token-scored with `scores`, with the
+        target ids of `prefix` (a str; None or "" for none)."""
+        if prefix:
+            ids = tuple(int(i) for i in self.target.processor.encode(prefix))
+            return PrefixedOptions(**asdict(options), target_prefix=ids)
+        return TokenScoredOptions(**asdict(options)) if scores else options
 
     def _describe(self, result):
         """Sets the piece strings of a result and its n-best entries (for their words)."""
@@ -257,11 +314,24 @@ class TranslationService:
             one.target_tokens = self.target.id_to_token(one.tokens)
 
     async def _decode_all(self, sources, options, lengths):
+        """The results of `sources`, each decoded with its own `options` (texts with equal
+        options go to the batcher together; all are queued or none)."""
+        groups = {}  # options -> indices of its texts, in order
+        for index, key in enumerate(options):
+            groups.setdefault(key, []).append(index)
+        futures = [None] * len(sources)
         try:
-            futures = self.batcher.submit_many(sources, options, lengths)
+            for key, indices in groups.items():
+                queued = self.batcher.submit_many(
+                    [sources[i] for i in indices], key, [lengths[i] for i in indices]
+                )
+                for i, future in zip(indices, queued, strict=True):
+                    futures[i] = future
         except QueueFullError as error:
+            self.batcher.discard([f for f in futures if f is not None])
             raise self._unavailable("overloaded", str(error), status=429) from None
         except UnavailableError as error:
+            self.batcher.discard([f for f in futures if f is not None])
             raise self._unavailable("unavailable", str(error)) from None
         try:
             # Not wait_for: cancelled (the client left), it leaves the gather's error unread.

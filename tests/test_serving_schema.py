@@ -110,7 +110,9 @@ def test_schema_states_the_servers_limits(app):
     props = schemas["TranslateRequest"]["properties"]
     texts = props["texts"]
     assert (texts["minItems"], texts["maxItems"]) == (1, limits.max_texts)
-    assert texts["items"]["maxLength"] == props["text"]["maxLength"] == limits.max_text_chars
+    string, prefixed = texts["items"]["oneOf"]  # a string, or a text with its target prefix
+    assert string["maxLength"] == props["text"]["maxLength"] == limits.max_text_chars
+    assert prefixed == {"$ref": "#/components/schemas/PrefixedText"}
     assert f"{service.max_source_tokens} source tokens" in props["text"]["description"]
     assert (props["beam_width"]["minimum"], props["beam_width"]["maximum"]) == (
         1,
