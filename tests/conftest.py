@@ -75,6 +75,7 @@ LAYERS = {
     "test_serving_live.py": "serving",
     "test_serving_options.py": "serving",
     "test_serving_prefix.py": "serving",
+    "test_serving_prefix.py": "serving",
     "test_serving_schema.py": "serving",
     "test_serving_server.py": "serving",
     "test_serving_service.py": "serving",
