@@ -237,6 +237,31 @@ def _force_prefix(step_lp, prefix, prefix_lengths, t):
     return tf.where(forced[:, None], NEG_INF, step_lp)
 
 
+def shortlist_candidates(source_ids, top, always, vocab_size):
+    """A batch's shortlist candidates in the graph: `Shortlist.candidates` with fixed ops.
+
+    The union of the top-k targets of every source id and the `always` ids, as a mask
+    written by `scatter_nd` and read back by `tf.where`: sorted and unique like the host's,
+    with ops that TFLite (GATHER, SCATTER_ND, WHERE) and ONNX (Gather, ScatterND, NonZero)
+    have built in.
+
+    Args:
+        source_ids: int `(batch_size, source_length)`; the rows of [PAD], [START] and
+            [END] in `top` hold only [PAD], so they add nothing of their own.
+        top: int32 `(source_vocab_size, top_k)`, `Shortlist.top` (a constant in exports).
+        always: int32 `(n,)`, `Shortlist.always` (the frequent and special ids).
+        vocab_size: Python int, the target vocabulary size.
+
+    Returns:
+        int32 `(candidates,)`, ascending.
+    """
+    chosen = tf.concat(
+        [tf.reshape(tf.gather(top, tf.cast(source_ids, tf.int32)), [-1]), always], axis=0
+    )  # (batch * source_length * top_k + n,)
+    hits = tf.scatter_nd(chosen[:, None], tf.ones_like(chosen), [vocab_size])  # (vocab,)
+    return tf.cast(tf.reshape(tf.where(hits > 0), [-1]), tf.int32)
+
+
 def _fresh_seed(seed):
     if seed is not None:
         return seed

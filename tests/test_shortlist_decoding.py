@@ -13,6 +13,7 @@ from seq2seq_attn import shortlist as sl
 from seq2seq_attn.cli import main
 from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.model import Seq2SeqAttention
+from seq2seq_attn.search import shortlist_candidates
 from seq2seq_attn.translator import Translator
 
 VOCAB = 40
@@ -260,3 +261,20 @@ def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys):
     assert short["n"] == full["n"] == 4
     hypotheses = [[e["hypothesis"] for e in r["examples"]] for r in (short, full)]
     assert hypotheses[0] != hypotheses[1]
+
+
+def test_graph_candidates_equal_the_shortlists_on_padded_batches():
+    rng = np.random.default_rng(1)
+    top = rng.integers(4, VOCAB, size=(30, 3))
+    top[[0, 2, 3]] = 0  # as `top_targets` leaves [PAD], [START], [END]: never aligned
+    shortlist = sl.Shortlist(top, [7, 9], VOCAB)
+    traced = tf.function(
+        lambda ids: shortlist_candidates(ids, shortlist.top, shortlist.always, VOCAB),
+        input_signature=[tf.TensorSpec([None, None], tf.int32)],
+        autograph=False,
+    )
+    for ids in (SOURCE, SOURCE[2:, :2], np.zeros([2, 0], np.int32)):
+        graph = traced(tf.constant(ids)).numpy()
+        assert graph.dtype == np.int32
+        np.testing.assert_array_equal(graph, shortlist.candidates(ids))
+    assert len(shortlist.candidates(SOURCE)) < VOCAB  # a real selection
