@@ -319,6 +319,8 @@ class Translation:
         alignment_kind: "hard" or "soft", the kind asked for (how to print `alignment`).
         scores: a `seq2seq_attn.alignment.WordScores` (per token, per word, the sentence
             score normalised by length), when asked for (`with_words`).
+        placeholders: a `seq2seq_attn.placeholders.PlaceholderReport` when the input had
+            placeholders or markup (how many, how many re-inserted by alignment, where).
     """
 
     tokens: np.ndarray
@@ -334,6 +336,7 @@ class Translation:
     alignment: WordAlignment | None = None
     alignment_kind: str | None = None
     scores: WordScores | None = None
+    placeholders: object | None = None
 
     @classmethod
     def from_search(cls, out, row, end_id, source_length=None, n_best=None):

@@ -19,6 +19,8 @@ from seq2seq_attn.interface import (
     check_max_length,
     with_prefix,
 )
+from seq2seq_attn.placeholders import resolve as resolve_placeholders
+from seq2seq_attn.placeholders import translate_protected
 from seq2seq_attn.tokenizer import TokenizerPair
 
 MODEL_FILE = "model.keras"
@@ -126,6 +128,7 @@ class Translator:
         scores=False,
         target_prefix=None,
         full_vocabulary=False,
+        placeholders=True,
         **options,
     ):
         """Translates a list of strings; returns a list of `Translation`.
@@ -154,6 +157,12 @@ class Translator:
                 translator has a shortlist (without one, every decode does). With one, a
                 batch's outputs use only its candidates (sampling too), and `scores`
                 remain the full model's log-probs of those tokens.
+            placeholders: True (default) takes placeholders and markup (`%s`, `{name}`,
+                `<b>`, `&amp;`, ...) out of each text and puts them back into its outputs
+                by alignment, each exactly once (`seq2seq_attn.placeholders`; the report is
+                each result's `placeholders`); False turns it off; a `Placeholders` (or
+                a list of `Pattern`s) uses those patterns. A text without any is decoded
+                exactly as with False.
 
         Raises:
             BadOption: a bad option value, in one line (a UserError and a ValueError).
@@ -161,6 +170,19 @@ class Translator:
         """
         if isinstance(texts, str):
             texts = [texts]
+        protect = resolve_placeholders(placeholders)
+        if protect is not None:
+            kwargs = dict(
+                beam_width=beam_width, max_length=max_length, length_penalty=length_penalty,
+                batch_size=batch_size, alignment=alignment, scores=scores,
+                full_vocabulary=full_vocabulary, placeholders=False, **options,
+            )  # fmt: skip
+            self.options(beam_width, length_penalty, **options)  # a bad option first
+            return translate_protected(
+                lambda some, prefixes: self.translate(some, target_prefix=prefixes, **kwargs),
+                list(texts), protect, self._prefixes(target_prefix, len(texts)),
+                options.get("n_best"), alignment, scores,
+            )  # fmt: skip
         opts = self.options(beam_width, length_penalty, **options)
         check_max_length(max_length)
         if alignment is not None:
