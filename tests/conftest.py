@@ -33,6 +33,7 @@ LAYERS = {
     "test_attention.py": "unit",
     "test_benchmarks.py": "unit",  # the benchmarks' premises: the library's maths, naive twins
     "test_bible_data.py": "unit",
+    "test_bulk.py": "unit",  # translate-corpus on Apache Beam, TensorFlow-free
     "test_callbacks.py": "unit",
     "test_cli.py": "unit",
     "test_compat.py": "unit",
@@ -75,7 +76,6 @@ LAYERS = {
     "test_serving_live.py": "serving",
     "test_serving_options.py": "serving",
     "test_serving_prefix.py": "serving",
-    "test_serving_prefix.py": "serving",
     "test_serving_schema.py": "serving",
     "test_serving_server.py": "serving",
     "test_serving_service.py": "serving",
@@ -112,6 +112,7 @@ NOT_FAST = {
     "test_alignment.py::test_row_i_of_the_attention_belongs_to_token_i": "decodes the pretrained",
     "test_benchmarks.py": "trains the tiny model and the benchmarks' recipes",
     "test_cli.py": "trains and exports the tiny model",
+    "test_bulk.py": "the tiny export, Beam jobs and worker processes",
     "test_distribute.py::test_mirrored_steps_equal_one_device_steps": "fits in subprocesses, 100 s",
     "test_distribute.py::test_cli_trains_mirrored_over_two_cpu_devices": "trains, 66 s",
     "test_distribute.py::test_mixed_precision_trains_with_float32_logits": "fits, 21 s",

@@ -2,7 +2,7 @@
 
     files (a glob, plain or .gz) --read, number--> ((file index, line number), bytes)
       --Reshuffle--> Translate (seq2seq_attn.inference.bulk) --> translations, dead letters
-      --group by (file, line // lines_per_shard), sort--> shard files, one dead-letter file
+      --group by (file, (line - 1) // lines_per_shard), sort--> shard files, one dead-letter file
 
 What it writes, under the output PREFIX (`out/es` writes `out/es-00000-of-00003` ...):
 
@@ -143,7 +143,7 @@ def _count(name):
     return inc
 
 
-def build(pipeline, paths, export_dir, options, temp_dir, line_numbers, lines_per_shard):
+def build(pipeline, paths, export_dir, options, temp_dir, line_numbers, lines_per_shard, loader):
     """Adds the job's transforms to `pipeline`: read `paths`, translate, write the temporary
     shards and dead letters under `temp_dir`."""
     lines = (
@@ -152,7 +152,7 @@ def build(pipeline, paths, export_dir, options, temp_dir, line_numbers, lines_pe
         | "Read" >> beam.FlatMap(read_numbered_lines)
         | "Spread" >> beam.Reshuffle()
     )
-    out = lines | "Translate" >> Translate(export_dir, options)
+    out = lines | "Translate" >> Translate(export_dir, options, loader)
     dead_lines = out["dead_letters"] | "DeadLines" >> beam.Map(
         lambda kv: (kv[0], empty_lines(kv[0][1] - 1, options))
     )
@@ -161,7 +161,7 @@ def build(pipeline, paths, export_dir, options, temp_dir, line_numbers, lines_pe
         | "AllLines" >> beam.Flatten()
         | "ByShard"
         >> beam.Map(
-            lambda kv: ((kv[0][0], kv[0][1] // lines_per_shard), (kv[0][1], kv[1]))
+            lambda kv: ((kv[0][0], (kv[0][1] - 1) // lines_per_shard), (kv[0][1], kv[1]))
         )  # fmt: skip
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(_WriteShard(temp_dir, paths, line_numbers))
@@ -229,6 +229,7 @@ def commit(temp_dir, prefix):
 def run_job(
     export_dir, pattern, prefix, options, pipeline_args=(), workers=None, line_numbers=False,
     lines_per_shard=LINES_PER_SHARD,
+    loader=None,
 ):  # fmt: skip
     """Translates every line of the files `pattern` matches into shards under `prefix`.
 
@@ -241,6 +242,7 @@ def run_job(
         workers: worker processes of the in-process runner (None: Beam's default, 1).
         line_numbers: start each output line with the source file and line number.
         lines_per_shard: input lines per output shard (a shard never spans two files).
+        loader: see `seq2seq_attn.inference.bulk.ExportModelHandler`.
 
     Returns:
         a `Summary`.
@@ -254,7 +256,10 @@ def run_job(
     started = time.perf_counter()
     try:
         with beam.Pipeline(options=pipeline_options(pipeline_args, workers)) as pipeline:
-            build(pipeline, paths, export_dir, options, temp_dir, line_numbers, lines_per_shard)
+            build(
+                pipeline, paths, export_dir, options, temp_dir, line_numbers, lines_per_shard,
+                loader,
+            )  # fmt: skip
         counts = _counters(pipeline.result)
         shards, dead = commit(temp_dir, prefix)
     finally:
