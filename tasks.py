@@ -42,7 +42,7 @@ def ensure_env():
     print("installing seq2seq-attn and its dependencies (first run only)", flush=True)
     subprocess.run([BIN / "python", "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
     subprocess.run(
-        [BIN / "python", "-m", "pip", "install", "-q", "-e", f"{ROOT}[train,serve,test,docs]"],
+        [BIN / "python", "-m", "pip", "install", "-q", "-e", f"{ROOT}[train,serve,test,docs,beam]"],
         check=True,
     )
     STAMP.write_text(digest)
