@@ -173,11 +173,13 @@ def export_run(
     force=False,
     echo=print,
     library_logs=False,
+    web=False,
 ):
     """Exports a training run; returns the parity report. Raises ParityError on a mismatch.
 
     `echo` gets one line per stage with its time; `library_logs` leaves TensorFlow's and
-    absl's Python log levels as they are (by default only their errors show).
+    absl's Python log levels as they are (by default only their errors show); `web` also
+    writes `out/web/`, the folder that translates in the browser (`export.web.write_web`).
     """
     import absl.logging
     import tensorflow as tf
@@ -204,6 +206,10 @@ def export_run(
             failed.write_text(json.dumps(report, indent=2))
             raise ParityError("; ".join(report["failures"]) + f" (report: {failed})")
         write_manifest(tmp, module, translator.tokenizers, report)
+        if web:
+            from seq2seq_attn.export.web import write_web
+
+            write_web(tmp, tmp / "web")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -46,9 +46,13 @@ def _limits(manifest):
     vocabulary; plus the export's default beam width."""
     limits = dict(LIMITS)
     if manifest.get("max_source_length"):
-        limits["max_source_tokens"] = min(limits["max_source_tokens"], manifest["max_source_length"])
+        limits["max_source_tokens"] = min(
+            limits["max_source_tokens"], manifest["max_source_length"]
+        )
     limits["max_beam_width"] = min(limits["max_beam_width"], manifest["vocab_size"]["target"])
-    limits["default_beam_width"] = min(int(manifest.get("beam_width") or 1), limits["max_beam_width"])
+    limits["default_beam_width"] = min(
+        int(manifest.get("beam_width") or 1), limits["max_beam_width"]
+    )
     return limits
 
 
@@ -83,8 +87,7 @@ def write_web(export_dir, out_dir):
 
     Args:
         export_dir: an export directory (with `manifest.json`, the ONNX graphs and
-            `tokenizer/`), or one being written, whose `manifest.json` is not there yet:
-            then `manifest` below supplies it.
+            `tokenizer/`).
         out_dir: the folder to write (created; must not exist or be empty).
 
     Returns:
@@ -100,12 +103,6 @@ def write_web(export_dir, out_dir):
         manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {export_dir / MANIFEST_FILE}: {error}") from None
-    return write_web_from(export_dir, out_dir, manifest)
-
-
-def write_web_from(export_dir, out_dir, manifest):
-    """`write_web` with the export's manifest given (an export still being written)."""
-    export_dir, out_dir = Path(export_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     versions = _copy_assets(out_dir)
     tokenizer = _copy_model(export_dir, out_dir, manifest)
