@@ -142,6 +142,24 @@ def _prefix_options(args, texts):
     return {}
 
 
+def _placeholder_options(args):
+    """`placeholders` for `Translator.translate`: left out (the defaults) unless
+    `--no-placeholders` (False) or `--placeholder-pattern` (the defaults and those)."""
+    from seq2seq_attn.placeholders import DEFAULT_PATTERNS, Pattern, Placeholders
+
+    if not args.placeholders:
+        if args.placeholder_pattern:
+            raise UserError("give --no-placeholders or --placeholder-pattern, not both")
+        return {"placeholders": False}
+    if not args.placeholder_pattern:
+        return {}
+    extra = [Pattern(f"--placeholder-pattern {r!r}", r) for r in args.placeholder_pattern]
+    try:
+        return {"placeholders": Placeholders(DEFAULT_PATTERNS + tuple(extra))}
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
 def _translate(args):
     from pathlib import Path
 
@@ -161,6 +179,7 @@ def _translate(args):
     options.update(_prefix_options(args, texts))
     if args.full_vocabulary:
         options["full_vocabulary"] = True
+    options.update(_placeholder_options(args))
     columns = dict(alignment=args.alignment, scores=args.scores)  # extra output columns
     if args.input is not None and not Path(args.input).is_file():
         raise UserError(f"input file {args.input} does not exist")
@@ -194,6 +213,7 @@ def _export(args):
         force=args.force,
         echo=(lambda *_: None) if args.verbosity == "quiet" else print,
         library_logs=args.verbosity == "verbose",
+        web=args.web,
     )
     for name, result in report["artifacts"].items():
         shown = ", ".join(
@@ -201,6 +221,9 @@ def _export(args):
         )
         print(f"{name:34} {shown}")
     print(f"parity passed; artifacts in {args.out}")
+    if args.web:
+        web = os.path.join(args.out, "web")
+        print(f"browser page in {web}: python -m http.server -d {web}, then open localhost:8000")
 
 
 def _serve(args):
@@ -462,6 +485,20 @@ def build_parser():
         help="input lines are tab-separated: column 1 the source, column N (>= 2) the "
         "target prefix each translation starts with",
     )
+    p.add_argument(
+        "--no-placeholders",
+        dest="placeholders",
+        action="store_false",
+        help="translate placeholders and markup (%%s, {name}, <b>, &amp;, ...) as text instead "
+        "of taking them out and putting them back by alignment",
+    )
+    p.add_argument(
+        "--placeholder-pattern",
+        action="append",
+        metavar="REGEX",
+        help="one more placeholder pattern, a Python regex (repeatable), e.g. an accelerator "
+        "marker (see the localisation page of the docs)",
+    )
     p.add_argument("--plot", help="write the first text's attention heatmap here (.png/.svg)")
     p.add_argument(
         "--full-vocabulary",
@@ -477,6 +514,11 @@ def build_parser():
     p.add_argument("--beam", type=_positive_int, default=4, help="beam of translate_ids")
     p.add_argument("--samples", type=_positive_int, default=200, help="held-out parity sentences")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="also write OUT/web/, a static folder that translates in the browser",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("serve", help="HTTP translation server over an export (no TensorFlow)")

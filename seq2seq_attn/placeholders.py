@@ -15,9 +15,10 @@ them, so:
    goes after the target word aligned with the word before it. The pieces keep their glue:
    no space where the source had none. Placeholder-like strings that the model produced
    on its own are taken out first, so every placeholder of the input appears exactly once.
-3. Tags stay balanced: an opening tag and its closing tag are paired in the source, and
-   nothing inside a pair is put back before its opening tag nor after its closing tag
-   (ties keep the source order), so an opening tag never comes after its closing tag.
+3. Tags stay balanced: an opening tag and its closing tag are paired in the source; paired
+   tags keep their source order, and nothing inside a pair is put back before its opening
+   tag nor after its closing tag (ties keep the source order), so an opening tag never
+   comes after its closing tag and pairs never cross. Unpaired tags are placed as atoms.
 
 A text without any placeholder is translated exactly as before (byte-identical). A text that
 is nothing but placeholders and spaces is not translated: its translation is the text
@@ -68,7 +69,7 @@ class Pattern:
 
 PRINTF = Pattern(
     "printf",
-    r"%%|%(?:\d+\$)?[-+ 0#']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|z|j|t|q)?"
+    r"%%|%(?:\d+\$)?[-+0#]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|z|j|t|q)?"
     r"[diouxXeEfFgGaAcsp@]|%\d+",
 )
 BRACES = Pattern("braces", r"\{[A-Za-z0-9_][\w.:-]*\}")
@@ -348,12 +349,14 @@ def _slots(masked, n_target, soft, first=0):
         if soft.shape != (n_target, n_source):
             soft = None
     slots = [max(first, _slot(item, soft, n_source, n_target)) for item in masked.items]
-    stack = []
+    stack, last_tag = [], 0
     for i, item in enumerate(masked.items):
         if stack:  # nothing inside a pair goes before its opening tag
             slots[i] = max(slots[i], slots[stack[-1]])
+        if item.kind in (OPEN, CLOSE):  # paired tags keep their source order
+            slots[i] = last_tag = max(slots[i], last_tag)
         if item.kind == CLOSE and stack and stack[-1] == item.pair:
-            slots[i] = max(slots[item.pair : i + 1])  # nor after its closing tag
+            slots[i] = last_tag = max(slots[item.pair : i + 1])  # nor after its closing tag
             stack.pop()
         elif item.kind == OPEN:
             stack.append(i)

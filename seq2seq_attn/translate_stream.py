@@ -125,8 +125,10 @@ def translate_lines(translator, lines, batch_size=BATCH_SIZE, prefix_column=None
 
 def _decode_options(options):
     """`options` without the ones that are not decoding options (`alignment`, `scores`,
-    `prefix_column`, `target_prefix`, `full_vocabulary`)."""
-    other = ("alignment", "scores", "prefix_column", "target_prefix", "full_vocabulary")
+    `prefix_column`, `target_prefix`, `full_vocabulary`, `placeholders`)."""
+    other = (
+        "alignment", "scores", "prefix_column", "target_prefix", "full_vocabulary", "placeholders"
+    )  # fmt: skip
     return {k: v for k, v in options.items() if k not in other}
 
 

@@ -6,7 +6,8 @@ POST /translate                   {"text" | "texts" (strings or {"text", "target
                                   "beam_width", "max_length",
                                   "return_attention", "n_best", "max_length_ratio",
                                   "max_length_offset", "no_repeat_ngram", "top_k" | "top_p",
-                                  "temperature", "seed", "alignment", "scores"}
+                                  "temperature", "seed", "alignment", "scores",
+                                  "placeholders"}
                                   -> translations, scores, attention, nbest, seed,
                                   alignment, sentence/word/token scores
 GET  /v1/models/{name}            TF Serving model status
@@ -127,7 +128,9 @@ def _predict_texts(body):
 
 
 async def _predict(request, service, body):
-    answer = await _unless_client_gone(request, service, service.translate(_predict_texts(body)))
+    # TF Serving's predict: the texts as they are (each translation is the decode of its tokens)
+    work = service.translate(_predict_texts(body), placeholders=False)
+    answer = await _unless_client_gone(request, service, work)
     if answer is None:
         return _dropped()
     _, results = answer
@@ -192,7 +195,15 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
     prefixes = [None if isinstance(x, str) else x.target_prefix for x in items]
     options = {k: getattr(body, k) for k in _OPTIONS}
     work = service.translate(
-        texts, body.beam_width, body.max_length, body.alignment, body.scores, prefixes, **options
+        texts,
+        body.beam_width,
+        body.max_length,
+        body.alignment,
+        body.scores,
+        prefixes,
+        placeholders=body.placeholders,
+        n_best_asked=body.n_best is not None,
+        **options,
     )
     answer = await _unless_client_gone(request, service, work)
     if answer is None:
@@ -220,11 +231,26 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
         response["target_words"] = [piece_words(r.target_tokens)[0] for r in results]
     if body.alignment is not None:
         response["alignment"] = [_words(r)["alignment"] for r in results]
+    if any(r.placeholders is not None for r in results):
+        response["placeholders"] = [_placeholders(r) for r in results]
     if body.scores:
         response["sentence_scores"] = [r.scores.sentence for r in results]
         response["word_scores"] = [r.scores.words for r in results]
         response["token_scores"] = [r.scores.tokens for r in results]
     return response
+
+
+def _placeholders(result):
+    """The placeholder report of one hypothesis as the response writes it."""
+    report = result.placeholders
+    if report is None:
+        return {"count": 0, "reinserted": 0, "removed": 0, "positions": []}
+    return {
+        "count": report.count,
+        "reinserted": report.reinserted,
+        "removed": report.removed,
+        "positions": report.positions,
+    }
 
 
 def _words(result):
@@ -237,6 +263,8 @@ def _words(result):
         fields["alignment"] = result.alignment.pharaoh() if hard else soft
     if result.scores is not None:
         fields.update(sentence_score=result.scores.sentence, word_scores=result.scores.words)
+    if result.placeholders is not None:
+        fields["placeholders"] = _placeholders(result)
     return fields
 
 

@@ -196,6 +196,13 @@ class TranslateRequest(_Strict):
         description="Add confidence: each output token's and word's log-probability and "
         "the sentence score, the mean log-probability per output token.",
     )
+    placeholders: bool = Field(
+        True,
+        description="Take placeholders and markup (printf `%s` `%1$s` `%1` `%%`, `{name}`, "
+        "`$(ARG)`, XML/HTML tags and entities) out of each text before translating and put "
+        "each back into the translation, once, next to the aligned word; tags stay balanced. "
+        "A text that is only placeholders is returned as it is. False: translate as sent.",
+    )
 
 
 class Prediction(BaseModel):
@@ -218,12 +225,20 @@ class PredictResponse(BaseModel):
 Alignment = str | list[list[float]]  # hard: a Pharaoh line; soft: (output words, source words)
 
 
+class PlaceholderReport(BaseModel):
+    count: int = Field(description="Placeholders in the text; each is in the output once.")
+    reinserted: int = Field(description="Those put back by alignment (the model lacked them).")
+    removed: int = Field(description="Placeholder-like strings the model made up, taken out.")
+    positions: list[int] = Field(description="Per placeholder, the output word it precedes.")
+
+
 class Hypothesis(BaseModel):
     translation: str
     score: float
     alignment: Alignment | None = Field(None, description="With `alignment`, as `alignment`.")
     sentence_score: float | None = Field(None, description="With `scores`.")
     word_scores: list[float] | None = Field(None, description="With `scores`.")
+    placeholders: PlaceholderReport | None = Field(None, description="As `placeholders`.")
 
 
 class TranslateResponse(BaseModel):
@@ -263,6 +278,9 @@ class TranslateResponse(BaseModel):
     )
     token_scores: list[list[float]] | None = Field(
         None, description="Per text, with `scores`: each output token's log-probability."
+    )
+    placeholders: list[PlaceholderReport] | None = Field(
+        None, description="Per text, when a text had placeholders: what was put back where."
     )
 
 

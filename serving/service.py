@@ -20,6 +20,8 @@ from seq2seq_attn.interface import (
     max_length_for,
     with_prefix,
 )
+from seq2seq_attn.placeholders import resolve as resolve_placeholders
+from seq2seq_attn.placeholders import restore_result, verbatim
 from seq2seq_attn.serving.batching import BatchError, MicroBatcher, QueueFullError, UnavailableError
 from seq2seq_attn.serving.http_errors import ApiError
 from seq2seq_attn.serving.schemas import state_limits, state_model
@@ -258,6 +260,8 @@ class TranslationService:
         alignment=None,
         scores=False,
         target_prefixes=None,
+        placeholders=True,
+        n_best_asked=False,
         **options,
     ):
         """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention,
@@ -272,6 +276,11 @@ class TranslationService:
             scores: True sets `token_log_probs` and `scores` (decoded by the host search).
             target_prefixes: None, or per text a str (or None): its outputs start with it
                 verbatim (`interface.with_prefix`); "" and None are no prefix.
+            placeholders: True takes placeholders and markup out of the texts and puts them
+                back by alignment (`seq2seq_attn.placeholders`; each result's
+                `placeholders` reports it); False decodes the texts as they are.
+            n_best_asked: the request asked for `n_best` (a text that is only
+                placeholders then gets a one-entry `nbest` list).
             **options: the other `DecodeOptions` fields; None values are left out.
 
         Raises:
@@ -280,23 +289,44 @@ class TranslationService:
                 when decoding the batch failed.
         """
         self.check_texts(texts)
-        sources = [self.encode(i, text) for i, text in enumerate(texts)]
+        protect = resolve_placeholders(placeholders)
+        masks = [protect.mask(text) if protect else None for text in texts]
+        sources = [self._source_ids(i, text, masks[i]) for i, text in enumerate(texts)]
         prefixes = list(target_prefixes or [None] * len(texts))
         for index, prefix in enumerate(prefixes):
             self.check_prefix(index, prefix)
         options = self.resolve_options(beam_width, **options)
-        lengths = [self.resolve_max_length(max_length, ids, options) for ids in sources]
-        keys = [self._decode_options(options, scores, prefix) for prefix in prefixes]
-        results = await self._decode_all(sources, keys, lengths)
+        todo = [i for i, ids in enumerate(sources) if ids is not None]
+        lengths = [self.resolve_max_length(max_length, sources[i], options) for i in todo]
+        keys = [self._decode_options(options, scores, prefixes[i]) for i in todo]
+        decoded = await self._decode_all([sources[i] for i in todo], keys, lengths)
         self.metrics.texts.labels(str(options.beam_width)).inc(len(texts))
-        for ids, result, prefix in zip(sources, results, prefixes, strict=True):
-            result.source_ids = np.asarray(ids, np.int32)
+        results = dict(zip(todo, decoded, strict=True))
+        n_best = options.n_best if n_best_asked else None
+        for i, masked in enumerate(masks):
+            if i not in results:  # only placeholders: the text is its own translation
+                results[i] = verbatim(masked, protect, prefixes[i], n_best)
+                results[i].with_words(alignment, scores)
+                continue
+            result = results[i]
+            result.source_ids = np.asarray(sources[i], np.int32)
             for one in [result, *(result.nbest or [])]:
-                one.text = with_prefix(self.target, one.tokens, prefix)
-            if alignment is not None or scores:
+                one.text = with_prefix(self.target, one.tokens, prefixes[i])
+            if alignment is not None or scores or masked is not None and masked.items:
                 self._describe(result)
+            if alignment is not None or scores:
                 result.with_words(alignment, scores)
-        return options, results
+            if masked is not None:
+                restore_result(protect, masked, result, prefixes[i])
+        return options, [results[i] for i in range(len(texts))]
+
+    def _source_ids(self, index, text, masked):
+        """The ids to decode for text `index` (its placeholders taken out, when `masked`
+        has any), or None for a text that is only placeholders; ApiError as `encode`."""
+        ids = self.encode(index, text)  # the limits hold for the text as sent
+        if masked is None or not masked.items:
+            return ids
+        return None if masked.only_placeholders else self.source.encode(masked.text)
 
     def _decode_options(self, options, scores, prefix):
         """The batching key of one text: `options`, token-scored with `scores`, with the
