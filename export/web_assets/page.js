@@ -9,6 +9,7 @@ const statusLine = $("status");
 const button = form.querySelector("button");
 
 let worker = null;
+let loading = false; // progress messages count only while loading (other fetches may go on)
 let nextId = 0;
 const pending = new Map();
 
@@ -22,6 +23,7 @@ function call(op, ...args) {
 
 function onMessage({ data }) {
   if (data.progress) {
+    if (!loading) return;
     const { loaded, total } = data.progress;
     const percent = total ? Math.min(100, Math.round((100 * loaded) / total)) : 0;
     $("progress").value = percent;
@@ -77,11 +79,13 @@ async function loadModel() {
     statusLine.textContent = `The translation worker failed: ${event.message || "see the console"}`;
   };
   const started = performance.now();
+  loading = true;
   try {
     const info = await call("load", new URL("./", location.href).href, {
       quantized: graphs.value === "int8",
     });
     beam.max = String(info.limits.max_beam_width);
+    beam.value = String(info.limits.default_beam_width);
     source.maxLength = info.limits.max_text_chars;
     $("backend").textContent = info.backend;
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
@@ -92,6 +96,7 @@ async function loadModel() {
     statusLine.textContent = `The model cannot load: ${error.message}`;
     document.body.dataset.ready = "error";
   } finally {
+    loading = false;
     $("progress").hidden = true;
   }
 }
@@ -120,6 +125,8 @@ async function onSubmit(event) {
   }
 }
 
+// `?graphs=int8` picks the int8 graphs from the start.
+if (new URLSearchParams(location.search).get("graphs") === "int8") graphs.value = "int8";
 form.addEventListener("submit", onSubmit);
 graphs.addEventListener("change", loadModel);
 // For scripts and tests: the page's own worker, one call for many texts.
