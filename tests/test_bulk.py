@@ -65,10 +65,12 @@ def _dead_letters(prefix):
 
 
 def _translate_input(run, lines, tmp_path, *options):
-    """What `seq2seq-attn translate --input` writes for these (good) lines."""
+    """What `seq2seq-attn translate --input` writes for these (good) lines, over the whole
+    target vocabulary as the export decodes (not the run's shortlist)."""
     source, out = tmp_path / "good.txt", tmp_path / "good.out"
     source.write_bytes(b"".join(line + b"\n" for line in lines))
     argv = ["translate", "--run-dir", str(run), "--input", str(source), "--output", str(out)]
+    argv.append("--full-vocabulary")
     assert main([*argv, *options, "-q"]) == 0
     return out.read_text(encoding="utf-8").splitlines()
 

@@ -215,9 +215,11 @@ class ExportModelHandler(ModelHandler):
     Args:
         export_dir: a local export directory (`seq2seq-attn export`).
         options: `BulkOptions`.
+        loader: what `load_model` builds, `loader(export_dir, options)`; default
+            `LoadedExport` (a subclass can wrap the runtime, e.g. to inject a fault in tests).
     """
 
-    def __init__(self, export_dir, options):
+    def __init__(self, export_dir, options, loader=None):
         super().__init__(
             min_batch_size=1,
             max_batch_size=options.batch_size,
@@ -226,10 +228,11 @@ class ExportModelHandler(ModelHandler):
             batch_bucket_boundaries=BUCKETS,
         )
         self.export_dir, self.options = str(export_dir), options
+        self.loader = loader or LoadedExport
 
     def load_model(self):
         _quiet_memory_notice()
-        return LoadedExport(self.export_dir, self.options)
+        return self.loader(self.export_dir, self.options)
 
     def run_inference(self, batch, model, inference_args=None):
         try:
@@ -325,17 +328,20 @@ class Translate(beam.PTransform):
     Args:
         export_dir: a local export directory.
         options: `BulkOptions` (see `resolve`).
+        loader: see `ExportModelHandler`.
     """
 
-    def __init__(self, export_dir, options=None):
+    def __init__(self, export_dir, options=None, loader=None):
         super().__init__()
         self.export_dir, self.options = str(export_dir), options or BulkOptions()
+        self.loader = loader
 
     def expand(self, pcoll):
         prepared = pcoll | "Prepare" >> beam.ParDo(
             _Prepare(self.export_dir, self.options)
         ).with_outputs(BLANK, DEAD, main=OK)
-        handler = KeyedModelHandler(ExportModelHandler(self.export_dir, self.options))
+        model_handler = ExportModelHandler(self.export_dir, self.options, self.loader)
+        handler = KeyedModelHandler(model_handler)
         decoded = (
             prepared[OK]
             | "RunInference" >> RunInference(handler)
