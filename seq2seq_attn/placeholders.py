@@ -289,7 +289,11 @@ def _items(text, masked, found, segments):
 
 
 def _tag_kind(value):
-    name = re.match(r"</?([A-Za-z][\w:.-]*)", value).group(1).lower()
+    """`(kind, lower-cased name)` of a tag (a custom tag pattern's odd match: an atom)."""
+    match = re.match(r"</?([A-Za-z][\w:.-]*)", value)
+    if match is None:
+        return ATOM, ""
+    name = match.group(1).lower()
     if value.startswith("</"):
         return CLOSE, name
     if value.endswith("/>") or name in VOID_TAGS:

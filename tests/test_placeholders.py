@@ -104,6 +104,24 @@ def test_every_placeholder_comes_back_once_and_tags_balance(text):
             assert restored.report.count == sum(values(DEFAULT, text).values())
 
 
+def test_random_strings_keep_every_placeholder_once():
+    """Seeded random mixes of placeholders, words, punctuation and white space."""
+    rng = np.random.default_rng(1)
+    parts = ["%s", "%1", "%%", "{x}", "<b>", "</b>", "<i>", "</i>", "<br/>", "&amp;", "$(A)"]
+    parts += ["word", "Q&A", "50 %", ",", " ", " ", "  ", "\t", "é"]
+    for _ in range(300):
+        text = "".join(rng.choice(parts, size=rng.integers(1, 12)))
+        masked = DEFAULT.mask(text)
+        n_source = len(masked.text.split(" ")) if masked.text else 0
+        for n_target in (0, 2, 5):
+            translation = " ".join(f"w{i}" for i in range(n_target))
+            soft = random_soft(rng, n_target, n_source) if n_source and n_target else None
+            restored = DEFAULT.restore(masked, translation, soft)
+            assert values(DEFAULT, restored.text) == values(DEFAULT, text), (text, restored)
+            if balanced(text):
+                assert balanced(restored.text), (text, restored.text)
+
+
 def test_placement_follows_the_alignment():
     masked = DEFAULT.mask("File %1 not found")  # "%1" after "File"
     soft = np.eye(3)[[2, 1, 1, 0]]  # No<-found se<-not encontró<-not archivo<-File
