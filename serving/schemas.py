@@ -225,7 +225,7 @@ class PredictResponse(BaseModel):
 Alignment = str | list[list[float]]  # hard: a Pharaoh line; soft: (output words, source words)
 
 
-class PlaceholderReport(BaseModel):
+class PlaceholdersPutBack(BaseModel):
     count: int = Field(description="Placeholders in the text; each is in the output once.")
     reinserted: int = Field(description="Those put back by alignment (the model lacked them).")
     removed: int = Field(description="Placeholder-like strings the model made up, taken out.")
@@ -238,7 +238,7 @@ class Hypothesis(BaseModel):
     alignment: Alignment | None = Field(None, description="With `alignment`, as `alignment`.")
     sentence_score: float | None = Field(None, description="With `scores`.")
     word_scores: list[float] | None = Field(None, description="With `scores`.")
-    placeholders: PlaceholderReport | None = Field(None, description="As `placeholders`.")
+    placeholders: PlaceholdersPutBack | None = Field(None, description="As `placeholders`.")
 
 
 class TranslateResponse(BaseModel):
@@ -279,7 +279,7 @@ class TranslateResponse(BaseModel):
     token_scores: list[list[float]] | None = Field(
         None, description="Per text, with `scores`: each output token's log-probability."
     )
-    placeholders: list[PlaceholderReport] | None = Field(
+    placeholders: list[PlaceholdersPutBack] | None = Field(
         None, description="Per text, when a text had placeholders: what was put back where."
     )
 

@@ -296,3 +296,15 @@ def test_cli_on_by_default_and_no_placeholders(tiny_run, translator, monkeypatch
 def test_cli_bad_placeholder_arguments(tiny_run, extra, match, monkeypatch, capsys):
     code, _, err = cli(["translate", str(tiny_run), "3 March 2021", *extra], monkeypatch, capsys)
     assert code == 2 and match in err, err
+
+
+def test_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, seq2seq_attn.placeholders\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
