@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from seq2seq_attn import _compat
 from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
+from seq2seq_attn.inference.runtime import SHORTLIST_FILES
 
 # Where TensorFlow moved a private name the export relies on, it stops here, naming it,
 # rather than half-way through an export.
@@ -384,6 +385,10 @@ def export_all(module, out_dir, stage=_run):
     stage("onnx:decoder_step.onnx", to_onnx, module.decode_step, out_dir / "decoder_step.onnx")
     stage("onnx:greedy.onnx", write_greedy_onnx, module, out_dir)
     written.update({name: name for name in ("decoder_step.onnx", "greedy.onnx")})
+    if module.shortlist is not None:  # the host search's shortlist graphs (issue 34)
+        for signature, filename in SHORTLIST_FILES.items():
+            stage(f"onnx:{filename}", to_onnx, getattr(module, signature), out_dir / filename)
+            written[filename] = filename
     for filename in ("encoder.onnx", "decoder_step.onnx"):
         quantized = filename.replace(".onnx", "_int8.onnx")
         stage(f"onnx_int8:{quantized}", quantize_onnx, out_dir / filename, out_dir / quantized)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from seq2seq_attn.errors import ParityError, UserError
 from seq2seq_attn.export.convert import export_all, release_memory, to_translate_onnx
-from seq2seq_attn.export.signatures import ExportModule
+from seq2seq_attn.export.signatures import SHORTLIST_SIGNATURES, ExportModule
 from seq2seq_attn.export.validate import BEAM_WIDTH, validate_export
-from seq2seq_attn.inference.runtime import MANIFEST_FILE, sha256_of
+from seq2seq_attn.inference.runtime import MANIFEST_FILE, SHORTLIST_FILES, sha256_of
 
 VERSIONED = (
     "seq2seq-attn",
@@ -77,6 +77,8 @@ def write_manifest(directory, module, tokenizers, report):
         if p.is_file() and p.name != MANIFEST_FILE
     }
     signatures = ["encode", "decode_step", "greedy", "translate_ids"]
+    if module.shortlist is not None:
+        signatures += list(SHORTLIST_SIGNATURES)
     manifest = {
         "versions": {name: metadata.version(name) for name in VERSIONED},
         "vocab_size": {
@@ -101,11 +103,27 @@ def write_manifest(directory, module, tokenizers, report):
         "beam_width": module.beam_width,
         "max_source_length": module.max_source_length,
         "signatures": {name: _io_spec(getattr(module, name)) for name in signatures},
+        "shortlist": _shortlist_entry(module.shortlist),
         "tolerances": report["tolerances"],
         "files": hashes,
     }
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _shortlist_entry(shortlist):
+    """The manifest's `shortlist`: its sizes and how it was built, or None without one."""
+    if shortlist is None:
+        return None
+    return {
+        "top_k": shortlist.top_k,
+        "frequent": shortlist.info.get("frequent", len(shortlist.frequent)),
+        "always_ids": len(shortlist.always),  # the frequent pieces seen in training + 4 special
+        "source_vocab_size": shortlist.source_vocab_size,
+        "target_vocab_size": shortlist.target_vocab_size,
+        "files": list(SHORTLIST_FILES.values()),
+        "info": shortlist.info,
+    }
 
 
 class StageClock:
@@ -159,6 +177,7 @@ def _export_and_check(translator, module, directory, texts, references, echo):
         references,
         source_length=module.max_source_length,
         progress=lambda part: clock.start(f"parity ({len(texts)} sentences): {part}"),
+        shortlist=module.shortlist,
     )
     clock.end()
     return report
@@ -196,7 +215,11 @@ def export_run(
         texts, references = _held_out(translator, run_dir, samples, max_source_length)
         graph_tokenizers = GraphTokenizerPair(translator.tokenizers)
         module = ExportModule(
-            translator.model, graph_tokenizers, beam_width, max_source_length=max_source_length
+            translator.model,
+            graph_tokenizers,
+            beam_width,
+            max_source_length=max_source_length,
+            shortlist=translator.shortlist,
         )
         shutil.copytree(Path(run_dir) / TOKENIZER_DIR, tmp / "tokenizer")
         report = _export_and_check(translator, module, tmp, texts, references, echo)

@@ -10,6 +10,14 @@
     translate_ids(source_ids)     -> tokens, scores, attention (beam search, `beam_width`)
     serving_default(text)         -> translation, tokens, scores (tokenization in the graph)
 
+With a lexical shortlist (`seq2seq_attn.shortlist.Shortlist`, issue 34) two more, for the host
+search over the shortlist's candidates (the step graph's output layer is gathered once):
+
+    shortlist_output(source_ids)  -> shortlist_kernel, shortlist_bias, shortlist_positions
+    decode_step_shortlist(prev_tokens, state_0.., memory, projected_keys, mask,
+                          shortlist_kernel, shortlist_bias, shortlist_positions)
+                                  -> logits (NEG_INF outside the candidates), attention, ...
+
 The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. Input names
 never equal output names (tf2onnx rejects graphs where they do).
 """
@@ -20,8 +28,11 @@ import types
 import tensorflow as tf
 
 from seq2seq_attn.interface import new_state_name, state_name
+from seq2seq_attn.search import shortlist_candidates
 
 SIGNATURES = ("encode", "decode_step", "greedy", "translate_ids", "serving_default")
+SHORTLIST_SIGNATURES = ("shortlist_output", "decode_step_shortlist")
+SHORTLIST_OUTPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
 STEP_SIGNATURES = ("encode", "decode_step", "greedy")  # what TFLite and ONNX carry
 
 
@@ -48,16 +59,24 @@ class ExportModule(tf.Module):
         length_penalty: GNMT alpha used by those two.
         max_source_length: optional static source length (some runtimes need one); inputs
             must then be padded to exactly this length.
+        shortlist: optional `seq2seq_attn.shortlist.Shortlist`: adds `shortlist_output` and
+            `decode_step_shortlist` (its tables are constants of `shortlist_output`).
     """
 
     def __init__(
-        self, model, tokenizers=None, beam_width=4, length_penalty=0.0, max_source_length=None
+        self,
+        model,
+        tokenizers=None,
+        beam_width=4,
+        length_penalty=0.0,
+        max_source_length=None,
+        shortlist=None,
     ):
         super().__init__(name="seq2seq_attn_export")
         # Not in the SavedModel's object graph (see `model_variables`): TensorFlow tracks an
         # attribute that is trackable (the Keras model is) or a list, tuple or dict, never
         # another object, so the model is held by a plain one.
-        self._untracked = types.SimpleNamespace(model=model)
+        self._untracked = types.SimpleNamespace(model=model, shortlist=shortlist)
         # TF Serving, `saved_model_cli run` and every TF1 or C API loader restore weights
         # through the graph's saver, which reaches only the `tf.Variable`s the SavedModel
         # tracks as such. A Keras 3 variable wraps one, and tracking the model alone left
@@ -86,6 +105,10 @@ class ExportModule(tf.Module):
         if tokenizers is not None:
             text = spec([None], tf.string, "text")
             self.serving_default = trace(self._serving_default, input_signature=[text])
+        if shortlist is not None:
+            self.shortlist_output = trace(self._shortlist_output, input_signature=[ids])
+            step_specs = self.step_specs(length) + self.shortlist_specs()
+            self.decode_step_shortlist = trace(self._decode_step, input_signature=step_specs)
 
     @property
     def model(self):
@@ -106,6 +129,31 @@ class ExportModule(tf.Module):
             spec([None, source_length], tf.float32, "mask"),
         ]
 
+    @property
+    def shortlist(self):
+        """The `Shortlist` the shortlist signatures carry, or None."""
+        return self._untracked.shortlist
+
+    def shortlist_specs(self):
+        """The shortlist inputs of `decode_step_shortlist` (`shortlist_output`'s outputs)."""
+        cell = self.model.decoder_cell
+        rows = cell.embedding_dim if cell.tie_embeddings else cell.feature_size
+        kernel, bias, positions = SHORTLIST_OUTPUTS
+        return [
+            spec([rows, None], tf.float32, kernel),
+            spec([None], tf.float32, bias),
+            spec([cell.vocab_size], tf.int32, positions),
+        ]
+
+    def _shortlist_output(self, source_ids):
+        shortlist, cell = self.shortlist, self.model.decoder_cell
+        candidates = shortlist_candidates(
+            source_ids, tf.constant(shortlist.top), tf.constant(shortlist.always), cell.vocab_size
+        )
+        kernel, bias, positions = cell.shortlist_output(candidates)
+        values = (tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32), positions)
+        return dict(zip(SHORTLIST_OUTPUTS, values, strict=True))
+
     def _keys_or_placeholder(self, keys, memory):
         if keys is not None:
             return keys
@@ -122,12 +170,13 @@ class ExportModule(tf.Module):
         return out
 
     def _decode_step(self, prev_tokens, *args):
+        """`decode_step`, and `decode_step_shortlist` when the shortlist inputs follow."""
         n = len(self.state_names)
-        states, (memory, keys, mask) = list(args[:n]), args[n:]
+        states, (memory, keys, mask), shortlist = list(args[:n]), args[n : n + 3], args[n + 3 :]
         if self.model.decoder_cell.attention is None:
             keys = None
         logits, new_states, weights = self.model.decode_step(
-            prev_tokens, states, memory, keys, tf.cast(mask, tf.bool)
+            prev_tokens, states, memory, keys, tf.cast(mask, tf.bool), shortlist or None
         )
         out = {"logits": logits, "attention": weights}
         out.update({new_state_name(i): s for i, s in enumerate(new_states)})

@@ -65,9 +65,25 @@ class KerasDecoder:
         }
         self.encode = tf.function(model.encode, input_signature=[ids], autograph=False)
         self.decode_step = tf.function(model.decode_step, reduce_retracing=True, autograph=False)
+        candidates = tf.TensorSpec([None], tf.int32)
+        self._shortlisted = {
+            width: tf.function(
+                lambda source_ids, candidates, width=width: model.generate(
+                    source_ids, beam_width=width, candidates=candidates
+                ),
+                input_signature=[ids, candidates],
+                autograph=False,
+            )
+            for width in (1, BEAM_WIDTH)
+        }
 
     def generate(self, source_ids, beam_width):
         return self._generate[beam_width](tf.constant(source_ids, tf.int32))
+
+    def generate_shortlist(self, source_ids, candidates, beam_width):
+        """`generate` over `candidates` (int32 `(C,)`, unique target ids)."""
+        ids = tf.constant(source_ids, tf.int32)
+        return self._shortlisted[beam_width](ids, tf.constant(candidates, tf.int32))
 
 
 class _EagerDecoder:
@@ -305,6 +321,39 @@ def runtimes(directory, threads=None):
     ]
 
 
+def check_shortlist(references, runtime, decoder, shortlist):
+    """The host search over the shortlist graphs against Keras' shortlist decode.
+
+    Each parity batch decodes over its candidates (`shortlist.candidates`, the union over
+    the batch) in Keras (`generate(..., candidates=...)`) and on `runtime` (`decode(...,
+    shortlist=True)`), greedy and beam 4; the tokens must agree exactly. Beside that, the
+    share of sentences whose shortlist decode is the full-vocabulary Keras decode.
+
+    Returns:
+        dict: `greedy_agreement`, `beam4_agreement` (shares of all sentences),
+        `greedy_same_as_full`, `beam4_same_as_full`, and `mean_candidates` per batch.
+    """
+    same = {"greedy_agreement": 0, "beam4_agreement": 0}
+    same.update(greedy_same_as_full=0, beam4_same_as_full=0)
+    sizes = []
+    for reference in references:
+        ids, start, end = reference.source_ids, reference.start_id, reference.end_id
+        candidates = shortlist.candidates(ids)
+        sizes.append(len(candidates))
+        for width, which, name in ((1, "greedy", "greedy"), (BEAM_WIDTH, "beam", "beam4")):
+            keras = _trim(decoder.generate_shortlist(ids, candidates, width)["tokens"], end)
+            host = _trim(
+                runtime.decode(ids, start, end, beam_width=width, shortlist=True)["tokens"], end
+            )
+            full = reference.greedy if which == "greedy" else reference.beam
+            same[f"{name}_agreement"] += sum(a == b for a, b in zip(host, keras, strict=True))
+            same[f"{name}_same_as_full"] += sum(a == b for a, b in zip(keras, full, strict=True))
+    total = sum(len(r.source_ids) for r in references)
+    result = {key: count / total for key, count in same.items()}
+    result["mean_candidates"] = float(np.mean(sizes))
+    return result
+
+
 def float_failures(name, result):
     """The parity rules for float32 artifacts; returns a list of messages."""
     failures = []
@@ -513,6 +562,7 @@ def validate_export(
     batch_size=PARITY_BATCH,
     source_length=None,
     progress=None,
+    shortlist=None,
 ):
     """Checks every artifact in an export directory; returns the parity report.
 
@@ -531,6 +581,8 @@ def validate_export(
             the texts must fit it.
         progress: optional `progress(part)`, called as each part of the check starts (the
             Keras reference, each artifact, the search options, `translate.onnx`).
+        shortlist: the run's `Shortlist` when the export has its shortlist graphs
+            (`check_shortlist`).
 
     Returns:
         dict: tolerances, per-artifact results, `failures` (list) and `passed` (bool).
@@ -538,7 +590,7 @@ def validate_export(
     # On the export's own disk (/tmp may be memory), removed before the manifest lists files.
     with tempfile.TemporaryDirectory(prefix=".parity-logits-", dir=directory) as spill:
         batches = parity_batches(texts, references, tokenizers, batch_size, source_length)
-        sizes = {"batch_size": batch_size, "source_length": source_length}
+        sizes = {"batch_size": batch_size, "source_length": source_length, "shortlist": shortlist}
         progress = progress or (lambda part: None)
         return _validate(
             Path(directory), model, tokenizers, texts, batches, Path(spill), progress, **sizes
@@ -546,7 +598,16 @@ def validate_export(
 
 
 def _validate(
-    directory, model, tokenizers, texts, batches, spill, progress, batch_size, source_length
+    directory,
+    model,
+    tokenizers,
+    texts,
+    batches,
+    spill,
+    progress,
+    batch_size,
+    source_length,
+    shortlist,
 ):
     """`validate_export`'s checks; the Keras step logits are kept in the `spill` folder."""
     progress("the Keras reference")
@@ -588,6 +649,12 @@ def _validate(
             failures += _check_quantized(
                 name, variant, result, _rows(host_greedy), keras_bleu, tokenizers, sorted_refs
             )
+    if shortlist is not None:
+        key = "shortlist/onnxruntime"
+        progress(key)
+        runtime = OnnxModel(directory, threads=threads)
+        artifacts[key] = check_shortlist(keras, runtime, decoder, shortlist)
+        failures += float_failures("shortlist (*_shortlist.onnx)", artifacts[key])
     key = f"search options/{OPTIONS_RUNTIME}"
     progress(key)
     options_runtime = OnnxModel(directory, threads=threads)

@@ -83,6 +83,7 @@ LAYERS = {
     "test_serving_service.py": "serving",
     "test_shortlist.py": "unit",
     "test_shortlist_decoding.py": "unit",
+    "test_shortlist_export.py": "export",
     "test_target_prefix.py": "unit",
     "test_tf_serving_loader.py": "export",
     "test_tokenizer.py": "unit",

@@ -9,12 +9,18 @@ drives one step at a time:
 and `model.greedy_graph(source_ids)`, the whole greedy decode exported as one graph.
 Arrays are NumPy: ids int32, floats float32, the mask bool.
 
+An export of a run with a lexical shortlist also has `shortlist.onnx` (source ids -> the
+output layer's columns of the batch's candidates, once per decode) and
+`decoder_step_shortlist.onnx` (the step over those columns); `OnnxModel.decode(...,
+shortlist=True)` runs the host search over them.
+
 Before a runtime loads a file of an export, it checks the file's SHA-256 against the one
 `manifest.json` records (`verify_export_files`): a changed or corrupted artifact is refused
 with an `ArtifactError` naming the file, instead of failing inside the runtime or, worse,
 being run as another valid graph.
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -29,6 +35,12 @@ from seq2seq_attn.native_logs import native_stderr_filtered
 MANIFEST_FILE = "manifest.json"
 _HASH_CHUNK = 1 << 20  # bytes read at a time: a graph is hashed without holding it in memory
 _WHAT_TO_DO = "export the run again, or restore the file from the original export"
+# The graphs of a shortlist export (float32 ONNX only), by the export signature they hold.
+SHORTLIST_FILES = {
+    "shortlist_output": "shortlist.onnx",
+    "decode_step_shortlist": "decoder_step_shortlist.onnx",
+}
+SHORTLIST_INPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
 
 
 class ArtifactError(UserError):
@@ -122,7 +134,8 @@ class _StepModel:
         states = [out[name] for name in self.state_names]
         return out["memory"], out["projected_keys"], out["mask"] > 0.5, states
 
-    def step(self, prev_tokens, states, memory, projected_keys, mask):
+    def step(self, prev_tokens, states, memory, projected_keys, mask, shortlist=None):
+        """One decoder step; with `shortlist` (`shortlist_output`'s dict) over its columns."""
         inputs = {
             "prev_tokens": np.asarray(prev_tokens, np.int32),
             "memory": memory,
@@ -130,22 +143,41 @@ class _StepModel:
             "mask": np.asarray(mask, np.float32),
         }
         inputs.update(zip(self.state_names, states, strict=True))
-        out = self._run("decode_step", inputs)
+        inputs.update(shortlist or {})
+        out = self._run("decode_step" if shortlist is None else "decode_step_shortlist", inputs)
         new_states = [out[new_state_name(i)] for i in range(len(self.state_names))]
         return out["logits"], new_states, out["attention"]
 
     def greedy_graph(self, source_ids):
         return self._run("greedy", {"source_ids": _source_batch(source_ids)})
 
-    def decode(self, source_ids, start_id, end_id, beam_width=1, **kwargs):
-        """Host-side greedy (beam_width 1) or beam search over the step graphs."""
+    @property
+    def has_shortlist(self):
+        """Whether the shortlist graphs are loaded."""
+        return False
+
+    def shortlist_output(self, source_ids):
+        """The batch's `SHORTLIST_INPUTS` of the step: output-layer columns `(rows, C)`,
+        bias `(C,)` and each target id's position `(vocab,)` (C where it is no candidate)."""
+        return self._run("shortlist_output", {"source_ids": _source_batch(source_ids)})
+
+    def decode(self, source_ids, start_id, end_id, beam_width=1, shortlist=False, **kwargs):
+        """Host-side greedy (beam_width 1) or beam search over the step graphs; with
+        `shortlist` (the export must have one) over the batch's shortlist candidates."""
         memory, keys, mask, states = self.encode(source_ids)
+        step = self.step
+        if shortlist:
+            if not self.has_shortlist:
+                raise ValueError("`shortlist=True` needs an export with shortlist graphs")
+            columns = self.shortlist_output(source_ids)
+            columns = {name: columns[name] for name in SHORTLIST_INPUTS}
+            step = functools.partial(self.step, shortlist=columns)
         if beam_width == 1:
             return search.greedy_search(
-                self.step, states, memory, keys, mask, start_id, end_id, **kwargs
+                step, states, memory, keys, mask, start_id, end_id, **kwargs
             )
         return search.beam_search(
-            self.step, states, memory, keys, mask, start_id, end_id, beam_width, **kwargs
+            step, states, memory, keys, mask, start_id, end_id, beam_width, **kwargs
         )
 
 
@@ -165,7 +197,7 @@ class OnnxModel(_StepModel):
             one pool each) takes the cores from the server's own threads and from any
             other process (batch-1 greedy was 1.4-3x slower with it on 2 shared cores);
             with 1 thread there is no pool and nothing spins.
-        verify: check the three graphs against `manifest.json` first (`verify_export_files`);
+        verify: check the graphs against `manifest.json` first (`verify_export_files`);
             False only for a copy whose graphs were changed on purpose (tests of the parity
             check).
 
@@ -188,24 +220,38 @@ class OnnxModel(_StepModel):
             "decode_step": f"decoder_step{suffix}.onnx",
             "greedy": f"greedy{suffix}.onnx",
         }
+        shortlisted = not quantized and (directory / SHORTLIST_FILES["shortlist_output"]).is_file()
         if verify:
-            verify_export_files(directory, files.values())
-        self.sessions = {
-            graph: ort.InferenceSession(
+            verify_export_files(
+                directory, [*files.values(), *(SHORTLIST_FILES.values() if shortlisted else [])]
+            )
+
+        def load(name):
+            return ort.InferenceSession(
                 str(directory / name), options, providers=["CPUExecutionProvider"]
             )
-            for graph, name in files.items()
+
+        self.sessions = {graph: load(name) for graph, name in files.items()}
+        # The shortlist graphs, when the export has them (kept apart: `sessions` are the
+        # three graphs every export has).
+        self.shortlist_sessions = {
+            graph: load(name) for graph, name in SHORTLIST_FILES.items() if shortlisted
         }
         self.output_names = {
             graph: [o.name for o in session.get_outputs()]
-            for graph, session in self.sessions.items()
+            for graph, session in {**self.sessions, **self.shortlist_sessions}.items()
         }
         inputs = [i.name for i in self.sessions["decode_step"].get_inputs()]
         self.state_names = state_names(inputs)
 
+    @property
+    def has_shortlist(self):
+        return bool(self.shortlist_sessions)
+
     def _run(self, graph, inputs):
         names = self.output_names[graph]
-        return dict(zip(names, self.sessions[graph].run(names, inputs), strict=True))
+        session = self.sessions.get(graph) or self.shortlist_sessions[graph]
+        return dict(zip(names, session.run(names, inputs), strict=True))
 
 
 class LiteRTModel(_StepModel):

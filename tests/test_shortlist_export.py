@@ -1,0 +1,130 @@
+"""The shortlist graphs of an export (issue 34): `shortlist.onnx` and
+`decoder_step_shortlist.onnx`, the host search over them, their parity check and manifest."""
+
+import json
+
+import numpy as np
+import pytest
+from test_shortlist_decoding import SOURCE, VOCAB, random_model
+
+from seq2seq_attn import shortlist as sl
+from seq2seq_attn.export.convert import to_onnx, write_encoder_onnx, write_greedy_onnx
+from seq2seq_attn.export.signatures import ExportModule
+from seq2seq_attn.export.validate import (
+    BEAM_WIDTH,
+    KerasDecoder,
+    Reference,
+    check_shortlist,
+    float_failures,
+)
+from seq2seq_attn.inference.runtime import SHORTLIST_FILES, OnnxModel
+
+START, END = 2, 3
+
+
+def narrow(model):
+    """A shortlist without the tokens of the model's full greedy and beam decodes of SOURCE."""
+    used = [model.generate(SOURCE, beam_width=w)["tokens"].numpy() for w in (1, BEAM_WIDTH)]
+    allowed = np.setdiff1d(np.arange(4, VOCAB), np.concatenate([u.ravel() for u in used]))
+    top = np.random.default_rng(0).choice(allowed, size=(30, 2))
+    top[[0, 2, 3]] = 0  # [PAD], [START], [END] are never aligned
+    return sl.Shortlist(top, allowed[:1], VOCAB)
+
+
+@pytest.fixture(scope="module", params=["untied", "tied"])
+def exported(request, tmp_path_factory):
+    """A random model's step graphs and shortlist graphs in onnxruntime (no full export)."""
+    model = random_model(11, tie_embeddings=request.param == "tied")
+    shortlist = narrow(model)
+    module = ExportModule(model, shortlist=shortlist)
+    out = tmp_path_factory.mktemp(request.param)
+    write_encoder_onnx(module, out / "encoder.onnx")
+    to_onnx(module.decode_step, out / "decoder_step.onnx")
+    write_greedy_onnx(module, out)
+    for signature, filename in SHORTLIST_FILES.items():
+        to_onnx(getattr(module, signature), out / filename)
+    return model, shortlist, OnnxModel(out, verify=False)
+
+
+def test_shortlist_graph_gathers_the_batchs_candidates(exported):
+    model, shortlist, runtime = exported
+    candidates = shortlist.candidates(SOURCE)
+    assert len(candidates) < VOCAB
+    out = runtime.shortlist_output(SOURCE)
+    kernel = model.decoder_cell.output_layer.kernel.numpy() if not model.tie_embeddings else None
+    positions = out["shortlist_positions"]
+    np.testing.assert_array_equal(positions[candidates], np.arange(len(candidates)))
+    assert (np.delete(positions, candidates) == len(candidates)).all()
+    assert out["shortlist_kernel"].shape[1] == out["shortlist_bias"].shape[0] == len(candidates)
+    if kernel is not None:
+        np.testing.assert_array_equal(out["shortlist_kernel"], kernel[:, candidates])
+
+
+@pytest.mark.parametrize("beam_width", [1, BEAM_WIDTH])
+def test_host_search_over_the_shortlist_graphs_equals_keras(exported, beam_width):
+    model, shortlist, runtime = exported
+    candidates = shortlist.candidates(SOURCE)
+    keras = model.generate(SOURCE, beam_width=beam_width, candidates=candidates)
+    host = runtime.decode(SOURCE, START, END, beam_width=beam_width, shortlist=True)
+    np.testing.assert_array_equal(host["tokens"], keras["tokens"])
+    np.testing.assert_allclose(host["scores"], keras["scores"], atol=1e-4)
+    assert np.isin(host["tokens"], candidates).all()
+    full = runtime.decode(SOURCE, START, END, beam_width=beam_width)
+    np.testing.assert_array_equal(
+        full["tokens"], model.generate(SOURCE, beam_width=beam_width)["tokens"]
+    )
+    assert not np.isin(full["tokens"], candidates).all()  # the shortlist changed the decode
+
+
+def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
+    model, shortlist, runtime = exported
+    decoder = KerasDecoder(model)
+    references = [Reference(model, SOURCE, decoder), Reference(model, SOURCE[1:], decoder)]
+    result = check_shortlist(references, runtime, decoder, shortlist)
+    assert result["greedy_agreement"] == result["beam4_agreement"] == 1.0
+    assert result["greedy_same_as_full"] == result["beam4_same_as_full"] == 0.0
+    assert result["mean_candidates"] == np.mean(
+        [len(shortlist.candidates(SOURCE)), len(shortlist.candidates(SOURCE[1:]))]
+    )
+    assert float_failures("shortlist", result) == []
+
+    class OffByOne:  # a runtime whose shortlist decode differs in one sentence
+        def decode(self, *args, **kwargs):
+            out = runtime.decode(*args, **kwargs)
+            out["tokens"][0, 0] += 1
+            return out
+
+    broken = check_shortlist(references, OffByOne(), decoder, shortlist)
+    assert broken["greedy_agreement"] == broken["beam4_agreement"] == 3 / 5
+    assert float_failures("shortlist", broken) == [
+        "shortlist: greedy_agreement 0.600 < 1",
+        "shortlist: beam4_agreement 0.600 < 1",
+    ]
+
+
+def test_a_shortlist_decode_needs_the_shortlist_graphs(tmp_path):
+    model = random_model(2)
+    module = ExportModule(model)
+    write_encoder_onnx(module, tmp_path / "encoder.onnx")
+    to_onnx(module.decode_step, tmp_path / "decoder_step.onnx")
+    write_greedy_onnx(module, tmp_path)
+    runtime = OnnxModel(tmp_path, verify=False)
+    assert not runtime.has_shortlist
+    with pytest.raises(ValueError, match="needs an export with shortlist graphs"):
+        runtime.decode(SOURCE, START, END, shortlist=True)
+
+
+def test_the_tiny_export_carries_and_checks_its_shortlist(tiny_export):
+    out, report = tiny_export
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["shortlist"]
+    assert (entry["top_k"], entry["frequent"]) == (100, 500)
+    assert entry["always_ids"] == manifest["vocab_size"]["target"]  # all 30 seen in training
+    assert entry["files"] == list(SHORTLIST_FILES.values())
+    assert all(name in manifest["files"] for name in SHORTLIST_FILES.values())
+    assert {"shortlist_output", "decode_step_shortlist"} <= set(manifest["signatures"])
+    parity = report["artifacts"]["shortlist/onnxruntime"]
+    assert parity["greedy_agreement"] == parity["beam4_agreement"] == 1.0
+    # 500 frequent pieces cover the tiny run's 30: the shortlist decode is the full one.
+    assert parity["greedy_same_as_full"] == parity["beam4_same_as_full"] == 1.0
+    assert parity["mean_candidates"] == manifest["vocab_size"]["target"]
