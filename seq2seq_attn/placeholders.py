@@ -98,6 +98,7 @@ class Item:
         after: the index of the masked text's word after it, or None.
         glue_left, glue_right: no space between it and what precedes / follows it.
         word_next: glued to a letter or digit that follows it (not to punctuation).
+        punct_next: the closing punctuation mark glued after it (`,` in "{name}, you"), or "".
         pair: for a paired tag, the index (in `Masked.items`) of its partner, else None.
     """
 
@@ -110,6 +111,7 @@ class Item:
     glue_right: bool
     pair: int | None = None
     word_next: bool = False
+    punct_next: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +286,8 @@ def _items(text, masked, found, segments):
         glue_right = end < len(text) and not text[end].isspace()
         word_next = end < len(text) and text[end].isalnum()
         item = Item(text[start:end], kind, name, before, after, glue_left, glue_right)
-        items.append(dataclasses.replace(item, word_next=word_next))
+        punct = text[end] if end < len(text) and text[end] in _CLOSING_PUNCTUATION else ""
+        items.append(dataclasses.replace(item, word_next=word_next, punct_next=punct))
     return tuple(_pair_tags(items))
 
 
@@ -395,7 +398,12 @@ def _insert(text, spans, items, slots, wanted, prefix):
         gap = text[left:right]  # the space between them (or the text's leading/trailing)
         sep = gap or " "
         glue_left = group[0].glue_left and left_word and not _ends_prefix(prefix, left)
-        glue_right = group[-1].glue_right and right_word
+        glue_right = group[-1].word_next and right_word
+        if left_word and group[-1].punct_next and text[left - 1] == group[-1].punct_next:
+            left -= 1  # "Hello {name}," -> "Hola {name}," (before the same punctuation)
+            out += [text[at:left], ("" if glue_left else " ") + _join(group)]
+            at = left
+            continue
         joined = _join(group)
         if glue_left:
             middle = joined + (sep if right_word else gap)

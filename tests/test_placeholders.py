@@ -132,6 +132,11 @@ def test_placement_follows_the_alignment():
     masked = DEFAULT.mask("Delete <b>%1</b> files?")
     restored = DEFAULT.restore(masked, "¿Borrar archivos?", np.eye(2))
     assert restored.text == "¿Borrar <b>%1</b> archivos?"
+    masked = DEFAULT.mask("Hello {name}, the king has %d sons.")  # glued to punctuation
+    restored = DEFAULT.restore(masked, "Hola, el rey tiene hijos.", np.eye(5))
+    assert restored.text == "Hola {name}, el rey tiene %d hijos."
+    restored = DEFAULT.restore(DEFAULT.mask("Saved to %s."), "Guardado en.", np.eye(2))
+    assert restored.text == "Guardado en %s."
     masked = DEFAULT.mask("<b>Save</b> now")  # glue kept: no space inside the tags
     assert DEFAULT.restore(masked, "Guardar ya", np.eye(2)).text == "<b>Guardar</b> ya"
 
