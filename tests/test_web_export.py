@@ -7,6 +7,7 @@ chromium through Playwright, as tests/test_serving_live.py does (no browser down
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -165,15 +166,32 @@ def test_page_tokens_equal_python_host_search(browser, served, tiny_export, toke
 
 
 @pytest.mark.browser
-def test_js_tokenizer_ids_equal_python_on_hard_strings(browser, served, tokenizers):
-    from benchmarks.web_page import open_page
+@pytest.mark.parametrize("model", ["tiny", "pretrained"])
+def test_js_tokenizer_ids_equal_python_on_hard_strings(
+    browser, web_dir, tiny_export, tmp_path, model
+):
+    """The tiny model's tokenizer, and the shipped model's (byte fallback on): the page's
+    folder with the pretrained run's .model files in place of the tiny ones."""
+    from benchmarks.web_page import StaticFolder, open_page
+    from seq2seq_attn.commands import PRETRAINED_DIR
 
-    page = open_page(browser, served)
+    folder = web_dir
+    if model == "pretrained":
+        folder = tmp_path / "web"
+        shutil.copytree(web_dir, folder)
+        for side in ("source", "target"):
+            shutil.copy(PRETRAINED_DIR / "tokenizer" / f"{side}.model", folder / "tokenizer")
+    run = tiny_export[0] if model == "tiny" else PRETRAINED_DIR
+    source = TokenizerPair.load(run / "tokenizer").source
     texts = HARD + SENTENCES
-    got = page.evaluate("(t) => window.seq2seqAttn.tokenize(t)", texts)
-    want = [tokenizers.source.encode(text) for text in texts]
+    with StaticFolder(folder) as url:
+        page = open_page(browser, url)
+        got = page.evaluate("(t) => window.seq2seqAttn.tokenize(t)", texts)
+        page.close()
+    want = [source.encode(text) for text in texts]
     assert [t for t, g, w in zip(texts, got, want, strict=True) if g != w] == []
-    page.close()
+    if model == "pretrained":  # byte pieces <0x..> were used
+        assert any(i in range(4, 260) for ids in want for i in ids[1:-1])
 
 
 @pytest.mark.browser
