@@ -178,6 +178,7 @@ class Translator:
                 full_vocabulary=full_vocabulary, placeholders=False, **options,
             )  # fmt: skip
             self.options(beam_width, length_penalty, **options)  # a bad option first
+            check_max_length(max_length)
             return translate_protected(
                 lambda some, prefixes: self.translate(some, target_prefix=prefixes, **kwargs),
                 list(texts), protect, self._prefixes(target_prefix, len(texts)),
