@@ -179,8 +179,12 @@ def test_js_tokenizer_ids_equal_python_on_hard_strings(
     if model == "pretrained":
         folder = tmp_path / "web"
         shutil.copytree(web_dir, folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
         for side in ("source", "target"):
             shutil.copy(PRETRAINED_DIR / "tokenizer" / f"{side}.model", folder / "tokenizer")
+            name = f"tokenizer/{side}.model"
+            manifest["files"][name] = sha256_of(folder / name)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
     run = tiny_export[0] if model == "tiny" else PRETRAINED_DIR
     source = TokenizerPair.load(run / "tokenizer").source
     texts = HARD + SENTENCES
@@ -246,7 +250,7 @@ def test_messages_for_empty_and_too_long_input(browser, served):
 
 
 @pytest.mark.browser
-def test_messages_for_a_missing_file_and_file_url(browser, web_dir):
+def test_messages_for_a_missing_changed_file_and_file_url(browser, web_dir, tmp_path):
     from benchmarks.web_page import StaticFolder, open_page
 
     with StaticFolder(web_dir, hidden={"/decoder_step.onnx"}) as url:
@@ -254,6 +258,16 @@ def test_messages_for_a_missing_file_and_file_url(browser, web_dir):
         assert page.get_attribute("body", "data-ready") == "error"
         status = page.text_content("#status")
         assert "decoder_step.onnx is missing from the model folder (HTTP 404)" in status
+        page.close()
+    changed = tmp_path / "web"
+    shutil.copytree(web_dir, changed)
+    graph = bytearray((changed / "decoder_step.onnx").read_bytes())
+    graph[-1] ^= 1
+    (changed / "decoder_step.onnx").write_bytes(graph)
+    with StaticFolder(changed) as url:
+        page = open_page(browser, url)
+        status = page.text_content("#status")
+        assert "decoder_step.onnx does not match the SHA-256 in manifest.json" in status
         page.close()
     page = browser.new_page()
     page.goto((web_dir / "index.html").as_uri())

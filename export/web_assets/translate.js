@@ -12,7 +12,7 @@ import { Tokenizer } from "./tokenizer.js";
 export { backend };
 
 // An error the page shows as it is; `code` names the kind, as the server's error codes do
-// (empty_text, text_too_long, bad_beam_width, missing_file, not_loaded).
+// (empty_text, text_too_long, bad_beam_width, missing_file, bad_file, not_loaded).
 export class TranslateError extends Error {
   constructor(code, message) {
     super(message);
@@ -55,6 +55,20 @@ async function fetchBytes(url, name, onBytes) {
   return bytes;
 }
 
+// Checks `bytes` against the SHA-256 manifest.json records for `name`, where the browser
+// offers hashing (secure contexts: https, localhost); as the Python runtimes check a file.
+async function verify(bytes, name, manifest) {
+  if (!globalThis.crypto?.subtle) return;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (hex !== manifest.files[name]) {
+    throw new TranslateError(
+      "bad_file",
+      `${name} does not match the SHA-256 in manifest.json (changed or corrupted since the export); export it again`,
+    );
+  }
+}
+
 // Loads the manifest, the two tokenizers and the step graphs (float32, or int8 with
 // `quantized`) of the folder at `folderUrl`. `onProgress({loaded, total})` gets bytes.
 export async function load(folderUrl, { quantized = false, onProgress = () => {} } = {}) {
@@ -68,6 +82,7 @@ export async function load(folderUrl, { quantized = false, onProgress = () => {}
   let done = 0;
   const onBytes = (n) => onProgress({ loaded: (done += n), total });
   const files = await Promise.all(unique.map((name) => fetchBytes(new URL(name, base), name, onBytes)));
+  await Promise.all(unique.map((name, i) => verify(files[i], name, manifest)));
   const byName = Object.fromEntries(unique.map((name, i) => [name, files[i]]));
   const special = manifest.special_ids;
   const source = await Tokenizer.fromBytes(byName[names[0]], special);
