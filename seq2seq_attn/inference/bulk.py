@@ -325,6 +325,9 @@ def _split(element):
 class Translate(beam.PTransform):
     """`(key, line)` -> `{"translations": (key, [lines]), "dead_letters": (key, reason)}`.
 
+    The key is passed through untouched; with `--n-best` lines, the index they print is the
+    key's last item minus 1 when the key is a tuple (the 1-based line number), else 0.
+
     Args:
         export_dir: a local export directory.
         options: `BulkOptions` (see `resolve`).
