@@ -246,6 +246,21 @@ def test_messages_for_empty_and_too_long_input(browser, served):
         many_tokens,
     )
     assert "tokens with [START] and [END]; the limit is 128" in message
+    message = page.evaluate(
+        "(t) => window.seq2seqAttn.translate(t, {beamWidth: 9}).then(() => 'ok', e => e.message)",
+        "March 3",
+    )
+    assert message == "beam width 9: must be from 1 to 8"
+    page.close()
+
+
+@pytest.mark.browser
+def test_message_for_a_browser_without_web_workers(browser, served):
+    page = browser.new_page()
+    page.add_init_script("delete window.Worker;")
+    page.goto(served)
+    page.wait_for_function("document.body.dataset.blocked === 'true'")
+    assert "This browser is too old for this page" in page.text_content("#status")
     page.close()
 
 
