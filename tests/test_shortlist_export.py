@@ -76,6 +76,7 @@ def test_host_search_over_the_shortlist_graphs_equals_keras(exported, beam_width
     assert not np.isin(full["tokens"], candidates).all()  # the shortlist changed the decode
 
 
+@pytest.mark.parametrize("exported", ["untied"], indirect=True)
 def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
     model, shortlist, runtime = exported
     decoder = KerasDecoder(model)
