@@ -228,7 +228,7 @@ class Placeholders:
         if not masked.items:  # nothing was taken out: the translation as it is
             return Restored(translation, PlaceholderReport(0, 0, 0, []))
         cleaned, removed = self._without_placeholders(translation, prefix)
-        if masked.only_placeholders:
+        if masked.only_placeholders and not prefix:  # its own translation
             return Restored(masked.source, PlaceholderReport(len(masked.items), 0, removed, []))
         spans = _word_spans(cleaned)
         first = len(prefix.split()) if prefix else 0

@@ -172,6 +172,13 @@ def test_only_placeholders_is_its_own_translation():
         assert DEFAULT.restore(masked, "anything", None).text == text
 
 
+def test_only_placeholders_with_a_prefix_is_the_prefix_and_the_rest():
+    masked = DEFAULT.mask("%s <br/>")
+    assert DEFAULT.restore(masked, "Hola", None, prefix="Hola").text == "Hola %s <br/>"
+    assert DEFAULT.restore(masked, "Hola %s", None, prefix="Hola %s").text == "Hola %s <br/>"
+    assert DEFAULT.restore(masked, "Hola ", None, prefix="Hola ").text == "Hola %s <br/>"
+
+
 def test_prefix_stays_verbatim_and_is_not_doubled():
     masked = DEFAULT.mask("Delete %1 files")
     restored = DEFAULT.restore(masked, "Eliminar los archivos", np.eye(3, 2), prefix="Eliminar ")
