@@ -9,7 +9,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from seq2seq_attn import _compat
-from seq2seq_attn.export.signatures import SIGNATURES, STEP_SIGNATURES
+from seq2seq_attn.export.signatures import SHORTLIST_SIGNATURES, SIGNATURES, STEP_SIGNATURES
 from seq2seq_attn.inference.runtime import SHORTLIST_FILES
 
 # Where TensorFlow moved a private name the export relies on, it stops here, naming it,
@@ -300,22 +300,27 @@ def write_encoder_onnx(module, path):
     onnx.save(model, str(path))
 
 
-def write_greedy_onnx(module, out_dir, suffix=""):
+def write_greedy_onnx(module, out_dir, suffix="", shortlist=False):
     """`greedy{suffix}.onnx`: `encoder{suffix}.onnx` and `decoder_step{suffix}.onnx` of
     `out_dir` joined by an ONNX `Loop` (`seq2seq_attn.export.greedy_graph`), instead of
     tf2onnx's conversion of the `greedy` signature (at the benchmark size 3.38 GB and 6.5 s to
     convert; at the tutorial's size 2.3x slower to run at batch 1). With `suffix="_int8"`,
-    the quantized graphs' own single graph."""
+    the quantized graphs' own single graph. With `shortlist`, `greedy_shortlist.onnx`: the
+    same loop around `decoder_step_shortlist.onnx`, after `shortlist.onnx`."""
     import onnx
 
     from seq2seq_attn.export.greedy_graph import greedy_onnx
 
     out_dir = Path(out_dir)
     encoder = onnx.load(str(out_dir / f"encoder{suffix}.onnx"))
-    step = onnx.load(str(out_dir / f"decoder_step{suffix}.onnx"))
-    model = greedy_onnx(encoder, step, module.model.start_id, module.model.end_id)
+    name = "decoder_step_shortlist" if shortlist else f"decoder_step{suffix}"
+    step = onnx.load(str(out_dir / f"{name}.onnx"))
+    selection = onnx.load(str(out_dir / SHORTLIST_FILES["shortlist_output"])) if shortlist else None
+    model = greedy_onnx(encoder, step, module.model.start_id, module.model.end_id, selection)
     onnx.checker.check_model(model)
-    onnx.save(model, str(out_dir / f"greedy{suffix}.onnx"))
+    onnx.save(
+        model, str(out_dir / ("greedy_shortlist.onnx" if shortlist else f"greedy{suffix}.onnx"))
+    )
 
 
 def quantize_onnx(path, out_path):
@@ -386,9 +391,12 @@ def export_all(module, out_dir, stage=_run):
     stage("onnx:greedy.onnx", write_greedy_onnx, module, out_dir)
     written.update({name: name for name in ("decoder_step.onnx", "greedy.onnx")})
     if module.shortlist is not None:  # the host search's shortlist graphs (issue 34)
-        for signature, filename in SHORTLIST_FILES.items():
+        for signature in SHORTLIST_SIGNATURES:
+            filename = SHORTLIST_FILES[signature]
             stage(f"onnx:{filename}", to_onnx, getattr(module, signature), out_dir / filename)
             written[filename] = filename
+        stage("onnx:greedy_shortlist.onnx", write_greedy_onnx, module, out_dir, "", True)
+        written["greedy_shortlist.onnx"] = "greedy_shortlist.onnx"
     for filename in ("encoder.onnx", "decoder_step.onnx"):
         quantized = filename.replace(".onnx", "_int8.onnx")
         stage(f"onnx_int8:{quantized}", quantize_onnx, out_dir / filename, out_dir / quantized)

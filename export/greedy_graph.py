@@ -18,7 +18,10 @@ steps, no penalties), which is what the `greedy` signature exports:
     tokens (batch, steps), attention (batch, steps, source), scores = log_probs
 
 Any step graph with the `state_<i>` -> `new_state_<i>` interface works (GRU or LSTM, stacked,
-input feeding, no attention): the body wires states by name. The parity harness checks the
+input feeding, no attention): the body wires states by name. With a shortlist (issue 34),
+`shortlist.onnx` runs once before the loop and `decoder_step_shortlist.onnx` is the step,
+reading the gathered output layer from outside the loop like the encoder's outputs: that is
+`greedy_shortlist.onnx`. The parity harness checks the
 result like any other artifact (`greedy_graph_agreement` of `*.onnx`).
 """
 
@@ -32,7 +35,8 @@ from seq2seq_attn.interface import (
     state_names,
 )
 
-ENCODER_PREFIX, STEP_PREFIX = "encoder/", "step/"
+ENCODER_PREFIX, STEP_PREFIX, SHORTLIST_PREFIX = "encoder/", "step/", "shortlist/"
+SHORTLIST_OUTPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
 
 
 _MEMORY = ("memory", "projected_keys", "mask")  # the encoder's outputs every step reads
@@ -66,10 +70,15 @@ def _bookkeeping(logits, attention):
     ]
 
 
-def _body(step, states, end_id):
-    """The `Loop` body: step, choice, bookkeeping. Reads the encoder's outputs from outside."""
+def _body(step, states, end_id, shortlisted=False):
+    """The `Loop` body: step, choice, bookkeeping. Reads the encoder's outputs (and the
+    shortlist graph's, when `shortlisted`) from outside."""
     node, p = helper.make_node, STEP_PREFIX
     nodes = [node("Identity", [f"{ENCODER_PREFIX}{n}"], [f"{p}{n}"]) for n in _MEMORY]
+    if shortlisted:
+        nodes += [
+            node("Identity", [f"{SHORTLIST_PREFIX}{n}"], [f"{p}{n}"]) for n in SHORTLIST_OUTPUTS
+        ]
     nodes += list(step.graph.node)
     nodes += _bookkeeping(f"{p}logits", f"{p}attention")
     nodes += [
@@ -141,14 +150,16 @@ def _constants(arrays):
     return [numpy_helper.from_array(a, name) for name, a in arrays.items()]
 
 
-def greedy_onnx(encoder, step, start_id, end_id):
+def greedy_onnx(encoder, step, start_id, end_id, shortlist=None):
     """The `greedy` graph of `encoder` and `step` (ONNX `ModelProto`s of one export).
 
     Args:
         encoder: `encoder.onnx`: source_ids -> memory, projected_keys, mask, state_<i>.
         step: `decoder_step.onnx`: prev_tokens, state_<i>, memory, projected_keys, mask ->
-            logits, attention, new_state_<i>.
+            logits, attention, new_state_<i>; with `shortlist`, `decoder_step_shortlist.onnx`
+            (the same plus the `SHORTLIST_OUTPUTS` inputs).
         start_id, end_id: the target [START] and [END] ids.
+        shortlist: optional `shortlist.onnx`: source_ids -> `SHORTLIST_OUTPUTS`, run once.
 
     Returns:
         an `onnx.ModelProto`: source_ids int32 `(batch, length)` -> tokens int32
@@ -162,6 +173,12 @@ def greedy_onnx(encoder, step, start_id, end_id):
     step = compose.add_prefix(step, STEP_PREFIX)
     node, e = helper.make_node, ENCODER_PREFIX
     nodes = [node("Identity", ["source_ids"], [f"{e}source_ids"]), *encoder.graph.node]
+    if shortlist is not None:
+        shortlist = compose.add_prefix(shortlist, SHORTLIST_PREFIX)
+        nodes += [
+            node("Identity", ["source_ids"], [f"{SHORTLIST_PREFIX}source_ids"]),
+            *shortlist.graph.node,
+        ]
     nodes += [
         node("Shape", ["source_ids"], ["source_shape"]),
         node("Gather", ["source_shape", "index0"], ["batch1"]),
@@ -179,7 +196,7 @@ def greedy_onnx(encoder, step, start_id, end_id):
             ["prev_last", "finished_last", "scores"]
             + [f"{name}_last" for name in states]
             + ["tokens_by_step", "attention_by_step"],
-            body=_body(step, states, end_id),
+            body=_body(step, states, end_id, shortlist is not None),
         ),
         node("Transpose", ["tokens_by_step"], ["tokens"], perm=[1, 0]),
         node("Transpose", ["attention_by_step"], ["attention"], perm=[1, 0, 2]),
@@ -198,12 +215,13 @@ def greedy_onnx(encoder, step, start_id, end_id):
         ],
         [
             *encoder.graph.initializer,
+            *([] if shortlist is None else shortlist.graph.initializer),
             *_constants(OUTER_CONSTANTS),
             numpy_helper.from_array(np.array([start_id], np.int32), "start_id"),
         ],
     )
     opsets = {}
-    for model in (encoder, step):
+    for model in (encoder, step) + (() if shortlist is None else (shortlist,)):
         for imp in model.opset_import:
             opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)
     model = helper.make_model(

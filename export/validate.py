@@ -326,14 +326,16 @@ def check_shortlist(references, runtime, decoder, shortlist):
 
     Each parity batch decodes over its candidates (`shortlist.candidates`, the union over
     the batch) in Keras (`generate(..., candidates=...)`) and on `runtime` (`decode(...,
-    shortlist=True)`), greedy and beam 4; the tokens must agree exactly. Beside that, the
-    share of sentences whose shortlist decode is the full-vocabulary Keras decode.
+    shortlist=True)`, greedy and beam 4, and the single graph `greedy_shortlist.onnx`); the
+    tokens must agree exactly. Beside that, the share of sentences whose shortlist decode is
+    the full-vocabulary Keras decode.
 
     Returns:
-        dict: `greedy_agreement`, `beam4_agreement` (shares of all sentences),
-        `greedy_same_as_full`, `beam4_same_as_full`, and `mean_candidates` per batch.
+        dict: `greedy_agreement`, `beam4_agreement`, `greedy_graph_agreement` (shares of all
+        sentences), `greedy_same_as_full`, `beam4_same_as_full`, and `mean_candidates` per
+        batch.
     """
-    same = {"greedy_agreement": 0, "beam4_agreement": 0}
+    same = {"greedy_agreement": 0, "beam4_agreement": 0, "greedy_graph_agreement": 0}
     same.update(greedy_same_as_full=0, beam4_same_as_full=0)
     sizes = []
     for reference in references:
@@ -348,6 +350,11 @@ def check_shortlist(references, runtime, decoder, shortlist):
             full = reference.greedy if which == "greedy" else reference.beam
             same[f"{name}_agreement"] += sum(a == b for a, b in zip(host, keras, strict=True))
             same[f"{name}_same_as_full"] += sum(a == b for a, b in zip(keras, full, strict=True))
+            if width == 1:
+                graph = _trim(runtime.greedy_graph(ids, shortlist=True)["tokens"], end)
+                same["greedy_graph_agreement"] += sum(
+                    a == b for a, b in zip(graph, keras, strict=True)
+                )
     total = sum(len(r.source_ids) for r in references)
     result = {key: count / total for key, count in same.items()}
     result["mean_candidates"] = float(np.mean(sizes))

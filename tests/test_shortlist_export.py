@@ -1,5 +1,6 @@
-"""The shortlist graphs of an export (issue 34): `shortlist.onnx` and
-`decoder_step_shortlist.onnx`, the host search over them, their parity check and manifest."""
+"""The shortlist graphs of an export (issue 34): `shortlist.onnx`,
+`decoder_step_shortlist.onnx` and `greedy_shortlist.onnx`, the host search and the single
+graph over them, their parity check and manifest entry."""
 
 import json
 
@@ -9,7 +10,7 @@ from test_shortlist_decoding import SOURCE, VOCAB, random_model
 
 from seq2seq_attn import shortlist as sl
 from seq2seq_attn.export.convert import to_onnx, write_encoder_onnx, write_greedy_onnx
-from seq2seq_attn.export.signatures import ExportModule
+from seq2seq_attn.export.signatures import SHORTLIST_SIGNATURES, ExportModule
 from seq2seq_attn.export.validate import (
     BEAM_WIDTH,
     KerasDecoder,
@@ -20,6 +21,10 @@ from seq2seq_attn.export.validate import (
 from seq2seq_attn.inference.runtime import SHORTLIST_FILES, OnnxModel
 
 START, END = 2, 3
+
+
+def full_tokens(model):
+    return model.generate(SOURCE)["tokens"].numpy()
 
 
 def narrow(model):
@@ -41,8 +46,9 @@ def exported(request, tmp_path_factory):
     write_encoder_onnx(module, out / "encoder.onnx")
     to_onnx(module.decode_step, out / "decoder_step.onnx")
     write_greedy_onnx(module, out)
-    for signature, filename in SHORTLIST_FILES.items():
-        to_onnx(getattr(module, signature), out / filename)
+    for signature in SHORTLIST_SIGNATURES:
+        to_onnx(getattr(module, signature), out / SHORTLIST_FILES[signature])
+    write_greedy_onnx(module, out, shortlist=True)
     return model, shortlist, OnnxModel(out, verify=False)
 
 
@@ -69,6 +75,11 @@ def test_host_search_over_the_shortlist_graphs_equals_keras(exported, beam_width
     np.testing.assert_array_equal(host["tokens"], keras["tokens"])
     np.testing.assert_allclose(host["scores"], keras["scores"], atol=1e-4)
     assert np.isin(host["tokens"], candidates).all()
+    if beam_width == 1:  # and the single graph, greedy_shortlist.onnx
+        graph = runtime.greedy_graph(SOURCE, shortlist=True)
+        np.testing.assert_array_equal(graph["tokens"], keras["tokens"])
+        np.testing.assert_allclose(graph["scores"], keras["scores"], atol=1e-4)
+        np.testing.assert_array_equal(runtime.greedy_graph(SOURCE)["tokens"], full_tokens(model))
     full = runtime.decode(SOURCE, START, END, beam_width=beam_width)
     np.testing.assert_array_equal(
         full["tokens"], model.generate(SOURCE, beam_width=beam_width)["tokens"]
@@ -83,23 +94,32 @@ def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
     references = [Reference(model, SOURCE, decoder), Reference(model, SOURCE[1:], decoder)]
     result = check_shortlist(references, runtime, decoder, shortlist)
     assert result["greedy_agreement"] == result["beam4_agreement"] == 1.0
+    assert result["greedy_graph_agreement"] == 1.0
     assert result["greedy_same_as_full"] == result["beam4_same_as_full"] == 0.0
     assert result["mean_candidates"] == np.mean(
         [len(shortlist.candidates(SOURCE)), len(shortlist.candidates(SOURCE[1:]))]
     )
     assert float_failures("shortlist", result) == []
 
-    class OffByOne:  # a runtime whose shortlist decode differs in one sentence
+    class OffByOne:  # a runtime whose shortlist decodes differ in one sentence
         def decode(self, *args, **kwargs):
             out = runtime.decode(*args, **kwargs)
             out["tokens"][0, 0] += 1
             return out
 
+        def greedy_graph(self, *args, **kwargs):
+            out = dict(runtime.greedy_graph(*args, **kwargs))
+            out["tokens"] = out["tokens"].copy()
+            out["tokens"][0, 0] += 1
+            return out
+
     broken = check_shortlist(references, OffByOne(), decoder, shortlist)
     assert broken["greedy_agreement"] == broken["beam4_agreement"] == 3 / 5
+    assert broken["greedy_graph_agreement"] == 3 / 5
     assert float_failures("shortlist", broken) == [
         "shortlist: greedy_agreement 0.600 < 1",
         "shortlist: beam4_agreement 0.600 < 1",
+        "shortlist: greedy_graph_agreement 0.600 < 1",
     ]
 
 
@@ -113,6 +133,8 @@ def test_a_shortlist_decode_needs_the_shortlist_graphs(tmp_path):
     assert not runtime.has_shortlist
     with pytest.raises(ValueError, match="needs an export with shortlist graphs"):
         runtime.decode(SOURCE, START, END, shortlist=True)
+    with pytest.raises(ValueError, match="needs an export with shortlist graphs"):
+        runtime.greedy_graph(SOURCE, shortlist=True)
 
 
 def test_the_tiny_export_carries_and_checks_its_shortlist(tiny_export):
@@ -126,6 +148,7 @@ def test_the_tiny_export_carries_and_checks_its_shortlist(tiny_export):
     assert {"shortlist_output", "decode_step_shortlist"} <= set(manifest["signatures"])
     parity = report["artifacts"]["shortlist/onnxruntime"]
     assert parity["greedy_agreement"] == parity["beam4_agreement"] == 1.0
+    assert parity["greedy_graph_agreement"] == 1.0
     # 500 frequent pieces cover the tiny run's 30: the shortlist decode is the full one.
     assert parity["greedy_same_as_full"] == parity["beam4_same_as_full"] == 1.0
     assert parity["mean_candidates"] == manifest["vocab_size"]["target"]

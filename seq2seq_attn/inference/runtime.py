@@ -10,9 +10,10 @@ and `model.greedy_graph(source_ids)`, the whole greedy decode exported as one gr
 Arrays are NumPy: ids int32, floats float32, the mask bool.
 
 An export of a run with a lexical shortlist also has `shortlist.onnx` (source ids -> the
-output layer's columns of the batch's candidates, once per decode) and
-`decoder_step_shortlist.onnx` (the step over those columns); `OnnxModel.decode(...,
-shortlist=True)` runs the host search over them.
+output layer's columns of the batch's candidates, once per decode),
+`decoder_step_shortlist.onnx` (the step over those columns) and `greedy_shortlist.onnx` (the
+two in one greedy graph); `OnnxModel.decode(..., shortlist=True)` runs the host search over
+them and `greedy_graph(..., shortlist=True)` the single graph.
 
 Before a runtime loads a file of an export, it checks the file's SHA-256 against the one
 `manifest.json` records (`verify_export_files`): a changed or corrupted artifact is refused
@@ -39,6 +40,7 @@ _WHAT_TO_DO = "export the run again, or restore the file from the original expor
 SHORTLIST_FILES = {
     "shortlist_output": "shortlist.onnx",
     "decode_step_shortlist": "decoder_step_shortlist.onnx",
+    "greedy_shortlist": "greedy_shortlist.onnx",
 }
 SHORTLIST_INPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
 
@@ -148,8 +150,13 @@ class _StepModel:
         new_states = [out[new_state_name(i)] for i in range(len(self.state_names))]
         return out["logits"], new_states, out["attention"]
 
-    def greedy_graph(self, source_ids):
-        return self._run("greedy", {"source_ids": _source_batch(source_ids)})
+    def greedy_graph(self, source_ids, shortlist=False):
+        """The whole greedy decode in one graph; with `shortlist`, over the batch's
+        shortlist candidates (`greedy_shortlist.onnx`)."""
+        if shortlist and not self.has_shortlist:
+            raise ValueError("`shortlist=True` needs an export with shortlist graphs")
+        graph = "greedy_shortlist" if shortlist else "greedy"
+        return self._run(graph, {"source_ids": _source_batch(source_ids)})
 
     @property
     def has_shortlist(self):
