@@ -120,12 +120,14 @@ def served(web_dir):
         yield url
 
 
-def _python_results(export_dir, tokenizers, texts, quantized, beam):
+def _python_results(export_dir, tokenizers, texts, quantized, beam, length_penalty=0.0):
     model = OnnxModel(export_dir, quantized=quantized)
     out = []
     for text in texts:
         ids = np.array([tokenizers.source.encode(text)], np.int32)
-        result = model.decode(ids, 2, 3, beam_width=beam, n_best=min(beam, 2))
+        result = model.decode(
+            ids, 2, 3, beam_width=beam, n_best=min(beam, 2), length_penalty=length_penalty
+        )
         rows = [list(map(int, t)) for t in result["nbest_tokens"][0]]
         rows = [row[: row.index(3) + 1] if 3 in row else row for row in rows]
         out.append((ids[0].tolist(), rows, result["nbest_scores"][0].tolist()))
@@ -142,12 +144,13 @@ def test_page_tokens_equal_python_host_search(browser, served, tiny_export, toke
     assert len(texts) >= 50 and min(lengths) <= 12 and max(lengths) >= 60  # mixed lengths
     page = open_page(browser, served + ("?graphs=int8" if kind == "int8" else ""))
     assert page.get_attribute("body", "data-ready") == "true", page.text_content("#status")
-    for beam in (1, 4):
+    for beam, alpha in [(1, 0.0), (4, 0.0)] + [(4, 1.0)] * (kind == "float32"):
         got = page.evaluate(
-            "([t, b]) => window.seq2seqAttn.translateAll(t, {beamWidth: b, nBest: Math.min(b, 2)})",
-            [texts, beam],
+            "([t, b, a]) => window.seq2seqAttn.translateAll("
+            "t, {beamWidth: b, nBest: Math.min(b, 2), lengthPenalty: a})",
+            [texts, beam, alpha],
         )
-        want = _python_results(tiny_export[0], tokenizers, texts, kind == "int8", beam)
+        want = _python_results(tiny_export[0], tokenizers, texts, kind == "int8", beam, alpha)
         mismatches = []
         for text, js, (ids, rows, scores) in zip(texts, got, want, strict=True):
             assert js["sourceIds"] == ids
@@ -159,9 +162,8 @@ def test_page_tokens_equal_python_host_search(browser, served, tiny_export, toke
             assert len(js["attention"]) == len(rows[0])
             assert all(len(row) == len(ids) for row in js["attention"])
             assert all(abs(sum(row) - 1) < 1e-4 for row in js["attention"])
-        assert not mismatches, (
-            f"{len(mismatches)} of {len(texts)} differ (beam {beam}): {mismatches[:3]}"
-        )
+        count = f"{len(mismatches)} of {len(texts)} differ (beam {beam}, alpha {alpha})"
+        assert not mismatches, f"{count}: {mismatches[:3]}"
     page.close()
 
 
