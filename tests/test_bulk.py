@@ -152,8 +152,9 @@ def test_a_runtime_failure_dead_letters_only_its_line(tiny_export, tmp_path):
 
 
 def test_same_bytes_twice_with_one_and_two_workers(tiny_export, tmp_path):
-    """Run twice (one in-process worker, then two worker processes): identical files; the
-    second run replaces the first's shards, and older extra shards are removed."""
+    """Run with one in-process worker, then into the same prefix with bigger shards, then
+    with two worker processes: the first and last write identical files, and each run
+    replaces the older shards of the prefix."""
     lines, _ = corpus(120, seed=3)
     (tmp_path / "in.txt").write_bytes(b"\n".join(lines))  # no final newline: still 120 lines
     options = resolve({"beam_width": 2}, batch_size=8)
@@ -161,7 +162,8 @@ def test_same_bytes_twice_with_one_and_two_workers(tiny_export, tmp_path):
     run_job(tiny_export[0], tmp_path / "in.txt", prefix, options, lines_per_shard=20)
     first = {p.name: p.read_bytes() for p in tmp_path.glob("es-*")}
     assert len(first) == 7  # 6 shards and the dead letters
-    run_job(tiny_export[0], tmp_path / "in.txt", prefix, options, workers=2, lines_per_shard=50)
+    run_job(tiny_export[0], tmp_path / "in.txt", prefix, options, lines_per_shard=50)
+    assert len(list(tmp_path.glob("es-*"))) == 4  # 3 shards: the 6 older ones are gone
     run_job(tiny_export[0], tmp_path / "in.txt", prefix, options, workers=2, lines_per_shard=20)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("es-*")} == first
     assert not list(tmp_path.glob("es.incomplete-*"))
