@@ -13,6 +13,13 @@ const STATE = /^state_(\d+)$/;
 ort.env.wasm.numThreads = 1;
 
 export const backend = "onnxruntime-web (WebAssembly, 1 thread)";
+// The runtime's WebAssembly binary, fetched by the caller (so that its download shows in the
+// page's progress) instead of by onnxruntime-web itself.
+export const RUNTIME_WASM = "ort-wasm-simd-threaded.wasm";
+
+export function useRuntimeBinary(bytes) {
+  if (!ort.env.wasm.wasmBinary) ort.env.wasm.wasmBinary = bytes;
+}
 
 function repeatRows(data, rows) {
   const out = new Float32Array(data.length * rows);

@@ -5,7 +5,7 @@
 //   import { load, translate } from "./translate.js";
 //   await load("./", { quantized: false });
 //   const { text, tokens, score, attention } = await translate("March 3, 2001", { beamWidth: 4 });
-import { StepModel, backend } from "./model.js";
+import { RUNTIME_WASM, StepModel, backend, useRuntimeBinary } from "./model.js";
 import { beamSearch, greedySearch, maxLengthFor } from "./search.js";
 import { Tokenizer } from "./tokenizer.js";
 
@@ -69,21 +69,23 @@ async function verify(bytes, name, manifest) {
   }
 }
 
-// Loads the manifest, the two tokenizers and the step graphs (float32, or int8 with
-// `quantized`) of the folder at `folderUrl`. `onProgress({loaded, total})` gets bytes.
+// Loads the manifest, the two tokenizers, the step graphs (float32, or int8 with `quantized`)
+// and the runtime's WebAssembly of the folder at `folderUrl`. `onProgress({loaded, total})`
+// gets bytes.
 export async function load(folderUrl, { quantized = false, onProgress = () => {} } = {}) {
   const base = new URL(folderUrl.endsWith("/") ? folderUrl : `${folderUrl}/`, self.location.href);
   const manifestBytes = await fetchBytes(new URL("manifest.json", base), "manifest.json", () => {});
   const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
   const graphs = manifest.graphs[quantized ? "int8" : "float32"];
   const names = [manifest.tokenizer.source, manifest.tokenizer.target, graphs.encoder, graphs.decoder_step];
-  const unique = [...new Set(names)];
+  const unique = [...new Set(names), RUNTIME_WASM];
   const total = unique.reduce((sum, name) => sum + (manifest.sizes[name] || 0), 0);
   let done = 0;
   const onBytes = (n) => onProgress({ loaded: (done += n), total });
   const files = await Promise.all(unique.map((name) => fetchBytes(new URL(name, base), name, onBytes)));
   await Promise.all(unique.map((name, i) => verify(files[i], name, manifest)));
   const byName = Object.fromEntries(unique.map((name, i) => [name, files[i]]));
+  useRuntimeBinary(byName[RUNTIME_WASM]);
   const special = manifest.special_ids;
   const source = await Tokenizer.fromBytes(byName[names[0]], special);
   const target = names[1] === names[0] ? source : await Tokenizer.fromBytes(byName[names[1]], special);
