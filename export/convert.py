@@ -9,7 +9,11 @@ from pathlib import Path
 import tensorflow as tf
 
 from seq2seq_attn import _compat
-from seq2seq_attn.export.signatures import SHORTLIST_SIGNATURES, SIGNATURES, STEP_SIGNATURES
+from seq2seq_attn.export.signatures import (
+    SHORTLIST_STEP_SIGNATURES,
+    SIGNATURES,
+    STEP_SIGNATURES,
+)
 from seq2seq_attn.inference.runtime import SHORTLIST_FILES
 
 # Where TensorFlow moved a private name the export relies on, it stops here, naming it,
@@ -26,7 +30,7 @@ def save_saved_model(module, path):
     """Writes a SavedModel with every signature `module` has (TF Serving ready)."""
     signatures = {
         name: getattr(module, name).get_concrete_function()
-        for name in SIGNATURES
+        for name in (*SIGNATURES, *module.shortlist_signatures)
         if hasattr(module, name)
     }
     tf.saved_model.save(module, str(path), signatures=signatures)
@@ -63,7 +67,7 @@ def save_frozen_steps(module, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as parts:
         directories = []
-        for name in STEP_SIGNATURES:
+        for name in (*STEP_SIGNATURES, *module.shortlist_signatures):
             signature = {name: _named_frozen(getattr(module, name))}
             directories.append(Path(parts) / name)
             tf.saved_model.save(tf.Module(), str(directories[-1]), signatures=signature)
@@ -72,19 +76,20 @@ def save_frozen_steps(module, path):
         merge_signature_saved_models(directories, path)
 
 
-def to_tflite(frozen_dir, path, quantization=None):
+def to_tflite(frozen_dir, path, quantization=None, signatures=STEP_SIGNATURES):
     """Converts the frozen step SavedModel to a LiteRT flatbuffer with builtin ops only.
 
     Args:
         frozen_dir: output of `save_frozen_steps`.
         path: the `.tflite` file to write.
         quantization: None (float32), "fp16" (float16 weights) or "int8" (dynamic range).
+        signatures: the frozen signatures to convert (with a shortlist, its three too).
     """
     if quantization not in (None, "fp16", "int8"):
         raise ValueError(f"`quantization` must be None, 'fp16' or 'int8', got {quantization!r}")
     # `from_saved_model`'s converter without its three Python loads of the SavedModel:
     # 2.29 GB against 3.26 GB at the benchmark size, byte-identical (see `_compat`).
-    converter = _compat.tflite_converter(frozen_dir, STEP_SIGNATURES)
+    converter = _compat.tflite_converter(frozen_dir, list(signatures))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
     if quantization in ("fp16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -383,7 +388,8 @@ def export_all(module, out_dir, stage=_run):
         frozen = Path(tmp) / "frozen"
         stage("frozen_step_graphs", save_frozen_steps, module, frozen)
         for filename, quantization in TFLITE_VARIANTS.items():
-            stage(f"tflite:{filename}", to_tflite, frozen, out_dir / filename, quantization)
+            names = (*STEP_SIGNATURES, *module.shortlist_signatures)
+            stage(f"tflite:{filename}", to_tflite, frozen, out_dir / filename, quantization, names)
             written[filename] = filename
     stage("onnx:encoder.onnx", write_encoder_onnx, module, out_dir / "encoder.onnx")
     written["encoder.onnx"] = "encoder.onnx"
@@ -391,7 +397,7 @@ def export_all(module, out_dir, stage=_run):
     stage("onnx:greedy.onnx", write_greedy_onnx, module, out_dir)
     written.update({name: name for name in ("decoder_step.onnx", "greedy.onnx")})
     if module.shortlist is not None:  # the host search's shortlist graphs (issue 34)
-        for signature in SHORTLIST_SIGNATURES:
+        for signature in SHORTLIST_STEP_SIGNATURES:
             filename = SHORTLIST_FILES[signature]
             stage(f"onnx:{filename}", to_onnx, getattr(module, signature), out_dir / filename)
             written[filename] = filename

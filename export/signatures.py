@@ -17,6 +17,8 @@ search over the shortlist's candidates (the step graph's output layer is gathere
     decode_step_shortlist(prev_tokens, state_0.., memory, projected_keys, mask,
                           shortlist_kernel, shortlist_bias, shortlist_positions)
                                   -> logits (NEG_INF outside the candidates), attention, ...
+    greedy_shortlist(source_ids)  -> tokens, scores, attention (greedy over the batch's
+                                     candidates, computed in the graph)
 
 The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. Input names
 never equal output names (tf2onnx rejects graphs where they do).
@@ -31,7 +33,10 @@ from seq2seq_attn.interface import new_state_name, state_name
 from seq2seq_attn.search import shortlist_candidates
 
 SIGNATURES = ("encode", "decode_step", "greedy", "translate_ids", "serving_default")
-SHORTLIST_SIGNATURES = ("shortlist_output", "decode_step_shortlist")
+# With a shortlist: the two graphs the host search runs (converted to ONNX on their own),
+# and the whole greedy decode over the candidates (SavedModel and TFLite; ONNX joins its own).
+SHORTLIST_STEP_SIGNATURES = ("shortlist_output", "decode_step_shortlist")
+SHORTLIST_SIGNATURES = (*SHORTLIST_STEP_SIGNATURES, "greedy_shortlist")
 SHORTLIST_OUTPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
 STEP_SIGNATURES = ("encode", "decode_step", "greedy")  # what TFLite and ONNX carry
 
@@ -109,6 +114,7 @@ class ExportModule(tf.Module):
             self.shortlist_output = trace(self._shortlist_output, input_signature=[ids])
             step_specs = self.step_specs(length) + self.shortlist_specs()
             self.decode_step_shortlist = trace(self._decode_step, input_signature=step_specs)
+            self.greedy_shortlist = trace(self._greedy_shortlist, input_signature=[ids])
 
     @property
     def model(self):
@@ -145,12 +151,28 @@ class ExportModule(tf.Module):
             spec([cell.vocab_size], tf.int32, positions),
         ]
 
-    def _shortlist_output(self, source_ids):
-        shortlist, cell = self.shortlist, self.model.decoder_cell
-        candidates = shortlist_candidates(
-            source_ids, tf.constant(shortlist.top), tf.constant(shortlist.always), cell.vocab_size
+    @property
+    def shortlist_signatures(self):
+        """`SHORTLIST_SIGNATURES` when the module has a shortlist, else ()."""
+        return SHORTLIST_SIGNATURES if self.shortlist is not None else ()
+
+    def _candidates(self, source_ids):
+        """The batch's shortlist candidates, from the shortlist's tables as constants."""
+        shortlist = self.shortlist
+        return shortlist_candidates(
+            source_ids,
+            tf.constant(shortlist.top),
+            tf.constant(shortlist.always),
+            self.model.decoder_cell.vocab_size,
         )
-        kernel, bias, positions = cell.shortlist_output(candidates)
+
+    def _greedy_shortlist(self, source_ids):
+        out = self.model.generate(source_ids, beam_width=1, candidates=self._candidates(source_ids))
+        return {k: out[k] for k in ("tokens", "scores", "attention")}
+
+    def _shortlist_output(self, source_ids):
+        cell = self.model.decoder_cell
+        kernel, bias, positions = cell.shortlist_output(self._candidates(source_ids))
         values = (tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32), positions)
         return dict(zip(SHORTLIST_OUTPUTS, values, strict=True))
 

@@ -321,14 +321,25 @@ def runtimes(directory, threads=None):
     ]
 
 
-def check_shortlist(references, runtime, decoder, shortlist):
+class SavedModelGreedy:
+    """The SavedModel's `greedy_shortlist` signature as a runtime with only `greedy_graph`."""
+
+    def __init__(self, signatures):
+        self.signatures = signatures
+
+    def greedy_graph(self, source_ids, shortlist=True):
+        run = self.signatures["greedy_shortlist" if shortlist else "greedy"]
+        return {k: v.numpy() for k, v in run(source_ids=tf.constant(source_ids)).items()}
+
+
+def check_shortlist(references, runtime, decoder, shortlist, host=True):
     """The host search over the shortlist graphs against Keras' shortlist decode.
 
     Each parity batch decodes over its candidates (`shortlist.candidates`, the union over
     the batch) in Keras (`generate(..., candidates=...)`) and on `runtime` (`decode(...,
     shortlist=True)`, greedy and beam 4, and the single graph `greedy_shortlist.onnx`); the
     tokens must agree exactly. Beside that, the share of sentences whose shortlist decode is
-    the full-vocabulary Keras decode.
+    the full-vocabulary Keras decode. `host=False`: only the single graph (the SavedModel).
 
     Returns:
         dict: `greedy_agreement`, `beam4_agreement`, `greedy_graph_agreement` (shares of all
@@ -337,18 +348,22 @@ def check_shortlist(references, runtime, decoder, shortlist):
     """
     same = {"greedy_agreement": 0, "beam4_agreement": 0, "greedy_graph_agreement": 0}
     same.update(greedy_same_as_full=0, beam4_same_as_full=0)
+    if not host:
+        same = {"greedy_graph_agreement": 0, "greedy_same_as_full": 0}
     sizes = []
     for reference in references:
         ids, start, end = reference.source_ids, reference.start_id, reference.end_id
         candidates = shortlist.candidates(ids)
         sizes.append(len(candidates))
         for width, which, name in ((1, "greedy", "greedy"), (BEAM_WIDTH, "beam", "beam4")):
+            if not host and width > 1:
+                continue
             keras = _trim(decoder.generate_shortlist(ids, candidates, width)["tokens"], end)
-            host = _trim(
-                runtime.decode(ids, start, end, beam_width=width, shortlist=True)["tokens"], end
-            )
             full = reference.greedy if which == "greedy" else reference.beam
-            same[f"{name}_agreement"] += sum(a == b for a, b in zip(host, keras, strict=True))
+            if host:
+                out = runtime.decode(ids, start, end, beam_width=width, shortlist=True)
+                got = _trim(out["tokens"], end)
+                same[f"{name}_agreement"] += sum(a == b for a, b in zip(got, keras, strict=True))
             same[f"{name}_same_as_full"] += sum(a == b for a, b in zip(keras, full, strict=True))
             if width == 1:
                 graph = _trim(runtime.greedy_graph(ids, shortlist=True)["tokens"], end)
@@ -657,11 +672,18 @@ def _validate(
                 name, variant, result, _rows(host_greedy), keras_bleu, tokenizers, sorted_refs
             )
     if shortlist is not None:
-        key = "shortlist/onnxruntime"
-        progress(key)
-        runtime = OnnxModel(directory, threads=threads)
-        artifacts[key] = check_shortlist(keras, runtime, decoder, shortlist)
-        failures += float_failures("shortlist (*_shortlist.onnx)", artifacts[key])
+        checks = {
+            "shortlist/onnxruntime": lambda: OnnxModel(directory, threads=threads),
+            "shortlist/litert": lambda: LiteRTModel(directory / "model.tflite", threads=threads),
+            "shortlist/saved_model": lambda: SavedModelGreedy(
+                tf.saved_model.load(str(directory / "saved_model")).signatures
+            ),
+        }
+        for key, make in checks.items():
+            progress(key)
+            host = not key.endswith("saved_model")
+            artifacts[key] = check_shortlist(keras, make(), decoder, shortlist, host)
+            failures += float_failures(key, artifacts[key])
     key = f"search options/{OPTIONS_RUNTIME}"
     progress(key)
     options_runtime = OnnxModel(directory, threads=threads)

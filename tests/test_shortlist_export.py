@@ -146,9 +146,47 @@ def test_the_tiny_export_carries_and_checks_its_shortlist(tiny_export):
     assert entry["files"] == list(SHORTLIST_FILES.values())
     assert all(name in manifest["files"] for name in SHORTLIST_FILES.values())
     assert {"shortlist_output", "decode_step_shortlist"} <= set(manifest["signatures"])
-    parity = report["artifacts"]["shortlist/onnxruntime"]
-    assert parity["greedy_agreement"] == parity["beam4_agreement"] == 1.0
-    assert parity["greedy_graph_agreement"] == 1.0
+    for runtime in ("onnxruntime", "litert"):
+        parity = report["artifacts"][f"shortlist/{runtime}"]
+        assert parity["greedy_agreement"] == parity["beam4_agreement"] == 1.0
+        assert parity["greedy_graph_agreement"] == 1.0
+    assert report["artifacts"]["shortlist/saved_model"]["greedy_graph_agreement"] == 1.0
     # 500 frequent pieces cover the tiny run's 30: the shortlist decode is the full one.
     assert parity["greedy_same_as_full"] == parity["beam4_same_as_full"] == 1.0
     assert parity["mean_candidates"] == manifest["vocab_size"]["target"]
+
+
+def test_tflite_and_saved_model_carry_the_shortlist(tmp_path):
+    """builtin ops only (the converter refuses others), and the same tokens as Keras."""
+    import tensorflow as tf
+
+    from seq2seq_attn.export.convert import (
+        STEP_SIGNATURES,
+        save_frozen_steps,
+        save_saved_model,
+        to_tflite,
+    )
+    from seq2seq_attn.export.validate import SavedModelGreedy
+    from seq2seq_attn.inference.runtime import LiteRTModel
+
+    model = random_model(11)
+    shortlist = narrow(model)
+    module = ExportModule(model, shortlist=shortlist)
+    save_frozen_steps(module, tmp_path / "frozen")
+    names = (*STEP_SIGNATURES, *module.shortlist_signatures)
+    to_tflite(tmp_path / "frozen", tmp_path / "model.tflite", None, names)
+    litert = LiteRTModel(tmp_path / "model.tflite", verify=False)
+    assert litert.has_shortlist
+    save_saved_model(module, tmp_path / "saved_model")
+    saved = SavedModelGreedy(tf.saved_model.load(str(tmp_path / "saved_model")).signatures)
+    candidates = shortlist.candidates(SOURCE)
+    for width in (1, BEAM_WIDTH):
+        keras = model.generate(SOURCE, beam_width=width, candidates=candidates)["tokens"]
+        host = litert.decode(SOURCE, START, END, beam_width=width, shortlist=True)["tokens"]
+        np.testing.assert_array_equal(host, keras)
+    keras = model.generate(SOURCE, candidates=candidates)["tokens"].numpy()
+    for runtime in (litert, saved):
+        np.testing.assert_array_equal(runtime.greedy_graph(SOURCE, shortlist=True)["tokens"], keras)
+        np.testing.assert_array_equal(
+            runtime.greedy_graph(SOURCE, shortlist=False)["tokens"], full_tokens(model)
+        )

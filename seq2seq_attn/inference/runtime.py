@@ -262,7 +262,9 @@ class OnnxModel(_StepModel):
 
 
 class LiteRTModel(_StepModel):
-    """The `encode`, `decode_step` and `greedy` signatures of a `.tflite` file in LiteRT.
+    """The `encode`, `decode_step` and `greedy` signatures of a `.tflite` file in LiteRT
+    (and `shortlist_output`, `decode_step_shortlist`, `greedy_shortlist` in an export of a run
+    with a shortlist).
 
     Args:
         path: the `.tflite` file, in its export directory.
@@ -286,6 +288,10 @@ class LiteRTModel(_StepModel):
         signatures = self.interpreter.get_signature_list()
         self.runners = {name: self.interpreter.get_signature_runner(name) for name in signatures}
         self.state_names = state_names(signatures["decode_step"]["inputs"])
+
+    @property
+    def has_shortlist(self):
+        return "shortlist_output" in self.runners
 
     def _run(self, graph, inputs):
         return self.runners[graph](**inputs)
