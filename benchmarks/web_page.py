@@ -12,8 +12,10 @@ way tests/test_serving_live.py drives it: no browser download). Figures:
 - batch-1 latency, greedy and beam 4, of the page's own worker (`translate.js`: JavaScript
   host search over onnxruntime-web, WebAssembly, one thread), against Python onnxruntime
   on the same step graphs with the project's host search (`OnnxModel.decode`, one intra-op
-  thread, what `seq2seq-attn serve` runs for requests with options), and against the
-  export's `greedy.onnx` (what the server runs for plain greedy), on the same sentences,
+  thread, what `seq2seq-attn serve` runs for requests with options), against the
+  export's `greedy.onnx` (what the server runs for plain greedy) and, where the export has
+  a vocabulary shortlist, against the host search over it (`shortlist=True`; the page
+  decodes over the full vocabulary), on the same sentences,
   taking turns sentence by sentence. Text to text on both sides (tokenize, decode,
   detokenize). The machine is shared and loaded: the ratios are the figures to read.
 
@@ -163,20 +165,24 @@ def _python_translators(export_dir):
     model = OnnxModel(export_dir)
     tokenizers = TokenizerPair.load(Path(export_dir) / "tokenizer")
 
-    def host(text, beam):
+    def host(text, beam, shortlist=False):
         ids = np.array([tokenizers.source.encode(text)], np.int32)
-        tokens = model.decode(ids, 2, 3, beam_width=beam)["tokens"][0]
+        tokens = model.decode(ids, 2, 3, beam_width=beam, shortlist=shortlist)["tokens"][0]
         return tokenizers.target.decode(tokens)
 
     def graph(text):
         ids = np.array([tokenizers.source.encode(text)], np.int32)
         return tokenizers.target.decode(model.greedy_graph(ids)["tokens"][0])
 
-    return {
+    runners = {
         "python_host_greedy": _timed(lambda t: host(t, 1)),
         "python_host_beam4": _timed(lambda t: host(t, 4)),
         "python_greedy_onnx": _timed(graph),
     }
+    if model.has_shortlist:  # the export's vocabulary shortlist (the page does not use it)
+        runners["python_host_greedy_shortlist"] = _timed(lambda t: host(t, 1, True))
+        runners["python_host_beam4_shortlist"] = _timed(lambda t: host(t, 4, True))
+    return runners
 
 
 # Timed in the page, around the call to its worker (so Playwright's round trip is left out).
