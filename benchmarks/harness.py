@@ -49,6 +49,7 @@ BENCHMARKS = (
     "training_modes",
     "training_recipes",
     "tutorial_size",
+    "web_page",
 )
 # Distributions whose versions go with every result (read from metadata, nothing imported).
 PACKAGES = (

@@ -27,6 +27,7 @@ HEADLINE_ORDER = (  # README's order: training, decoding, export, serving, the p
     "export_cost",
     "parity_profile",
     "startup",
+    "web_page",
     "load_test",
     "training_recipes",
     "attention_vs_vanilla",
@@ -251,6 +252,38 @@ def _alignment_error(f):
     return [(title, table(columns, rows))]
 
 
+def _web_page(f):
+    models = f["models"]
+    sizes = [
+        [name, kind, fmt(s["raw_mb"]), fmt(s["gzip_mb"]), fmt(m["first_translation_s"][kind])]
+        for name, m in models.items()
+        for kind, s in m["sizes"].items()
+    ]
+    columns = ["model", "graphs", "download MB", "gzip MB", "first translation s"]
+    names = ("browser_greedy", "browser_greedy_in_worker", "python_host_greedy",
+             "python_greedy_onnx", "browser_beam4", "browser_beam4_in_worker",
+             "python_host_beam4")  # fmt: skip
+    latency = [
+        [name, m["sentences"], *(fmt(m["latency_ms"][n]) for n in names),
+         fmt(m["ratios"]["greedy_vs_python_host"]), fmt(m["ratios"]["beam4_vs_python_host"]),
+         f"{m['agreement']['greedy']:.0%} / {m['agreement']['beam4']:.0%}"]
+        for name, m in models.items()
+    ]  # fmt: skip
+    latency_columns = ["model", "sentences", "browser greedy ms", "in worker", "Python host",
+                       "Python greedy.onnx", "browser beam 4 ms", "in worker", "Python host",
+                       "greedy x Python", "beam 4 x Python", "same text greedy / beam"]  # fmt: skip
+    every = [
+        [name, runner, fmt(ms)]
+        for name, m in models.items()
+        for runner, ms in m["latency_ms"].items()
+    ]
+    return [
+        ("What the page downloads", table(columns, sizes)),
+        ("Batch-1 latency, median per sentence, float32", table(latency_columns, latency)),
+        ("Every runner, median ms per sentence", table(["model", "runner", "ms"], every)),
+    ]
+
+
 TABLES = {
     "alignment_error": _alignment_error,
     "attention_vs_vanilla": _attention_vs_vanilla,
@@ -266,6 +299,7 @@ TABLES = {
     "training_modes": _training_modes,
     "training_recipes": _training_recipes,
     "tutorial_size": _tutorial_size,
+    "web_page": _web_page,
 }
 
 
@@ -378,7 +412,18 @@ HEADLINES = {  # benchmark -> its one current figure, as text
         f"onnx_host batch 1: {f['latency']['onnx_host']['median_ms']:.1f} ms, "
         f"{f['latency']['onnx_host']['ratio_to_litert_graph']:.2f}x LiteRT's graph"
     ),
+    "web_page": lambda f: _web_headline(
+        f["models"].get("pretrained") or f["models"]["tutorial_size"]
+    ),
 }
+
+
+def _web_headline(m):
+    return (
+        f"the page in Chromium: int8 download {m['sizes']['int8']['gzip_mb']:.1f} MB gzip, "
+        f"greedy {m['ratios']['greedy_vs_python_host']:.2f}x and beam 4 "
+        f"{m['ratios']['beam4_vs_python_host']:.2f}x Python onnxruntime's time"
+    )
 
 
 def headline(record):
