@@ -9,8 +9,9 @@ way tests/test_serving_live.py drives it: no browser download). Figures:
   page modules, the two step graphs and the SentencePiece models), raw and gzip-compressed
   (`gzip -6`, what a static host typically sends);
 - time to first translation: navigation to the first result, model loading included;
-- batch-1 latency, greedy and beam 4, of the page's own worker (`translate.js`: JavaScript
-  host search over onnxruntime-web, WebAssembly, one thread), against Python onnxruntime
+- batch-1 latency, greedy and beam 4, float32 and int8 graphs, of the page's own worker
+  (`translate.js`: JavaScript host search over onnxruntime-web, WebAssembly, one thread),
+  against Python onnxruntime
   on the same step graphs with the project's host search (`OnnxModel.decode`, one intra-op
   thread, what `seq2seq-attn serve` runs for requests with options), against the
   export's `greedy.onnx` (what the server runs for plain greedy) and, where the export has
@@ -155,14 +156,15 @@ def _timed(fn):
     return run
 
 
-def _python_translators(export_dir):
-    """Python onnxruntime, text -> text: host search (greedy, beam 4) and greedy.onnx."""
+def _python_translators(export_dir, quantized=False):
+    """Python onnxruntime, text -> text: host search (greedy, beam 4) and greedy.onnx (their
+    int8 twins with `quantized`)."""
     import numpy as np
 
     from seq2seq_attn.inference.runtime import OnnxModel
     from seq2seq_attn.tokenizer import TokenizerPair
 
-    model = OnnxModel(export_dir)
+    model = OnnxModel(export_dir, quantized=quantized)
     tokenizers = TokenizerPair.load(Path(export_dir) / "tokenizer")
 
     def host(text, beam, shortlist=False):
@@ -179,7 +181,9 @@ def _python_translators(export_dir):
         "python_host_beam4": _timed(lambda t: host(t, 4)),
         "python_greedy_onnx": _timed(graph),
     }
-    if model.has_shortlist:  # the export's vocabulary shortlist (the page does not use it)
+    if (
+        model.has_shortlist and not quantized
+    ):  # the export's vocabulary shortlist (the page does not use it)
         runners["python_host_greedy_shortlist"] = _timed(lambda t: host(t, 1, True))
         runners["python_host_beam4_shortlist"] = _timed(lambda t: host(t, 4, True))
     return runners
@@ -201,25 +205,29 @@ def _page_translators(page):
 
 
 def measure_model(export_dir, texts, repeats, browser):
-    """Sizes, time to first translation and per-runtime latencies for one export."""
+    """Sizes, and per kind of graphs (float32, int8) the time to first translation and each
+    runner's latency, for one export."""
     web_dir = Path(export_dir) / "web"
-    figures = {"sizes": folder_sizes(web_dir), "first_translation_s": {}}
-    runners = _python_translators(export_dir)
+    figures = {"sizes": folder_sizes(web_dir)}
+    for key in ("first_translation_s", "latency_ms", "agreement", "ratios"):
+        figures[key] = {}
     with StaticFolder(web_dir) as url:
         for kind in ("float32", "int8"):
             started = clock()
             page = open_page(browser, url + ("?graphs=int8" if kind == "int8" else ""))
             page.evaluate(_PAGE_CALL, [texts[0], 1])
             figures["first_translation_s"][kind] = clock() - started
-            if kind == "float32":
-                runners.update(_page_translators(page))
-                figures["latency_ms"], figures["agreement"] = _latencies(runners, texts, repeats)
+            runners = {**_python_translators(export_dir, kind == "int8"), **_page_translators(page)}
+            latency, agreement = _latencies(runners, texts, repeats)
+            figures["latency_ms"][kind], figures["agreement"][kind] = latency, agreement
+            figures["ratios"][kind] = {
+                "greedy_vs_python_host": _ratio(latency, "browser_greedy", "python_host_greedy"),
+                "greedy_vs_python_greedy_onnx": _ratio(
+                    latency, "browser_greedy", "python_greedy_onnx"
+                ),
+                "beam4_vs_python_host": _ratio(latency, "browser_beam4", "python_host_beam4"),
+            }
             page.close()
-    figures["ratios"] = {
-        "greedy_vs_python_host": _ratio(figures, "browser_greedy", "python_host_greedy"),
-        "greedy_vs_python_greedy_onnx": _ratio(figures, "browser_greedy", "python_greedy_onnx"),
-        "beam4_vs_python_host": _ratio(figures, "browser_beam4", "python_host_beam4"),
-    }
     return figures
 
 
@@ -250,8 +258,8 @@ def _latencies(runners, texts, repeats):
     return latency, agreement
 
 
-def _ratio(figures, a, b):
-    return figures["latency_ms"][a] / figures["latency_ms"][b]
+def _ratio(latency, a, b):
+    return latency[a] / latency[b]
 
 
 def add_arguments(parser):
