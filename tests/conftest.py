@@ -153,6 +153,9 @@ NOT_FAST = {
         "needs the tiny model trained"
     ),
     "test_shortlist_decoding.py::test_cli_translate_full_vocabulary_flag": "tiny model trained",
+    "test_shortlist_decoding.py::test_a_batch_with_too_many_candidates_decodes_in_full": (
+        "needs the tiny model trained"
+    ),
     "test_shortlist_decoding.py::test_cli_evaluate_full_vocabulary_writes_its_own_file": (
         "needs the tiny model trained"
     ),

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from seq2seq_attn import shortlist as sl
+from seq2seq_attn import translator as translator_module
 from seq2seq_attn.cli import main
 from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.model import Seq2SeqAttention
@@ -202,7 +203,13 @@ def narrow_shortlist(translator, avoid, top_k=2):
 TEXTS = ["3 March 2021", "Saturday, 14 November 1987", "01/02/03"]
 
 
-def test_translator_decodes_inside_each_batchs_candidates(tiny_run):
+@pytest.fixture
+def any_share(monkeypatch):
+    """The tiny run's 30 pieces make every union a large share: keep the shortlist anyway."""
+    monkeypatch.setattr(translator_module, "SHORTLIST_MAX_SHARE", 1.0)
+
+
+def test_translator_decodes_inside_each_batchs_candidates(tiny_run, any_share):
     translator = Translator.load(tiny_run)
     # train built the run's own shortlist: 500 frequent pieces cover all 30, so its
     # shortlist decode is the full decode, token for token.
@@ -222,6 +229,20 @@ def test_translator_decodes_inside_each_batchs_candidates(tiny_run):
     assert [r.tokens.tolist() for r in narrow] != [r.tokens.tolist() for r in full]
     again = translator.translate(TEXTS, full_vocabulary=True)
     assert [r.text for r in again] == [r.text for r in full]
+
+
+def test_a_batch_with_too_many_candidates_decodes_in_full(tiny_run, monkeypatch):
+    translator = Translator.load(tiny_run)
+    full = translator.translate(TEXTS, full_vocabulary=True)
+    translator.shortlist = narrow_shortlist(translator, np.concatenate([r.tokens for r in full]))
+    share = len(translator.shortlist.candidates(translator.tokenizers.source.encode_batch(TEXTS)))
+    share /= translator.model.target_vocab_size
+    monkeypatch.setattr(translator_module, "SHORTLIST_MAX_SHARE", share)  # not above: kept
+    kept = translator.translate(TEXTS)
+    assert [r.tokens.tolist() for r in kept] != [r.tokens.tolist() for r in full]
+    monkeypatch.setattr(translator_module, "SHORTLIST_MAX_SHARE", share - 0.01)  # above
+    dropped = translator.translate(TEXTS)
+    assert [r.tokens.tolist() for r in dropped] == [r.tokens.tolist() for r in full]
 
 
 def test_translator_without_a_shortlist_decodes_as_before(tiny_run):
@@ -248,7 +269,7 @@ def narrow_run(tiny_run, tmp_path_factory):
     return run
 
 
-def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys):
+def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys, any_share):
     translator = Translator.load(narrow_run)
     expected = {
         flag: [r.text for r in translator.translate(TEXTS, full_vocabulary=bool(flag))]
@@ -268,7 +289,7 @@ def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys):
         assert out.read_text().splitlines() == texts
 
 
-def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys):
+def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys, any_share):
     assert main(["evaluate", str(narrow_run), "--limit", "4"]) == 0
     assert main(["evaluate", str(narrow_run), "--limit", "4", "--full-vocabulary"]) == 0
     short = json.loads((narrow_run / "eval_test.json").read_text())
