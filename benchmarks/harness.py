@@ -37,6 +37,7 @@ RESULT_KEYS = ("benchmark", "date", "commit", "machine", "versions", "args", "fi
 BENCHMARKS = (
     "alignment_error",
     "attention_vs_vanilla",
+    "bulk_translate",
     "decode_latency",
     "export_cost",
     "load_test",

@@ -28,6 +28,7 @@ HEADLINE_ORDER = (  # README's order: training, decoding, export, serving, the p
     "parity_profile",
     "startup",
     "web_page",
+    "bulk_translate",
     "load_test",
     "training_recipes",
     "attention_vs_vanilla",
@@ -252,6 +253,25 @@ def _alignment_error(f):
     return [(title, table(columns, rows))]
 
 
+def _bulk_translate(f):
+    rows = [
+        [name, r["seconds"], " / ".join(map(str, r.get("seconds_by_round", []))) or "-",
+         r["startup_seconds"], r["lines_per_second"],
+         fmt(r["lines_per_second_after_startup"]), r["x_translate"],
+         f"{r['lines_equal_to_translate']} / {f['lines']}",
+         r.get("lines_cut_at_another_max_length", "-"), r["peak_rss_mb"],
+         " / ".join(map(str, r.get("load_average_by_round", []))) or "-"]
+        for name, r in f["runs"].items()
+    ]  # fmt: skip
+    columns = ["command", "median s", "s by round", "start-up s", "lines/s",
+               "lines/s after start-up",
+               "x translate", "lines equal to translate", "others: cut at another max length",
+               "peak RSS MB", "load average at start by round"]  # fmt: skip
+    rounds = f.get("rounds", 1)
+    title = f"{f['lines']} lines of the {f['model']} model, greedy, {rounds} round(s)"
+    return [(title, table(columns, rows))]
+
+
 def _web_page(f):
     models = f["models"]
     sizes = [
@@ -294,6 +314,7 @@ def _web_page(f):
 TABLES = {
     "alignment_error": _alignment_error,
     "attention_vs_vanilla": _attention_vs_vanilla,
+    "bulk_translate": _bulk_translate,
     "decode_latency": _decode_latency,
     "export_cost": _export_cost,
     "load_test": _load_test,
@@ -364,6 +385,15 @@ HEADLINES = {  # benchmark -> its one current figure, as text
     ),
     "attention_vs_vanilla": lambda f: (
         f"test BLEU {f['attention']['bleu']:.2f} with attention, {f['vanilla']['bleu']:.2f} without"
+    ),
+    "bulk_translate": lambda f: (
+        f"translate-corpus, {f['lines']} lines: "
+        + ", ".join(
+            f"{r['x_translate']:.2f}x `translate --input` with {n.rsplit('_', 1)[1]} "
+            f"worker{'s' if n.rsplit('_', 1)[1] != '1' else ''}"
+            for n, r in f["runs"].items()
+            if n != "translate"
+        )
     ),
     "decode_latency": lambda f: (
         "onnx_host greedy, batch 1: "
