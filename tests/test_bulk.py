@@ -195,6 +195,25 @@ def test_gzip_tsv_column_and_csv(tiny_export, tmp_path):
     assert _read_shards(tmp_path / "csv")[0].splitlines() == reference[4:]
 
 
+@pytest.mark.parametrize("runtime, quantized", [("litert", False), ("onnx", True)])
+def test_other_runtimes_run_the_same_pipeline(tiny_export, tmp_path, runtime, quantized):
+    """LiteRT gives the lines onnxruntime gives (export parity: same tokens); the int8 graphs
+    the same line structure (their parity is judged by BLEU, not tokens); bad lines are
+    dead-lettered the same way."""
+    lines, broken = corpus(40, seed=5)
+    (tmp_path / "in.txt").write_bytes(b"\n".join(lines) + b"\n")
+    run_job(tiny_export[0], tmp_path / "in.txt", tmp_path / "onnx", resolve({"beam_width": 2}))
+    other = resolve({"beam_width": 2}, runtime=runtime, quantized=quantized)
+    summary = run_job(tiny_export[0], tmp_path / "in.txt", tmp_path / "other", other)
+    assert summary.dead_lettered == len(broken)
+    mine, reference = (_read_shards(tmp_path / p)[0].splitlines() for p in ("other", "onnx"))
+    if quantized:
+        nothing = [i for i, line in enumerate(lines) if i + 1 in broken or not line.strip()]
+        assert len(mine) == 40 and all(mine[i] == "" for i in nothing)
+    else:
+        assert mine == reference
+
+
 def test_a_failed_job_leaves_no_output_under_the_final_names(tiny_export, tmp_path):
     (tmp_path / "in.txt").write_text("3 March 2021\n4 May 1999\n")
     (tmp_path / "es-00000-of-00001").write_text("an older run\n")

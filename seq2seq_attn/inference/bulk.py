@@ -224,6 +224,9 @@ def _quiet_memory_notice():
         root.addFilter(_NoMemoryNotice())
 
 
+_quiet_memory_notice()  # at import: a worker imports this module before RunInference's setup
+
+
 class ExportModelHandler(ModelHandler):
     """Beam's `ModelHandler` for an export: `load_model` once per worker process,
     `run_inference` on a batch of `(index, text, ids)` examples (index 0-based, for the n-best
