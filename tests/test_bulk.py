@@ -234,6 +234,7 @@ def test_cli_errors_are_one_line_exit_2(tiny_export, tiny_run, tmp_path, capsys,
         (["translate-corpus", str(tiny_run), "--input", str(tmp_path / "in.txt"),
           "--output", str(tmp_path / "es")], "has no manifest.json"),
         ([*base, "--input", str(tmp_path / "in.txt"), "--beam", "0"], "`beam_width` must be"),
+        ([*base, "--input", str(tmp_path / "in.txt"), "--bem", "4"], "unknown option --bem"),
     ]  # fmt: skip
     for argv, message in cases:
         assert main(argv) == 2

@@ -184,7 +184,8 @@ def _write_dead_letters(rows, path):
 
 def pipeline_options(pipeline_args, workers=None):
     """Beam's options: the in-process runner unless `--runner` is given; `workers` processes
-    (`--direct_num_workers`, multi-processing) for it; worker logs at WARNING."""
+    (`--direct_num_workers`, multi-processing) for it; worker logs at WARNING. UserError for
+    an option Beam does not know either."""
     args = list(pipeline_args or [])
     if not any(a == "--runner" or a.startswith("--runner=") for a in args):
         args.append(f"--runner={DEFAULT_RUNNER}")
@@ -194,7 +195,13 @@ def pipeline_options(pipeline_args, workers=None):
             args += ["--direct_running_mode=multi_processing"]
     if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
         args.append("--default_sdk_harness_log_level=WARNING")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    unknown = set(options.get_all_options(retain_unknown_options=True))
+    unknown -= set(PipelineOptions([]).get_all_options())  # every option Beam knows
+    if unknown:  # Beam would discard them with a warning: a typo must not pass silently
+        names = ", ".join(f"--{name}" for name in sorted(unknown))
+        raise UserError(f"unknown option {names}: neither translate-corpus nor Beam knows it")
+    return options
 
 
 def _counters(result):
