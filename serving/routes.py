@@ -7,7 +7,7 @@ POST /translate                   {"text" | "texts" (strings or {"text", "target
                                   "return_attention", "n_best", "max_length_ratio",
                                   "max_length_offset", "no_repeat_ngram", "top_k" | "top_p",
                                   "temperature", "seed", "alignment", "scores",
-                                  "placeholders"}
+                                  "placeholders", "full_vocabulary"}
                                   -> translations, scores, attention, nbest, seed,
                                   alignment, sentence/word/token scores
 GET  /v1/models/{name}            TF Serving model status
@@ -203,6 +203,7 @@ async def translate(body: TranslateRequest, request: Request, service: Service, 
         prefixes,
         placeholders=body.placeholders,
         n_best_asked=body.n_best is not None,
+        full_vocabulary=body.full_vocabulary,
         **options,
     )
     answer = await _unless_client_gone(request, service, work)

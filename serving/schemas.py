@@ -196,6 +196,13 @@ class TranslateRequest(_Strict):
         description="Add confidence: each output token's and word's log-probability and "
         "the sentence score, the mean log-probability per output token.",
     )
+    full_vocabulary: bool = Field(
+        True,
+        description="False: where the export has a lexical shortlist, decode each batch over "
+        "its candidate target pieces when they are at most half the vocabulary (faster; the "
+        "candidates are the union over the batch, so a translation can depend on the texts "
+        "decoded with it). True: the whole target vocabulary.",
+    )
     placeholders: bool = Field(
         True,
         description="Take placeholders and markup (printf `%s` `%1$s` `%1` `%%`, `{name}`, "

@@ -7,11 +7,12 @@ concurrent requests with the same search options (`DecodeOptions`) share a batch
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from seq2seq_attn import shortlist
 from seq2seq_attn.inference.search import with_one_best_list
 from seq2seq_attn.interface import (
     BadOption,
@@ -85,6 +86,36 @@ class PrefixedOptions(TokenScoredOptions):
         return kwargs
 
 
+class OverShortlist:
+    """Marks the batching key of texts sent with `"full_vocabulary": false`: a subclass of
+    their options' class (`shortlist_options`), so they batch apart and decode over the
+    batch's shortlist candidates where the export has a shortlist. Not the default: the
+    candidates are the union over the batch, so an output can depend on its batch mates,
+    and every other answer equals decoding its text alone."""
+
+
+_OVER_SHORTLIST = {}  # options class -> its marked subclass
+
+
+def shortlist_options(options):
+    """`options` (any `DecodeOptions` class) as the same values of an `OverShortlist` class."""
+    cls = type(options)
+    if cls not in _OVER_SHORTLIST:
+        name = f"OverShortlist{cls.__name__}"
+        _OVER_SHORTLIST[cls] = dataclass(frozen=True)(type(name, (cls, OverShortlist), {}))
+    return _OVER_SHORTLIST[cls](**{f: getattr(options, f) for f in _field_names(options)})
+
+
+def _unmarked(options):
+    """The options of an `OverShortlist` key as their own class again."""
+    base = type(options).__mro__[1]
+    return base(**{f: getattr(options, f) for f in _field_names(options)})
+
+
+def _field_names(options):
+    return [f.name for f in fields(options)]
+
+
 class TranslationService:
     """Tokenizes, checks the limits, queues texts on the batcher and waits for their results.
 
@@ -131,8 +162,11 @@ class TranslationService:
     def _decode(self, ids, options, max_length):
         if not isinstance(options, DecodeOptions):
             options = DecodeOptions(beam_width=options)
+        over = {}
+        if isinstance(options, OverShortlist):
+            over, options = self._shortlist_kwargs(ids), _unmarked(options)
         if self._single_graph_decodes(ids, options, max_length):
-            return with_one_best_list(dict(self.model.greedy_graph(ids)))
+            return with_one_best_list(dict(self.model.greedy_graph(ids, **over)))
         kwargs = options.search_kwargs()
         if isinstance(options, PrefixedOptions):
             kwargs["target_prefix"] = [list(options.target_prefix)] * len(ids)
@@ -143,7 +177,16 @@ class TranslationService:
             beam_width=options.beam_width,
             max_length=max_length,
             **kwargs,
+            **over,
         )
+
+    def _shortlist_kwargs(self, ids):
+        """`{"shortlist": True}` where the export has shortlist graphs and the batch's
+        candidates are at most `shortlist.MAX_SHARE` of the vocabulary, else `{}`."""
+        if not getattr(self.model, "has_shortlist", False):
+            return {}
+        count = len(self.model.shortlist_output(ids)["shortlist_bias"])
+        return {"shortlist": True} if count <= shortlist.MAX_SHARE * self.target.vocab_size else {}
 
     def _single_graph_decodes(self, ids, options, max_length):
         """Whether the export's whole-greedy graph (`greedy.onnx`, the TFLite `greedy`
@@ -262,6 +305,7 @@ class TranslationService:
         target_prefixes=None,
         placeholders=True,
         n_best_asked=False,
+        full_vocabulary=True,
         **options,
     ):
         """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention,
@@ -281,6 +325,9 @@ class TranslationService:
                 `placeholders` reports it); False decodes the texts as they are.
             n_best_asked: the request asked for `n_best` (a text that is only
                 placeholders then gets a one-entry `nbest` list).
+            full_vocabulary: False decodes, where the export has a shortlist, a batch over
+                its candidates when they are at most `shortlist.MAX_SHARE` of the vocabulary
+                (see `OverShortlist`); True (default) over the whole target vocabulary.
             **options: the other `DecodeOptions` fields; None values are left out.
 
         Raises:
@@ -299,6 +346,8 @@ class TranslationService:
         todo = [i for i, ids in enumerate(sources) if ids is not None]
         lengths = [self.resolve_max_length(max_length, sources[i], options) for i in todo]
         keys = [self._decode_options(options, scores, prefixes[i]) for i in todo]
+        if not full_vocabulary:
+            keys = [shortlist_options(key) for key in keys]
         decoded = await self._decode_all([sources[i] for i in todo], keys, lengths)
         self.metrics.texts.labels(str(options.beam_width)).inc(len(texts))
         results = dict(zip(todo, decoded, strict=True))

@@ -81,6 +81,7 @@ LAYERS = {
     "test_serving_schema.py": "serving",
     "test_serving_server.py": "serving",
     "test_serving_service.py": "serving",
+    "test_serving_shortlist.py": "serving",
     "test_shortlist.py": "unit",
     "test_shortlist_decoding.py": "unit",
     "test_shortlist_export.py": "export",
