@@ -13,7 +13,14 @@ one runtime of an export, built the way the product builds it:
   `onnx_host_ort_threads` (onnxruntime's own thread count) and `onnx_host_spin` (that pool
   spinning): the same runtime classes with those options;
 - `onnx_graph` / `litert_graph`: the export's single greedy graph (`greedy.onnx`, the
-  `greedy` signature of `model.tflite`), greedy only.
+  `greedy` signature of `model.tflite`), greedy only;
+- `NAME_shortlist` (`onnx_host`, `onnx_graph`, `litert_graph`, `saved_model`): the same
+  runtime over the batch's lexical shortlist candidates (an export of a run with
+  `shortlist.npz`): the host search over `decoder_step_shortlist.onnx`
+  (`decode(..., shortlist=True)`, the server's path for `"full_vocabulary": false`),
+  `greedy_shortlist.onnx`, `model.tflite`'s `greedy_shortlist` and the SavedModel's
+  `greedy_shortlist` signature, greedy only. `full_vocabulary_twin(name)` is the runtime
+  without the shortlist.
 """
 
 from pathlib import Path
@@ -31,9 +38,22 @@ RUNTIMES = (
     "litert_fp16",
     "litert_int8",
     "litert_graph",
+    "onnx_host_shortlist",
+    "onnx_graph_shortlist",
+    "litert_graph_shortlist",
+    "saved_model_shortlist",
 )
+SHORTLIST_SUFFIX = "_shortlist"
 SINGLE_GRAPH_GREEDY = {"onnx_graph", "litert_graph"}
 ALIASES = {"litert_host": "litert_fp32"}  # tutorial_size's name
+
+
+def full_vocabulary_twin(name):
+    """The runtime that decodes like `name` over the whole vocabulary (None: not a shortlist
+    runtime)."""
+    if not name.endswith(SHORTLIST_SUFFIX):
+        return None
+    return name[: -len(SHORTLIST_SUFFIX)]
 
 
 def step_model(name, export_dir, threads=None):
@@ -69,13 +89,18 @@ def decoder(name, run_dir, export_dir, threads=None, max_length=None):
         return _keras_eager(run_dir, limit)
     if name.startswith("saved_model"):
         return _saved_model(name, export_dir)
-    model = step_model(name, export_dir, threads)
-    if name in SINGLE_GRAPH_GREEDY:
-        return lambda ids, beam: model.greedy_graph(ids)["tokens"]
+    shortlist = full_vocabulary_twin(name) is not None
+    base = full_vocabulary_twin(name) or name
+    model = step_model(base, export_dir, threads)
+    if shortlist and not model.has_shortlist:
+        raise ValueError(f"runtime {name!r} needs an export of a run with a shortlist")
+    if base in SINGLE_GRAPH_GREEDY:
+        return lambda ids, beam: model.greedy_graph(ids, shortlist=shortlist)["tokens"]
     start, end = tokenizer.START_ID, tokenizer.END_ID
+    kwargs = {**limit, "shortlist": True} if shortlist else limit
 
     def host(ids, beam):
-        return model.decode(ids, start, end, beam_width=beam, **limit)["tokens"]
+        return model.decode(ids, start, end, beam_width=beam, **kwargs)["tokens"]
 
     return host
 
@@ -101,5 +126,8 @@ def _saved_model(name, export_dir):
     import tensorflow_text  # noqa: F401  (registers the ops of the serving_default signature)
 
     signatures = tf.saved_model.load(str(export_dir / "saved_model")).signatures
+    if name == "saved_model_shortlist":
+        greedy = signatures["greedy_shortlist"]
+        return lambda ids, beam: greedy(source_ids=tf.constant(ids))["tokens"].numpy()
     by_beam = {1: signatures["greedy"], 4: signatures["translate_ids"]}
     return lambda ids, beam: by_beam[beam](source_ids=tf.constant(ids))["tokens"].numpy()

@@ -13,6 +13,9 @@ UI strings (5-6 words). We have neither that file nor the tutorial's code, so:
   attention_units=256, bidirectional GRU, bahdanau)` on it for `--train-steps` steps of
   batch 64 (the decoder learns when to emit [END]; latency does not depend on anything
   else the weights do) and saves a run directory `seq2seq-attn export` reads;
+- `tutorial_shortlist()` builds the run's lexical shortlist (`shortlist.npz`, what
+  `seq2seq-attn shortlist RUN_DIR` builds, with the run config's sizes) if it has none, so
+  that the export has the shortlist graphs and signatures;
 - `seq2seq-attn export` writes `runs/tutorial-export` (timed, with its peak RSS);
 - every runtime then translates the same `--sentences` short test sentences of that file
   one at a time, text in, text out (SentencePiece encode, decode, detokenize), the runtimes
@@ -32,10 +35,20 @@ signature in a TF1 session, loaded the way TF Serving loads it:
 (`tutorial_nmt.Translator`, trained here by `tutorial_nmt_export()` on the same training
 pairs and ids for as many batches of 64, the tutorial's way) saved with its exported greedy
 loop (`tutorial_nmt.Export`, the dynamic-loop version), ids in and out, with the same
-SentencePiece encode and decode around it as every other runtime.
+SentencePiece encode and decode around it as every other runtime. Beside them, over the
+sentence's shortlist candidates (`runtimes.decoder`'s `NAME_shortlist`): `onnx_host_shortlist`
+(the server's path for `"full_vocabulary": false`: the host search over the shortlist step
+graphs, 1 thread), `onnx_graph_shortlist` (`greedy_shortlist.onnx`),
+`litert_graph_shortlist` and `saved_model_shortlist` (the `greedy_shortlist` signatures).
+
+Per runtime: median and p90 ms per sentence, the ratio to `litert_graph`, the speedup over
+`tutorial_saved_model` (its median / the runtime's), and for a shortlist runtime the speedup
+over its full-vocabulary twin and the share of sentences whose text equals the twin's. The
+load average is recorded before and after the turns.
 
     python -m benchmarks tutorial_size                    # ~10 min on 2 busy cores
     python -m benchmarks tutorial_size --no-export --runtimes onnx_host litert_graph
+    python -m benchmarks tutorial_size --no-export --runtimes onnx_host onnx_host_shortlist
     python -m benchmarks tutorial_size --no-export --baseline-export runs/old-export
     python -m benchmarks tutorial_size --small            # a tiny model, 3 sentences
 
@@ -75,7 +88,12 @@ RUNTIMES = (
     "saved_model",
     "saved_model_session",
     "tutorial_saved_model",
+    "onnx_host_shortlist",
+    "onnx_graph_shortlist",
+    "litert_graph_shortlist",
+    "saved_model_shortlist",
 )
+TUTORIAL = "tutorial_saved_model"
 TUTORIAL_NMT_DIR = ROOT / "runs" / "tutorial-nmt-export"
 
 
@@ -137,6 +155,21 @@ def tutorial_run(out_dir=RUN_DIR, train_steps=TRAIN_STEPS, small=False):
     model.fit(common.as_dataset(batches[:train_steps]), epochs=1, verbose=0)
     note = "tutorial-size benchmark model: short cut Bible pairs, briefly trained"
     return common.save_run(out_dir, model, config, corpus, data, train_steps, started, note)
+
+
+def tutorial_shortlist(run_dir):
+    """Builds `run_dir/shortlist.npz` as `seq2seq-attn shortlist RUN_DIR` does, if missing.
+
+    Returns:
+        the build's summary (sizes, seconds, mean candidates), or None when it was there.
+    """
+    from seq2seq_attn.commands import build_shortlist
+    from seq2seq_attn.shortlist import FILE
+
+    if (Path(run_dir) / FILE).exists():
+        return None
+    summary = build_shortlist(run_dir)
+    return {key: value for key, value in summary.items() if key != "path"}
 
 
 def tutorial_nmt_export(run_dir, out_dir=TUTORIAL_NMT_DIR, train_steps=TRAIN_STEPS, small=False):
@@ -235,7 +268,9 @@ def measure(translators, texts, repeats):
 
 
 def summarize(seconds, outputs, baseline="litert_graph"):
-    """Median ms per runtime, ratio to `baseline`, and text agreement with it."""
+    """Median ms per runtime, ratio to `baseline`, and text agreement with it; the speedups
+    over the tutorial's SavedModel and, for a shortlist runtime, over its full-vocabulary twin
+    (`compare`)."""
     rows = {}
     for name, values in seconds.items():
         rows[name] = {
@@ -250,7 +285,22 @@ def summarize(seconds, outputs, baseline="litert_graph"):
             row["same_text_as_baseline"] = float(
                 np.mean([a == b for a, b in zip(outputs[name], outputs[baseline], strict=True)])
             )
+    compare(rows, outputs)
     return rows
+
+
+def compare(rows, outputs):
+    """Adds `speedup_vs_tutorial` (the tutorial SavedModel's median / the runtime's) and, to a
+    shortlist runtime whose twin ran, `speedup_vs_full_vocabulary` (the twin's median / its
+    own) and `same_text_as_full_vocabulary` (share of sentences with the twin's text)."""
+    for name, row in rows.items():
+        if TUTORIAL in rows:
+            row["speedup_vs_tutorial"] = rows[TUTORIAL]["median_ms"] / row["median_ms"]
+        twin = runtimes.full_vocabulary_twin(name)
+        if twin in rows:
+            row["speedup_vs_full_vocabulary"] = rows[twin]["median_ms"] / row["median_ms"]
+            pairs = zip(outputs[name], outputs[twin], strict=True)
+            row["same_text_as_full_vocabulary"] = float(np.mean([a == b for a, b in pairs]))
 
 
 def decode_steps(export_dir, tokenizers, texts):
@@ -292,7 +342,11 @@ def run(args):
     run_path, export_dir, _, tutorial_dir = paths(args.small)
     run_dir = tutorial_run(run_path, args.train_steps, args.small)
     result = {"size": SMALL_SIZE if args.small else SIZE}
-    if args.export or not (export_dir / "manifest.json").exists():
+    built = tutorial_shortlist(run_dir)
+    if built is not None:
+        result["shortlist_build"] = built
+    stale = not (export_dir / "greedy_shortlist.onnx").exists()  # exported before the shortlist
+    if args.export or stale or not (export_dir / "manifest.json").exists():
         print("exporting ...", flush=True)
         result["export"] = export(run_dir, export_dir, samples=args.samples)
         print(f"  {result['export']}", flush=True)
@@ -312,8 +366,11 @@ def run(args):
             if name != "tutorial_saved_model":
                 translate = make_translate(name, args.baseline_export, tokenizers)
                 translators[f"{name}@baseline"] = translate
+    load_before = os.getloadavg()
     seconds, outputs = measure(translators, texts, args.repeats)
     result["settings"] = {
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "sentences": len(texts),
         "repeats": args.repeats,
         "timed": "text in, text out, batch 1, greedy; runtimes take turns per sentence",
@@ -325,5 +382,11 @@ def run(args):
         result["inputs"]["tutorial_output_pieces_median"] = statistics.median(pieces)
     for name, row in result["latency"].items():
         ratio = row.get("ratio_to_litert_graph", float("nan"))
-        print(f"{name:25} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  x{ratio:.2f}")
+        tutorial = row.get("speedup_vs_tutorial", float("nan"))
+        full = row.get("speedup_vs_full_vocabulary")
+        twin = "" if full is None else f"  {full:.2f}x full vocabulary"
+        print(
+            f"{name:25} {row['median_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f}  "
+            f"x{ratio:.2f} litert_graph  {tutorial:.2f}x tutorial{twin}"
+        )
     return result

@@ -120,19 +120,52 @@ def test_tutorial_size_data_is_short_and_ratios_are_to_litert_graph(tmp_path):
     assert rows["onnx_host"]["same_text_as_baseline"] == 0.5
 
 
+def test_tutorial_size_shortlist_runtimes_are_set_against_their_full_vocabulary_twin():
+    from benchmarks import runtimes, tutorial_size
+
+    seconds = {
+        "tutorial_saved_model": [0.012, 0.012],
+        "onnx_graph": [0.008, 0.008],
+        "onnx_graph_shortlist": [0.002, 0.006],
+        "litert_graph_shortlist": [0.003, 0.003],  # its twin did not run
+    }
+    outputs = {
+        "tutorial_saved_model": ["x", "y"],
+        "onnx_graph": ["a", "b"],
+        "onnx_graph_shortlist": ["a", "c"],
+        "litert_graph_shortlist": ["a", "b"],
+    }
+    rows = tutorial_size.summarize(seconds, outputs)
+    assert rows["onnx_graph"]["speedup_vs_tutorial"] == pytest.approx(1.5)
+    assert rows["onnx_graph_shortlist"]["speedup_vs_tutorial"] == pytest.approx(3.0)
+    assert rows["onnx_graph_shortlist"]["speedup_vs_full_vocabulary"] == pytest.approx(2.0)
+    assert rows["onnx_graph_shortlist"]["same_text_as_full_vocabulary"] == 0.5
+    assert "speedup_vs_full_vocabulary" not in rows["litert_graph_shortlist"]
+    assert "speedup_vs_full_vocabulary" not in rows["onnx_graph"]
+    assert "ratio_to_litert_graph" not in rows["onnx_graph"]  # no litert_graph in the turns
+    assert runtimes.full_vocabulary_twin("saved_model_shortlist") == "saved_model"
+    assert runtimes.full_vocabulary_twin("onnx_host") is None
+    for name in tutorial_size.RUNTIMES:
+        twin = runtimes.full_vocabulary_twin(name)
+        assert twin is None or twin in tutorial_size.RUNTIMES
+
+
 def test_tutorial_size_runtimes_translate_alike_on_the_tiny_export(tiny_export, tiny_run):
     """Every SavedModel and ONNX runtime of the benchmark, loaded from one export, returns the
-    same text for the same sentence (TF Serving's loader included)."""
+    same text for the same sentence (TF Serving's loader included); so do the shortlist
+    runtimes among themselves (the tiny run has a shortlist)."""
     from benchmarks import tutorial_size
     from seq2seq_attn.tokenizer import TokenizerPair
 
     out, _ = tiny_export
     tokenizers = TokenizerPair.load(tiny_run / "tokenizer")
-    names = ("saved_model", "saved_model_session", "onnx_host", "onnx_graph")
-    translate = {name: tutorial_size.make_translate(name, out, tokenizers) for name in names}
-    for text in ("March 3, 2021", "the 7th of october 1999", "1/2/03"):
-        texts = {fn(text) for fn in translate.values()}
-        assert len(texts) == 1, texts
+    full = ("saved_model", "saved_model_session", "onnx_host", "onnx_graph")
+    short = ("saved_model_shortlist", "onnx_host_shortlist", "onnx_graph_shortlist")
+    for names in (full, short):
+        translate = {name: tutorial_size.make_translate(name, out, tokenizers) for name in names}
+        for text in ("March 3, 2021", "the 7th of october 1999", "1/2/03"):
+            texts = {fn(text) for fn in translate.values()}
+            assert len(texts) == 1, texts
 
 
 def test_training_recipes_smoke(tmp_path):
