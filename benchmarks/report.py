@@ -222,12 +222,14 @@ def _tutorial_size(f):
     rows = [
         [name, r["median_ms"], r["p90_ms"], r.get("ratio_to_litert_graph"),
          r.get("same_text_as_baseline"), r.get("speedup_vs_tutorial"),
-         r.get("speedup_vs_full_vocabulary"), r.get("same_text_as_full_vocabulary")]
+         r.get("speedup_vs_tutorial_paired"), r.get("speedup_vs_full_vocabulary"),
+         r.get("speedup_vs_full_vocabulary_paired"), r.get("same_text_as_full_vocabulary")]
         for name, r in f["latency"].items()
     ]  # fmt: skip
     columns = [
         "runtime", "median ms", "p90 ms", "x litert_graph", "same text as litert_graph",
-        "speedup vs tutorial", "speedup vs full vocabulary", "same text as full vocabulary",
+        "speedup vs tutorial", "paired", "speedup vs full vocabulary", "paired",
+        "same text as full vocabulary",
     ]  # fmt: skip
     return [("Batch 1, greedy, text to text", table(columns, rows))]
 

@@ -140,6 +140,10 @@ def test_tutorial_size_shortlist_runtimes_are_set_against_their_full_vocabulary_
     assert rows["onnx_graph_shortlist"]["speedup_vs_tutorial"] == pytest.approx(3.0)
     assert rows["onnx_graph_shortlist"]["speedup_vs_full_vocabulary"] == pytest.approx(2.0)
     assert rows["onnx_graph_shortlist"]["same_text_as_full_vocabulary"] == 0.5
+    assert rows["onnx_graph_shortlist"]["speedup_vs_full_vocabulary_paired"] == pytest.approx(
+        (4.0 + 8.0 / 6.0) / 2
+    )
+    assert rows["litert_graph_shortlist"]["speedup_vs_tutorial_paired"] == pytest.approx(4.0)
     assert "speedup_vs_full_vocabulary" not in rows["litert_graph_shortlist"]
     assert "speedup_vs_full_vocabulary" not in rows["onnx_graph"]
     assert "ratio_to_litert_graph" not in rows["onnx_graph"]  # no litert_graph in the turns
