@@ -183,6 +183,12 @@ def parity_line(name, result):
     near = f" (+ {ties:.0%} near ties)" if ties else ""
     if name.startswith("search options"):
         return f"{name:30} every decoding option agrees with generate: {agree:.0%}"
+    if name.startswith("shortlist/"):
+        full = min(v for k, v in result.items() if k.endswith("_same_as_full"))
+        return (
+            f"{name:30} token agreement with Keras' shortlist decode {agree:.0%}, "
+            f"same as the full vocabulary {full:.0%}"
+        )
     if name.startswith("saved_model/tf_serving_loader"):
         return f"{name:30} loaded as TF Serving loads it, token agreement {agree:.0%}{near}"
     if "max_abs_logit_diff" in result:

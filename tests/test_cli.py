@@ -190,6 +190,16 @@ def test_demo_prints_every_parity_result(tiny_export):
     assert parity_line("model.tflite/litert", tied).endswith(
         "token agreement 90% (+ 10% near ties)"
     )
+    shortlisted = {
+        "greedy_agreement": 1.0,
+        "beam4_agreement": 1.0,
+        "greedy_same_as_full": 0.9,
+        "beam4_same_as_full": 0.85,
+        "mean_candidates": 40.0,
+    }
+    assert parity_line("shortlist/onnxruntime", shortlisted).endswith(
+        "token agreement with Keras' shortlist decode 100%, same as the full vocabulary 85%"
+    )
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
