@@ -273,6 +273,10 @@ def _translate_corpus(args):
     """`translate-corpus`: a Beam job (`seq2seq_attn.inference.bulk_job`), TensorFlow-free."""
     import logging
 
+    # Importing Beam without its GCP extra logs "apitools not found" through the root
+    # logger, which configures it: a handler that drops it keeps the terminal clean until
+    # basicConfig(force=True) below installs ours.
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         import apache_beam  # noqa: F401
     except ModuleNotFoundError:

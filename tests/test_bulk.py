@@ -243,9 +243,14 @@ def test_cli_errors_are_one_line_exit_2(tiny_export, tiny_run, tmp_path, capsys,
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # as if the extra were not installed
     assert main([*base, "--input", str(tmp_path / "in.txt")]) == 2
     assert "pip install 'seq2seq-attn[beam]'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("not a folder\n")
     with pytest.raises(UserError, match="not a directory"):
-        run_job(tiny_export[0], tmp_path / "in.txt", tmp_path / "no" / "es", resolve({}))
+        run_job(tiny_export[0], tmp_path / "in.txt", tmp_path / "file" / "es", resolve({}))
     assert not list(tmp_path.glob("es*"))
+    # a folder that does not exist yet is made, as `translate --output` makes its own
+    monkeypatch.undo()  # apache_beam importable again
+    run_job(tiny_export[0], tmp_path / "in.txt", tmp_path / "new" / "out" / "es", resolve({}))
+    assert len(list((tmp_path / "new" / "out").glob("es-*-of-*"))) == 1
 
 
 def test_the_job_imports_no_tensorflow(tiny_export, tmp_path):

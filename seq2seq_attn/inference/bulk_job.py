@@ -86,9 +86,17 @@ def check_export(export_dir, options):
 
 
 def check_prefix(prefix):
-    """UserError unless the folder of a local output prefix exists."""
-    if "://" not in prefix and not Path(prefix).parent.is_dir():
-        raise UserError(f"cannot write {prefix}-*: {Path(prefix).parent} is not a directory")
+    """Creates the folder of a local output prefix (as `translate --output` and Beam's own
+    sinks do); UserError when it cannot be a folder (a file has its name, no permission)."""
+    if "://" in prefix:
+        return
+    folder = Path(prefix).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot write {prefix}-*: {folder} is not a directory") from None
+    except OSError as error:
+        raise UserError(f"cannot write {prefix}-*: {error.strerror}: {folder}") from None
 
 
 def match_inputs(pattern):
