@@ -3,8 +3,8 @@
 The shipped pretrained en-es model: `translate --input --full-vocabulary` runs its run
 directory (Keras and TensorFlow, batches of 32 sorted by length, the whole target vocabulary
 as the export decodes it); `translate-corpus` runs its export (onnxruntime,
-the host-side search, TensorFlow-free) on Beam's in-process runner with 1 and 2 worker
-processes (`--direct_num_workers`). Each command runs in a fresh process, on the same
+the host-side search, TensorFlow-free) on Beam's in-process runner with 1 and 2 workers
+(`--direct_num_workers`; threads, the command's default). Each command runs in a fresh process, on the same
 N English verses of the embedded Bible corpus (its first N source lines, greedy): the wall
 time includes the start-up, which is also measured alone on a one-line file (TensorFlow and
 the model for `translate`, Beam's runner and workers for `translate-corpus`). The commands take
