@@ -294,6 +294,7 @@ def _translate_corpus(args):
         _decode_options(args), runtime=args.runtime, quantized=args.quantized,
         column=args.column, delimiter=delimiter, batch_size=args.batch_size,
         max_source_tokens=args.max_source_tokens, alignment=args.alignment, scores=args.scores,
+        shortlist=args.shortlist,
     )  # fmt: skip
     summary = bulk_job.run_job(
         args.export_dir, args.input, args.output, options, args.pipeline_args,
@@ -330,6 +331,11 @@ def _add_translate_corpus(sub):
     p.add_argument("--seed", type=int, metavar="S", help="sampling seed (default: printed)")
     p.add_argument("--alignment", choices=["hard", "soft"], help="as translate")
     p.add_argument("--scores", action="store_true", help="as translate")
+    p.add_argument(
+        "--shortlist", action="store_true",
+        help="decode each batch over its lexical shortlist candidates where the export has one "
+        "and they are at most half the vocabulary (a line's output then depends on its batch)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=_positive_int, default=32, help="lines decoded together")
     p.add_argument(
         "--max-source-tokens", type=_positive_int, default=256,
@@ -338,7 +344,7 @@ def _add_translate_corpus(sub):
     p.add_argument("--lines-per-shard", type=_positive_int, default=10_000)
     p.add_argument(
         "--direct_num_workers", type=_positive_int, metavar="N",
-        help="worker processes of the in-process runner (default 1)",
+        help="workers (threads) of the in-process runner (default 1)",
     )  # fmt: skip
     _add_log_options(p)
     p.set_defaults(func=_translate_corpus)

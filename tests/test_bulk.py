@@ -267,3 +267,33 @@ def test_the_job_imports_no_tensorflow(tiny_export, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "3 lines: 2 translated, 1 empty, 0 dead-lettered" in run.stdout
     assert len((tmp_path / "es-00000-of-00001").read_text().splitlines()) == 3
+
+
+def test_shortlist_decodes_a_batch_over_its_candidates_where_they_pay(tiny_export, monkeypatch):
+    """`--shortlist`: the server's rule, a batch over its candidates when they are at most
+    `shortlist.MAX_SHARE` of the vocabulary; an export without the graphs is one error."""
+    from seq2seq_attn import shortlist
+    from seq2seq_attn.inference.runtime import OnnxModel
+
+    loaded = LoadedExport(tiny_export[0], resolve({"beam_width": 2}, shortlist=True))
+    calls, decode = [], loaded.model.decode
+
+    def spy(*args, shortlist=False, **kwargs):
+        calls.append(shortlist)
+        return decode(*args, shortlist=shortlist, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "decode", spy)
+    texts = ["3 March 2021", "Dienstag, 9. Dezember 2031", "12/05/1999", "July 4, 1976"]
+    rows = [loaded.source.encode(text) for text in texts]
+    full = LoadedExport(tiny_export[0], resolve({"beam_width": 2})).translate(rows)
+    loaded.translate(rows)
+    assert calls == [False]  # the tiny model's candidates are all 30 of its 30 pieces
+    monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)
+    calls.clear()
+    got = loaded.translate(rows)
+    assert calls and all(calls)
+    # every piece a candidate: the shortlist decode is the full one, token for token
+    assert [r.tokens.tolist() for r in got] == [r.tokens.tolist() for r in full]
+    monkeypatch.setattr(OnnxModel, "has_shortlist", property(lambda self: False))
+    with pytest.raises(UserError, match="no shortlist graphs"):
+        LoadedExport(tiny_export[0], resolve({}, shortlist=True))

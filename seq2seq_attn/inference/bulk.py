@@ -50,6 +50,8 @@ from apache_beam.ml.inference.base import (
     RunInference,
 )
 
+from seq2seq_attn import shortlist
+from seq2seq_attn.errors import UserError
 from seq2seq_attn.interface import PAD_ID, DecodeOptions, Translation, with_prefix
 from seq2seq_attn.tokenizer import TokenizerPair
 from seq2seq_attn.translate_stream import format_results
@@ -77,6 +79,10 @@ class BulkOptions:
         batch_size: most lines decoded together.
         alignment: None, "hard" or "soft": add the word-alignment column.
         scores: add the sentence and word score columns.
+        shortlist: decode a batch over its lexical shortlist candidates where the export
+            has the shortlist graphs and they are at most `shortlist.MAX_SHARE` of the
+            vocabulary (the server's `"full_vocabulary": false` rule); a line's output
+            can then depend on the lines batched with it.
     """
 
     decode: DecodeOptions = DecodeOptions()
@@ -89,6 +95,7 @@ class BulkOptions:
     batch_size: int = 32
     alignment: str | None = None
     scores: bool = False
+    shortlist: bool = False
 
 
 def resolve(decode_kwargs, **options):
@@ -142,6 +149,11 @@ class LoadedExport:
         else:
             name = "model_int8.tflite" if options.quantized else "model.tflite"
             self.model = LiteRTModel(export_dir / name, threads=1)
+        if options.shortlist and not self.model.has_shortlist:
+            raise UserError(
+                f"--shortlist: {export_dir} has no shortlist graphs (export a run that has "
+                f"shortlist.npz: seq2seq-attn shortlist RUN_DIR, then export it again)"
+            )
         self.options = options
 
     def _decode(self, rows, max_length):
@@ -151,8 +163,15 @@ class LoadedExport:
         opts = self.options.decode
         return self.model.decode(
             ids, self.start_id, self.end_id, opts.beam_width, max_length=max_length,
-            **opts.search_kwargs(),
+            shortlist=self._shortlisted(ids), **opts.search_kwargs(),
         )  # fmt: skip
+
+    def _shortlisted(self, ids):
+        """Whether this batch decodes over its shortlist candidates (`BulkOptions.shortlist`)."""
+        if not self.options.shortlist:
+            return False
+        count = len(self.model.shortlist_output(ids)["shortlist_bias"])
+        return count <= shortlist.MAX_SHARE * self.target.vocab_size
 
     def translate(self, rows):
         """A `Translation` per id list, each what decoding it alone gives: the batch runs to
