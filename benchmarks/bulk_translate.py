@@ -1,17 +1,17 @@
 """Bulk translation: `translate-corpus` on Beam with 1 and 2 workers against `translate --input`.
 
 The shipped pretrained en-es model: `translate --input --full-vocabulary` runs its run
-directory (Keras and TensorFlow, batches of 32 sorted by length, the whole target vocabulary
-as the export decodes it); `translate-corpus` runs its export (onnxruntime,
-the host-side search, TensorFlow-free) on Beam's in-process runner with 1 and 2 workers
-(`--direct_num_workers`; threads, the command's default). Each command runs in a fresh process, on the same
-N English verses of the embedded Bible corpus (its first N source lines, greedy): the wall
-time includes the start-up, which is also measured alone on a one-line file (TensorFlow and
-the model for `translate`, Beam's runner and workers for `translate-corpus`). The commands take
-turns for `--rounds` rounds (2), and the figures are the median seconds, lines per second,
-their ratio to `translate --input`, and how many output lines agree (a
-runaway output that runs into the maximum length is cut at the length of its own source by
-`translate-corpus`, at that of its padded batch by `translate`).
+directory (Keras and TensorFlow, batches of 32 sorted by length, the whole target vocabulary as
+the export decodes it); `translate-corpus` runs its export (onnxruntime, the host-side search,
+TensorFlow-free) on Beam's in-process runner with 1 and 2 workers (`--direct_num_workers`;
+threads, the command's default). Each command runs in a fresh process, on the same N English
+verses of the embedded Bible corpus (its first N source lines, greedy): the wall time includes
+the start-up, which is also measured alone on a one-line file (TensorFlow and the model for
+`translate`, Beam's runner and workers for `translate-corpus`). The commands take turns for
+`--rounds` rounds (2), and the figures are the median seconds, lines per second, their ratio to
+`translate --input`, and how many output lines agree (a runaway output that runs into the
+maximum length is cut at the length of its own source by `translate-corpus`, at that of its
+padded batch by `translate`).
 
     python -m benchmarks bulk_translate           # 10,000 lines, 2 rounds, ~10 min on 2 cores
     python -m benchmarks bulk_translate --small   # 300 lines, 1 round
