@@ -250,8 +250,11 @@ class Seq2SeqAttention(keras.Model):
             `(batch_size, length, source_length)` and the n-best list best first:
             `nbest_tokens` `(batch_size, K, length)`, `nbest_scores`
             `(batch_size, K)`, `nbest_attention` `(batch_size, K, length,
-            source_length)` (K = 1 unless asked); for beam search also
-            `beam_tokens` and `beam_scores`, all hypotheses best first.
+            source_length)` (K = 1 unless asked); each token's own log-prob,
+            `token_log_probs` `(batch_size, length)` and `nbest_token_log_probs`
+            `(batch_size, K, length)` (0 after [END]; with no penalty they sum to the
+            score); for beam search also `beam_tokens` and `beam_scores`, all
+            hypotheses best first.
         """
         if num_return_sequences is not None:
             options["n_best"] = num_return_sequences

@@ -60,6 +60,7 @@ class _GreedyState(NamedTuple):
     coverage: tf.Tensor  # float32 (batch, source_len), attention summed over steps
     tokens: tf.Tensor  # int32 (batch, max_length), step t written at column t
     attention: tf.Tensor  # float32 (batch, max_length, source_len)
+    token_lps: tf.Tensor  # float32 (batch, max_length), each chosen token's own log-prob
 
 
 class _BeamState(NamedTuple):
@@ -75,6 +76,7 @@ class _BeamState(NamedTuple):
     scores: tf.Tensor  # float32 (batch, k), the ranking score, best first
     tokens: tf.Tensor  # int32 (batch, k, t), the hypotheses so far
     attention: tf.Tensor  # float32 (batch, k, t, source_len)
+    token_lps: tf.Tensor  # float32 (batch, k, t), each token's own log-prob
 
 
 def length_penalty_factor(lengths, alpha):
@@ -306,7 +308,9 @@ def greedy_search(
         `(batch_size,)` (log P of the tokens under the model, normalised as asked),
         `attention` float32 `(batch_size, length, source_length)` and the same as a
         one-best list: `nbest_tokens` `(batch_size, 1, length)`, `nbest_scores`
-        `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`.
+        `(batch_size, 1)`, `nbest_attention` `(batch_size, 1, length, source_length)`;
+        `token_log_probs` float32 `(batch_size, length)`, each chosen token's own log-prob
+        (0 after [END]), and `nbest_token_log_probs` `(batch_size, 1, length)`.
     """
     options, seed = checked_options(
         length_penalty=length_penalty, coverage_penalty=coverage_penalty, **options
@@ -327,6 +331,7 @@ def greedy_search(
         coverage=tf.zeros([batch, source_len], tf.float32),
         tokens=tf.zeros([batch, max_length], tf.int32),
         attention=tf.zeros([batch, max_length, source_len], tf.float32),
+        token_lps=tf.zeros([batch, max_length], tf.float32),
     )
 
     def cond(s):
@@ -359,6 +364,7 @@ def greedy_search(
                 coverage=s.coverage + weights,
                 tokens=s.tokens + at_t_tokens,  # (batch, max_length)
                 attention=s.attention + tf.reshape(at_t, [1, -1, 1]) * tf.expand_dims(weights, 1),
+                token_lps=s.token_lps + at_t[None] * tf.where(alive, token_lp, 0.0)[:, None],
             ),
         )
 
@@ -377,6 +383,7 @@ def greedy_search(
         "tokens": out.tokens[:, : out.t],
         "scores": scores,
         "attention": out.attention[:, : out.t],
+        "token_log_probs": out.token_lps[:, : out.t],  # 0 after [END]
     }
     result.update({f"nbest_{key}": value[:, None] for key, value in result.items()})
     return result
@@ -455,7 +462,10 @@ def beam_search(
         first: `beam_tokens` `(batch_size, beam_width, length)`, `beam_scores`
         `(batch_size, beam_width)`; and the first `n_best` of them with their
         attention: `nbest_tokens` `(batch_size, n_best, length)`, `nbest_scores`,
-        `nbest_attention` `(batch_size, n_best, length, source_length)`.
+        `nbest_attention` `(batch_size, n_best, length, source_length)`; each token's own
+        log-prob (after `no_repeat_ngram`'s bans, 0 after [END]), as the host search gives
+        it: `token_log_probs` `(batch_size, length)` and `nbest_token_log_probs`
+        `(batch_size, n_best, length)`.
     """
     options, _ = checked_options(
         beam_width, length_penalty=length_penalty, coverage_penalty=coverage_penalty, **options
@@ -478,6 +488,7 @@ def beam_search(
         scores=tf.zeros([batch, k], tf.float32),
         tokens=tf.zeros([batch, k, 0], tf.int32),
         attention=tf.zeros([batch, k, 0, source_len], tf.float32),
+        token_lps=tf.zeros([batch, k, 0], tf.float32),
     )
 
     def cond(s):
@@ -514,6 +525,8 @@ def beam_search(
         if held is not None:
             parent_finished = tf.logical_or(parent_finished, held)
         token = tf.where(parent_finished, 0, token)
+        chosen_lp = tf.gather(tf.reshape(step_lp, [batch, k * vocab]), index, batch_dims=1)
+        chosen_lp = tf.where(parent_finished, 0.0, chosen_lp)  # (batch, beam)
         step_attn = _gather_beams(weights, parents)[:, :, None, :]  # (batch, k, 1, source_len)
         state = dict(
             log_probs=tf.gather(tf.reshape(total, [batch, k * vocab]), index, batch_dims=1),
@@ -540,6 +553,9 @@ def beam_search(
                 **state,
                 tokens=tf.concat([_gather_beams(s.tokens, parents), token[..., None]], axis=-1),
                 attention=tf.concat([_gather_beams(s.attention, parents), step_attn], axis=2),
+                token_lps=tf.concat(
+                    [_gather_beams(s.token_lps, parents), chosen_lp[..., None]], axis=-1
+                ),
             ),
         )
 
@@ -547,6 +563,7 @@ def beam_search(
     invariants = tf.nest.map_structure(_invariant, init)._replace(
         tokens=_invariant(None, None, k, None),
         attention=_invariant(None, None, k, None, None),
+        token_lps=_invariant(None, None, k, None),
     )
     # One loop variable, the state, so that `cond` and `body` take it whole, by name.
     (out,) = tf.while_loop(cond, body, (init,), shape_invariants=(invariants,))
@@ -559,4 +576,6 @@ def beam_search(
         "nbest_tokens": out.tokens[:, : options.n_best],
         "nbest_scores": out.scores[:, : options.n_best],
         "nbest_attention": out.attention[:, : options.n_best],
+        "token_log_probs": out.token_lps[:, 0],  # each token's own log-prob, 0 after [END]
+        "nbest_token_log_probs": out.token_lps[:, : options.n_best],
     }

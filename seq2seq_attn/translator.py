@@ -149,9 +149,11 @@ class Translator:
                 A sampled text's output depends on the seed and the text only.
             alignment: "hard" or "soft" sets each result's `alignment` (word alignment from
                 the attention, `seq2seq_attn.alignment`); None (default) leaves it unset.
-            scores: True sets each result's `token_log_probs` (the model's log-prob of
-                each output token, from one teacher-forced pass over the outputs) and
-                `scores` (per token, per word, and the sentence score normalised by length).
+            scores: True sets each result's `scores` (per token, per word, and the
+                sentence score normalised by length) from its `token_log_probs` (the
+                model's log-prob of each output token, as the search computed it: over
+                the shortlist's candidates where it decoded over them; every result has
+                them).
             target_prefix: None, or one string per text (a string for one text): each
                 output starts with it verbatim and the model continues it. It is tokenized
                 with the target SentencePiece model, its pieces are forced, scored, and part
@@ -223,10 +225,16 @@ class Translator:
         return target_prefix
 
     def _add_token_log_probs(self, results):
-        """Sets `token_log_probs` of `results` and their n-best lists: the model's log-prob
-        of each output token, teacher-forced ([START] y_1 ... y_{n-1} in, y_1 ... y_n out),
-        which is what the step-by-step search computed for the same tokens."""
+        """Sets `token_log_probs` of `results` and their n-best lists where the search did
+        not: the model's log-prob of each output token, teacher-forced ([START] y_1 ...
+        y_{n-1} in, y_1 ... y_n out), which is what the step-by-step search computes for
+        the same tokens over the whole vocabulary."""
         hypotheses = [h for r in results for h in [r, *(r.nbest or [])]]
+        # `generate` returns them (`token_log_probs`); texts that were not decoded (only
+        # placeholders) are scored here
+        hypotheses = [h for h in hypotheses if h.token_log_probs is None]
+        if not hypotheses:
+            return
         if not any(len(h.tokens) for h in hypotheses):  # max_length 0: nothing to score
             for h in hypotheses:
                 h.token_log_probs = np.zeros([0], np.float32)

@@ -163,7 +163,9 @@ def test_no_output_token_gives_empty_scores(translator):
 def test_nothing_is_computed_unless_asked(translator):
     result = translator.translate(TEXTS[:1])[0]
     assert result.alignment is None and result.scores is None
-    assert result.token_log_probs is None
+    # the search's own token log-probs come with every result (`generate` returns them)
+    assert len(result.token_log_probs) == len(result.tokens)
+    result.token_log_probs = None  # a result made without them
     with pytest.raises(ValueError, match="token log-probs"):
         result.with_words(scores=True)
     with pytest.raises(ValueError, match="'hard', 'soft' or None"):
