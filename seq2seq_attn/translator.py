@@ -150,10 +150,11 @@ class Translator:
             alignment: "hard" or "soft" sets each result's `alignment` (word alignment from
                 the attention, `seq2seq_attn.alignment`); None (default) leaves it unset.
             scores: True sets each result's `scores` (per token, per word, and the
-                sentence score normalised by length) from its `token_log_probs` (the
-                model's log-prob of each output token, as the search computed it: over
-                the shortlist's candidates where it decoded over them; every result has
-                them).
+                sentence score normalised by length) from its `token_log_probs`, the
+                model's log-prob of each output token over the whole vocabulary: the
+                search's own where it decoded over the whole vocabulary, else one
+                teacher-forced pass (a batch decoded over its shortlist candidates has
+                log-probs normalised over those, which depend on the batch).
             target_prefix: None, or one string per text (a string for one text): each
                 output starts with it verbatim and the model continues it. It is tokenized
                 with the target SentencePiece model, its pieces are forced, scored, and part
@@ -225,10 +226,11 @@ class Translator:
         return target_prefix
 
     def _add_token_log_probs(self, results):
-        """Sets `token_log_probs` of `results` and their n-best lists where the search did
-        not: the model's log-prob of each output token, teacher-forced ([START] y_1 ...
-        y_{n-1} in, y_1 ... y_n out), which is what the step-by-step search computes for
-        the same tokens over the whole vocabulary."""
+        """Sets `token_log_probs` of `results` and their n-best lists where the search gave
+        none (texts not decoded, batches decoded over shortlist candidates): the model's
+        log-prob of each output token over the whole vocabulary, teacher-forced ([START]
+        y_1 ... y_{n-1} in, y_1 ... y_n out), which is what the step-by-step search computes
+        for the same tokens over the whole vocabulary."""
         hypotheses = [h for r in results for h in [r, *(r.nbest or [])]]
         # `generate` returns them (`token_log_probs`); texts that were not decoded (only
         # placeholders) are scored here
@@ -290,6 +292,8 @@ class Translator:
             )
             for one in [result, *(result.nbest or [])]:
                 self._describe(one, text, source_ids, prefixes and prefixes[row])
+                if shortlist is not None:  # normalised over the candidates only: rescored
+                    one.token_log_probs = None  # over the whole vocabulary if asked
             results.append(result)
         return results
 

@@ -227,6 +227,18 @@ def test_translator_decodes_inside_each_batchs_candidates(tiny_run, any_share):
             assert all(np.isin(r.tokens, allowed).all() for r in batch)
     narrow = translator.translate(TEXTS, batch_size=2)
     assert [r.tokens.tolist() for r in narrow] != [r.tokens.tolist() for r in full]
+    # scores are the model's over the whole vocabulary, whatever the batch's candidates
+    alone = [translator.translate([t], scores=True)[0] for t in TEXTS]
+    batched = translator.translate(TEXTS, batch_size=3, scores=True)
+    model = translator.model
+    for one, many in zip(alone, batched, strict=True):
+        target_in = np.concatenate([[model.start_id], one.tokens[:-1]])[None].astype(np.int32)
+        logits, _ = model.teacher_forced(one.source_ids[None].astype(np.int32), target_in)
+        full_lp = tf.nn.log_softmax(logits)[0].numpy()  # (length, vocab)
+        expected = full_lp[np.arange(len(one.tokens)), one.tokens]
+        np.testing.assert_allclose(one.token_log_probs, expected, atol=1e-5)
+        if many.text == one.text:
+            np.testing.assert_allclose(many.token_log_probs, one.token_log_probs, atol=1e-5)
     again = translator.translate(TEXTS, full_vocabulary=True)
     assert [r.text for r in again] == [r.text for r in full]
 
