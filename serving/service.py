@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from seq2seq_attn import shortlist
 from seq2seq_attn.inference.search import with_one_best_list
 from seq2seq_attn.interface import (
     BadOption,
@@ -164,9 +163,11 @@ class TranslationService:
             options = DecodeOptions(beam_width=options)
         over = {}
         if isinstance(options, OverShortlist):
-            over, options = self._shortlist_kwargs(ids), _unmarked(options)
+            columns = getattr(self.model, "shortlist_columns", lambda ids: None)(ids)
+            over, options = ({} if columns is None else {"shortlist": columns}), _unmarked(options)
         if self._single_graph_decodes(ids, options, max_length):
-            return with_one_best_list(dict(self.model.greedy_graph(ids, **over)))
+            graph_over = {"shortlist": True} if over else {}  # it computes its candidates
+            return with_one_best_list(dict(self.model.greedy_graph(ids, **graph_over)))
         kwargs = options.search_kwargs()
         if isinstance(options, PrefixedOptions):
             kwargs["target_prefix"] = [list(options.target_prefix)] * len(ids)
@@ -179,14 +180,6 @@ class TranslationService:
             **kwargs,
             **over,
         )
-
-    def _shortlist_kwargs(self, ids):
-        """`{"shortlist": True}` where the export has shortlist graphs and the batch's
-        candidates are at most `shortlist.MAX_SHARE` of the vocabulary, else `{}`."""
-        if not getattr(self.model, "has_shortlist", False):
-            return {}
-        count = len(self.model.shortlist_output(ids)["shortlist_bias"])
-        return {"shortlist": True} if count <= shortlist.MAX_SHARE * self.target.vocab_size else {}
 
     def _single_graph_decodes(self, ids, options, max_length):
         """Whether the export's whole-greedy graph (`greedy.onnx`, the TFLite `greedy`

@@ -50,7 +50,6 @@ from apache_beam.ml.inference.base import (
     RunInference,
 )
 
-from seq2seq_attn import shortlist
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.interface import PAD_ID, DecodeOptions, Translation, with_prefix
 from seq2seq_attn.tokenizer import TokenizerPair
@@ -163,15 +162,9 @@ class LoadedExport:
         opts = self.options.decode
         return self.model.decode(
             ids, self.start_id, self.end_id, opts.beam_width, max_length=max_length,
-            shortlist=self._shortlisted(ids), **opts.search_kwargs(),
+            shortlist=self.options.shortlist and self.model.shortlist_columns(ids) or False,
+            **opts.search_kwargs(),
         )  # fmt: skip
-
-    def _shortlisted(self, ids):
-        """Whether this batch decodes over its shortlist candidates (`BulkOptions.shortlist`)."""
-        if not self.options.shortlist:
-            return False
-        count = len(self.model.shortlist_output(ids)["shortlist_bias"])
-        return count <= shortlist.MAX_SHARE * self.target.vocab_size
 
     def translate(self, rows):
         """A `Translation` per id list, each what decoding it alone gives: the batch runs to

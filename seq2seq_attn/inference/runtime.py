@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seq2seq_attn import shortlist as _shortlist
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.inference import search
 from seq2seq_attn.interface import new_state_name, state_names
@@ -168,15 +169,31 @@ class _StepModel:
         bias `(C,)` and each target id's position `(vocab,)` (C where it is no candidate)."""
         return self._run("shortlist_output", {"source_ids": _source_batch(source_ids)})
 
+    def shortlist_columns(self, source_ids):
+        """The step's shortlist inputs (`SHORTLIST_INPUTS`) of this batch where the export
+        has the shortlist graphs and the batch's candidates are at most
+        `seq2seq_attn.shortlist.MAX_SHARE` of the target vocabulary (above that the whole
+        output layer was measured faster), else None. Pass them on as `decode(...,
+        shortlist=columns)`, so the candidates are computed once."""
+        if not self.has_shortlist:
+            return None
+        out = self.shortlist_output(source_ids)
+        if len(out["shortlist_bias"]) > _shortlist.MAX_SHARE * len(out["shortlist_positions"]):
+            return None
+        return {name: out[name] for name in SHORTLIST_INPUTS}
+
     def decode(self, source_ids, start_id, end_id, beam_width=1, shortlist=False, **kwargs):
         """Host-side greedy (beam_width 1) or beam search over the step graphs; with
-        `shortlist` (the export must have one) over the batch's shortlist candidates."""
+        `shortlist` (the export must have one) over the batch's shortlist candidates:
+        True computes them, or pass `shortlist_columns`' dict for this batch."""
         memory, keys, mask, states = self.encode(source_ids)
         step = self.step
-        if shortlist:
+        if shortlist is not False and shortlist is not None:
             if not self.has_shortlist:
                 raise ValueError("`shortlist=True` needs an export with shortlist graphs")
-            columns = self.shortlist_output(source_ids)
+            columns = shortlist
+            if shortlist is True:
+                columns = self.shortlist_output(source_ids)
             columns = {name: columns[name] for name in SHORTLIST_INPUTS}
             step = functools.partial(self.step, shortlist=columns)
         if beam_width == 1:
