@@ -14,7 +14,7 @@
   every file's size and SHA-256.
 
 Nothing is fetched at run time from anywhere but the folder itself. The page decodes with
-the host search of `web/src/search.js`, the JavaScript twin of
+the host search of `web_assets/search.js`, the JavaScript twin of
 `seq2seq_attn.inference.search` (decision 0033).
 """
 

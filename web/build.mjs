@@ -1,6 +1,7 @@
-// Builds the page's files into ../export/web_assets (shipped in the wheel as
-// seq2seq_attn.export.web_assets; `seq2seq-attn export --web` copies them):
-//   - src/*.js, index.html and style.css as they are (ES modules, no bundling needed);
+// Builds the vendored files of the page into ../export/web_assets (shipped in the wheel as
+// seq2seq_attn.export.web_assets; `seq2seq-attn export --web` copies them). The page's own
+// ES modules, index.html and style.css live there too, as written (no bundling needed):
+// edit them in place; this build leaves them alone and writes only
 //   - sentencepiece.js: @sctg/sentencepiece-js's processor bundled by esbuild for the
 //     browser (its Node-only branches stay unused; its bundled demo models are dropped);
 //   - onnxruntime-web's WebAssembly build only (not WebGPU): ort.wasm.min.mjs and the
@@ -8,7 +9,7 @@
 //   - versions.json: the pinned versions, from the installed packages.
 // Run `npm ci && npm run build` in web/ (or `make web`).
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,13 +31,9 @@ const nodeBuiltinsAsEmpty = {
   },
 };
 
-for (const name of readdirSync(out, { withFileTypes: true })) {
-  if (name.isFile() && name.name !== "__init__.py") rmSync(join(out, name.name));
-}
+const BUILT = [...ORT_FILES, "sentencepiece.js", "versions.json"];
 mkdirSync(out, { recursive: true });
-for (const name of readdirSync(join(here, "src"))) {
-  if (name !== "sentencepiece-entry.js") copyFileSync(join(here, "src", name), join(out, name));
-}
+for (const name of BUILT) rmSync(join(out, name), { force: true });
 for (const name of ORT_FILES) {
   copyFileSync(join(here, "node_modules", "onnxruntime-web", "dist", name), join(out, name));
 }
