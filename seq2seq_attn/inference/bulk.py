@@ -17,9 +17,10 @@ n-best list), and `dead_letters`, `(key, reason)`. Inside:
    spread over its workers: with 2 workers, 9,992 of 10,000 lines went to one.)
 3. `ExportModelHandler.run_inference` decodes a batch with the host-side search
    (`OnnxModel` or `LiteRTModel`). Each line gets what decoding it alone gives (its own
-   maximum length, as the server's `decode_batch`): its output does not depend on its batch
-   mates. If the batch fails, each line is retried alone; only the lines that fail alone
-   become dead letters (Beam's own `with_exception_handling()` would drop the whole batch).
+   maximum length, by `inference.search.decode_batch`, as on the server): its output does
+   not depend on its batch mates. If the batch fails, each line is retried alone; only the
+   lines that fail alone become dead letters (Beam's own `with_exception_handling()` would
+   drop the whole batch).
 4. The lines are formatted by `seq2seq_attn.translate_stream.format_results`, the same code
    `seq2seq-attn translate` prints with, from a `Translation` built as the translator builds
    it: same text, same n-best lines, same alignment and score columns.
@@ -51,7 +52,8 @@ from apache_beam.ml.inference.base import (
 )
 
 from seq2seq_attn.errors import UserError
-from seq2seq_attn.interface import PAD_ID, DecodeOptions, Translation, with_prefix
+from seq2seq_attn.inference.search import decode_batch
+from seq2seq_attn.interface import DecodeOptions, with_prefix
 from seq2seq_attn.tokenizer import TokenizerPair
 from seq2seq_attn.translate_stream import format_results
 
@@ -155,33 +157,26 @@ class LoadedExport:
             )
         self.options = options
 
-    def _decode(self, rows, max_length):
-        ids = np.full((len(rows), self.static_length or max(map(len, rows))), PAD_ID, np.int32)
-        for out, row in zip(ids, rows, strict=True):
-            out[: len(row)] = row
-        opts = self.options.decode
+    def _decode(self, ids, options, max_length):
+        """`decode_batch`'s `decode_fn`: the padded `ids` decoded with `options`."""
         return self.model.decode(
-            ids, self.start_id, self.end_id, opts.beam_width, max_length=max_length,
+            ids, self.start_id, self.end_id, options.beam_width, max_length=max_length,
             shortlist=self.options.shortlist and self.model.shortlist_columns(ids) or False,
-            **opts.search_kwargs(),
+            **options.search_kwargs(),
         )  # fmt: skip
 
     def translate(self, rows):
-        """A `Translation` per id list, each what decoding it alone gives: the batch runs to
-        the longest own maximum length; a row that had not ended within its own is decoded
-        again alone (the rule of `serving.batching.decode_batch`)."""
+        """A `Translation` per id list, each what decoding it alone gives (`decode_batch`,
+        the server's rule: the batch runs to the longest own maximum length; a row that had
+        not ended within its own is decoded again alone)."""
         opts = self.options.decode
         limits = [opts.max_length(self.static_length or len(r)) for r in rows]
-        out = self._decode(rows, max(limits))
-        ended = out["tokens" if opts.beam_width == 1 else "beam_tokens"]
-        n_best = opts.n_best if self.options.n_best_lines else None
-        results = []
-        for i, (row, limit) in enumerate(zip(rows, limits, strict=True)):
-            if limit == max(limits) or (ended[i][..., :limit] == self.end_id).any(-1).all():
-                results.append(Translation.from_search(out, i, self.end_id, len(row), n_best))
-            else:
-                alone = self._decode([row], limit)
-                results.append(Translation.from_search(alone, 0, self.end_id, len(row), n_best))
+        results = decode_batch(
+            self._decode, rows, opts, limits, self.end_id, pad_to=self.static_length
+        )
+        if not self.options.n_best_lines:
+            for result in results:
+                result.nbest = None
         return results
 
     def describe(self, result, text, row):

@@ -68,7 +68,14 @@ Example:
 
 import numpy as np
 
-from seq2seq_attn.interface import NEG_INF, BadOption, DecodeOptions, check_max_length
+from seq2seq_attn.interface import (
+    NEG_INF,
+    PAD_ID,
+    BadOption,
+    DecodeOptions,
+    Translation,
+    check_max_length,
+)
 
 _F32 = np.float32
 
@@ -592,3 +599,60 @@ def _decision_margins(margins, scores, batch):
         final = np.where(scores[:, 1] <= NEG_INF / 2, np.inf, scores[:, 0] - scores[:, 1])
         out[:, -1] = np.minimum(out[:, -1], final)
     return out.astype(_F32)
+
+
+def pad(sequences, pad_to=None):
+    """int32 `(len(sequences), max(len) or pad_to)` padded with PAD_ID."""
+    length = max(len(s) for s in sequences) if pad_to is None else pad_to
+    batch = np.full((len(sequences), length), PAD_ID, np.int32)
+    for row, ids in zip(batch, sequences, strict=True):
+        row[: len(ids)] = ids
+    return batch
+
+
+def _ended_within(tokens, end_id, max_length):
+    """Whether every sequence in `tokens` `(..., length)` has [END] among its first max_length."""
+    return bool((np.asarray(tokens)[..., :max_length] == end_id).any(axis=-1).all())
+
+
+def _beam_width(options):
+    return options.beam_width if isinstance(options, DecodeOptions) else int(options)
+
+
+def decode_batch(decode_fn, sequences, options, max_lengths, end_id, pad_to=None):
+    """Decodes `sequences` together; each result equals decoding that sequence alone.
+
+    Args:
+        decode_fn: `decode_fn(ids, options, max_length)` -> search result dict with
+            `tokens` `(batch, length)`, `scores` `(batch,)`, `attention`
+            `(batch, length, source_length)`, for beam search `beam_tokens`
+            `(batch, beam_width, length)`, and with `DecodeOptions` the `nbest_*` arrays;
+            e.g. `OnnxModel.decode` with the special ids bound.
+        sequences: list of 1-D int sequences (source ids with [START] and [END]).
+        options: shared by all sequences: a beam width (int >= 1) or a `DecodeOptions`
+            (then every result also has its `nbest` list).
+        max_lengths: one int >= 0 per sequence.
+        end_id: the [END] id.
+        pad_to: optional fixed source length (an export with a static source length).
+
+    Returns:
+        list of `Translation`, one per sequence: `tokens` int32 `(n,)` (through [END]),
+        `score`, `attention` float32 `(n, source_length)`.
+    """
+    if len(sequences) != len(max_lengths):
+        raise ValueError(
+            f"`max_lengths` must have one entry per sequence ({len(sequences)}), "
+            f"received: {len(max_lengths)} entries"
+        )
+    longest = max(max_lengths)
+    out = decode_fn(pad(sequences, pad_to), options, longest)
+    ended_key = "tokens" if _beam_width(options) == 1 else "beam_tokens"
+    n_best = options.n_best if isinstance(options, DecodeOptions) else None
+    results = []
+    for row, (ids, max_length) in enumerate(zip(sequences, max_lengths, strict=True)):
+        if max_length == longest or _ended_within(out[ended_key][row], end_id, max_length):
+            results.append(Translation.from_search(out, row, end_id, len(ids), n_best))
+        else:  # it ran past its own limit in the batch: decode it alone
+            alone = decode_fn(pad([ids], pad_to), options, max_length)
+            results.append(Translation.from_search(alone, 0, end_id, len(ids), n_best))
+    return results
