@@ -26,9 +26,6 @@ from seq2seq_attn.tokenizer import TokenizerPair
 MODEL_FILE = "model.keras"
 TOKENIZER_DIR = "tokenizer"
 RUN_INFO_FILE = "run.json"
-# A batch whose shortlist candidates are more than this share of the target vocabulary
-# decodes over the full vocabulary (decision 0034).
-SHORTLIST_MAX_SHARE = _shortlist.MAX_SHARE
 
 
 def check_run_dir(run_dir):
@@ -163,7 +160,8 @@ class Translator:
                 translator has a shortlist (without one, every decode does). With one, a
                 batch's outputs use only its candidates (sampling too), and `scores`
                 remain the full model's log-probs of those tokens. A batch whose candidates
-                are more than `SHORTLIST_MAX_SHARE` of the vocabulary decodes over all of it.
+                are more than `seq2seq_attn.shortlist.MAX_SHARE` of the vocabulary decodes
+                over all of it.
             placeholders: True (default) takes placeholders and markup (`%s`, `{name}`,
                 `<b>`, `&amp;`, ...) out of each text and puts them back into its outputs
                 by alignment, each exactly once (`seq2seq_attn.placeholders`; the report is
@@ -273,7 +271,7 @@ class Translator:
         candidates = np.zeros([0], np.int32)
         if shortlist is not None:
             candidates = np.union1d(shortlist.candidates(ids), prefix_ids).astype(np.int32)
-            if len(candidates) > SHORTLIST_MAX_SHARE * self.model.target_vocab_size:
+            if len(candidates) > _shortlist.MAX_SHARE * self.model.target_vocab_size:
                 shortlist = None  # a union this large decodes faster over the full vocabulary
         generate = self._generator(options, prefix_ids.shape[1] > 0, shortlist is not None)
         out = generate(

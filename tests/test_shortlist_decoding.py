@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from seq2seq_attn import shortlist as sl
-from seq2seq_attn import translator as translator_module
 from seq2seq_attn.cli import main
 from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.model import Seq2SeqAttention
@@ -206,7 +205,7 @@ TEXTS = ["3 March 2021", "Saturday, 14 November 1987", "01/02/03"]
 @pytest.fixture
 def any_share(monkeypatch):
     """The tiny run's 30 pieces make every union a large share: keep the shortlist anyway."""
-    monkeypatch.setattr(translator_module, "SHORTLIST_MAX_SHARE", 1.0)
+    monkeypatch.setattr(sl, "MAX_SHARE", 1.0)
 
 
 def test_translator_decodes_inside_each_batchs_candidates(tiny_run, any_share):
@@ -249,10 +248,10 @@ def test_a_batch_with_too_many_candidates_decodes_in_full(tiny_run, monkeypatch)
     translator.shortlist = narrow_shortlist(translator, np.concatenate([r.tokens for r in full]))
     share = len(translator.shortlist.candidates(translator.tokenizers.source.encode_batch(TEXTS)))
     share /= translator.model.target_vocab_size
-    monkeypatch.setattr(translator_module, "SHORTLIST_MAX_SHARE", share)  # not above: kept
+    monkeypatch.setattr(sl, "MAX_SHARE", share)  # not above: kept
     kept = translator.translate(TEXTS)
     assert [r.tokens.tolist() for r in kept] != [r.tokens.tolist() for r in full]
-    monkeypatch.setattr(translator_module, "SHORTLIST_MAX_SHARE", share - 0.01)  # above
+    monkeypatch.setattr(sl, "MAX_SHARE", share - 0.01)  # above
     dropped = translator.translate(TEXTS)
     assert [r.tokens.tolist() for r in dropped] == [r.tokens.tolist() for r in full]
 
