@@ -45,6 +45,7 @@ BENCHMARKS = (
     "reverse_by_length",
     "shortlist_coverage",
     "startup",
+    "time_to_quality",
     "train_throughput",
     "train_tutorial_size",
     "training_modes",

@@ -21,6 +21,7 @@ PAGE = "docs/benchmarks.md"
 HEADLINE_ORDER = (  # README's order: training, decoding, export, serving, the paper's claims
     "train_throughput",
     "train_tutorial_size",
+    "time_to_quality",
     "training_modes",
     "decode_latency",
     "tutorial_size",
@@ -40,6 +41,7 @@ PLOTS = {  # the pictures in docs/ that a full run of the benchmark draws
     "attention_vs_vanilla": ("bleu-by-length.png",),
     "decode_latency": ("decode-latency.png",),
     "reverse_by_length": ("reverse-by-length.png",),
+    "time_to_quality": ("time-to-quality.png",),
     "train_throughput": ("train-throughput.png",),
 }
 
@@ -198,6 +200,25 @@ def _train_tutorial_size(f):
     return [(f"Batch {f['size']['batch_size']}, same batches", table(columns, rows))]
 
 
+def _time_to_quality(f):
+    title = (
+        f"Dev BLEU (greedy, {f['dev_sample']} dev pairs) after each training minute, "
+        f"mean over seeds {', '.join(map(str, f['seeds']))}"
+    )
+    found = [(title, f["table"].rstrip())]
+    rows = [
+        [impl, seed, row["tutorial_final_bleu"], row["minutes_to_tutorial_final"],
+         row["ahead_after_first_minute"]]
+        for impl, by_seed in f["against_tutorial"].items()
+        for seed, row in by_seed.items()
+    ]  # fmt: skip
+    if rows:
+        columns = ["recipe", "seed", f"tutorial's BLEU at {f['minutes']:g} min"]
+        columns += ["minutes to reach it", "ahead at every minute after the first"]
+        found.append(("Against the tutorial, seed by seed", table(columns, rows)))
+    return found
+
+
 def _training_modes(f):
     rows = [
         [group, mode, r["target_tokens_per_s"], r["ratio_to_float32_one_device"],
@@ -330,6 +351,7 @@ TABLES = {
     "startup": _startup,
     "train_throughput": _train_throughput,
     "train_tutorial_size": _train_tutorial_size,
+    "time_to_quality": _time_to_quality,
     "training_modes": _training_modes,
     "training_recipes": _training_recipes,
     "tutorial_size": _tutorial_size,
@@ -442,6 +464,7 @@ HEADLINES = {  # benchmark -> its one current figure, as text
         f"{f['implementations']['seq2seq_attn']['steps_per_second']:.2f} steps/s, "
         f"{f['implementations']['seq2seq_attn']['x_tutorial']:.2f}x the TF tutorial's model"
     ),
+    "time_to_quality": lambda f: _time_to_quality_headline(f),
     "training_modes": lambda f: (
         "float32 on one device: "
         f"{f['precision']['float32, one device']['target_tokens_per_s']:.0f} target tokens/s"
@@ -456,6 +479,21 @@ HEADLINES = {  # benchmark -> its one current figure, as text
         f["models"].get("pretrained") or f["models"]["tutorial_size"]
     ),
 }
+
+
+def _time_to_quality_headline(f):
+    recipe, by_seed = next(iter(f["against_tutorial"].items()))
+    reached = [row["minutes_to_tutorial_final"] for row in by_seed.values()]
+    final = _mean([row["tutorial_final_bleu"] for row in by_seed.values()])
+    when = (
+        f"after {max(reached):g} min"
+        if None not in reached
+        else f"not within {f['minutes']:g} min on {reached.count(None)} of {len(reached)} seeds"
+    )
+    return (
+        f"`{recipe}` recipe reaches the TF tutorial's {f['minutes']:g}-minute dev BLEU "
+        f"({final:.1f}) {when}"
+    )
 
 
 def _tutorial_size_headline(latency):

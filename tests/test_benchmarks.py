@@ -598,3 +598,104 @@ def test_alignment_reference_and_result_have_the_figures():
         assert 0.0 < row["aer"] < 1.0
     computed, later, earlier = (r["aer"] for r in figures["variants"].values())
     assert computed < min(later, earlier)
+
+
+class _FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_quality_probe_does_not_count_its_own_time():
+    """benchmarks/time_to_quality.QualityProbe: a probe taking 30 s of a 60 s interval does not
+    move the next probe earlier; training stops at the budget, counted the same way."""
+    from types import SimpleNamespace
+
+    from benchmarks.time_to_quality import QualityProbe
+
+    clock = _FakeClock()
+    pairs = [("a b", "x y z"), ("c", "w")]
+
+    def translate(sources):
+        clock.now += 30.0  # the probe's own work
+        return ["x y z", "v"]
+
+    probe = QualityProbe(translate, pairs, minutes=2.0, every=1.0, clock=clock)
+    model = SimpleNamespace(
+        optimizer=SimpleNamespace(iterations=SimpleNamespace(numpy=lambda: 7)),
+        stop_training=False,
+    )
+    probe.set_model(model)
+    probe.on_train_begin()
+    for now in (30.0, 59.0, 61.0):  # the first probe runs after the batch ending at 61 s
+        clock.now = now
+        probe.on_train_batch_end(0)
+    assert len(probe.points) == 1 and probe.points[0]["probe_seconds"] == 30.0
+    clock.now = 91.0 + 59.0  # 150 s of wall clock, 120 s of training less 1 s
+    probe.on_train_batch_end(0)
+    assert len(probe.points) == 1 and not model.stop_training
+    clock.now = 91.0 + 61.0
+    probe.on_train_batch_end(0)
+    assert [p["minute"] for p in probe.points] == [1.0, 2.0]
+    assert probe.points[1]["trained_minutes"] == round(122.0 / 60, 3)
+    assert model.stop_training
+    assert 0.0 < probe.points[0]["chrf"] < 100.0  # one translation right, one wrong
+
+
+def test_time_to_quality_compares_each_seed_with_the_tutorial():
+    """The summary by hand: the first minute a recipe reaches the tutorial's last BLEU, and
+    whether it leads at every minute after the first (ties do not lead)."""
+    from benchmarks.time_to_quality import summarize
+
+    def run(impl, seed, bleus):
+        points = [{"minute": float(m), "bleu": b} for m, b in enumerate(bleus, start=1)]
+        return {"impl": impl, "seed": seed, "points": points}
+
+    runs = [
+        run("tutorial", 0, [5.0, 10.0, 15.0, 20.0]),
+        run("fast", 0, [1.0, 12.0, 21.0, 25.0]),
+        run("tie", 0, [6.0, 10.0, 16.0, 19.0]),
+        run("tutorial", 1, [4.0, 8.0, 12.0, 16.0]),
+        run("fast", 1, [3.0, 9.0, 16.0, 18.0]),
+        run("tie", 1, [3.0, 9.0, 16.0, 18.0]),
+    ]
+    args = Namespace(minutes=4.0, every=1.0, dev_sample=10)
+    figures = summarize(runs, args, {"dev_pairs": 50})
+    fast = figures["against_tutorial"]["fast"]
+    assert fast["0"] == {
+        "tutorial_final_bleu": 20.0,
+        "minutes_to_tutorial_final": 3.0,
+        "ahead_after_first_minute": True,
+    }
+    assert fast["1"]["minutes_to_tutorial_final"] == 3.0 and fast["1"]["ahead_after_first_minute"]
+    tie = figures["against_tutorial"]["tie"]
+    assert tie["0"]["minutes_to_tutorial_final"] is None  # 19 < 20
+    assert not tie["0"]["ahead_after_first_minute"]  # 10 == 10 at minute 2
+    assert figures["goal"]["fast"] == {
+        "reached_tutorial_final_within_3_minutes": True,
+        "ahead_at_every_minute_after_the_first": True,
+    }
+    assert figures["goal"]["tie"]["reached_tutorial_final_within_3_minutes"] is False
+    assert figures["mean_bleu_by_minute"]["fast"]["3"] == 18.5  # (21 + 16) / 2
+    assert figures["table"].splitlines()[0] == "| minutes | tutorial | fast | tie |"
+    assert figures["dev_sample"] == 10
+
+
+def test_time_to_quality_smoke(tmp_path):
+    """benchmarks/time_to_quality.py in its small mode: the tutorial and our default each get
+    a probe per interval, at increasing steps, and the plot is written."""
+    out = tmp_path / "time_to_quality.json"
+    assert harness.main(["time_to_quality", "--small", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert [r["impl"] for r in figures["runs"]] == ["tutorial", "default"]
+    for result in figures["runs"]:
+        points = result["points"]
+        assert len(points) == 3  # 0.15 minutes, a probe each 0.05
+        assert all(p["trained_minutes"] >= p["minute"] for p in points)
+        steps = [p["step"] for p in points]
+        assert steps == sorted(steps) and steps[0] > 0
+        assert all(0.0 <= p["bleu"] <= 100.0 for p in points)
+    assert figures["runs"][1]["training"]["learning_rate"] > 0
+    assert (harness.ROOT / figures["plot"]).exists()

@@ -1,0 +1,467 @@
+"""Time to quality: dev BLEU against training minutes, the TF tutorial's code against our recipes.
+
+What a user waits for is quality, not steps: two models that do different arithmetic per
+step cannot be compared by steps per second. On the tutorial-size data
+(`tutorial_size.tutorial_data()`: short pairs cut from Bible training verses, split once by
+`seq2seq-attn train`'s own file split), each implementation trains in its own child process
+while a probe (`QualityProbe`) translates the first `--dev-sample` dev sources greedily
+every `--every` training minutes and scores them with sacrebleu (BLEU, chrF). The probe's own
+time is not training time; everything else `model.fit` does is (ours: each epoch's dev loss
+and dev BLEU, checkpointing, as `seq2seq-attn train` does them).
+
+- `tutorial`: `tutorial_nmt.Translator` (the tutorial's model, Adam at 0.001, batches of 64
+  padded to the longest, reshuffled each epoch), decoded by the tutorial's own exported greedy
+  loop (`tutorial_nmt.Export`), on the same SentencePiece ids;
+- a recipe of `RECIPES`: `seq2seq_attn.training.train` as `seq2seq-attn train` runs it with
+  only the sizes set (`SIZE`: the tutorial's 256 units, 5000 pieces a side) plus the recipe's
+  keys; `default` adds nothing, so it measures what a user gets without a config. The one
+  other change: `epochs` is large so that the probe's budget, not the default 10 epochs,
+  ends the curve (early stopping stays the default's).
+
+Implementations take turns seed by seed (tutorial, then each recipe), so drift on a shared
+machine hits all alike; several `--seeds` show the spread. The summary gives, for each recipe
+and seed, its BLEU at every minute, the first minute at which it reached the tutorial's BLEU at
+the last minute, and whether it was ahead of the tutorial at every minute after the first.
+
+    python -m benchmarks time_to_quality                                  # ~27 min
+    python -m benchmarks time_to_quality --recipes default,lr3 --minutes 4 --no-tutorial
+    python -m benchmarks time_to_quality --small                          # tiny, seconds
+
+Writes benchmarks/results/time_to_quality.json and docs/time-to-quality.png (small:
+runs/benchmarks/).
+"""
+
+import copy
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from pathlib import Path
+
+import keras
+
+from benchmarks import common, tutorial_nmt, tutorial_size
+from benchmarks.harness import ROOT, clock, fill_defaults, plot_path, work_dir
+from seq2seq_attn.evaluation import score
+
+NAME = "time_to_quality"
+SIZE = {
+    "tokenizer": {"source_vocab_size": 5000, "target_vocab_size": 5000},
+    "model": {"embedding_dim": 256, "units": 256, "attention_units": 256},
+}
+SMALL_SIZE = {
+    "tokenizer": {"source_vocab_size": 500, "target_vocab_size": 500},
+    "model": {"embedding_dim": 16, "units": 16, "attention_units": 16},
+}
+# The training keys of the default before decision 0035 (what the recipes below started from).
+BEFORE_0035 = {
+    "learning_rate": 1e-3,
+    "label_smoothing": 0.0,
+    "schedule": "constant",
+    "warmup_steps": 1000,
+    "select_by": "loss",
+}
+
+
+def _before(training=None, **sections):
+    """A recipe: the training keys before decision 0035, changed by `training`."""
+    return {"training": {**BEFORE_0035, **(training or {})}, **sections}
+
+
+_LS3 = {"learning_rate": 3e-3, "label_smoothing": 0.1}
+# Each recipe: config keys on top of the defaults and the sizes, named by what they change
+# (`default` adds nothing: what `seq2seq-attn train` does without a config today).
+RECIPES = {
+    "default": {},
+    "before_0035": _before(),
+    "lr2e-3_ls": _before({"learning_rate": 2e-3, "label_smoothing": 0.1}),
+    "lr3e-3_ls": _before(_LS3),
+    "lr5e-3_ls": _before({"learning_rate": 5e-3, "label_smoothing": 0.1}),
+    "lr3e-3_ls_bf16": _before(_LS3, mixed_precision="mixed_bfloat16"),
+    "lr3e-3_ls_b32": _before({**_LS3, "batch_size": 32}),
+    "lr3e-3_ls_tied": _before(_LS3, model={"tie_embeddings": True}),
+    "lr3e-3_ls_drop": _before(_LS3, model={"dropout": 0.1}),
+    "lr3e-3_ls_ema": _before({**_LS3, "ema": 0.999}),
+    "rsqrt5e-3_ls": _before(
+        {"learning_rate": 5e-3, "label_smoothing": 0.1, "schedule": "rsqrt", "warmup_steps": 200}
+    ),
+    "default_bf16": {"mixed_precision": "mixed_bfloat16"},
+    "default_drop": {"model": {"dropout": 0.1}},
+    "default_b32": {"training": {"batch_size": 32}},
+}
+FULL = {"minutes": 12.0, "every": 1.0, "dev_sample": 500, "recipes": "default", "seeds": "0"}
+SMALL = {"minutes": 0.15, "every": 0.05, "dev_sample": 20, "recipes": "default", "seeds": "0"}
+SMALL_PAIRS = 1500
+TUTORIAL = "tutorial"
+
+
+def add_arguments(parser):
+    parser.add_argument("--minutes", type=float, help="training minutes per run (default 12)")
+    parser.add_argument("--every", type=float, help="minutes between probes (default 1)")
+    parser.add_argument("--dev-sample", type=int, help="dev pairs each probe translates")
+    parser.add_argument("--recipes", help=f"comma-separated, of: {', '.join(RECIPES)}")
+    parser.add_argument("--seeds", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--no-tutorial", action="store_true", help="only our recipes")
+
+
+def recipe_config(name, small=False):
+    """The resolved config of recipe `name`: defaults, sizes, the recipe's keys, many epochs."""
+    from seq2seq_attn.config import resolve_config
+
+    raw = copy.deepcopy(SMALL_SIZE if small else SIZE)
+    change = copy.deepcopy(RECIPES[name])
+    precision = change.pop("mixed_precision", None)
+    for section, values in change.items():
+        raw.setdefault(section, {}).update(values)
+    config = resolve_config(raw)
+    config["training"]["epochs"] = 1000  # the probe's budget ends the run
+    if precision:
+        config["training"]["mixed_precision"] = precision
+    return config
+
+
+class QualityProbe(keras.callbacks.Callback):
+    """Dev BLEU every `every` training minutes; the probe's own time is not training time.
+
+    Training minutes are wall-clock minutes since `fit` began less the probe's own time. After
+    the first batch that ends past a multiple of `every`, `translate(sources)` gives greedy
+    translations of the dev sources, scored against their references; once `minutes` have
+    passed it stops training. `points`: one dict per probe (minute, trained minutes, optimizer
+    step, BLEU, chrF, the probe's seconds).
+
+    Args:
+        translate: Callable, list of source strings -> list of translations.
+        pairs: `(source, reference)` dev strings.
+        minutes: Positive float, the training budget.
+        every: Positive float, minutes between probes.
+    """
+
+    def __init__(self, translate, pairs, minutes, every, clock=time.monotonic):
+        super().__init__()
+        self.translate, self.pairs = translate, list(pairs)
+        self.minutes, self.every, self.clock = minutes, every, clock
+        self.points = []
+
+    def on_train_begin(self, logs=None):
+        self._started, self._paused, self._next = self.clock(), 0.0, self.every
+
+    def trained_minutes(self):
+        return (self.clock() - self._started - self._paused) / 60
+
+    def on_train_batch_end(self, batch, logs=None):
+        trained = self.trained_minutes()
+        if trained < self._next:
+            return
+        began = self.clock()
+        sources = [s for s, _ in self.pairs]
+        result = score(self.translate(sources), [t for _, t in self.pairs], sources)
+        self.points.append(
+            {
+                "minute": round(self._next, 3),
+                "trained_minutes": round(trained, 3),
+                "step": int(self.model.optimizer.iterations.numpy()),
+                "bleu": round(result["bleu"], 2),
+                "chrf": round(result["chrf"], 2),
+                "probe_seconds": round(self.clock() - began, 1),
+            }
+        )
+        self._next += self.every
+        self._paused += self.clock() - began
+        if trained >= self.minutes - 1e-9:
+            self.model.stop_training = True
+
+
+# ---- the children: one implementation each ----
+
+
+def _ours(spec):
+    """Trains recipe `spec["recipe"]` as `seq2seq-attn train` does, probing as it goes."""
+    from seq2seq_attn.callbacks import DevScores, averaged_weights
+    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.training import train
+
+    config = recipe_config(spec["recipe"], spec["small"])
+    run_dir = Path(spec["run_dir"])
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.copytree(spec["tokenizer_dir"], run_dir / "tokenizer")  # the same pieces for all
+    scorer = DevScores(spec["dev"], TokenizerPair.load(run_dir / "tokenizer"))
+
+    def translate(sources):
+        scorer.set_model(probe.model)
+        with averaged_weights(probe.model):
+            return scorer.translate(sources)
+
+    probe = QualityProbe(translate, spec["dev"], spec["minutes"], spec["every"])
+    files = {"train": spec["files"]["train"], "dev": spec["files"]["dev"]}
+    info = train(
+        None, config, run_dir, seed=spec["seed"], verbose=0, callbacks=[probe], files=files
+    )
+    return probe.points, {
+        "steps": info["steps"],
+        "epochs_run": info["epochs_run"],
+        "stopped_by": "probe"
+        if info["stopped_by"] == "early_stopping" and _probe_done(probe)
+        else info["stopped_by"],
+        "parameters": info.get("parameters"),
+        "training": {k: config["training"][k] for k in _SHOWN_KEYS},
+        "model": config["model"],
+    }
+
+
+_SHOWN_KEYS = (
+    "batch_size",
+    "batch_tokens",
+    "learning_rate",
+    "schedule",
+    "warmup_steps",
+    "label_smoothing",
+    "ema",
+    "mixed_precision",
+    "select_by",
+)
+
+
+def _probe_done(probe):
+    return bool(probe.points) and probe.points[-1]["trained_minutes"] >= probe.minutes - 1e-9
+
+
+def _tutorial(spec):
+    """Trains the tutorial's model on its own batches, probing with its exported greedy loop."""
+    import numpy as np
+    import tensorflow as tf
+
+    from seq2seq_attn.corpora import read_pairs
+    from seq2seq_attn.interface import trim_after_end
+    from seq2seq_attn.tokenizer import TokenizerPair
+
+    tokenizers = TokenizerPair.load(spec["tokenizer_dir"])
+    source, target = tokenizers.source, tokenizers.target
+    pairs = [(source.encode(s), target.encode(t)) for s, t in read_pairs(spec["files"]["train"])]
+    units = (SMALL_SIZE if spec["small"] else SIZE)["model"]["units"]
+    keras.utils.set_random_seed(spec["seed"])
+    model = tutorial_nmt.build_translator(source.vocab_size, target.vocab_size, units=units)
+    per_epoch = len(pairs) // tutorial_nmt.BATCH_SIZE
+
+    def batches():
+        for epoch in range(10**6):  # reshuffled each epoch, as the tutorial's shuffle does
+            yield from tutorial_nmt.tutorial_batches(pairs, per_epoch, seed=spec["seed"] + epoch)
+
+    ids = tf.TensorSpec([None, None], tf.int32)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=((ids, ids), ids))
+    export = tutorial_nmt.Export(model, start_id=2, end_id=3, max_length=80)
+
+    def translate(sources):
+        rows = [source.encode(s) for s in sources]
+        out = [""] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        for start in range(0, len(order), 64):
+            chunk = order[start : start + 64]
+            batch = np.zeros((len(chunk), max(len(rows[i]) for i in chunk)), np.int32)
+            for row, i in enumerate(chunk):
+                batch[row, : len(rows[i])] = rows[i]
+            tokens = export.translate_ids(tf.constant(batch))["tokens"].numpy()
+            for row, i in enumerate(chunk):
+                out[i] = target.decode(trim_after_end(tokens[row], 3))
+        return out
+
+    probe = QualityProbe(translate, spec["dev"], spec["minutes"], spec["every"])
+    model.fit(dataset, epochs=10**6, steps_per_epoch=per_epoch, callbacks=[probe], verbose=0)
+    return probe.points, {
+        "steps": int(model.optimizer.iterations.numpy()),
+        "epochs_run": int(model.optimizer.iterations.numpy()) // per_epoch,
+        "parameters": int(model.count_params()),
+        "training": {"batch_size": tutorial_nmt.BATCH_SIZE, "learning_rate": 1e-3},
+    }
+
+
+def child(spec, out_path):
+    """One implementation in this (spawned) process; writes its points and facts as JSON."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_before = os.getloadavg()
+    began = clock()
+    points, facts = (_tutorial if spec["impl"] == TUTORIAL else _ours)(spec)
+    result = {
+        "impl": spec["impl"],
+        "seed": spec["seed"],
+        "points": points,
+        **facts,
+        "wall_seconds": round(clock() - began, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    Path(out_path).write_text(json.dumps(result))
+
+
+def _in_child(spec, folder):
+    out_path = Path(folder) / f"{spec['impl']}-{spec['seed']}.json"
+    out_path.unlink(missing_ok=True)
+    process = multiprocessing.get_context("spawn").Process(target=child, args=(spec, out_path))
+    process.start()
+    process.join()
+    if process.exitcode:
+        raise SystemExit(f"{spec['impl']} (seed {spec['seed']}) failed: exit {process.exitcode}")
+    return json.loads(out_path.read_text())
+
+
+# ---- the parent ----
+
+
+def prepare(folder, small):
+    """Splits the data once (train/dev files) and trains the shared SentencePiece models."""
+    from seq2seq_attn.training import corpus_for, run_tokenizers
+
+    config = recipe_config("default", small)
+    if small:
+        data_file = tutorial_size.tutorial_data(folder / "short.tsv", SMALL_PAIRS)
+    else:
+        data_file = tutorial_size.DATA_FILE
+        if not data_file.exists():
+            tutorial_size.tutorial_data()
+    corpus = corpus_for(str(data_file), common.SEED, config)
+    files = {}
+    for split in ("train", "dev"):
+        files[split] = str(folder / f"{split}.tsv")
+        rows = getattr(corpus, split)
+        Path(files[split]).write_text("".join(f"{s}\t{t}\n" for s, t in rows))
+    shutil.rmtree(folder / "shared", ignore_errors=True)
+    run_tokenizers(folder / "shared", corpus, config["tokenizer"])
+    data = {
+        "file": data_file.name if small else str(data_file.relative_to(ROOT)),
+        "train_pairs": len(corpus.train),
+        "dev_pairs": len(corpus.dev),
+    }
+    return files, corpus.dev, str(folder / "shared" / "tokenizer"), data
+
+
+def run(args):
+    fill_defaults(args, FULL, SMALL)
+    recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    unknown = [name for name in recipes if name not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    folder = work_dir(args.small, NAME)
+    folder.mkdir(parents=True, exist_ok=True)
+    files, dev, tokenizer_dir, data = prepare(folder, args.small)
+    impls = ([] if args.no_tutorial else [TUTORIAL]) + recipes
+    runs = []
+    for seed in seeds:
+        for impl in impls:
+            spec = {
+                "impl": impl,
+                "recipe": impl,
+                "seed": seed,
+                "small": args.small,
+                "minutes": args.minutes,
+                "every": args.every,
+                "files": files,
+                "dev": dev[: args.dev_sample],
+                "tokenizer_dir": tokenizer_dir,
+                "run_dir": str(folder / f"run-{impl}-{seed}"),
+            }
+            result = _in_child(spec, folder)
+            curve = ", ".join(f"{p['bleu']:.1f}" for p in result["points"])
+            print(f"{impl} seed {seed}: BLEU by minute {curve}", flush=True)
+            runs.append(result)
+    figures = summarize(runs, args, data)
+    figures["plot"] = plot(runs, plot_path(args, "time-to-quality.png"), args)
+    return figures
+
+
+def _by_minute(result):
+    return {p["minute"]: p["bleu"] for p in result["points"]}
+
+
+def _mean_curve(runs, impl):
+    """`{minute: mean BLEU over the seeds}` of one implementation."""
+    curves = [_by_minute(r) for r in runs if r["impl"] == impl]
+    minutes = sorted(set().union(*curves)) if curves else []
+    return {
+        m: round(sum(c[m] for c in curves if m in c) / sum(m in c for c in curves), 2)
+        for m in minutes
+    }
+
+
+def _against_tutorial(result, tutorial):
+    """How run `result` compares with the tutorial's run of the same seed."""
+    ours, theirs = _by_minute(result), _by_minute(tutorial)
+    final = theirs[max(theirs)]
+    reached = [m for m in sorted(ours) if ours[m] >= final]
+    shared = [m for m in sorted(ours) if m in theirs and m > min(theirs)]
+    return {
+        "tutorial_final_bleu": final,
+        "minutes_to_tutorial_final": reached[0] if reached else None,
+        "ahead_after_first_minute": all(ours[m] > theirs[m] for m in shared),
+    }
+
+
+def summarize(runs, args, data):
+    """Curves, the comparison with the tutorial seed by seed, and one markdown table."""
+    impls = list(dict.fromkeys(r["impl"] for r in runs))
+    curves = {impl: _mean_curve(runs, impl) for impl in impls}
+    tutorial = {r["seed"]: r for r in runs if r["impl"] == TUTORIAL}
+    compared = {}
+    for result in runs:
+        if result["impl"] != TUTORIAL and result["seed"] in tutorial:
+            row = _against_tutorial(result, tutorial[result["seed"]])
+            compared.setdefault(result["impl"], {})[str(result["seed"])] = row
+    minutes = sorted(set().union(*curves.values())) if curves else []
+    header = "| minutes | " + " | ".join(impls) + " |\n|---:|" + "---:|" * len(impls) + "\n"
+    body = "".join(
+        f"| {m:g} | " + " | ".join(f"{curves[i].get(m, float('nan')):.2f}" for i in impls) + " |\n"
+        for m in minutes
+    )
+    goal = {}
+    for impl, by_seed in compared.items():
+        reached = [row["minutes_to_tutorial_final"] for row in by_seed.values()]
+        goal[impl] = {
+            "reached_tutorial_final_within_3_minutes": all(
+                m is not None and m <= 3 for m in reached
+            ),
+            "ahead_at_every_minute_after_the_first": all(
+                row["ahead_after_first_minute"] for row in by_seed.values()
+            ),
+        }
+    return {
+        "data": data,
+        "minutes": args.minutes,
+        "every": args.every,
+        "dev_sample": min(args.dev_sample, data["dev_pairs"]),
+        "seeds": sorted({r["seed"] for r in runs}),
+        "runs": runs,
+        "mean_bleu_by_minute": {
+            impl: {f"{m:g}": b for m, b in c.items()} for impl, c in curves.items()
+        },
+        "against_tutorial": compared,
+        "goal": goal,
+        "table": header + body,
+    }
+
+
+def plot(runs, path, args):
+    """Dev BLEU against training minutes, one line per run (a colour per implementation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = {}
+    for result in runs:
+        impl = result["impl"]
+        colour = colours.setdefault(impl, f"C{len(colours)}")
+        xs = [p["minute"] for p in result["points"]]
+        ys = [p["bleu"] for p in result["points"]]
+        label = impl if impl not in [line.get_label() for line in ax.lines] else None
+        style = "--" if impl == TUTORIAL else "-"
+        ax.plot(xs, ys, style, marker="o", markersize=3, color=colour, label=label)
+    ax.set_xlabel("training minutes (the probe's own time excluded)")
+    ax.set_ylabel("dev BLEU (greedy)")
+    ax.set_title(f"Time to quality, tutorial-size data, seeds {args.seeds}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
