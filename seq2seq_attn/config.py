@@ -28,7 +28,7 @@ DEFAULTS = {
     "training": {
         # The default recipe was chosen by time to quality (docs/decisions/0035): rsqrt
         # warm-up to a 5e-3 peak, label smoothing 0.1, checkpoints and early stopping by dev
-        # BLEU.
+        # BLEU (`select_by: auto`: BLEU with a dev set, the training loss without one).
         "batch_size": 64,
         "epochs": 10,
         "learning_rate": 5e-3,
@@ -49,7 +49,7 @@ DEFAULTS = {
         "min_learning_rate": 1e-5,
         "ema": None,
         # Checkpoint selection and early stopping (seq2seq_attn.callbacks).
-        "select_by": "bleu",
+        "select_by": "auto",
         "dev_sample": None,
         # Batching and budgets.
         "batch_tokens": None,
@@ -70,7 +70,7 @@ STRATEGIES = ("mirrored", "multi-worker")
 # `training.schedule`: see seq2seq_attn.schedules.
 SCHEDULES = ("constant", "plateau", "rsqrt")
 # `training.select_by`: the dev metric that picks the checkpoint and stops training early.
-SELECT_BY = ("loss", "bleu", "chrf")
+SELECT_BY = ("auto", "bleu", "chrf", "loss")
 # Set from the data, never from the config file.
 DERIVED_MODEL_KEYS = ("source_vocab_size", "target_vocab_size", "start_id", "end_id")
 

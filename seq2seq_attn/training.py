@@ -1,7 +1,7 @@
 """Training a model on a corpus into a run directory, resumable after an interruption.
 
 A run directory holds:
-    model.keras      the best model by `training.select_by` (dev loss, BLEU or chrF; with
+    model.keras      the best model by `training.select_by` (dev BLEU, chrF or loss; with
                      `training.ema`, the averaged weights)
     tokenizer/       SentencePiece models (source.model, target.model or shared.model) and
                      tokenizer.json (see seq2seq_attn.tokenizer)
@@ -159,11 +159,20 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
+def resolved_select_by(select_by, has_dev):
+    """`training.select_by` with `auto` (the default) made concrete: `bleu` with a dev set,
+    `loss` (the training loss) without one."""
+    if select_by == "auto":
+        return "bleu" if has_dev else "loss"
+    return select_by
+
+
 def selection(select_by, has_dev):
     """`(monitor, mode)`: the epoch-log key and direction that pick the checkpoint.
 
-    Without a dev set only `select_by: loss` is possible, on the training loss.
+    Without a dev set only `select_by: loss` (or `auto`) is possible, on the training loss.
     """
+    select_by = resolved_select_by(select_by, has_dev)
     if select_by != "loss" and not has_dev:
         raise UserError(
             f"training.select_by: {select_by} needs a dev set (train --dev FILE, or --data)"
@@ -260,10 +269,12 @@ def _this_run_rows(out_dir):
     """The rows of history.csv written by the latest run trained into `out_dir`.
 
     A finished run trained again into the same directory appends a new run, starting
-    again at epoch 0.
+    again at epoch 0. Values Keras' CSVLogger wrote as "NA" (the `val_` columns it adds
+    for a run without a dev set) are left out of the rows.
     """
     path = Path(out_dir) / "history.csv"
     rows = list(csv.DictReader(path.open())) if path.exists() else []
+    rows = [{key: value for key, value in row.items() if value != "NA"} for row in rows]
     starts = [i for i, row in enumerate(rows) if row.get("epoch") == "0"]
     return rows[starts[-1] :] if starts else rows
 
@@ -434,7 +445,7 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         "epochs_run": epochs_run,
         "steps": callbacks_lib.optimizer_steps(model.optimizer),
         "stopped_by": budget.stopped_by or ("early_stopping" if model.stop_training else "epochs"),
-        "select_by": train_cfg["select_by"],
+        "select_by": resolved_select_by(train_cfg["select_by"], bool(corpus.dev)),
         "best_val_loss": best_val_loss,
         "best": best,
         "train_seconds": round(time.time() - started, 1),

@@ -10,10 +10,12 @@ def _training(**values):
     return resolve_config({"training": values})["training"]
 
 
-def test_defaults_keep_todays_behaviour():
+def test_the_default_recipe_is_decision_0035s():
     training = _training()
-    assert training["schedule"] == "constant" and training["ema"] is None
-    assert training["select_by"] == "loss" and training["accumulate"] == 1
+    assert training["schedule"] == "rsqrt" and training["warmup_steps"] == 200
+    assert training["learning_rate"] == 5e-3 and training["label_smoothing"] == 0.1
+    assert training["select_by"] == "auto" and training["ema"] is None
+    assert training["accumulate"] == 1 and training["batch_size"] == 64
     for key in ("batch_tokens", "max_steps", "max_minutes", "dev_sample"):
         assert training[key] is None, key
 
@@ -48,7 +50,7 @@ def test_good_values_pass():
         ({"ema": -0.1}, ["training.ema"]),
         ({"ema": True}, ["training.ema"]),
         ({"ema": "0.9"}, ["training.ema"]),
-        ({"select_by": "accuracy"}, ["training.select_by", "loss, bleu, chrf"]),
+        ({"select_by": "accuracy"}, ["training.select_by", "auto, bleu, chrf, loss"]),
         ({"batch_tokens": 0}, ["training.batch_tokens", "positive integer"]),
         ({"accumulate": 0}, ["training.accumulate"]),
         ({"accumulate": None}, ["training.accumulate"]),
