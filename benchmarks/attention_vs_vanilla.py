@@ -30,7 +30,16 @@ SMALL_CONFIG = {  # the tests' tiny dates model
     "data": {"size": 600},
     "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},
     "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
-    "training": {"batch_size": 32, "epochs": 1, "max_source_length": 40, "max_target_length": 16},
+    "training": {
+        "batch_size": 32,
+        "epochs": 1,
+        "max_source_length": 40,
+        "max_target_length": 16,
+        "learning_rate": 1e-3,
+        "label_smoothing": 0.0,
+        "schedule": "constant",
+        "select_by": "loss",
+    },
 }
 
 

@@ -48,7 +48,13 @@ SMALL_CONFIG = {
     "data": {"size": 300},
     "tokenizer": {"source_vocab_size": 120, "target_vocab_size": 30, "byte_fallback": False},
     "model": {"embedding_dim": 8, "units": 16, "attention_units": 16, "dropout": 0.0},
-    "training": {"batch_size": 32, "max_source_length": 40, "max_target_length": 16},
+    "training": {  # the `bible` recipe's schedule and selection, as the full run starts from
+        "batch_size": 32,
+        "max_source_length": 40,
+        "max_target_length": 16,
+        "schedule": "constant",
+        "select_by": "loss",
+    },
 }
 
 
