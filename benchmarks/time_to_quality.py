@@ -30,7 +30,7 @@ the last minute, and whether it was ahead of the tutorial at every minute after 
         --out runs/time_to_quality_bible.json       # the Bible corpus at the `bible` sizes
 
 Writes benchmarks/results/time_to_quality.json and docs/time-to-quality.png (small:
-runs/benchmarks/).
+runs/benchmarks/; with `--out FILE`, the plot goes beside FILE).
 """
 
 import copy
@@ -397,7 +397,10 @@ def run(args):
             print(f"{impl} seed {seed}: BLEU by minute {curve}", flush=True)
             runs.append(result)
     figures = summarize(runs, args, data)
-    figures["plot"] = plot(runs, plot_path(args, "time-to-quality.png"), args)
+    # An exploration with its own --out keeps its plot beside it, not over docs/'s.
+    name = "time-to-quality.png"
+    path = Path(args.out).with_suffix(".png") if args.out else plot_path(args, name)
+    figures["plot"] = plot(runs, path, args)
     return figures
 
 
