@@ -80,7 +80,7 @@ RECIPES = {
     "lr2e-3_ls": _before({"learning_rate": 2e-3, "label_smoothing": 0.1}),
     "lr3e-3_ls": _before(_LS3),
     "lr5e-3_ls": _before({"learning_rate": 5e-3, "label_smoothing": 0.1}),
-    "lr3e-3_ls_bf16": _before(_LS3, mixed_precision="mixed_bfloat16"),
+    "lr3e-3_ls_bf16": _before({**_LS3, "mixed_precision": "mixed_bfloat16"}),
     "lr3e-3_ls_b32": _before({**_LS3, "batch_size": 32}),
     "lr3e-3_ls_tied": _before(_LS3, model={"tie_embeddings": True}),
     "lr3e-3_ls_drop": _before(_LS3, model={"dropout": 0.1}),
@@ -88,9 +88,10 @@ RECIPES = {
     "rsqrt5e-3_ls": _before(
         {"learning_rate": 5e-3, "label_smoothing": 0.1, "schedule": "rsqrt", "warmup_steps": 200}
     ),
-    "default_bf16": {"mixed_precision": "mixed_bfloat16"},
+    "default_bf16": {"training": {"mixed_precision": "mixed_bfloat16"}},
     "default_drop": {"model": {"dropout": 0.1}},
     "default_b32": {"training": {"batch_size": 32}},
+    "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
 }
 FULL = {"minutes": 12.0, "every": 1.0, "dev_sample": 500, "recipes": "default", "seeds": "0"}
 SMALL = {"minutes": 0.15, "every": 0.05, "dev_sample": 20, "recipes": "default", "seeds": "0"}
@@ -134,17 +135,13 @@ def recipe_config(name, small=False, data="tutorial"):
     from seq2seq_attn.config import load_config, resolve_config
 
     raw = sizes(data, small)
-    if name == "bible_yaml":
+    change = copy.deepcopy(RECIPES[name])
+    if change is None:
         change = {"training": load_config("bible")["training"]}
-    else:
-        change = copy.deepcopy(RECIPES[name])
-    precision = change.pop("mixed_precision", None)
     for section, values in change.items():
         raw.setdefault(section, {}).update(values)
     config = resolve_config(raw)
     config["training"]["epochs"] = 1000  # the probe's budget ends the run
-    if precision:
-        config["training"]["mixed_precision"] = precision
     return config
 
 
@@ -210,7 +207,7 @@ def _ours(spec):
     from seq2seq_attn.tokenizer import TokenizerPair
     from seq2seq_attn.training import train
 
-    config = recipe_config(spec["recipe"], spec["small"], spec.get("data", "tutorial"))
+    config = recipe_config(spec["recipe"], spec["small"], spec["data"])
     run_dir = Path(spec["run_dir"])
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(spec["tokenizer_dir"], run_dir / "tokenizer")  # the same pieces for all
@@ -267,7 +264,7 @@ def _tutorial(spec):
     tokenizers = TokenizerPair.load(spec["tokenizer_dir"])
     source, target = tokenizers.source, tokenizers.target
     pairs = [(source.encode(s), target.encode(t)) for s, t in read_pairs(spec["files"]["train"])]
-    units = sizes(spec.get("data", "tutorial"), spec["small"])["model"]["units"]
+    units = sizes(spec["data"], spec["small"])["model"]["units"]
     keras.utils.set_random_seed(spec["seed"])
     model = tutorial_nmt.build_translator(source.vocab_size, target.vocab_size, units=units)
     per_epoch = len(pairs) // tutorial_nmt.BATCH_SIZE
@@ -368,7 +365,7 @@ def prepare(folder, small, data="tutorial"):
 def run(args):
     fill_defaults(args, FULL, SMALL)
     recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
-    unknown = [name for name in recipes if name not in RECIPES and name != "bible_yaml"]
+    unknown = [name for name in recipes if name not in RECIPES]
     if unknown:
         raise SystemExit(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
