@@ -23,24 +23,11 @@ Writes benchmarks/results/attention_vs_vanilla.json and docs/bleu-by-length.png.
 import json
 from pathlib import Path
 
+from benchmarks import common
 from benchmarks.harness import plot_path, work_dir
 
 FIGURE = "bleu-by-length.png"
-SMALL_CONFIG = {  # the tests' tiny dates model
-    "data": {"size": 600},
-    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},
-    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
-    "training": {
-        "batch_size": 32,
-        "epochs": 1,
-        "max_source_length": 40,
-        "max_target_length": 16,
-        "learning_rate": 1e-3,
-        "label_smoothing": 0.0,
-        "schedule": "constant",
-        "select_by": "loss",
-    },
-}
+SMALL_CONFIG = common.TINY_CONFIG
 
 
 def train_side(name, attention, epochs, workdir, seed, small=False):

@@ -19,6 +19,7 @@ Without `--site` it times the copy installed in this environment (`installed`: t
 site's.
 """
 
+import json
 import os
 import statistics
 import subprocess
@@ -26,16 +27,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import common
 from benchmarks.harness import clock
 
 INSTALLED = "installed"  # --site value: the copy installed in this environment
 TEXT = "In the beginning God created the heaven and the earth."
-TINY = """data: {size: 600}
-tokenizer: {source_vocab_size: 200, target_vocab_size: 30, byte_fallback: false}
-model: {embedding_dim: 8, units: 16, attention_units: 16}
-training: {batch_size: 32, epochs: 1, max_source_length: 40, max_target_length: 16,
-  learning_rate: 0.001, label_smoothing: 0.0, schedule: constant, select_by: loss}
-"""
+TINY = json.dumps(common.TINY_CONFIG)  # the tests' tiny model's config file (JSON is YAML)
 
 
 def commands(site, scratch, export):
