@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seq2seq_attn.inference.search import decode_batch, pad  # noqa: F401  (pad: for callers)
+from seq2seq_attn.inference.search import decode_batch
 from seq2seq_attn.interface import DecodeOptions
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.inference.runtime import OnnxModel
+from seq2seq_attn.inference.search import pad
 from seq2seq_attn.serving.app import DEFAULT_MODEL_NAME, create_app
-from seq2seq_attn.serving.batching import pad
 from seq2seq_attn.serving.service import Limits
 from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
 

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from seq2seq_attn.inference.runtime import OnnxModel
+from seq2seq_attn.inference.search import decode_batch, pad
 from seq2seq_attn.serving.batching import (
     BatchError,
     MicroBatcher,
     QueueFullError,
     UnavailableError,
-    decode_batch,
-    pad,
 )
 from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
 

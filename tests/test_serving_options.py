@@ -5,9 +5,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seq2seq_attn.inference.runtime import OnnxModel
+from seq2seq_attn.inference.search import decode_batch, pad
 from seq2seq_attn.interface import DecodeOptions, trim_after_end
 from seq2seq_attn.serving.app import create_app
-from seq2seq_attn.serving.batching import decode_batch, pad
 from seq2seq_attn.serving.service import Limits
 from seq2seq_attn.tokenizer import END_ID, START_ID, TokenizerPair
 
