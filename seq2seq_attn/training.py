@@ -381,6 +381,31 @@ def _dev_scores(corpus, out_dir, train_cfg):
     )
 
 
+def save_float32(path):
+    """Rewrites a model file saved under mixed precision as a float32 model, same weights.
+
+    The variables of a mixed-precision model already are float32; only the saved dtype
+    policy differs, and a model loaded with it would compute in a mix of 16 and 32 bits.
+    Afterwards translation, evaluation and every export compute in float32 whatever the
+    training precision was. A float32 file is left as it is.
+
+    Args:
+        path: a `model.keras` file of a `Seq2SeqAttention`.
+
+    Returns:
+        True if the file was rewritten.
+    """
+    trained = keras.saving.load_model(path, compile=False)
+    if trained.dtype_policy.name == "float32":
+        return False
+    keras.mixed_precision.set_global_policy("float32")
+    model = Seq2SeqAttention.from_config({**trained.get_config(), "dtype": "float32"})
+    model.build()
+    model.set_weights(trained.get_weights())
+    model.save(path)
+    return True
+
+
 def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=None):
     """Trains on corpus `data` ("dates", "bible-en-es" or a file), or on split `files`.
 
@@ -458,6 +483,8 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         "keras": keras.__version__,
     }
     if task.chief:
+        if (out_dir / MODEL_FILE).exists():
+            save_float32(out_dir / MODEL_FILE)  # inference and export run in float32
         if config.get("shortlist"):  # candidate target pieces for decoding (shortlist.py)
             info["shortlist"] = shortlist.build_for_run(
                 out_dir, corpus.train, **config["shortlist"]

@@ -214,6 +214,21 @@ def test_budget_stops_mid_epoch_and_still_saves_the_checkpoint(tmp_path):
     assert run_info["steps"] == 5 and run_info["stopped_by"] == "max_steps"
 
 
+def test_a_mixed_precision_run_saves_a_float32_model_with_the_trained_weights(tmp_path):
+    recorder = Recorder()
+    config = _config(mixed_precision="mixed_bfloat16", max_steps=3)
+    try:
+        info = train("dates", config, tmp_path / "r", verbose=0, callbacks=[recorder])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert info["dtype_policy"] == "mixed_bfloat16"  # what it trained in
+    model = keras.saving.load_model(tmp_path / "r" / "model.keras", compile=False)
+    policies = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=True)}
+    assert policies == {"float32"}  # loaded as saved, it would be mixed_bfloat16 at the top
+    for got, want in zip(model.trainable_variables, recorder.updates[-1], strict=True):
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
 def test_a_time_budget_stops_training(tmp_path):
     info = train("dates", _config(epochs=50, max_minutes=1e-6), tmp_path / "r", verbose=0)
     assert info["stopped_by"] == "max_minutes" and info["epochs_run"] == 1
