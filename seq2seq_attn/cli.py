@@ -19,17 +19,30 @@ from seq2seq_attn.native_logs import (
 PROGRESS = {"quiet": 0, "normal": "auto", "verbose": 1}
 
 
+def default_config(data):
+    """The config of `train` without `--config`: the bundled one of a bundled corpus (`dates`,
+    `bible` for either direction of the Bible), else the package defaults (`config.DEFAULTS`:
+    8000 pieces a side, 128 units, the default recipe)."""
+    from seq2seq_attn.config import load_config, resolve_config
+
+    if data == "dates":
+        return load_config("dates")
+    if data in ("bible-en-es", "bible-es-en"):
+        return load_config("bible")
+    return resolve_config({})
+
+
 def _train(args):
     from seq2seq_attn.config import load_config
     from seq2seq_attn.training import train
 
-    config = load_config(args.config)
     if args.data is None and args.train is None:
         raise UserError("say what to train on: --data CORPUS, or --train FILE [--dev FILE]")
     if args.data is not None and args.train is not None:
         raise UserError("--data and --train exclude each other")
     if args.train is None and (args.dev or args.test):
         raise UserError("--dev and --test go with --train FILE (--data splits its corpus itself)")
+    config = load_config(args.config) if args.config else default_config(args.data)
     for key in ("epochs", "max_steps", "max_minutes"):
         if getattr(args, key) is not None:
             config["training"][key] = getattr(args, key)
@@ -386,7 +399,9 @@ def build_parser():
     p.add_argument("--dev", metavar="FILE", help="with --train: the dev split (selection)")
     p.add_argument("--test", metavar="FILE", help="with --train: the test split (evaluate)")
     p.add_argument(
-        "--config", default="dates", help="YAML config file, or a bundled name: dates, bible"
+        "--config",
+        help="YAML config file, or a bundled name: dates, bible (default: the bundled config "
+        "of a bundled corpus, else the package defaults)",
     )
     p.add_argument("--out", required=True, help="run directory (an unfinished run there resumes)")
     p.add_argument("--seed", type=int, default=0)

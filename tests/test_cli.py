@@ -368,6 +368,23 @@ def _write_pairs(path, pairs):
     return path
 
 
+def test_train_without_config_takes_the_corpus_config_or_the_package_defaults(tmp_path):
+    """A bundled corpus trains with its bundled config; the user's own data with the package
+    defaults, not the dates demo's 40 target pieces and 64 units."""
+    from seq2seq_attn.cli import default_config
+    from seq2seq_attn.config import resolve_config
+    from seq2seq_attn.corpora import generate_dates
+
+    assert default_config("dates") == load_config("dates")
+    assert default_config("bible-en-es") == default_config("bible-es-en") == load_config("bible")
+    assert default_config("pairs.tsv") == default_config(None) == resolve_config({})
+    pairs = _write_pairs(tmp_path / "train.tsv", generate_dates(300, seed=1))
+    assert main(["train", "--train", str(pairs), "--out", str(tmp_path / "r"), "--max-steps", "1"]) == 0
+    expected = resolve_config({"training": {"max_steps": 1}})
+    assert load_config(tmp_path / "r" / "config.yaml") == expected
+    assert expected["tokenizer"]["target_vocab_size"] == 8000 and expected["model"] == {}
+
+
 def test_train_on_split_files_and_evaluate_a_whole_file(tmp_path, tiny_config, capsys):
     """`train --train A --dev B --test C` uses the files as given; `evaluate --split test`
     finds C again from run.json; `evaluate --data D` scores all of D, not a split of it."""
