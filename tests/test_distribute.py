@@ -446,7 +446,7 @@ def test_unknown_strategy_is_an_argparse_error(capsys):
 @pytest.mark.parametrize(
     "training, fragment",
     [
-        ({"mixed_precision": "float16"}, "mixed_bfloat16"),
+        ({"mixed_precision": "float16"}, "auto, mixed_float16 or mixed_bfloat16"),
         ({"mixed_precision": 1}, "mixed_precision"),
         ({"strategy": "horovod"}, "multi-worker"),
     ],
@@ -460,6 +460,24 @@ def test_precision_policies():
     assert precision_policy(False) == "float32"
     assert precision_policy(True) == "mixed_float16"
     assert precision_policy("mixed_bfloat16") == "mixed_bfloat16"
+
+
+def test_auto_precision_is_bfloat16_on_an_amx_cpu_only(tmp_path, monkeypatch):
+    from seq2seq_attn import config
+
+    amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n")
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\nbugs\t\t: amx_bf16\n")
+    assert config.cpu_has_amx_bf16(amx) and not config.cpu_has_amx_bf16(avx2)
+    assert not config.cpu_has_amx_bf16(tmp_path / "missing")
+    for has_amx, gpus, policy in [
+        (True, 0, "mixed_bfloat16"),
+        (True, 1, "float32"),  # a GPU's policy is the user's to set
+        (False, 0, "float32"),
+    ]:
+        monkeypatch.setattr(config, "cpu_has_amx_bf16", lambda has_amx=has_amx: has_amx)
+        assert precision_policy("auto", gpus=gpus) == policy
+    assert resolve_config({"training": {"mixed_precision": "auto"}})  # a valid value
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
