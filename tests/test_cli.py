@@ -379,7 +379,8 @@ def test_train_without_config_takes_the_corpus_config_or_the_package_defaults(tm
     assert default_config("bible-en-es") == default_config("bible-es-en") == load_config("bible")
     assert default_config("pairs.tsv") == default_config(None) == resolve_config({})
     pairs = _write_pairs(tmp_path / "train.tsv", generate_dates(300, seed=1))
-    assert main(["train", "--train", str(pairs), "--out", str(tmp_path / "r"), "--max-steps", "1"]) == 0
+    argv = ["train", "--train", str(pairs), "--out", str(tmp_path / "r"), "--max-steps", "1"]
+    assert main(argv) == 0
     expected = resolve_config({"training": {"max_steps": 1}})
     assert load_config(tmp_path / "r" / "config.yaml") == expected
     assert expected["tokenizer"]["target_vocab_size"] == 8000 and expected["model"] == {}
