@@ -8,9 +8,10 @@ is `model.attention: null` for the vanilla one. BLEU is then computed per source
 on the test split (995 verses), greedy decoding.
 
 By default the attention side is the shipped pretrained model, which was trained with exactly
-that config (see its `run.json`); pass `--train-attention` to train it again here.
+that config (see its `run.json`); pass `--train-attention` to train it again here. The config
+bounds training by time (`max_minutes: 100`), so the vanilla side gets the same budget.
 
-    python -m benchmarks attention_vs_vanilla            # ~40 min on 2 CPU cores
+    python -m benchmarks attention_vs_vanilla            # up to 100 min on 2 CPU cores
     python -m benchmarks attention_vs_vanilla --epochs 1 --workdir /tmp/paper   # quick look
     python -m benchmarks attention_vs_vanilla --small    # both sides on the tiny dates model
 
