@@ -110,7 +110,8 @@ def _decode_options(args):
     from seq2seq_attn.interface import DecodeOptions, parse_sample
 
     options = dict(beam_width=args.beam)
-    for name in ("n_best", "max_length_ratio", "max_length_offset", "no_repeat_ngram", "seed"):
+    names = ("n_best", "max_length_ratio", "max_length_offset", "no_repeat_ngram", "seed")
+    for name in (*names, "length_penalty", "coverage_penalty"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.sample is not None:
@@ -339,6 +340,8 @@ def _add_translate_corpus(sub):
     p.add_argument("--max-length-ratio", type=float, metavar="A", help="as translate")
     p.add_argument("--max-length-offset", type=int, metavar="B", help="as translate")
     p.add_argument("--no-repeat-ngram", type=int, metavar="N", help="as translate")
+    p.add_argument("--length-penalty", type=float, metavar="ALPHA", help="as translate")
+    p.add_argument("--coverage-penalty", type=float, metavar="BETA", help="as translate")
     p.add_argument("--sample", metavar="top-k=K|top-p=P", help="as translate")
     p.add_argument("--temperature", type=float, metavar="T", help="as translate")
     p.add_argument("--seed", type=int, metavar="S", help="sampling seed (default: printed)")
@@ -477,6 +480,19 @@ def build_parser():
         type=int,
         metavar="N",
         help="never repeat an n-gram of N tokens within an output",
+    )
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        metavar="ALPHA",
+        help="beam search: GNMT length penalty, scores divided by ((5 + length) / 6) ** ALPHA "
+        "(default 0: none; 0.6 to 1 favours longer outputs)",
+    )
+    p.add_argument(
+        "--coverage-penalty",
+        type=float,
+        metavar="BETA",
+        help="beam search: GNMT coverage penalty on source words left unattended (default 0)",
     )
     p.add_argument(
         "--sample",

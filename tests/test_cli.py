@@ -308,6 +308,32 @@ def test_translate_files_and_options(run_dir, tmp_path, capsys):
     assert sampled.read_text(encoding="utf-8") == first
 
 
+def test_translate_penalties_are_the_library_s(run_dir, monkeypatch, capsys):
+    """`--length-penalty` and `--coverage-penalty` reach the search: the output is the
+    library's with the same options, and a strong length penalty makes outputs longer."""
+    from seq2seq_attn.translator import Translator
+
+    lines = [line for line in STREAM.splitlines() if line.strip()]
+    argv = ["translate", str(run_dir), "--beam", "4", "--max-length-ratio", "0"]
+    argv += ["--max-length-offset", "12", "--coverage-penalty", "0.2"]
+    translator = Translator.load(run_dir)
+    lengths = {}
+    for alpha in ("0", "5"):
+        stdin = "\n".join(lines) + "\n"
+        code, out, _ = run_cli([*argv, "--length-penalty", alpha], stdin, monkeypatch, capsys)
+        library = translator.translate(
+            lines,
+            4,
+            length_penalty=float(alpha),
+            coverage_penalty=0.2,
+            max_length_ratio=0,
+            max_length_offset=12,
+        )
+        assert code == 0 and out.splitlines() == [t.text for t in library]
+        lengths[alpha] = sum(len(t.text) for t in library)
+    assert lengths["5"] > lengths["0"]
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [
@@ -321,6 +347,8 @@ def test_translate_files_and_options(run_dir, tmp_path, capsys):
         (["--sample", "top-k=3", "--beam", "4"], "beam_width=4"),
         (["--temperature", "0.5"], "temperature=0.5"),
         (["--max-length-ratio", "-1"], "max_length_ratio=-1.0"),
+        (["--beam", "3", "--length-penalty", "-0.5"], "length_penalty=-0.5"),
+        (["--beam", "3", "--coverage-penalty", "nan"], "coverage_penalty=nan"),
         (["--input", "MISSING"], "does not exist"),
     ],
 )
