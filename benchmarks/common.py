@@ -56,7 +56,8 @@ def size(small):
 
 def sized_config(size, batch_size=64, **model):
     """The bundled `bible` config at `size` (a dict like `SIZE`): Bahdanau attention, no
-    dropout, `batch_size`, and any other `model` keys given."""
+    dropout, `batch_size`, float32 (a benchmark that compares precisions sets its own), and
+    any other `model` keys given."""
     from seq2seq_attn.config import load_config
 
     config = load_config("bible")
@@ -69,7 +70,7 @@ def sized_config(size, batch_size=64, **model):
         dropout=0.0,
         **model,
     )
-    config["training"]["batch_size"] = batch_size
+    config["training"].update(batch_size=batch_size, mixed_precision=False)
     return config
 
 
