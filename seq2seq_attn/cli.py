@@ -81,6 +81,10 @@ def _train(args):
 def _evaluate(args):
     from seq2seq_attn.commands import evaluate_run
     from seq2seq_attn.evaluation import format_table
+    from seq2seq_attn.interface import DecodeOptions
+
+    # Checked before TensorFlow loads, as translate's options are.
+    DecodeOptions(beam_width=args.beam, length_penalty=args.length_penalty).check()
 
     result, path = evaluate_run(
         args.run_dir,
@@ -89,6 +93,7 @@ def _evaluate(args):
         data=args.data,
         limit=args.limit,
         full_vocabulary=args.full_vocabulary,
+        length_penalty=args.length_penalty,
     )
     if result["split"] == "file":
         print(f"{result['data']}: the whole file, {result['n']} pairs")
@@ -441,6 +446,13 @@ def build_parser():
         "--full-vocabulary",
         action="store_true",
         help="decode over the whole target vocabulary, not the run's shortlist",
+    )
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="beam search: GNMT length penalty, as translate (default 0: none)",
     )
     p.set_defaults(func=_evaluate)
 

@@ -31,7 +31,14 @@ def default_run_dir(run_dir):
 
 
 def evaluate_run(
-    run_dir, split=None, beam_width=1, data=None, out=None, limit=None, full_vocabulary=False
+    run_dir,
+    split=None,
+    beam_width=1,
+    data=None,
+    out=None,
+    limit=None,
+    full_vocabulary=False,
+    length_penalty=0.0,
 ):
     """Translates a corpus split, or a whole file, with a trained run and scores it.
 
@@ -48,6 +55,8 @@ def evaluate_run(
         full_vocabulary: decode over the whole target vocabulary even where the run has a
             shortlist (the result's `vocabulary` says which; the default file name then
             ends in `_full`).
+        length_penalty: beam search's GNMT alpha (0: none; the default file name then
+            ends in `_lp<alpha>`).
 
     Returns:
         `(result, path)`: the scores dict (see `evaluation.score`; its `split` is "file"
@@ -77,13 +86,18 @@ def evaluate_run(
     if not pairs:
         raise UserError(f"the {split} split of {run_dir}'s data is empty: nothing to evaluate")
     translations = translator.translate(
-        [s for s, _ in pairs], beam_width, scores=True, full_vocabulary=full_vocabulary
+        [s for s, _ in pairs],
+        beam_width,
+        scores=True,
+        full_vocabulary=full_vocabulary,
+        length_penalty=length_penalty,
     )
     hypotheses = [t.text for t in translations]
     result = evaluation.score(hypotheses, [t for _, t in pairs], [s for s, _ in pairs])
     shortlisted = translator.shortlist is not None and not full_vocabulary
     vocabulary = "shortlist" if shortlisted else "full"
     result.update(split=split, beam_width=beam_width, data=described, vocabulary=vocabulary)
+    result["length_penalty"] = length_penalty
     result["score_quality"] = _score_quality(translations, [t for _, t in pairs])
     result["examples"] = [
         {"source": s, "reference": r, "hypothesis": h}
@@ -92,6 +106,8 @@ def evaluate_run(
     beam_suffix = "" if beam_width == 1 else f"_beam{beam_width}"
     if full_vocabulary and translator.shortlist is not None:
         beam_suffix += "_full"
+    if length_penalty:
+        beam_suffix += f"_lp{length_penalty:g}"
     path = Path(out) if out else run_dir / f"eval_{name}{beam_suffix}.json"
     evaluation.write_json(result, path)
     return result, path

@@ -49,6 +49,22 @@ def test_evaluate_writes_json_and_table(run_dir, capsys):
     assert 0 <= quality["lowest_quality"] <= 100 and 0 <= quality["highest_quality"] <= 100
 
 
+def test_evaluate_with_a_length_penalty_writes_its_own_file(run_dir, capsys):
+    from seq2seq_attn.translator import Translator
+
+    argv = ["evaluate", str(run_dir), "--split", "dev", "--limit", "6", "--beam", "3"]
+    assert main([*argv, "--length-penalty", "5"]) == 0
+    result = json.loads((run_dir / "eval_dev_beam3_lp5.json").read_text())
+    assert result["length_penalty"] == 5.0 and result["beam_width"] == 3 and result["n"] == 6
+    sources = [e["source"] for e in result["examples"]]
+    wanted = Translator.load(run_dir).translate(sources, 3, length_penalty=5.0)
+    assert [e["hypothesis"] for e in result["examples"]] == [t.text for t in wanted]
+    capsys.readouterr()
+    assert main([*argv, "--length-penalty", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "length_penalty=-1.0" in err
+
+
 def test_translate_prints_and_plots(run_dir, tmp_path, capsys):
     plot = tmp_path / "att.png"
     args = ["translate", str(run_dir), "3 March 2021", "July 4, 1976", "--beam", "2"]
