@@ -24,10 +24,11 @@ def default_config(data):
     `bible` for either direction of the Bible), else the package defaults (`config.DEFAULTS`:
     8000 pieces a side, 128 units, the default recipe)."""
     from seq2seq_attn.config import load_config, resolve_config
+    from seq2seq_attn.corpora import BIBLE_NAMES
 
     if data == "dates":
         return load_config("dates")
-    if data in ("bible-en-es", "bible-es-en"):
+    if data in BIBLE_NAMES:
         return load_config("bible")
     return resolve_config({})
 
@@ -115,8 +116,15 @@ def _decode_options(args):
     from seq2seq_attn.interface import DecodeOptions, parse_sample
 
     options = dict(beam_width=args.beam)
-    names = ("n_best", "max_length_ratio", "max_length_offset", "no_repeat_ngram", "seed")
-    for name in (*names, "length_penalty", "coverage_penalty"):
+    for name in (
+        "n_best",
+        "max_length_ratio",
+        "max_length_offset",
+        "no_repeat_ngram",
+        "length_penalty",
+        "coverage_penalty",
+        "seed",
+    ):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.sample is not None:

@@ -95,10 +95,11 @@ def _check_keys(section, given, allowed):
 
 
 def check_precision(mixed_precision):
-    """Raises `UserError` unless `mixed_precision` is a valid `training.mixed_precision`."""
-    for value in PRECISION_POLICIES:
+    """The `PRECISION_POLICIES` entry of a valid `training.mixed_precision` (None for
+    "auto"); raises `UserError` for any other value."""
+    for value, policy in PRECISION_POLICIES.items():
         if mixed_precision == value and type(mixed_precision) is type(value):
-            return
+            return policy
     raise UserError(
         f"training.mixed_precision must be false, true, auto, mixed_float16 or mixed_bfloat16, "
         f"got {mixed_precision!r}"
@@ -115,8 +116,7 @@ def precision_policy(mixed_precision, gpus=None):
             else float32 (set a GPU's policy explicitly).
         gpus: for "auto", the number of visible GPUs (default: asks TensorFlow).
     """
-    check_precision(mixed_precision)
-    policy = next(p for v, p in PRECISION_POLICIES.items() if v == mixed_precision)
+    policy = check_precision(mixed_precision)
     if policy is not None:
         return policy
     if gpus is None:

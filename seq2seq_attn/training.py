@@ -478,12 +478,12 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         "strategy": train_cfg["strategy"] or "default",
         "num_replicas": strategy.num_replicas_in_sync,
         "workers": task.workers,
-        "dtype_policy": config_lib.precision_policy(train_cfg["mixed_precision"]),
+        "dtype_policy": model.dtype_policy.name,  # `auto` as build_model resolved it
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
     if task.chief:
-        if (out_dir / MODEL_FILE).exists():
+        if info["dtype_policy"] != "float32" and (out_dir / MODEL_FILE).exists():
             save_float32(out_dir / MODEL_FILE)  # inference and export run in float32
         if config.get("shortlist"):  # candidate target pieces for decoding (shortlist.py)
             info["shortlist"] = shortlist.build_for_run(
