@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user mistake (one line on stderr), anything else a bu
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from seq2seq_attn.config import STRATEGIES
 from seq2seq_attn.errors import ParityError, UserError
@@ -31,6 +32,16 @@ def default_config(data):
     if data in BIBLE_NAMES:
         return load_config("bible")
     return resolve_config({})
+
+
+def _init_from(value):
+    """`--init-from`: a run directory, or `pretrained` for the shipped model (unless a
+    directory of that name exists)."""
+    from seq2seq_attn.commands import default_run_dir
+
+    if value == "pretrained" and not Path(value).exists():
+        return default_run_dir(None)
+    return value
 
 
 def _train(args):
@@ -59,7 +70,13 @@ def _train(args):
     if args.train is not None:
         files = {"train": args.train, "dev": args.dev, "test": args.test}
     info = train(
-        args.data, config, args.out, seed=args.seed, files=files, verbose=PROGRESS[args.verbosity]
+        args.data,
+        config,
+        args.out,
+        seed=args.seed,
+        files=files,
+        verbose=PROGRESS[args.verbosity],
+        init_from=_init_from(args.init_from),
     )
     best = info["best"]
     scores = ", ".join(
@@ -416,10 +433,17 @@ def build_parser():
     p.add_argument("--test", metavar="FILE", help="with --train: the test split (evaluate)")
     p.add_argument(
         "--config",
-        help="YAML config file, or a bundled name: dates, bible (default: the bundled config "
-        "of a bundled corpus, else the package defaults)",
+        help="YAML config file, or a bundled name: dates, bible, finetune (default: the "
+        "bundled config of a bundled corpus, else the package defaults)",
     )
     p.add_argument("--out", required=True, help="run directory (an unfinished run there resumes)")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="fine-tune: start from a trained run's weights, tokenizers and architecture "
+        "(`pretrained`: the shipped English-Spanish model); the optimizer and schedule start "
+        "afresh from --config",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=_positive_int, help="override training.epochs")
     p.add_argument("--max-steps", type=_positive_int, help="override training.max_steps")

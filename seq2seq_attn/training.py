@@ -36,7 +36,7 @@ from tensorflow.autograph.experimental import do_not_convert
 
 from seq2seq_attn import callbacks as callbacks_lib
 from seq2seq_attn import config as config_lib
-from seq2seq_attn import distribute, schedules, shortlist
+from seq2seq_attn import distribute, schedules, shortlist, warm_start
 from seq2seq_attn.corpora import load_corpus, load_files
 from seq2seq_attn.data import make_dataset, tokenize_pairs
 from seq2seq_attn.errors import UserError
@@ -406,7 +406,7 @@ def save_float32(path):
     return True
 
 
-def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=None):
+def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=None, init_from=None):
     """Trains on corpus `data` ("dates", "bible-en-es" or a file), or on split `files`.
 
     `training.strategy` picks the devices (`seq2seq_attn.distribute`); `training.batch_size`
@@ -425,6 +425,9 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         callbacks: extra Keras callbacks, run after the built-in ones.
         files: dict of the user's own splits, used as given: `train` (required), `dev`
             and `test` (optional) file paths; run.json records them.
+        init_from: optional trained run directory to fine-tune: its tokenizers,
+            architecture and weights start this run (`seq2seq_attn.warm_start`); run.json
+            records it.
 
     Returns:
         The run info dict also written to `out_dir/run.json`.
@@ -435,14 +438,19 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
     task = distribute.current_task(strategy)
     if not task.chief:
         out_dir = distribute.worker_scratch_dir(out_dir, task)
+    start = None if init_from is None else warm_start.read_start(init_from)
     corpus, files = _load_data(data, files, seed, config)
     monitor, mode = selection(train_cfg["select_by"], bool(corpus.dev))
     out_dir = _prepare_run_dir(out_dir)
+    if start is not None:
+        config = warm_start.prepare(start, out_dir, config)
     keras.utils.set_random_seed(seed)
     tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
     config_lib.save_config(config, out_dir / "config.yaml")
     train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed, task.workers == 1)
     model = build_model(config, tokenizers, strategy)
+    if start is not None:
+        warm_start.load_weights(model, start)  # a resumed run's backup overrides them in fit
     distribute.prepare_fit(model, strategy)
     budget = callbacks_lib.Budget(train_cfg["max_steps"], train_cfg["max_minutes"])
     dev_scores = _dev_scores(corpus, out_dir, train_cfg)
@@ -465,6 +473,7 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
     info = {
         "data": None if data is None else str(data),
         **({"files": files} if files else {}),
+        **({"init_from": str(start.run_dir)} if start else {}),
         "seed": seed,
         "sizes": {"train": len(corpus.train), "dev": len(corpus.dev), "test": len(corpus.test)},
         "epochs_run": epochs_run,

@@ -93,6 +93,7 @@ LAYERS = {
     "test_translate_onnx.py": "export",
     "test_translate_stream.py": "unit",
     "test_validate.py": "export",
+    "test_warm_start.py": "unit",
     "test_web_export.py": "browser",  # export --web: the folder, and the page in Chromium
 }
 LAYER_MARKERS = ("unit", "export", "serving", "browser")

@@ -1,6 +1,7 @@
 """Config resolution: the training options' defaults and a one-line UserError per bad value."""
 
 import pytest
+import yaml
 
 from seq2seq_attn.config import DEFAULTS, load_config, resolve_config
 from seq2seq_attn.errors import UserError
@@ -84,3 +85,10 @@ def test_every_training_key_is_documented_in_the_bundled_configs():
         for key in DEFAULTS["training"]:
             assert f"  {key}:" in text, (name, key)
         load_config(name)  # and they resolve
+
+
+def test_the_finetune_config_sets_only_the_recipe():
+    # The tokenizers and the model section of a fine-tuning run come from --init-from.
+    path = load_config.__globals__["CONFIG_DIR"] / "finetune.yaml"
+    assert list(yaml.safe_load(path.read_text())) == ["training"]
+    assert load_config("finetune")["training"]["schedule"] == "plateau"
