@@ -13,6 +13,7 @@ A run directory holds:
                      with the step and training minutes at each epoch's end
     logs/            TensorBoard logs (logs/optimizer: the learning rate of every step)
     backup/          Keras BackupAndRestore state while training is unfinished
+    start.json       a fine-tuning run's start, scored on the dev set (seq2seq_attn.warm_start)
 
 Training stops after `training.epochs`, by early stopping on the selection metric, or at
 `training.max_steps` / `training.max_minutes`; an epoch cut short by a budget still ends
@@ -183,10 +184,14 @@ def selection(select_by, has_dev):
 
 
 def _resumed_best(out_dir, monitor, mode):
-    """The best `monitor` value of the epochs before an interruption (None if not resuming)."""
-    if not (Path(out_dir) / "backup").exists():
-        return None
-    values = [float(row[monitor]) for row in _this_run_rows(out_dir) if row.get(monitor)]
+    """The value a checkpoint must beat: the best `monitor` value of the epochs before an
+    interruption and a fine-tuning run's start (`warm_start.keep_start`); None if neither."""
+    values = []
+    if (Path(out_dir) / "backup").exists():
+        values = [float(row[monitor]) for row in _this_run_rows(out_dir) if row.get(monitor)]
+    kept = warm_start.read_kept_start(out_dir, monitor)
+    if kept is not None:
+        values.append(kept["value"])
     if not values:
         return None
     return min(values) if mode == "min" else max(values)
@@ -295,9 +300,15 @@ def _whole_history(out_dir, history, monitor, mode):
     losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
     best_val_loss = min(losses or history.history.get("val_loss", [None]))
     scored = [row for row in rows if row.get(monitor)]
+    kept = warm_start.read_kept_start(out_dir, monitor)
+    if kept is not None:  # the start of a fine-tuning run, its epoch 0
+        scored.insert(0, {key: str(value) for key, value in kept.items()})
     if not scored:
         return epochs_run, best_val_loss, {}
+    # The first of equals, as the checkpoint keeps it (only a better value replaces it).
     pick = (min if mode == "min" else max)(scored, key=lambda row: float(row[monitor]))
+    if pick is scored[0] and kept is not None:
+        return epochs_run, best_val_loss, kept
     best = {"metric": monitor, "value": float(pick[monitor]), "epoch": int(pick["epoch"]) + 1}
     if pick.get("step"):
         best["step"] = int(float(pick["step"]))
@@ -449,11 +460,16 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
     config_lib.save_config(config, out_dir / "config.yaml")
     train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed, task.workers == 1)
     model = build_model(config, tokenizers, strategy)
-    if start is not None:
-        warm_start.load_weights(model, start)  # a resumed run's backup overrides them in fit
     distribute.prepare_fit(model, strategy)
     budget = callbacks_lib.Budget(train_cfg["max_steps"], train_cfg["max_minutes"])
     dev_scores = _dev_scores(corpus, out_dir, train_cfg)
+    fresh = not (out_dir / "backup").exists()
+    if fresh:
+        (out_dir / warm_start.START_FILE).unlink(missing_ok=True)  # an earlier run's
+    if start is not None:
+        warm_start.load_weights(model, start)  # a resumed run's backup overrides them in fit
+        if fresh:  # the start is the first checkpoint, to be beaten
+            warm_start.keep_start(model, out_dir, monitor, dev_scores, dev_ds)
     keras_verbose, shown = progress(verbose)
     started = time.time()
     with strategy.scope():

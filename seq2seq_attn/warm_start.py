@@ -11,19 +11,27 @@ fine-tuning recipe (a lower rate, `schedule: constant` or `plateau`, `ema`) is t
 The `model` keys a config sets itself win over `RUN`'s where they change no weight
 (`dropout`); any other difference that changes a weight's shape is a user error naming
 the first weight that does not fit.
+
+As JoeyNMT keeps a loaded checkpoint's best score (`reset_best_ckpt: false`), the start is
+the new run's first checkpoint: its dev score is the one an epoch must beat to replace it
+(`keep_start`), so fine-tuning that only makes the model worse leaves `RUN`'s weights.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 import keras
 
 from seq2seq_attn import config as config_lib
+from seq2seq_attn import evaluation
+from seq2seq_attn._compat import moving_averages
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.tokenizer import TokenizerPair
 from seq2seq_attn.translator import MODEL_FILE, TOKENIZER_DIR, check_run_dir
 
 CONFIG_FILE = "config.yaml"
+START_FILE = "start.json"  # the start's dev scores, in a fine-tuning run's directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,3 +129,58 @@ def load_weights(model, start):
                 "--init-from, or change only dropout)"
             )
     model.set_weights(start.weights)
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(optimizer, "use_ema", False) and getattr(optimizer, "built", False):
+        # The averages were made from the random initial weights: start them at the start's.
+        for average, variable in zip(
+            moving_averages(optimizer), model.trainable_variables, strict=True
+        ):
+            if average is not None:
+                average.assign(variable)
+
+
+def start_scores(model, monitor, dev_scores, dev_ds):
+    """The start's dev scores: `{monitor: value, ...}`, or None without a dev set.
+
+    Args:
+        model: the compiled model holding the start's weights.
+        monitor: the selection metric (`val_bleu`, `val_chrf`, `val_loss` or `loss`).
+        dev_scores: the run's `callbacks.DevScores`, or None.
+        dev_ds: the dev dataset, or None.
+    """
+    if dev_ds is None or monitor == "loss":
+        return None
+    scores = {"val_loss": float(model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"])}
+    if dev_scores is not None:
+        dev_scores.set_model(model)
+        sources = [source for source, _ in dev_scores.pairs]
+        hypotheses = dev_scores.translate(sources)
+        result = evaluation.score(hypotheses, [t for _, t in dev_scores.pairs], sources)
+        scores.update(val_bleu=result["bleu"], val_chrf=result["chrf"])
+    return scores
+
+
+def keep_start(model, out_dir, monitor, dev_scores, dev_ds):
+    """Saves the start as `out_dir`'s first checkpoint with its dev scores (`START_FILE`).
+
+    Returns:
+        The start's `monitor` value, the one a checkpoint must beat; None (and nothing
+        saved) without a dev set.
+    """
+    scores = start_scores(model, monitor, dev_scores, dev_ds)
+    if scores is None:
+        return None
+    model.save(Path(out_dir) / MODEL_FILE)
+    record = {"metric": monitor, "value": scores[monitor], "epoch": 0, "start": True, **scores}
+    (Path(out_dir) / START_FILE).write_text(json.dumps(record, indent=2))
+    return scores[monitor]
+
+
+def read_kept_start(out_dir, monitor):
+    """The record `keep_start` wrote in `out_dir` for `monitor`, or None."""
+    path = Path(out_dir) / START_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("metric") == monitor else None

@@ -40,7 +40,13 @@ def test_the_run_starts_from_the_start_runs_weights_tokenizers_and_architecture(
     out = tmp_path / "ft"
     first = FirstWeights()
     # Other tokenizer sizes and no model sizes in the config: both come from the start.
-    config = _config(model={"dropout": 0.1}, tokenizer={"target_vocab_size": 60}, max_steps=3)
+    config = _config(
+        model={"dropout": 0.1},
+        tokenizer={"target_vocab_size": 60},
+        max_steps=3,
+        select_by="bleu",
+        dev_sample=12,
+    )
     info = train("dates", config, out, verbose=0, callbacks=[first], init_from=tiny_run)
 
     start = _weights(tiny_run)
@@ -57,6 +63,9 @@ def test_the_run_starts_from_the_start_runs_weights_tokenizers_and_architecture(
     assert info["init_from"] == str(tiny_run)
     assert json.loads((out / "run.json").read_text())["init_from"] == str(tiny_run)
     assert info["steps"] == 3
+    kept = json.loads((out / "start.json").read_text())  # the start's dev scores, epoch 0
+    assert kept["metric"] == "val_bleu" and kept["epoch"] == 0
+    assert {"val_loss", "val_bleu", "val_chrf"} <= set(kept)
 
 
 def test_fine_tuning_gets_further_than_training_from_scratch_for_the_same_steps(tiny_run, tmp_path):
@@ -66,6 +75,18 @@ def test_fine_tuning_gets_further_than_training_from_scratch_for_the_same_steps(
     assert tuned["steps"] == scratch["steps"]
     # The start had one epoch already: the same epoch again from there ends lower.
     assert tuned["best_val_loss"] < scratch["best_val_loss"] - 0.05
+    assert tuned["best"]["epoch"] == 1  # it beat the start, so it replaced it
+
+
+def test_fine_tuning_that_only_makes_the_model_worse_keeps_the_start(tiny_run, tmp_path):
+    out = tmp_path / "ft"
+    ruinous = _config(model=TINY_CONFIG["model"], learning_rate=0.5, clipnorm=None)
+    info = train("dates", ruinous, out, verbose=0, init_from=tiny_run)
+    history = (out / "history.csv").read_text().splitlines()
+    start = json.loads((out / "start.json").read_text())
+    assert float(history[1].split(",")[history[0].split(",").index("val_loss")]) > start["value"]
+    assert info["best"]["epoch"] == 0 and info["best"]["start"] is True
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(out), _weights(tiny_run), strict=True))
 
 
 def test_a_model_section_that_changes_a_weight_is_a_user_error_before_training(tiny_run, tmp_path):
