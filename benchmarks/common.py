@@ -31,7 +31,7 @@ SMALL_EXPORT_SAMPLES = 4
 # The tests' tiny dates model (tests/conftest.py's TINY_CONFIG, which a test holds equal),
 # trained by the --small runs of attention_vs_vanilla and by startup's `train` command; its
 # training keys pin the recipe the tests' expectations were written for (before decision
-# 0035), since one epoch of the default's warm-up leaves it untrained.
+# 0035) and float32, since one epoch of the default's warm-up leaves it untrained.
 TINY_CONFIG = {
     "data": {"size": 600},
     "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},
@@ -45,6 +45,7 @@ TINY_CONFIG = {
         "label_smoothing": 0.0,
         "schedule": "constant",
         "select_by": "loss",
+        "mixed_precision": False,
     },
 }
 

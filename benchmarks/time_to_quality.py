@@ -73,7 +73,8 @@ def _before(training=None, **sections):
 
 _LS3 = {"learning_rate": 3e-3, "label_smoothing": 0.1}
 # Each recipe: config keys on top of the defaults and the sizes, named by what they change
-# (`default` adds nothing: what `seq2seq-attn train` does without a config today).
+# (`default` adds nothing: what `seq2seq-attn train` does without a config today, bfloat16
+# on a CPU with AMX since decision 0037).
 RECIPES = {
     "default": {},
     "before_0035": _before(),
@@ -89,6 +90,7 @@ RECIPES = {
         {"learning_rate": 5e-3, "label_smoothing": 0.1, "schedule": "rsqrt", "warmup_steps": 200}
     ),
     "default_bf16": {"training": {"mixed_precision": "mixed_bfloat16"}},
+    "default_fp32": {"training": {"mixed_precision": False}},  # the default before 0037
     "default_drop": {"model": {"dropout": 0.1}},
     "default_b32": {"training": {"batch_size": 32}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
@@ -230,6 +232,7 @@ def _ours(spec):
         if info["stopped_by"] == "early_stopping" and _probe_done(probe)
         else info["stopped_by"],
         "parameters": info.get("parameters"),
+        "dtype_policy": info.get("dtype_policy"),  # `mixed_precision: auto` as resolved
         "training": {k: config["training"][k] for k in _SHOWN_KEYS},
         "model": config["model"],
     }

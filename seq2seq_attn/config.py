@@ -40,7 +40,8 @@ DEFAULTS = {
         "jit_compile": False,
         # Pad batches to their length bucket's boundary: few shapes for XLA to compile.
         "pad_to_bucket": False,
-        "mixed_precision": False,
+        # bfloat16 where the CPU has AMX and no GPU is visible, else float32 (decision 0037).
+        "mixed_precision": "auto",
         "strategy": None,
         # Learning-rate schedule (seq2seq_attn.schedules) and weight averaging.
         "schedule": "rsqrt",

@@ -245,6 +245,9 @@ TINY_CONFIG = {
         "label_smoothing": 0.0,
         "schedule": "constant",
         "select_by": "loss",
+        # float32 on every machine (the default, auto, is bfloat16 on a CPU with AMX): the
+        # tests' expectations are float32 ones.
+        "mixed_precision": False,
     },
 }
 

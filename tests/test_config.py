@@ -21,6 +21,12 @@ def test_the_default_recipe_is_decision_0035s():
         assert training[key] is None, key
 
 
+def test_the_default_precision_is_auto():
+    # bfloat16 on a CPU with AMX and no GPU, else float32 (decision 0037; the rule's own
+    # tests are in test_distribute.py).
+    assert _training()["mixed_precision"] == "auto"
+
+
 def test_good_values_pass():
     training = _training(
         schedule="rsqrt",
