@@ -84,9 +84,12 @@ def _train(args):
         for key, name in (("val_loss", "loss"), ("val_bleu", "BLEU"), ("val_chrf", "chrF"))
         if key in best
     )
+    kept = (
+        "the start (no epoch beat it)" if best.get("start") else f"epoch {best.get('epoch', '-')}"
+    )
     print(
         f"trained {info['epochs_run']} epochs ({info['steps']} steps, stopped by "
-        f"{info['stopped_by']}); kept epoch {best.get('epoch', '-')} by {info['select_by']}"
+        f"{info['stopped_by']}); kept {kept} by {info['select_by']}"
         + (f": dev {scores}" if scores else "")
     )
     if args.verbosity == "quiet":

@@ -78,14 +78,19 @@ def test_fine_tuning_gets_further_than_training_from_scratch_for_the_same_steps(
     assert tuned["best"]["epoch"] == 1  # it beat the start, so it replaced it
 
 
-def test_fine_tuning_that_only_makes_the_model_worse_keeps_the_start(tiny_run, tmp_path):
-    out = tmp_path / "ft"
-    ruinous = _config(model=TINY_CONFIG["model"], learning_rate=0.5, clipnorm=None)
-    info = train("dates", ruinous, out, verbose=0, init_from=tiny_run)
+def test_fine_tuning_that_only_makes_the_model_worse_keeps_the_start(tiny_run, tmp_path, capsys):
+    out, config = tmp_path / "ft", tmp_path / "ruinous.yaml"
+    ruinous = copy.deepcopy(TINY_CONFIG)
+    ruinous["training"].update(learning_rate=0.5, clipnorm=None)
+    config.write_text(yaml.safe_dump(ruinous))
+    argv = ["train", "--data", "dates", "--config", str(config), "--out", str(out)]
+    assert main([*argv, "--init-from", str(tiny_run)]) == 0
+    assert "kept the start (no epoch beat it) by loss" in capsys.readouterr().out
     history = (out / "history.csv").read_text().splitlines()
     start = json.loads((out / "start.json").read_text())
     assert float(history[1].split(",")[history[0].split(",").index("val_loss")]) > start["value"]
-    assert info["best"]["epoch"] == 0 and info["best"]["start"] is True
+    best = json.loads((out / "run.json").read_text())["best"]
+    assert best["epoch"] == 0 and best["start"] is True
     assert all(np.array_equal(a, b) for a, b in zip(_weights(out), _weights(tiny_run), strict=True))
 
 
