@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,17 @@ TINY_CONFIG = {
         "mixed_precision": False,
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """Keras' dtype policy is global and `training.build_model` sets it from the config (the
+    default, `auto`, is bfloat16 on a CPU with AMX): each test leaves float32 behind, so that
+    no test depends on which ran before it in the same worker."""
+    yield
+    keras = sys.modules.get("keras")  # never imported here by a TensorFlow-free test
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture(scope="session")

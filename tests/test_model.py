@@ -236,7 +236,8 @@ def test_bad_deep_and_tied_config_values_are_user_errors():
         ({"tie_embeddings": "yes"}, "tie_embeddings='yes'"),
     ]:
         with pytest.raises(UserError, match=match):
-            build_model(resolve_config({"model": model_cfg}), tokenizers)
+            config = {"model": model_cfg, "training": {"mixed_precision": False}}
+            build_model(resolve_config(config), tokenizers)
 
 
 def test_deep_tied_model_under_mixed_precision():
