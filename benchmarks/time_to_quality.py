@@ -91,6 +91,8 @@ RECIPES = {
     ),
     "default_bf16": {"training": {"mixed_precision": "mixed_bfloat16"}},
     "default_fp32": {"training": {"mixed_precision": False}},  # the default before 0037
+    "default_w100": {"training": {"warmup_steps": 100}},
+    "default_dev200": {"training": {"dev_sample": 200}},  # train's own dev BLEU on 200 pairs
     "default_drop": {"model": {"dropout": 0.1}},
     "default_b32": {"training": {"batch_size": 32}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
