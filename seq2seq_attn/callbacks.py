@@ -31,7 +31,7 @@ from seq2seq_attn import evaluation
 from seq2seq_attn.interface import max_length_for, trim_after_end
 
 
-def _ema_optimizer(model):
+def ema_optimizer(model):
     """The optimizer keeping the model's moving average (inside a loss-scale wrapper), or None."""
     optimizer = getattr(model, "optimizer", None)
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
@@ -50,7 +50,7 @@ def averaged_weights(model):
     Args:
         model: A compiled Keras model whose optimizer was built.
     """
-    optimizer = _ema_optimizer(model)
+    optimizer = ema_optimizer(model)
     if optimizer is None:
         yield
         return
@@ -152,15 +152,18 @@ class DevScores(keras.callbacks.Callback):
                 out[i] = decoder.decode(trim_after_end(tokens[row], self.model.end_id))
         return out
 
+    def scores(self):
+        """`{"val_bleu": ..., "val_chrf": ...}` of the model's weights as they are now."""
+        sources = [s for s, _ in self.pairs]
+        hypotheses = self.translate(sources)
+        result = evaluation.score(hypotheses, [t for _, t in self.pairs], sources)
+        return {"val_bleu": result["bleu"], "val_chrf": result["chrf"]}
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        sources = [s for s, _ in self.pairs]
         with averaged_weights(self.model):
-            hypotheses = self.translate(sources)
-        result = evaluation.score(hypotheses, [t for _, t in self.pairs], sources)
-        logs["val_bleu"] = result["bleu"]
-        logs["val_chrf"] = result["chrf"]
+            logs.update(self.scores())
 
 
 class Budget(keras.callbacks.Callback):

@@ -300,16 +300,14 @@ def _whole_history(out_dir, history, monitor, mode):
     losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
     best_val_loss = min(losses or history.history.get("val_loss", [None]))
     scored = [row for row in rows if row.get(monitor)]
-    kept = warm_start.read_kept_start(out_dir, monitor)
-    if kept is not None:  # the start of a fine-tuning run, its epoch 0
-        scored.insert(0, {key: str(value) for key, value in kept.items()})
+    kept = warm_start.read_kept_start(out_dir, monitor)  # a fine-tuning run's start, epoch 0
     if not scored:
-        return epochs_run, best_val_loss, {}
-    # The first of equals, as the checkpoint keeps it (only a better value replaces it).
+        return epochs_run, best_val_loss, kept or {}
     pick = (min if mode == "min" else max)(scored, key=lambda row: float(row[monitor]))
-    if pick is scored[0] and kept is not None:
-        return epochs_run, best_val_loss, kept
-    best = {"metric": monitor, "value": float(pick[monitor]), "epoch": int(pick["epoch"]) + 1}
+    value = float(pick[monitor])
+    if kept is not None and not (value < kept["value"] if mode == "min" else value > kept["value"]):
+        return epochs_run, best_val_loss, kept  # no epoch beat it, so the checkpoint is the start
+    best = {"metric": monitor, "value": value, "epoch": int(pick["epoch"]) + 1}
     if pick.get("step"):
         best["step"] = int(float(pick["step"]))
     if pick.get("minutes"):

@@ -24,8 +24,8 @@ from pathlib import Path
 import keras
 
 from seq2seq_attn import config as config_lib
-from seq2seq_attn import evaluation
 from seq2seq_attn._compat import moving_averages
+from seq2seq_attn.callbacks import ema_optimizer
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.tokenizer import TokenizerPair
 from seq2seq_attn.translator import MODEL_FILE, TOKENIZER_DIR, check_run_dir
@@ -129,9 +129,8 @@ def load_weights(model, start):
                 "--init-from, or change only dropout)"
             )
     model.set_weights(start.weights)
-    optimizer = getattr(model, "optimizer", None)
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    if getattr(optimizer, "use_ema", False) and getattr(optimizer, "built", False):
+    optimizer = ema_optimizer(model)
+    if optimizer is not None:
         # The averages were made from the random initial weights: start them at the start's.
         for average, variable in zip(
             moving_averages(optimizer), model.trainable_variables, strict=True
@@ -154,10 +153,7 @@ def start_scores(model, monitor, dev_scores, dev_ds):
     scores = {"val_loss": float(model.evaluate(dev_ds, verbose=0, return_dict=True)["loss"])}
     if dev_scores is not None:
         dev_scores.set_model(model)
-        sources = [source for source, _ in dev_scores.pairs]
-        hypotheses = dev_scores.translate(sources)
-        result = evaluation.score(hypotheses, [t for _, t in dev_scores.pairs], sources)
-        scores.update(val_bleu=result["bleu"], val_chrf=result["chrf"])
+        scores.update(dev_scores.scores())
     return scores
 
 
