@@ -16,6 +16,14 @@ padded batch by `translate`).
     python -m benchmarks bulk_translate           # 10,000 lines, 2 rounds, ~10 min on 2 cores
     python -m benchmarks bulk_translate --small   # 300 lines, 1 round
 
+With and without the lexical shortlist (each line over its own candidates), beam search:
+
+    python -m benchmarks bulk_translate --lines 1000 --workers 1 --batch-size 64 \
+        --beam 4 --shortlist --out benchmarks/results/bulk_shortlist_beam4.json
+
+(`--shortlist` adds a `translate-corpus --shortlist` run beside each worker count; `--beam`
+and `--batch-size` apply to every command.)
+
 Writes benchmarks/results/bulk_translate.json, with the 1-minute load average when each
 command started: on a shared machine, read the ratios, not the absolute numbers.
 """
@@ -62,8 +70,10 @@ def _shards(prefix):
     return "".join(p.read_text(encoding="utf-8") for p in files).splitlines()
 
 
-def commands(export_dir, source, scratch, workers):
-    """`{name: (argv, output reader)}` of the timed runs on `source`."""
+def commands(export_dir, source, scratch, workers, beam=1, batch_size=32, shortlist=False):
+    """`{name: (argv, output reader)}` of the timed runs on `source`; with `shortlist`, each
+    `translate-corpus` run also with `--shortlist`."""
+    decode = ["--beam", beam, "--batch-size", batch_size]
     out = {
         "translate": (
             _cli(
@@ -75,17 +85,21 @@ def commands(export_dir, source, scratch, workers):
                 "--output",
                 scratch / "translate.out",
                 "--full-vocabulary",
+                *decode,
                 "-q",
             ),  # fmt: skip
             lambda: (scratch / "translate.out").read_text(encoding="utf-8").splitlines(),
         )
     }
     for w in workers:
-        prefix = scratch / f"corpus{w}" / "es"
-        prefix.parent.mkdir(exist_ok=True)
-        argv = _cli("translate-corpus", export_dir, "--input", source, "--output", prefix,
-                    "--direct_num_workers", w, "-q")  # fmt: skip
-        out[f"translate_corpus_{w}"] = (argv, lambda prefix=prefix: _shards(prefix))
+        for suffix in ("", "_shortlist") if shortlist else ("",):
+            prefix = scratch / f"corpus{w}{suffix}" / "es"
+            prefix.parent.mkdir(exist_ok=True)
+            argv = _cli("translate-corpus", export_dir, "--input", source, "--output", prefix,
+                        "--direct_num_workers", w, *decode, "-q")  # fmt: skip
+            if suffix:
+                argv.insert(-1, "--shortlist")
+            out[f"translate_corpus_{w}{suffix}"] = (argv, lambda prefix=prefix: _shards(prefix))
     return out
 
 
@@ -98,6 +112,11 @@ def add_arguments(parser):
     parser.add_argument("--lines", type=int, help="input lines (10000, small 300)")
     parser.add_argument("--workers", type=int, nargs="+", help="Beam workers (1 2)")
     parser.add_argument("--rounds", type=int, help="rounds, commands taking turns (2, small 1)")
+    parser.add_argument("--beam", type=int, default=1, help="beam width of every command (1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="lines a batch (32)")
+    parser.add_argument(
+        "--shortlist", action="store_true", help="translate-corpus also with --shortlist"
+    )
 
 
 def _round(cmds, source, one, scratch, timings):
@@ -139,11 +158,14 @@ def run(args):
     source, one = scratch / "input.txt", scratch / "one.txt"
     source.write_text("".join(line + "\n" for line in verses(args.lines)), encoding="utf-8")
     one.write_text(verses(1)[0] + "\n", encoding="utf-8")
-    cmds = commands(export_dir, source, scratch, args.workers)
+    cmds = commands(
+        export_dir, source, scratch, args.workers, args.beam, args.batch_size, args.shortlist
+    )
     timings = {}
     for _ in range(args.rounds):
         _round(cmds, source, one, scratch, timings)
     figures = {"lines": args.lines, "rounds": args.rounds, "model": "pretrained bible-en-es"}
+    figures.update(beam=args.beam, batch_size=args.batch_size)
     figures["runs"], reference = {}, cmds["translate"][1]()
     for name, (_, read) in cmds.items():
         pairs = list(zip(read(), reference, strict=True))

@@ -26,7 +26,9 @@ The results of the README (the pretrained SentencePiece model's export, 2 shared
 is missing; `--small` serves the small benchmark model's export instead, 4 requests a level at
 concurrency 1 and 2.)
 
-`--matrix` runs three configurations (onnx, tflite, onnx with the int8 graphs), each at every
+`--matrix` runs four configurations (onnx, onnx with `"full_vocabulary": true` in every request,
+tflite, onnx with the int8 graphs; the export's lexical shortlist is the server's default where
+the export has one, not in the int8 graphs), each at every
 level on a fresh server in its own process (`LocalServer`: `python -m seq2seq_attn.cli serve
 EXPORT_DIR --port P ...`, the way users run it, stopped with SIGTERM at the end; its exit code,
 0 after a clean drain, is in the report). Other ways to run it:
@@ -67,7 +69,14 @@ DEFAULT_LEVELS = (1, 8, 32, 64)
 SMALL = {"levels": [1, 2], "requests": 4, "max_words": 8}
 SPLITS = ("train", "dev", "test")
 # (name, backend, quantized) of --matrix
-MATRIX = (("onnx", "onnx", False), ("tflite", "tflite", False), ("onnx-int8", "onnx", True))
+# (name, backend, int8 graphs, `"full_vocabulary": true` in every body). The export's own
+# default is its lexical shortlist where it has one (not in the int8 graphs).
+MATRIX = (
+    ("onnx", "onnx", False, False),
+    ("onnx-full-vocabulary", "onnx", False, True),
+    ("tflite", "tflite", False, False),
+    ("onnx-int8", "onnx", True, False),
+)
 OVERLOAD_STATUSES = ("429", "503")
 BODY_SAMPLE_CHARS = 500
 
@@ -464,6 +473,11 @@ def add_arguments(parser):
     parser.add_argument("--backend", default="onnx", choices=["onnx", "tflite"])
     parser.add_argument("--quantized", action="store_true", help="serve the int8 artifacts")
     parser.add_argument(
+        "--full-vocabulary",
+        action="store_true",
+        help='send "full_vocabulary": true (default: the export\'s lexical shortlist if any)',
+    )
+    parser.add_argument(
         "--matrix",
         action="store_true",
         help="onnx, tflite and onnx --quantized, a fresh server each (needs --export-dir)",
@@ -564,8 +578,8 @@ def run(args):
             "drain_s": args.drain_seconds,
             "process": "own (python -m seq2seq_attn.cli serve), stopped with SIGTERM",
         }
-        setups = MATRIX if args.matrix else [_name(args.backend, args.quantized)]
-        for name, backend, quantized in setups:
+        single = _name(args.backend, args.quantized, args.full_vocabulary)
+        for name, backend, quantized, full in MATRIX if args.matrix else [single]:
             print(f"{name}:")
             before = _load_average()
             server = LocalServer(
@@ -578,7 +592,8 @@ def run(args):
             )
             with server:
                 warmup = _warm_up(server.url, args.max_beam_width, args.timeout)
-                levels = run_levels(server.url, bodies, args.levels, **load)
+                asked = [dict(b, full_vocabulary=True) for b in bodies] if full else bodies
+                levels = run_levels(server.url, asked, args.levels, **load)
             print(f"  server stopped: exit code {server.exit_code} in {server.stop_seconds} s")
             if server.exit_code != 0:
                 print(server.log_tail())
@@ -587,6 +602,7 @@ def run(args):
                     "name": name,
                     "backend": backend,
                     "quantized": quantized,
+                    "full_vocabulary": full,
                     "server_command": server.command[1:],
                     "server_exit_code": server.exit_code,
                     "server_stop_seconds": server.stop_seconds,
@@ -617,5 +633,6 @@ def exit_code(result):
     return 0 if errors == 0 and not unclean else 1
 
 
-def _name(backend, quantized):
-    return (f"{backend}-int8" if quantized else backend), backend, quantized
+def _name(backend, quantized, full=False):
+    name = (f"{backend}-int8" if quantized else backend) + ("-full-vocabulary" if full else "")
+    return name, backend, quantized, full

@@ -16,9 +16,14 @@ search over the shortlist's candidates (the step graph's output layer is gathere
     shortlist_output(source_ids)  -> shortlist_kernel, shortlist_bias, shortlist_positions
     decode_step_shortlist(prev_tokens, state_0.., memory, projected_keys, mask,
                           shortlist_kernel, shortlist_bias, shortlist_positions)
-                                  -> logits (NEG_INF outside the candidates), attention, ...
-    greedy_shortlist(source_ids)  -> tokens, scores, attention (greedy over the batch's
-                                     candidates, computed in the graph)
+                                  -> logits (NEG_INF outside the row's candidates), ...
+    greedy_shortlist(source_ids)  -> tokens, scores, attention (greedy, each sentence over
+                                     its own candidates, computed in the graph)
+
+The kernel and bias are the columns of the batch's union of candidates, gathered once;
+`shortlist_positions` `(rows, vocab)` places each row's candidates' logits back into a full
+row (`NEG_INF` for the ids outside that sentence's candidates): the host search repeats its
+rows per beam, as it does the memory's.
 
 The mask travels as float32 (1 real, 0 padding) so every runtime can feed it. Input names
 never equal output names (tf2onnx rejects graphs where they do).
@@ -30,7 +35,7 @@ import types
 import tensorflow as tf
 
 from seq2seq_attn.interface import new_state_name, state_name
-from seq2seq_attn.search import shortlist_candidates
+from seq2seq_attn.search import candidates_of, shortlist_mask
 
 SIGNATURES = ("encode", "decode_step", "greedy", "translate_ids", "serving_default")
 # With a shortlist: the two graphs the host search runs (converted to ONNX on their own),
@@ -148,7 +153,7 @@ class ExportModule(tf.Module):
         return [
             spec([rows, None], tf.float32, kernel),
             spec([None], tf.float32, bias),
-            spec([cell.vocab_size], tf.int32, positions),
+            spec([None, cell.vocab_size], tf.int32, positions),
         ]
 
     @property
@@ -157,9 +162,10 @@ class ExportModule(tf.Module):
         return SHORTLIST_SIGNATURES if self.shortlist is not None else ()
 
     def _candidates(self, source_ids):
-        """The batch's shortlist candidates, from the shortlist's tables as constants."""
+        """Each sentence's shortlist candidates, bool `(batch, vocab)`, from the shortlist's
+        tables as constants."""
         shortlist = self.shortlist
-        return shortlist_candidates(
+        return shortlist_mask(
             source_ids,
             tf.constant(shortlist.top),
             tf.constant(shortlist.always),
@@ -172,7 +178,8 @@ class ExportModule(tf.Module):
 
     def _shortlist_output(self, source_ids):
         cell = self.model.decoder_cell
-        kernel, bias, positions = cell.shortlist_output(self._candidates(source_ids))
+        rows = self._candidates(source_ids)  # (batch, vocab)
+        kernel, bias, positions = cell.shortlist_output(candidates_of(rows), rows)
         values = (tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32), positions)
         return dict(zip(SHORTLIST_OUTPUTS, values, strict=True))
 

@@ -65,7 +65,7 @@ class KerasDecoder:
         }
         self.encode = tf.function(model.encode, input_signature=[ids], autograph=False)
         self.decode_step = tf.function(model.decode_step, reduce_retracing=True, autograph=False)
-        candidates = tf.TensorSpec([None], tf.int32)
+        candidates = tf.TensorSpec([None, None], tf.bool)
         self._shortlisted = {
             width: tf.function(
                 lambda source_ids, candidates, width=width: model.generate(
@@ -81,9 +81,9 @@ class KerasDecoder:
         return self._generate[beam_width](tf.constant(source_ids, tf.int32))
 
     def generate_shortlist(self, source_ids, candidates, beam_width):
-        """`generate` over `candidates` (int32 `(C,)`, unique target ids)."""
+        """`generate` over `candidates`, bool `(batch, vocab)`: each sentence's own."""
         ids = tf.constant(source_ids, tf.int32)
-        return self._shortlisted[beam_width](ids, tf.constant(candidates, tf.int32))
+        return self._shortlisted[beam_width](ids, tf.constant(candidates, tf.bool))
 
 
 class _EagerDecoder:
@@ -335,16 +335,18 @@ class SavedModelGreedy:
 def check_shortlist(references, runtime, decoder, shortlist, host=True):
     """The host search over the shortlist graphs against Keras' shortlist decode.
 
-    Each parity batch decodes over its candidates (`shortlist.candidates`, the union over
-    the batch) in Keras (`generate(..., candidates=...)`) and on `runtime` (`decode(...,
-    shortlist=True)`, greedy and beam 4, and the single graph `greedy_shortlist.onnx`); the
-    tokens must agree exactly. Beside that, the share of sentences whose shortlist decode is
-    the full-vocabulary Keras decode. `host=False`: only the single graph (the SavedModel).
+    Each sentence of a parity batch decodes over its own candidates (`shortlist.mask`) in
+    Keras (`generate(..., candidates=...)`) and on `runtime` (`decode(..., shortlist=True)`,
+    greedy and beam 4, over the shortlist step graph or, for a batch whose union of
+    candidates is large, the full step masked per sentence; and the single graph
+    `greedy_shortlist.onnx`); the tokens must agree exactly. Beside that, the share of
+    sentences whose shortlist decode is the full-vocabulary Keras decode. `host=False`: only
+    the single graph (the SavedModel).
 
     Returns:
         dict: `greedy_agreement`, `beam4_agreement`, `greedy_graph_agreement` (shares of all
         sentences), `greedy_same_as_full`, `beam4_same_as_full`, and `mean_candidates` per
-        batch.
+        sentence.
     """
     same = {"greedy_agreement": 0, "beam4_agreement": 0, "greedy_graph_agreement": 0}
     same.update(greedy_same_as_full=0, beam4_same_as_full=0)
@@ -353,8 +355,8 @@ def check_shortlist(references, runtime, decoder, shortlist, host=True):
     sizes = []
     for reference in references:
         ids, start, end = reference.source_ids, reference.start_id, reference.end_id
-        candidates = shortlist.candidates(ids)
-        sizes.append(len(candidates))
+        candidates = shortlist.mask(ids)  # (batch, vocab)
+        sizes.extend(candidates.sum(axis=1))
         for width, which, name in ((1, "greedy", "greedy"), (BEAM_WIDTH, "beam", "beam4")):
             if not host and width > 1:
                 continue

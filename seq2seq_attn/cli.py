@@ -382,8 +382,8 @@ def _add_translate_corpus(sub):
     p.add_argument("--scores", action="store_true", help="as translate")
     p.add_argument(
         "--shortlist", action="store_true",
-        help="decode each batch over its lexical shortlist candidates where the export has one "
-        "and they are at most half the vocabulary (a line's output then depends on its batch)",
+        help="decode each line over its own lexical shortlist candidates where the export has "
+        "the shortlist graphs",
     )  # fmt: skip
     p.add_argument("--batch-size", type=_positive_int, default=32, help="lines decoded together")
     p.add_argument(

@@ -274,7 +274,7 @@ class AttentionDecoderCell(keras.layers.Layer):
         table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
         return ops.matmul(x, ops.transpose(table)) + ops.cast(self.output_bias, "float32")
 
-    def shortlist_output(self, candidates):
+    def shortlist_output(self, candidates, rows=None):
         """The output layer's columns of a candidate set, gathered once per decode call.
 
         Vocabulary selection (Marian's lexical shortlists; Jean et al. 2015): a step then
@@ -285,12 +285,16 @@ class AttentionDecoderCell(keras.layers.Layer):
         Args:
             candidates: int `(candidates,)`, unique target ids in [0, vocab_size), in any
                 order (`Shortlist.candidates` gives them sorted).
+            rows: optional bool `(batch_size, vocab_size)`, each sentence's own candidates
+                (a subset of `candidates`): a row's other ids then get `NEG_INF` too, so a
+                sentence decodes over its own candidates whatever its batch mates.
 
         Returns:
             `(kernel, bias, positions)`: float32 (untied: the variables' dtype) kernel
             `(feature_size, candidates)` (tied: `(embedding_dim, candidates)`, the gathered
-            table rows), bias `(candidates,)`, and int32 `(vocab_size,)`, each id's
-            position in `candidates` (`candidates` itself for the ids outside).
+            table rows), bias `(candidates,)`, and int32 positions, each id's position in
+            `candidates` (`candidates` itself for the ids outside): `(vocab_size,)`, or
+            `(batch_size, vocab_size)` with `rows`.
         """
         candidates = tf.cast(candidates, tf.int32)  # (C,)
         if self.tie_embeddings:
@@ -300,8 +304,8 @@ class AttentionDecoderCell(keras.layers.Layer):
         else:
             # Rows of the transposed kernel, not columns: whole rows are copied at once (an
             # exported gather of 623 columns took 5.9 ms in onnxruntime, of rows far less).
-            rows = tf.gather(tf.transpose(self.output_layer.kernel), candidates)  # (C, F)
-            kernel = tf.transpose(rows)  # (feature_size, C)
+            gathered = tf.gather(tf.transpose(self.output_layer.kernel), candidates)  # (C, F)
+            kernel = tf.transpose(gathered)  # (feature_size, C)
             bias = tf.gather(self.output_layer.bias, candidates)  # (C,)
         count = tf.shape(candidates)[0]
         # Exact int32 arithmetic: the scatter writes position - C, the add restores it,
@@ -309,7 +313,10 @@ class AttentionDecoderCell(keras.layers.Layer):
         shifted = tf.scatter_nd(
             candidates[:, None], tf.range(count) - count, [self.vocab_size]
         )  # (vocab_size,)
-        return kernel, bias, shifted + count
+        positions = shifted + count  # (vocab_size,)
+        if rows is not None:
+            positions = tf.where(rows, positions[None], count)  # (batch, vocab_size)
+        return kernel, bias, positions
 
     def _shortlist_logits(self, features, shortlist):
         """Float32 `(batch, vocab_size)` logits of the candidates, `NEG_INF` elsewhere."""
@@ -324,7 +331,14 @@ class AttentionDecoderCell(keras.layers.Layer):
             x = ops.matmul(ops.cast(features, dtype), ops.cast(kernel, dtype))
             logits = ops.cast(x + ops.cast(bias, dtype), "float32")  # (batch, C)
         padded = tf.pad(logits, [[0, 0], [0, 1]], constant_values=NEG_INF)  # (batch, C + 1)
-        return tf.gather(padded, positions, axis=1)  # (batch, vocab_size)
+        if positions.shape.rank == 1:
+            return tf.gather(padded, positions, axis=1)  # (batch, vocab_size)
+        # Each row its own positions: one flat gather (no batch_dims, which not every
+        # runtime converts), row b reading from offset b * (C + 1).
+        width = tf.shape(padded)[1]
+        offsets = tf.range(tf.shape(padded)[0]) * width  # (batch,)
+        flat = tf.reshape(padded, [-1])  # (batch * (C + 1),)
+        return tf.gather(flat, positions + offsets[:, None])  # (batch, vocab_size)
 
     def call(
         self,

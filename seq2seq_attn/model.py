@@ -10,7 +10,7 @@ from seq2seq_attn.attention import BahdanauAttention, LuongAttention
 from seq2seq_attn.decoder import AttentionDecoderCell
 from seq2seq_attn.encoder import Encoder
 from seq2seq_attn.losses import MaskedAccuracy, MaskedCrossEntropy
-from seq2seq_attn.search import beam_search, checked_options, greedy_search
+from seq2seq_attn.search import beam_search, candidates_of, checked_options, greedy_search
 from seq2seq_attn.validation import check_positive_int
 
 # The entry points users trace (`tf.function(model.generate)`, an export of their own) run
@@ -238,11 +238,14 @@ class Seq2SeqAttention(keras.Model):
                 values: `max_length_ratio`, `max_length_offset`, `no_repeat_ngram`,
                 `top_k` or `top_p` with `temperature` (sampling, beam width 1), and
                 `seed` (an int or an int64 scalar tensor). See `seq2seq_attn.search`.
-            candidates: None (the full vocabulary), or int `(candidates,)` unique target
-                ids, for example `Shortlist.candidates(source_ids)`: the output layer's
-                columns of these ids are gathered once per call and every other id is
-                never chosen (sampling draws from the candidates only). The ids must
-                include `end_id` for hypotheses to finish before `max_length`.
+            candidates: None (the full vocabulary); int `(candidates,)` unique target
+                ids, for example `Shortlist.candidates(source_ids)`, the batch's; or bool
+                `(batch_size, target_vocab_size)`, each sentence's own, for example
+                `Shortlist.mask(source_ids)` (a sentence's output then does not depend on
+                its batch mates). The output layer's columns of the ids (the union over
+                the rows) are gathered once per call and every other id is never chosen
+                (sampling draws from the candidates only). They must include `end_id`
+                for hypotheses to finish before `max_length`.
 
         Returns:
             dict with `tokens` int32 `(batch_size, length)` ending in [END] then
@@ -267,9 +270,7 @@ class Seq2SeqAttention(keras.Model):
         )
         step = self.decode_step
         if candidates is not None:
-            candidates = self._checked_candidates(candidates)
-            shortlist = self.decoder_cell.shortlist_output(candidates)
-            step = functools.partial(self.decode_step, shortlist=shortlist)
+            step = self._shortlist_step(self._checked_candidates(candidates), beam_width)
         memory, keys, mask, states = self.encode(source_ids)
         common = dict(
             start_id=self.start_id,
@@ -283,12 +284,26 @@ class Seq2SeqAttention(keras.Model):
             return greedy_search(step, states, memory, keys, mask, **common)
         return beam_search(step, states, memory, keys, mask, beam_width=beam_width, **common)
 
+    def _shortlist_step(self, candidates, beam_width):
+        """`decode_step` over `candidates` (ids, or a per-sentence bool mask whose
+        positions are repeated per beam like the search repeats the memory)."""
+        cell = self.decoder_cell
+        if candidates.dtype == tf.bool:  # (batch, vocab)
+            kernel, bias, positions = cell.shortlist_output(candidates_of(candidates), candidates)
+            shortlist = (kernel, bias, tf.repeat(positions, beam_width, axis=0))
+        else:
+            shortlist = cell.shortlist_output(candidates)
+        return functools.partial(self.decode_step, shortlist=shortlist)
+
     def _checked_candidates(self, candidates):
-        """int32 candidates; ValueError for Python or NumPy ids that are not unique ids of
-        the target vocabulary (a tensor is the graph caller's to check)."""
+        """int32 candidate ids or a bool mask; ValueError for Python or NumPy candidates
+        that are neither unique ids of the target vocabulary nor a `(batch, vocab)` bool
+        mask (a tensor is the graph caller's to check)."""
         if isinstance(candidates, tf.Tensor | tf.Variable):
-            return tf.cast(candidates, tf.int32)
+            return candidates if candidates.dtype == tf.bool else tf.cast(candidates, tf.int32)
         ids = np.asarray(candidates)
+        if ids.dtype == bool and ids.ndim == 2 and ids.shape[1] == self.target_vocab_size:
+            return tf.constant(ids)
         if (
             ids.ndim != 1
             or not np.issubdtype(ids.dtype, np.integer)
@@ -297,7 +312,8 @@ class Seq2SeqAttention(keras.Model):
         ):
             raise ValueError(
                 "`candidates` must be unique int target ids in [0, "
-                f"{self.target_vocab_size}), received: candidates={candidates!r}"
+                f"{self.target_vocab_size}) or a bool (batch_size, {self.target_vocab_size}) "
+                f"mask, received: candidates={candidates!r}"
             )
         return tf.constant(ids, tf.int32)
 

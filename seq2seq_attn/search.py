@@ -239,13 +239,12 @@ def _force_prefix(step_lp, prefix, prefix_lengths, t):
     return tf.where(forced[:, None], NEG_INF, step_lp)
 
 
-def shortlist_candidates(source_ids, top, always, vocab_size):
-    """A batch's shortlist candidates in the graph: `Shortlist.candidates` with fixed ops.
+def shortlist_mask(source_ids, top, always, vocab_size):
+    """Each sentence's shortlist candidates in the graph: `Shortlist.mask` with fixed ops.
 
-    The union of the top-k targets of every source id and the `always` ids, as a mask
-    written by `scatter_nd` and read back by `tf.where`: sorted and unique like the host's,
-    with ops that TFLite (GATHER, SCATTER_ND, WHERE) and ONNX (Gather, ScatterND, NonZero)
-    have built in.
+    Row i holds the top-k targets of sentence i's source ids and the `always` ids, written
+    by `scatter_nd` into a count table: ops that TFLite (GATHER, SCATTER_ND) and ONNX
+    (Gather, ScatterND) have built in. `candidates_of` gives the batch's union.
 
     Args:
         source_ids: int `(batch_size, source_length)`; the rows of [PAD], [START] and
@@ -255,13 +254,23 @@ def shortlist_candidates(source_ids, top, always, vocab_size):
         vocab_size: Python int, the target vocabulary size.
 
     Returns:
-        int32 `(candidates,)`, ascending.
+        bool `(batch_size, vocab_size)`.
     """
-    chosen = tf.concat(
-        [tf.reshape(tf.gather(top, tf.cast(source_ids, tf.int32)), [-1]), always], axis=0
-    )  # (batch * source_length * top_k + n,)
-    hits = tf.scatter_nd(chosen[:, None], tf.ones_like(chosen), [vocab_size])  # (vocab,)
-    return tf.cast(tf.reshape(tf.where(hits > 0), [-1]), tf.int32)
+    source_ids = tf.cast(source_ids, tf.int32)
+    batch = tf.shape(source_ids)[0]
+    chosen = tf.reshape(tf.gather(top, source_ids), [batch, -1])  # (batch, length * top_k)
+    rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(chosen))  # (batch, length * k)
+    indices = tf.stack([tf.reshape(rows, [-1]), tf.reshape(chosen, [-1])], axis=1)  # (n, 2)
+    hits = tf.scatter_nd(indices, tf.ones_like(indices[:, 0]), [batch, vocab_size])
+    common = tf.scatter_nd(always[:, None], tf.ones_like(always), [vocab_size])  # (vocab,)
+    return (hits + common[None]) > 0  # (batch, vocab)
+
+
+def candidates_of(mask):
+    """int32 `(candidates,)`, ascending: the ids that some row of a bool `(batch, vocab)`
+    candidate mask holds (an integer max, which every runtime reduces)."""
+    any_row = tf.reduce_max(tf.cast(mask, tf.int32), axis=0)  # (vocab,)
+    return tf.cast(tf.reshape(tf.where(any_row > 0), [-1]), tf.int32)
 
 
 def _fresh_seed(seed):

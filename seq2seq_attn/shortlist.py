@@ -222,7 +222,7 @@ class Shortlist:
     """
 
     def __init__(self, top, frequent, target_vocab_size, info=None):
-        self.top = np.asarray(top, np.int32)
+        self.top = np.array(top, np.int32)
         self.frequent = np.unique(np.asarray(frequent, np.int32))
         self.target_vocab_size = int(target_vocab_size)
         self.info = dict(info or {})
@@ -230,6 +230,9 @@ class Shortlist:
         ids = np.concatenate([self.top.ravel(), self.always])
         if self.top.ndim != 2 or ids.min() < 0 or ids.max() >= self.target_vocab_size:
             raise ValueError(f"shortlist ids must lie in [0, {self.target_vocab_size})")
+        # [PAD], [START] and [END] add nothing of their own (as `top_targets` builds them),
+        # so padding a sentence in a batch leaves its candidates as they are.
+        self.top[[PAD_ID, START_ID, END_ID]] = PAD_ID
 
     @property
     def source_vocab_size(self):
@@ -262,6 +265,25 @@ class Shortlist:
         chosen[self.always] = True
         chosen[self.top[ids]] = True
         return np.flatnonzero(chosen).astype(np.int32)
+
+    def mask(self, source_ids_batch):
+        """Each sentence's own candidates: bool `(batch_size, target_vocab_size)`.
+
+        What `Seq2SeqAttention.generate(candidates=...)` takes to decode each sentence over
+        its own candidates whatever its batch mates (row i is `candidates(row i)`).
+
+        Args:
+            source_ids_batch: `(batch_size, source_length)` ids or a list of unequal rows.
+        """
+        rows = list(source_ids_batch)
+        chosen = np.zeros([len(rows), self.target_vocab_size], bool)
+        chosen[:, self.always] = True
+        for i, row in enumerate(rows):
+            ids = np.asarray(row, np.int64).ravel()
+            if len(ids) and (ids.min() < 0 or ids.max() >= self.source_vocab_size):
+                raise ValueError(f"source ids must lie in [0, {self.source_vocab_size})")
+            chosen[i, self.top[ids].ravel()] = True
+        return chosen
 
     def save(self, path):
         """Writes `path` (compressed .npz, ids only): format, top, frequent,

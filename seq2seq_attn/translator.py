@@ -56,8 +56,9 @@ class Translator:
     '2021-03-03'
 
     With a `shortlist` (`seq2seq_attn.shortlist.Shortlist`; `load` reads the run's
-    `shortlist.npz`), each batch decodes over the union of its sentences' candidate target
-    pieces; `translate(..., full_vocabulary=True)` decodes over the whole vocabulary.
+    `shortlist.npz`), each sentence decodes over its own candidate target pieces (its batch
+    mates change nothing); `translate(..., full_vocabulary=True)` decodes over the whole
+    vocabulary.
     """
 
     def __init__(self, model, tokenizers, run_info=None, shortlist=None):
@@ -84,7 +85,8 @@ class Translator:
     def _generator(self, options, prefixed=False, shortlisted=False):
         """A traced `model.generate` per option set but the seed (an input, like the ids),
         with a `target_prefix` input `(batch, P)` when `prefixed` (else none: no prefix ops)
-        and the `candidates` input `(C,)` when `shortlisted` (else the full vocabulary)."""
+        and the `candidates` input, bool `(batch, vocab)`, when `shortlisted` (else the full
+        vocabulary)."""
         key = (dataclasses.replace(options, seed=None), prefixed, shortlisted)
         if key not in self._generators:
             kwargs = key[0].search_kwargs()
@@ -105,7 +107,7 @@ class Translator:
                     tf.TensorSpec([], tf.int32),
                     tf.TensorSpec([], tf.int64),
                     tf.TensorSpec([None, None], tf.int32),
-                    tf.TensorSpec([None], tf.int32),
+                    tf.TensorSpec([None, None], tf.bool),
                 ],
                 autograph=False,  # explicit tf.while_loops: nothing for AutoGraph to convert
             )
@@ -150,18 +152,16 @@ class Translator:
                 sentence score normalised by length) from its `token_log_probs`, the
                 model's log-prob of each output token over the whole vocabulary: the
                 search's own where it decoded over the whole vocabulary, else one
-                teacher-forced pass (a batch decoded over its shortlist candidates has
-                log-probs normalised over those, which depend on the batch).
+                teacher-forced pass (a sentence decoded over its shortlist candidates has
+                log-probs normalised over those).
             target_prefix: None, or one string per text (a string for one text): each
                 output starts with it verbatim and the model continues it. It is tokenized
                 with the target SentencePiece model, its pieces are forced, scored, and part
                 of `tokens`; `max_length` counts from the end of the prefix. "" is no prefix.
             full_vocabulary: True decodes over the whole target vocabulary even where the
                 translator has a shortlist (without one, every decode does). With one, a
-                batch's outputs use only its candidates (sampling too), and `scores`
-                remain the full model's log-probs of those tokens. A batch whose candidates
-                are more than `seq2seq_attn.shortlist.MAX_SHARE` of the vocabulary decodes
-                over all of it.
+                sentence's outputs use only its own candidates (sampling too), and `scores`
+                remain the full model's log-probs of those tokens.
             placeholders: True (default) takes placeholders and markup (`%s`, `{name}`,
                 `<b>`, `&amp;`, ...) out of each text and puts them back into its outputs
                 by alignment, each exactly once (`seq2seq_attn.placeholders`; the report is
@@ -267,12 +267,13 @@ class Translator:
         if max_length is None:
             max_length = options.max_length(ids.shape[1])
         prefix_ids = self._prefix_ids(prefixes, len(texts))
-        # The batch's candidates, and the prefix pieces, which are forced whatever they are.
-        candidates = np.zeros([0], np.int32)
+        # Each sentence's candidates, and its prefix pieces, which are forced whatever they are.
+        candidates = np.zeros([0, 0], bool)
         if shortlist is not None:
-            candidates = np.union1d(shortlist.candidates(ids), prefix_ids).astype(np.int32)
-            if len(candidates) > _shortlist.MAX_SHARE * self.model.target_vocab_size:
-                shortlist = None  # a union this large decodes faster over the full vocabulary
+            candidates = shortlist.mask(ids)
+            candidates[np.arange(len(ids))[:, None], prefix_ids] = True
+            if candidates.all():  # every sentence may use every piece: nothing to select
+                shortlist, candidates = None, np.zeros([0, 0], bool)
         generate = self._generator(options, prefix_ids.shape[1] > 0, shortlist is not None)
         out = generate(
             tf.constant(ids),

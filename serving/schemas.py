@@ -197,11 +197,11 @@ class TranslateRequest(_Strict):
         "the sentence score, the mean log-probability per output token.",
     )
     full_vocabulary: bool = Field(
-        True,
-        description="False: where the export has a lexical shortlist, decode each batch over "
-        "its candidate target pieces when they are at most half the vocabulary (faster; the "
-        "candidates are the union over the batch, so a translation can depend on the texts "
-        "decoded with it). True: the whole target vocabulary.",
+        False,
+        description="True: decode over the whole target vocabulary. False (default): where "
+        "the export has a lexical shortlist, decode each text over its own candidate target "
+        "pieces (faster; a translation does not depend on the texts batched with it). Texts "
+        "asking for scores or with a target prefix always use the whole vocabulary.",
     )
     placeholders: bool = Field(
         True,

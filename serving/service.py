@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seq2seq_attn.inference.runtime import ROWS
 from seq2seq_attn.inference.search import with_one_best_list
 from seq2seq_attn.interface import (
     BadOption,
@@ -86,11 +87,11 @@ class PrefixedOptions(TokenScoredOptions):
 
 
 class OverShortlist:
-    """Marks the batching key of texts sent with `"full_vocabulary": false`: a subclass of
-    their options' class (`shortlist_options`), so they batch apart and decode over the
-    batch's shortlist candidates where the export has a shortlist. Not the default: the
-    candidates are the union over the batch, so an output can depend on its batch mates,
-    and every other answer equals decoding its text alone."""
+    """Marks the batching key of texts decoded over their shortlist candidates (the default
+    where the export has a shortlist; `"full_vocabulary": true` turns it off): a subclass
+    of their options' class (`shortlist_options`), so they batch apart from full-vocabulary
+    texts. Each text decodes over its own candidates, so its answer does not depend on the
+    texts batched with it (equal to decoding it alone)."""
 
 
 _OVER_SHORTLIST = {}  # options class -> its marked subclass
@@ -163,10 +164,12 @@ class TranslationService:
             options = DecodeOptions(beam_width=options)
         over = {}
         if isinstance(options, OverShortlist):
-            columns = getattr(self.model, "shortlist_columns", lambda ids: None)(ids)
-            over, options = ({} if columns is None else {"shortlist": columns}), _unmarked(options)
-        if self._single_graph_decodes(ids, options, max_length):
-            graph_over = {"shortlist": True} if over else {}  # it computes its candidates
+            over, options = {"shortlist": self.model.shortlist_columns(ids)}, _unmarked(options)
+        # The single graph over the shortlist computes its own candidates; a batch whose
+        # union is large (`ROWS`: the full step, masked per text) takes the host search.
+        over_rows = ROWS in over.get("shortlist", {})
+        if self._single_graph_decodes(ids, options, max_length) and not over_rows:
+            graph_over = {"shortlist": True} if over else {}
             return with_one_best_list(dict(self.model.greedy_graph(ids, **graph_over)))
         kwargs = options.search_kwargs()
         if isinstance(options, PrefixedOptions):
@@ -298,7 +301,7 @@ class TranslationService:
         target_prefixes=None,
         placeholders=True,
         n_best_asked=False,
-        full_vocabulary=True,
+        full_vocabulary=False,
         **options,
     ):
         """The `DecodeOptions` used, and a `Translation` per text (ids, score, attention,
@@ -318,9 +321,10 @@ class TranslationService:
                 `placeholders` reports it); False decodes the texts as they are.
             n_best_asked: the request asked for `n_best` (a text that is only
                 placeholders then gets a one-entry `nbest` list).
-            full_vocabulary: False decodes, where the export has a shortlist, a batch over
-                its candidates when they are at most `shortlist.MAX_SHARE` of the vocabulary
-                (see `OverShortlist`); True (default) over the whole target vocabulary.
+            full_vocabulary: False (default) decodes, where the export has a shortlist, each
+                text over its own candidates (see `OverShortlist`); True over the whole
+                target vocabulary, as do texts asking for `scores` or with a prefix (their
+                log-probs and forced pieces are the whole model's).
             **options: the other `DecodeOptions` fields; None values are left out.
 
         Raises:
@@ -339,8 +343,8 @@ class TranslationService:
         todo = [i for i, ids in enumerate(sources) if ids is not None]
         lengths = [self.resolve_max_length(max_length, sources[i], options) for i in todo]
         keys = [self._decode_options(options, scores, prefixes[i]) for i in todo]
-        if not full_vocabulary:
-            keys = [shortlist_options(key) for key in keys]
+        if not full_vocabulary and getattr(self.model, "has_shortlist", False):
+            keys = [k if isinstance(k, TokenScoredOptions) else shortlist_options(k) for k in keys]
         decoded = await self._decode_all([sources[i] for i in todo], keys, lengths)
         self.metrics.texts.labels(str(options.beam_width)).inc(len(texts))
         results = dict(zip(todo, decoded, strict=True))

@@ -269,11 +269,12 @@ def test_the_job_imports_no_tensorflow(tiny_export, tmp_path):
     assert len((tmp_path / "es-00000-of-00001").read_text().splitlines()) == 3
 
 
-def test_shortlist_decodes_a_batch_over_its_candidates_where_they_pay(tiny_export, monkeypatch):
-    """`--shortlist`: the server's rule, a batch over its candidates when they are at most
-    `shortlist.MAX_SHARE` of the vocabulary; an export without the graphs is one error."""
+def test_shortlist_decodes_each_line_over_its_own_candidates(tiny_export, monkeypatch):
+    """`--shortlist`: the server's rule, the shortlist step graph when a batch's union of
+    candidates is at most `shortlist.MAX_SHARE` of the vocabulary, else the full step masked
+    per line; an export without the graphs is one error."""
     from seq2seq_attn import shortlist
-    from seq2seq_attn.inference.runtime import OnnxModel
+    from seq2seq_attn.inference.runtime import ROWS, OnnxModel
 
     loaded = LoadedExport(tiny_export[0], resolve({"beam_width": 2}, shortlist=True))
     calls, decode = [], loaded.model.decode
@@ -287,11 +288,12 @@ def test_shortlist_decodes_a_batch_over_its_candidates_where_they_pay(tiny_expor
     rows = [loaded.source.encode(text) for text in texts]
     full = LoadedExport(tiny_export[0], resolve({"beam_width": 2})).translate(rows)
     loaded.translate(rows)
-    assert calls == [False]  # the tiny model's candidates are all 30 of its 30 pieces
+    # the tiny model's candidates are all 30 of its 30 pieces: the full step, masked
+    assert len(calls) == 1 and list(calls[0]) == [ROWS] and calls[0][ROWS].all()
     monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)
     calls.clear()
     got = loaded.translate(rows)
-    assert calls and all(calls)
+    assert calls and all("shortlist_kernel" in call for call in calls)
     # every piece a candidate: the shortlist decode is the full one, token for token
     assert [r.tokens.tolist() for r in got] == [r.tokens.tolist() for r in full]
     monkeypatch.setattr(OnnxModel, "has_shortlist", property(lambda self: False))

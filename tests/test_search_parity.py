@@ -22,8 +22,8 @@ class LongOutputs(OnnxModel):
         super().__init__(directory)
         self.end_id, self.shift = end_id, shift
 
-    def step(self, *args):
-        logits, states, weights = super().step(*args)
+    def step(self, *args, **kwargs):
+        logits, states, weights = super().step(*args, **kwargs)
         logits = logits.copy()
         logits[:, [self.end_id, self.end_id + 1]] -= self.shift
         return logits, states, weights

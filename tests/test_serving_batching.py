@@ -45,8 +45,8 @@ class ShiftedLogits(OnnxModel):
         super().__init__(directory)
         self.shift = np.asarray(shift, np.float32)
 
-    def step(self, *args):
-        logits, states, weights = super().step(*args)
+    def step(self, *args, **kwargs):
+        logits, states, weights = super().step(*args, **kwargs)
         return logits + self.shift, states, weights
 
 

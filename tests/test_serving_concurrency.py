@@ -1,9 +1,11 @@
 """The server under real traffic: the shipped pretrained model's export on a loopback port, 32
 concurrent clients, a realistic mix (beam widths 1-4, 1-8 texts of 1-60 words per request).
 
-The mix comes from `benchmarks/load_test.py` (`request_mix` over the Bible test verses). Every
-answer must be a 200 whose translation, tokens and score equal decoding that text alone with
-the same runtime, beam width and default max length.
+The mix comes from `benchmarks/load_test.py` (`request_mix` over the Bible test verses); every
+third request asks for the full vocabulary, the others take the default, the model's lexical
+shortlist. Every answer must be a 200 whose translation, tokens and score equal decoding that
+text alone with the same runtime, beam width, vocabulary and default max length: a text
+decodes over its own candidates whatever it is batched with.
 """
 
 import concurrent.futures
@@ -28,7 +30,7 @@ def _post(url, body):
         return response.status, json.loads(response.read())
 
 
-def _alone(model, tokenizers, manifest, text, beam_width):
+def _alone(model, tokenizers, manifest, text, beam_width, shortlist):
     """Decoding one text by itself: target token ids through [END], and the score."""
     ids = np.asarray([tokenizers.source.encode(text)], np.int32)
     special = manifest["special_ids"]
@@ -38,6 +40,7 @@ def _alone(model, tokenizers, manifest, text, beam_width):
         special["end"],
         beam_width=beam_width,
         max_length=2 * ids.shape[1] + 10,
+        shortlist=shortlist,
     )
     tokens = out["tokens"][0].tolist()
     if special["end"] in tokens:
@@ -49,6 +52,7 @@ def test_32_clients_mixed_requests_equal_decoding_alone(pretrained_export, load_
     bodies = load_test.request_mix(load_test.bible_sources("test"), REQUESTS, seed=10)
     assert {b["beam_width"] for b in bodies} == {1, 2, 3, 4}
     assert {len(b["texts"]) for b in bodies} >= {1, 8}
+    bodies = [dict(b, full_vocabulary=True) if i % 3 == 0 else b for i, b in enumerate(bodies)]
     with load_test.LocalServer(pretrained_export, "onnx") as server:
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
             answers = list(pool.map(lambda body: _post(server.url, body), bodies))
@@ -58,13 +62,15 @@ def test_32_clients_mixed_requests_equal_decoding_alone(pretrained_export, load_
     assert batched  # the worker decoded batches
 
     model = OnnxModel(pretrained_export)
+    assert model.has_shortlist
     tokenizers = TokenizerPair.load(pretrained_export / "tokenizer")
     manifest = json.loads((pretrained_export / "manifest.json").read_text())
     mismatches = []
     for body, (_, answer) in zip(bodies, answers, strict=True):
         assert len(answer["translations"]) == len(body["texts"])
         for i, text in enumerate(body["texts"]):
-            tokens, score = _alone(model, tokenizers, manifest, text, body["beam_width"])
+            shortlist = not body.get("full_vocabulary", False)
+            tokens, score = _alone(model, tokenizers, manifest, text, body["beam_width"], shortlist)
             got, want = answer["target_tokens"][i], tokenizers.target.id_to_token(tokens)
             if got != want or abs(answer["scores"][i] - score) > SCORE_ATOL:
                 mismatches.append((text, body["beam_width"], got, want))

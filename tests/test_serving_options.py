@@ -36,8 +36,8 @@ def client(export_dir):
 class LongOutputs(OnnxModel):
     """The tiny model ends at once; lowering [END] and its runner-up gives long outputs."""
 
-    def step(self, *args):
-        logits, states, weights = super().step(*args)
+    def step(self, *args, **kwargs):
+        logits, states, weights = super().step(*args, **kwargs)
         logits = logits.copy()
         logits[:, END_ID] -= 2.0
         logits[:, END_ID + 1] -= 2.0

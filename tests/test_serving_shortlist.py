@@ -1,12 +1,13 @@
-"""/translate over an export with a lexical shortlist (issue 34): `"full_vocabulary": false`
-sends a batch through the shortlist graphs when its candidates are at most
-`shortlist.MAX_SHARE` of the vocabulary; the default stays the whole vocabulary."""
+"""/translate over an export with a lexical shortlist (issue 34): by default each text
+decodes over its own candidates (the shortlist graphs where the batch's union is at most
+`shortlist.MAX_SHARE` of the vocabulary, else the full step masked per text);
+`"full_vocabulary": true`, scores and prefixes decode over the whole vocabulary."""
 
 import pytest
 from fastapi.testclient import TestClient
 
 from seq2seq_attn import shortlist
-from seq2seq_attn.inference.runtime import OnnxModel
+from seq2seq_attn.inference.runtime import ROWS, OnnxModel
 from seq2seq_attn.interface import DecodeOptions
 from seq2seq_attn.serving.app import create_app
 from seq2seq_attn.serving.service import Limits, OverShortlist, shortlist_options
@@ -51,23 +52,28 @@ def test_full_vocabulary_or_not_the_translations_are_equal_where_candidates_cove
     client, model = served
     for body in ({}, {"beam_width": 3}):
         model.calls.clear()
-        full = translate(client, **body)  # the default: the whole vocabulary, as before
+        full = translate(client, full_vocabulary=True, **body)
         assert model.calls and not any(used for _, used in model.calls)
         model.calls.clear()
-        # The tiny run's candidates are all 30 pieces, more than half: still the full graphs.
-        assert translate(client, full_vocabulary=False, **body) == full
-        assert not any(used for _, used in model.calls)
+        # The default: the shortlist. The tiny run's candidates are all 30 pieces, more than
+        # half: the full step, each text's logits masked to its own candidates.
+        assert translate(client, **body) == full
+        assert all(ROWS in used for _, used in model.calls)
         monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)  # now the shortlist graphs run
         model.calls.clear()
-        over = translate(client, full_vocabulary=False, **body)
+        over = translate(client, **body)
         assert over["translations"] == full["translations"]
-        assert all(used for _, used in model.calls)
+        assert all(used and ROWS not in used for _, used in model.calls)
         monkeypatch.setattr(shortlist, "MAX_SHARE", 0.5)
     assert {name for name, _ in model.calls} == {"decode"}  # the beam search of the last body
     model.calls.clear()
     monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)
-    translate(client, full_vocabulary=False, beam_width=1)
+    translate(client, beam_width=1)
     assert model.calls == [("greedy_graph", True)]  # greedy_shortlist.onnx
+    for body in ({"scores": True}, {"texts": [{"text": TEXTS[0], "target_prefix": "1"}]}):
+        model.calls.clear()
+        translate(client, **body)
+        assert model.calls and not any(used for _, used in model.calls), body
 
 
 def test_full_vocabulary_must_be_a_boolean(served):

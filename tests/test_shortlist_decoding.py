@@ -13,7 +13,7 @@ from seq2seq_attn import shortlist as sl
 from seq2seq_attn.cli import main
 from seq2seq_attn.interface import NEG_INF
 from seq2seq_attn.model import Seq2SeqAttention
-from seq2seq_attn.search import shortlist_candidates
+from seq2seq_attn.search import candidates_of, shortlist_mask
 from seq2seq_attn.translator import Translator
 
 VOCAB = 40
@@ -202,13 +202,7 @@ def narrow_shortlist(translator, avoid, top_k=2):
 TEXTS = ["3 March 2021", "Saturday, 14 November 1987", "01/02/03"]
 
 
-@pytest.fixture
-def any_share(monkeypatch):
-    """The tiny run's 30 pieces make every union a large share: keep the shortlist anyway."""
-    monkeypatch.setattr(sl, "MAX_SHARE", 1.0)
-
-
-def test_translator_decodes_inside_each_batchs_candidates(tiny_run, any_share):
+def test_translator_decodes_each_sentence_inside_its_own_candidates(tiny_run):
     translator = Translator.load(tiny_run)
     # train built the run's own shortlist: 500 frequent pieces cover all 30, so its
     # shortlist decode is the full decode, token for token.
@@ -218,42 +212,27 @@ def test_translator_decodes_inside_each_batchs_candidates(tiny_run, any_share):
     assert [r.tokens.tolist() for r in own] == [r.tokens.tolist() for r in full]
     translator.shortlist = narrow_shortlist(translator, np.concatenate([r.tokens for r in full]))
     for beam_width in (1, 3):
-        results = translator.translate(TEXTS, beam_width=beam_width, batch_size=2)
-        for start in (0, 2):  # the union over each batch of 2
-            batch = results[start : start + 2]
-            ids = translator.tokenizers.source.encode_batch(TEXTS[start : start + 2])
-            allowed = translator.shortlist.candidates(ids)
-            assert all(np.isin(r.tokens, allowed).all() for r in batch)
+        alone = [translator.translate([t], beam_width=beam_width)[0] for t in TEXTS]
+        batched = translator.translate(TEXTS, beam_width=beam_width, batch_size=3)
+        for text, one, many in zip(TEXTS, alone, batched, strict=True):
+            ids = translator.tokenizers.source.encode_batch([text])
+            assert np.isin(one.tokens, translator.shortlist.candidates(ids)).all()
+            # its batch mates' candidates change nothing
+            assert many.tokens.tolist() == one.tokens.tolist()
+            np.testing.assert_allclose(many.score, one.score, atol=1e-5)
     narrow = translator.translate(TEXTS, batch_size=2)
     assert [r.tokens.tolist() for r in narrow] != [r.tokens.tolist() for r in full]
-    # scores are the model's over the whole vocabulary, whatever the batch's candidates
-    alone = [translator.translate([t], scores=True)[0] for t in TEXTS]
+    # scores are the model's over the whole vocabulary, whatever the candidates
     batched = translator.translate(TEXTS, batch_size=3, scores=True)
     model = translator.model
-    for one, many in zip(alone, batched, strict=True):
+    for one in batched:
         target_in = np.concatenate([[model.start_id], one.tokens[:-1]])[None].astype(np.int32)
         logits, _ = model.teacher_forced(one.source_ids[None].astype(np.int32), target_in)
         full_lp = tf.nn.log_softmax(logits)[0].numpy()  # (length, vocab)
         expected = full_lp[np.arange(len(one.tokens)), one.tokens]
         np.testing.assert_allclose(one.token_log_probs, expected, atol=1e-5)
-        if many.text == one.text:
-            np.testing.assert_allclose(many.token_log_probs, one.token_log_probs, atol=1e-5)
     again = translator.translate(TEXTS, full_vocabulary=True)
     assert [r.text for r in again] == [r.text for r in full]
-
-
-def test_a_batch_with_too_many_candidates_decodes_in_full(tiny_run, monkeypatch):
-    translator = Translator.load(tiny_run)
-    full = translator.translate(TEXTS, full_vocabulary=True)
-    translator.shortlist = narrow_shortlist(translator, np.concatenate([r.tokens for r in full]))
-    share = len(translator.shortlist.candidates(translator.tokenizers.source.encode_batch(TEXTS)))
-    share /= translator.model.target_vocab_size
-    monkeypatch.setattr(sl, "MAX_SHARE", share)  # not above: kept
-    kept = translator.translate(TEXTS)
-    assert [r.tokens.tolist() for r in kept] != [r.tokens.tolist() for r in full]
-    monkeypatch.setattr(sl, "MAX_SHARE", share - 0.01)  # above
-    dropped = translator.translate(TEXTS)
-    assert [r.tokens.tolist() for r in dropped] == [r.tokens.tolist() for r in full]
 
 
 def test_translator_without_a_shortlist_decodes_as_before(tiny_run):
@@ -280,7 +259,7 @@ def narrow_run(tiny_run, tmp_path_factory):
     return run
 
 
-def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys, any_share):
+def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys):
     translator = Translator.load(narrow_run)
     expected = {
         flag: [r.text for r in translator.translate(TEXTS, full_vocabulary=bool(flag))]
@@ -300,7 +279,7 @@ def test_cli_translate_full_vocabulary_flag(narrow_run, tmp_path, capsys, any_sh
         assert out.read_text().splitlines() == texts
 
 
-def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys, any_share):
+def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys):
     assert main(["evaluate", str(narrow_run), "--limit", "4"]) == 0
     assert main(["evaluate", str(narrow_run), "--limit", "4", "--full-vocabulary"]) == 0
     short = json.loads((narrow_run / "eval_test.json").read_text())
@@ -311,18 +290,70 @@ def test_cli_evaluate_full_vocabulary_writes_its_own_file(narrow_run, capsys, an
     assert hypotheses[0] != hypotheses[1]
 
 
-def test_graph_candidates_equal_the_shortlists_on_padded_batches():
+def test_graph_masks_equal_the_shortlists_on_padded_batches():
     rng = np.random.default_rng(1)
     top = rng.integers(4, VOCAB, size=(30, 3))
     top[[0, 2, 3]] = 0  # as `top_targets` leaves [PAD], [START], [END]: never aligned
     shortlist = sl.Shortlist(top, [7, 9], VOCAB)
     traced = tf.function(
-        lambda ids: shortlist_candidates(ids, shortlist.top, shortlist.always, VOCAB),
+        lambda ids: shortlist_mask(ids, shortlist.top, shortlist.always, VOCAB),
         input_signature=[tf.TensorSpec([None, None], tf.int32)],
         autograph=False,
     )
     for ids in (SOURCE, SOURCE[2:, :2], np.zeros([2, 0], np.int32)):
-        graph = traced(tf.constant(ids)).numpy()
-        assert graph.dtype == np.int32
-        np.testing.assert_array_equal(graph, shortlist.candidates(ids))
+        graph = traced(tf.constant(ids))
+        np.testing.assert_array_equal(graph.numpy(), shortlist.mask(ids))
+        for row, source in zip(graph.numpy(), ids, strict=True):
+            np.testing.assert_array_equal(np.flatnonzero(row), shortlist.candidates(source))
+        union = candidates_of(graph).numpy()
+        assert union.dtype == np.int32
+        np.testing.assert_array_equal(union, shortlist.candidates(ids))
     assert len(shortlist.candidates(SOURCE)) < VOCAB  # a real selection
+    masks = shortlist.mask(SOURCE)
+    assert (masks.sum(1) < len(shortlist.candidates(SOURCE))).all()  # rows differ from the union
+
+
+def row_masks(seed):
+    """Per-sentence candidate masks of SOURCE: different ids per row, [END] in every row."""
+    return np.stack([np.isin(np.arange(VOCAB), shortlist_ids(seed + i)) for i in range(3)])
+
+
+@pytest.mark.parametrize(
+    "name, mode",
+    [
+        ("untied", "greedy_no_repeat"),
+        ("tied_projected", "beam"),
+        ("lstm_luong_feeding", "beam_nbest"),
+    ],
+)
+def test_a_sentence_decodes_over_its_own_row_as_if_alone(name, mode):
+    model, options = cached_model(name), MODES[mode]
+    masks = row_masks(20)
+    batched = numpy_results(model.generate(SOURCE, max_length=8, candidates=masks, **options))
+    assert not np.array_equal(masks[0], masks[1])
+    for i in range(len(SOURCE)):
+        ids = np.flatnonzero(masks[i]).astype(np.int32)
+        length = int((SOURCE[i] != 0).sum())
+        alone = numpy_results(
+            model.generate(SOURCE[i : i + 1, :length], max_length=8, candidates=ids, **options)
+        )
+        width = alone["tokens"].shape[1]
+        np.testing.assert_array_equal(batched["tokens"][i, :width], alone["tokens"][0])
+        assert not batched["tokens"][i, width:].any()
+        np.testing.assert_allclose(batched["scores"][i], alone["scores"][0], atol=1e-4)
+        assert np.isin(batched["tokens"][i], ids).all()
+
+
+def test_the_step_masks_each_row_outside_its_own_candidates():
+    model = cached_model("untied")
+    masks = row_masks(30)
+    memory, keys, mask, states = model.encode(SOURCE)
+    prev = tf.constant([2, 17, 9], tf.int32)
+    full, _, _ = model.decode_step(prev, states, memory, keys, mask)
+    cell = model.decoder_cell
+    rows = tf.constant(masks)
+    shortlist = cell.shortlist_output(candidates_of(rows), rows)
+    short, _, _ = model.decode_step(prev, states, memory, keys, mask, shortlist=shortlist)
+    short, full = short.numpy(), full.numpy()
+    np.testing.assert_allclose(short[masks], full[masks], atol=1e-5)
+    assert (short[~masks] == np.float32(NEG_INF)).all()

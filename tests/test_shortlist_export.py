@@ -52,39 +52,45 @@ def exported(request, tmp_path_factory):
     return model, shortlist, OnnxModel(out, verify=False)
 
 
-def test_shortlist_graph_gathers_the_batchs_candidates(exported):
+def test_shortlist_graph_gathers_the_union_and_places_each_sentences_own(exported):
     model, shortlist, runtime = exported
-    candidates = shortlist.candidates(SOURCE)
-    assert len(candidates) < VOCAB
+    candidates, rows = shortlist.candidates(SOURCE), shortlist.mask(SOURCE)
+    assert len(candidates) < VOCAB and (rows.sum(axis=1) < len(candidates)).all()
     out = runtime.shortlist_output(SOURCE)
     kernel = model.decoder_cell.output_layer.kernel.numpy() if not model.tie_embeddings else None
-    positions = out["shortlist_positions"]
-    np.testing.assert_array_equal(positions[candidates], np.arange(len(candidates)))
-    assert (np.delete(positions, candidates) == len(candidates)).all()
+    positions = out["shortlist_positions"]  # (batch, vocab)
+    assert positions.shape == (len(SOURCE), VOCAB)
+    index = np.searchsorted(candidates, np.arange(VOCAB))
+    np.testing.assert_array_equal(positions, np.where(rows, index, len(candidates)))
     assert out["shortlist_kernel"].shape[1] == out["shortlist_bias"].shape[0] == len(candidates)
     if kernel is not None:
         np.testing.assert_array_equal(out["shortlist_kernel"], kernel[:, candidates])
 
 
 @pytest.mark.parametrize("beam_width", [1, BEAM_WIDTH])
-def test_host_search_over_the_shortlist_graphs_equals_keras(exported, beam_width):
+@pytest.mark.parametrize("share", [0.5, 0.0], ids=["columns", "masked_full_step"])
+def test_host_search_over_the_shortlist_graphs_equals_keras(
+    exported, beam_width, share, monkeypatch
+):
     model, shortlist, runtime = exported
-    candidates = shortlist.candidates(SOURCE)
-    keras = model.generate(SOURCE, beam_width=beam_width, candidates=candidates)
+    monkeypatch.setattr(sl, "MAX_SHARE", share)  # 0: every union is "large", the full step
+    rows = shortlist.mask(SOURCE)
+    keras = model.generate(SOURCE, beam_width=beam_width, candidates=rows)
     host = runtime.decode(SOURCE, START, END, beam_width=beam_width, shortlist=True)
     np.testing.assert_array_equal(host["tokens"], keras["tokens"])
     np.testing.assert_allclose(host["scores"], keras["scores"], atol=1e-4)
-    assert np.isin(host["tokens"], candidates).all()
+    for i, tokens in enumerate(host["tokens"]):
+        assert np.isin(tokens, np.flatnonzero(rows[i])).all()
+        length = int((SOURCE[i] != 0).sum())
+        alone = runtime.decode(
+            SOURCE[i : i + 1, :length], START, END, beam_width=beam_width, shortlist=True
+        )["tokens"][0]
+        np.testing.assert_array_equal(tokens[: len(alone)], alone)  # batch mates change nothing
     if beam_width == 1:  # and the single graph, greedy_shortlist.onnx
         graph = runtime.greedy_graph(SOURCE, shortlist=True)
         np.testing.assert_array_equal(graph["tokens"], keras["tokens"])
-        np.testing.assert_allclose(graph["scores"], keras["scores"], atol=1e-4)
-        np.testing.assert_array_equal(runtime.greedy_graph(SOURCE)["tokens"], full_tokens(model))
-    full = runtime.decode(SOURCE, START, END, beam_width=beam_width)
-    np.testing.assert_array_equal(
-        full["tokens"], model.generate(SOURCE, beam_width=beam_width)["tokens"]
-    )
-    assert not np.isin(full["tokens"], candidates).all()  # the shortlist changed the decode
+    full = model.generate(SOURCE, beam_width=beam_width)
+    assert not np.isin(full["tokens"], shortlist.candidates(SOURCE)).all()  # it changed
 
 
 @pytest.mark.parametrize("exported", ["untied"], indirect=True)
@@ -96,9 +102,8 @@ def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
     assert result["greedy_agreement"] == result["beam4_agreement"] == 1.0
     assert result["greedy_graph_agreement"] == 1.0
     assert result["greedy_same_as_full"] == result["beam4_same_as_full"] == 0.0
-    assert result["mean_candidates"] == np.mean(
-        [len(shortlist.candidates(SOURCE)), len(shortlist.candidates(SOURCE[1:]))]
-    )
+    sizes = [*shortlist.mask(SOURCE).sum(1), *shortlist.mask(SOURCE[1:]).sum(1)]
+    assert result["mean_candidates"] == pytest.approx(np.mean(sizes))
     assert float_failures("shortlist", result) == []
 
     class OffByOne:  # a runtime whose shortlist decodes differ in one sentence
@@ -179,7 +184,7 @@ def test_tflite_and_saved_model_carry_the_shortlist(tmp_path):
     assert litert.has_shortlist
     save_saved_model(module, tmp_path / "saved_model")
     saved = SavedModelGreedy(tf.saved_model.load(str(tmp_path / "saved_model")).signatures)
-    candidates = shortlist.candidates(SOURCE)
+    candidates = shortlist.mask(SOURCE)
     for width in (1, BEAM_WIDTH):
         keras = model.generate(SOURCE, beam_width=width, candidates=candidates)["tokens"]
         host = litert.decode(SOURCE, START, END, beam_width=width, shortlist=True)["tokens"]

@@ -80,10 +80,10 @@ class BulkOptions:
         batch_size: most lines decoded together.
         alignment: None, "hard" or "soft": add the word-alignment column.
         scores: add the sentence and word score columns.
-        shortlist: decode a batch over its lexical shortlist candidates where the export
-            has the shortlist graphs and they are at most `shortlist.MAX_SHARE` of the
-            vocabulary (the server's `"full_vocabulary": false` rule); a line's output
-            can then depend on the lines batched with it.
+        shortlist: decode each line over its own lexical shortlist candidates (the
+            export must have the shortlist graphs; the server's default): the shortlist
+            step graph where a batch's union of candidates is at most
+            `shortlist.MAX_SHARE` of the vocabulary, else the full step masked per line.
     """
 
     decode: DecodeOptions = DecodeOptions()

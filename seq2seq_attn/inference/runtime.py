@@ -10,7 +10,8 @@ and `model.greedy_graph(source_ids)`, the whole greedy decode exported as one gr
 Arrays are NumPy: ids int32, floats float32, the mask bool.
 
 An export of a run with a lexical shortlist also has `shortlist.onnx` (source ids -> the
-output layer's columns of the batch's candidates, once per decode),
+output layer's columns of the batch's candidates and each sentence's positions, once per
+decode, so a sentence decodes over its own candidates whatever its batch mates),
 `decoder_step_shortlist.onnx` (the step over those columns) and `greedy_shortlist.onnx` (the
 two in one greedy graph); `OnnxModel.decode(..., shortlist=True)` runs the host search over
 them and `greedy_graph(..., shortlist=True)` the single graph.
@@ -31,7 +32,7 @@ import numpy as np
 from seq2seq_attn import shortlist as _shortlist
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.inference import search
-from seq2seq_attn.interface import new_state_name, state_names
+from seq2seq_attn.interface import NEG_INF, new_state_name, state_names
 from seq2seq_attn.native_logs import native_stderr_filtered
 
 MANIFEST_FILE = "manifest.json"
@@ -44,6 +45,9 @@ SHORTLIST_FILES = {
     "greedy_shortlist": "greedy_shortlist.onnx",
 }
 SHORTLIST_INPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
+# `shortlist_columns`' key for a batch decoded over the whole output layer, each sentence's
+# logits masked to its own candidates: bool (batch, vocab).
+ROWS = "shortlist_rows"
 
 
 class ArtifactError(UserError):
@@ -138,7 +142,9 @@ class _StepModel:
         return out["memory"], out["projected_keys"], out["mask"] > 0.5, states
 
     def step(self, prev_tokens, states, memory, projected_keys, mask, shortlist=None):
-        """One decoder step; with `shortlist` (`shortlist_output`'s dict) over its columns."""
+        """One decoder step; with `shortlist` (`shortlist_columns`' dict, rows as the step's)
+        over its columns, or over the whole output layer with each row's other ids `NEG_INF`
+        (a dict of `ROWS` alone)."""
         inputs = {
             "prev_tokens": np.asarray(prev_tokens, np.int32),
             "memory": memory,
@@ -146,14 +152,18 @@ class _StepModel:
             "mask": np.asarray(mask, np.float32),
         }
         inputs.update(zip(self.state_names, states, strict=True))
-        inputs.update(shortlist or {})
-        out = self._run("decode_step" if shortlist is None else "decode_step_shortlist", inputs)
+        columns = {k: v for k, v in (shortlist or {}).items() if k in SHORTLIST_INPUTS}
+        inputs.update(columns)
+        out = self._run("decode_step_shortlist" if columns else "decode_step", inputs)
         new_states = [out[new_state_name(i)] for i in range(len(self.state_names))]
-        return out["logits"], new_states, out["attention"]
+        logits = out["logits"]
+        if shortlist and not columns:
+            logits = np.where(shortlist[ROWS], logits, np.float32(NEG_INF))
+        return logits, new_states, out["attention"]
 
     def greedy_graph(self, source_ids, shortlist=False):
-        """The whole greedy decode in one graph; with `shortlist`, over the batch's
-        shortlist candidates (`greedy_shortlist.onnx`)."""
+        """The whole greedy decode in one graph; with `shortlist`, each sentence over its
+        own shortlist candidates (`greedy_shortlist.onnx`)."""
         if shortlist and not self.has_shortlist:
             raise ValueError("`shortlist=True` needs an export with shortlist graphs")
         graph = "greedy_shortlist" if shortlist else "greedy"
@@ -165,36 +175,41 @@ class _StepModel:
         return False
 
     def shortlist_output(self, source_ids):
-        """The batch's `SHORTLIST_INPUTS` of the step: output-layer columns `(rows, C)`,
-        bias `(C,)` and each target id's position `(vocab,)` (C where it is no candidate)."""
+        """The batch's `SHORTLIST_INPUTS` of the step: the output-layer columns `(rows, C)`
+        and bias `(C,)` of the batch's union of candidates, and each sentence's positions
+        `(batch, vocab)` of the target ids (C where it is not one of its candidates)."""
         return self._run("shortlist_output", {"source_ids": _source_batch(source_ids)})
 
     def shortlist_columns(self, source_ids):
-        """The step's shortlist inputs (`SHORTLIST_INPUTS`) of this batch where the export
-        has the shortlist graphs and the batch's candidates are at most
-        `seq2seq_attn.shortlist.MAX_SHARE` of the target vocabulary (above that the whole
-        output layer was measured faster), else None. Pass them on as `decode(...,
-        shortlist=columns)`, so the candidates are computed once."""
+        """What `decode(..., shortlist=...)` takes for this batch, so the candidates are
+        computed once: the step's `SHORTLIST_INPUTS` where the batch's union of candidates
+        is at most `seq2seq_attn.shortlist.MAX_SHARE` of the target vocabulary; above that
+        (the whole output layer was measured faster) `{ROWS: bool (batch, vocab)}`, each
+        sentence's candidates, which the full step's logits are masked with. None where
+        the export has no shortlist graphs."""
         if not self.has_shortlist:
             return None
         out = self.shortlist_output(source_ids)
-        if len(out["shortlist_bias"]) > _shortlist.MAX_SHARE * len(out["shortlist_positions"]):
-            return None
+        count = len(out["shortlist_bias"])
+        if count > _shortlist.MAX_SHARE * out["shortlist_positions"].shape[1]:
+            return {ROWS: out["shortlist_positions"] < count}
         return {name: out[name] for name in SHORTLIST_INPUTS}
 
     def decode(self, source_ids, start_id, end_id, beam_width=1, shortlist=False, **kwargs):
         """Host-side greedy (beam_width 1) or beam search over the step graphs; with
-        `shortlist` (the export must have one) over the batch's shortlist candidates:
-        True computes them, or pass `shortlist_columns`' dict for this batch."""
+        `shortlist` (the export must have one) each sentence over its own shortlist
+        candidates: True computes them, or pass `shortlist_columns`' dict for this batch."""
         memory, keys, mask, states = self.encode(source_ids)
         step = self.step
         if shortlist is not False and shortlist is not None:
             if not self.has_shortlist:
                 raise ValueError("`shortlist=True` needs an export with shortlist graphs")
-            columns = shortlist
-            if shortlist is True:
-                columns = self.shortlist_output(source_ids)
-            columns = {name: columns[name] for name in SHORTLIST_INPUTS}
+            columns = self.shortlist_columns(source_ids) if shortlist is True else shortlist
+            # Per-sentence inputs follow the search's rows: repeated per beam like the memory.
+            rows = {"shortlist_positions", ROWS}
+            columns = {
+                k: np.repeat(v, beam_width, axis=0) if k in rows else v for k, v in columns.items()
+            }
             step = functools.partial(self.step, shortlist=columns)
         if beam_width == 1:
             return search.greedy_search(
