@@ -162,15 +162,19 @@ class TranslationService:
     def _decode(self, ids, options, max_length):
         if not isinstance(options, DecodeOptions):
             options = DecodeOptions(beam_width=options)
-        over = {}
-        if isinstance(options, OverShortlist):
-            over, options = {"shortlist": self.model.shortlist_columns(ids)}, _unmarked(options)
-        # The single graph over the shortlist computes its own candidates; a batch whose
-        # union is large (`ROWS`: the full step, masked per text) takes the host search.
-        over_rows = ROWS in over.get("shortlist", {})
-        if self._single_graph_decodes(ids, options, max_length) and not over_rows:
-            graph_over = {"shortlist": True} if over else {}
+        shortlisted = isinstance(options, OverShortlist)
+        options = _unmarked(options) if shortlisted else options
+        single = self._single_graph_decodes(ids, options, max_length)
+        if single and (not shortlisted or len(ids) == 1):
+            # One text's union is its own candidates: the graph computes them, no need to
+            # ask `shortlist.onnx` first whether they are few enough.
+            graph_over = {"shortlist": True} if shortlisted else {}
             return with_one_best_list(dict(self.model.greedy_graph(ids, **graph_over)))
+        over = {"shortlist": self.model.shortlist_columns(ids)} if shortlisted else {}
+        if single and ROWS not in over["shortlist"]:  # the graph computes its candidates again
+            return with_one_best_list(dict(self.model.greedy_graph(ids, shortlist=True)))
+        # The rest (options, beams, a batch whose union is large: `ROWS`, the full step masked
+        # per text) run the host search.
         kwargs = options.search_kwargs()
         if isinstance(options, PrefixedOptions):
             kwargs["target_prefix"] = [list(options.target_prefix)] * len(ids)

@@ -26,6 +26,10 @@ class Recording(OnnxModel):
         self.calls.append(("greedy_graph", shortlist))
         return super().greedy_graph(source_ids, shortlist=shortlist)
 
+    def shortlist_columns(self, source_ids):
+        self.calls.append(("shortlist_columns", len(source_ids)))
+        return super().shortlist_columns(source_ids)
+
     def decode(self, *args, shortlist=False, **kwargs):
         self.calls.append(("decode", shortlist))
         return super().decode(*args, shortlist=shortlist, **kwargs)
@@ -58,18 +62,22 @@ def test_full_vocabulary_or_not_the_translations_are_equal_where_candidates_cove
         # The default: the shortlist. The tiny run's candidates are all 30 pieces, more than
         # half: the full step, each text's logits masked to its own candidates.
         assert translate(client, **body) == full
-        assert all(ROWS in used for _, used in model.calls)
+        assert all(ROWS in used for name, used in model.calls if name == "decode")
         monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)  # now the shortlist graphs run
         model.calls.clear()
         over = translate(client, **body)
         assert over["translations"] == full["translations"]
-        assert all(used and ROWS not in used for _, used in model.calls)
+        assert all(used and ROWS not in used for name, used in model.calls if name == "decode")
         monkeypatch.setattr(shortlist, "MAX_SHARE", 0.5)
-    assert {name for name, _ in model.calls} == {"decode"}  # the beam search of the last body
-    model.calls.clear()
+    assert {name for name, _ in model.calls} == {"shortlist_columns", "decode"}  # beam 3
     monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)
-    translate(client, beam_width=1)
-    assert model.calls == [("greedy_graph", True)]  # greedy_shortlist.onnx
+    for texts in (TEXTS, TEXTS[:1]):
+        model.calls.clear()
+        response = client.post("/translate", json={"texts": texts, "beam_width": 1})
+        assert response.status_code == 200
+        # greedy_shortlist.onnx; one text needs no shortlist.onnx first to size its candidates
+        asked = [("shortlist_columns", len(texts))] if len(texts) > 1 else []
+        assert model.calls == [*asked, ("greedy_graph", True)]
     for body in ({"scores": True}, {"texts": [{"text": TEXTS[0], "target_prefix": "1"}]}):
         model.calls.clear()
         translate(client, **body)
