@@ -30,7 +30,7 @@ def save_saved_model(module, path):
     """Writes a SavedModel with every signature `module` has (TF Serving ready)."""
     signatures = {
         name: getattr(module, name).get_concrete_function()
-        for name in (*SIGNATURES, *module.shortlist_signatures)
+        for name in (*SIGNATURES, *module.shortlist_signatures, *module.full_vocabulary_signatures)
         if hasattr(module, name)
     }
     tf.saved_model.save(module, str(path), signatures=signatures)
@@ -558,7 +558,7 @@ def detokenizer_onnx(model_proto, opsets=EXTENSIONS_OPSETS):
     )
 
 
-def to_translate_onnx(export_dir, tokenizers, path):
+def to_translate_onnx(export_dir, tokenizers, path, greedy_file="greedy.onnx"):
     """Writes `translate.onnx`: greedy translation of strings in one graph.
 
     `tokenizer_onnx` (source `.model`) -> `greedy.onnx` (names prefixed "greedy/") ->
@@ -574,11 +574,13 @@ def to_translate_onnx(export_dir, tokenizers, path):
         export_dir: a directory holding `greedy.onnx` (written by `export_all`).
         tokenizers: the run's `seq2seq_attn.tokenizer.TokenizerPair`.
         path: the `.onnx` file to write.
+        greedy_file: the greedy graph inside: `greedy_shortlist.onnx` writes
+            `translate_shortlist.onnx`, each sentence over its own shortlist candidates.
     """
     import onnx
     from onnx import TensorProto, compose, helper
 
-    greedy = onnx.load(str(Path(export_dir) / "greedy.onnx"))
+    greedy = onnx.load(str(Path(export_dir) / greedy_file))
     length = greedy.graph.input[0].type.tensor_type.shape.dim[1]  # of source_ids
     source_length = length.dim_value if length.HasField("dim_value") else None
     opsets = [(o.domain, o.version) for o in greedy.opset_import] + [(EXTENSIONS_DOMAIN, 1)]

@@ -79,6 +79,7 @@ def write_manifest(directory, module, tokenizers, report):
     signatures = ["encode", "decode_step", "greedy", "translate_ids"]
     if module.shortlist is not None:
         signatures += list(SHORTLIST_SIGNATURES)
+        signatures += [name for name in module.full_vocabulary_signatures if "serving" not in name]
     manifest = {
         "versions": {name: metadata.version(name) for name in VERSIONED},
         "vocab_size": {
@@ -168,6 +169,15 @@ def _export_and_check(translator, module, directory, texts, references, echo):
         tokenizers,
         directory / "translate.onnx",
     )
+    if module.shortlist is not None:  # strings in and out over each sentence's candidates
+        stage(
+            "onnx:translate_shortlist.onnx",
+            to_translate_onnx,
+            directory,
+            tokenizers,
+            directory / "translate_shortlist.onnx",
+            "greedy_shortlist.onnx",
+        )
     release_memory()
     report = validate_export(
         directory,

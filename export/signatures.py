@@ -10,8 +10,11 @@
     translate_ids(source_ids)     -> tokens, scores, attention (beam search, `beam_width`)
     serving_default(text)         -> translation, tokens, scores (tokenization in the graph)
 
-With a lexical shortlist (`seq2seq_attn.shortlist.Shortlist`, issue 34) two more, for the host
-search over the shortlist's candidates (the step graph's output layer is gathered once):
+With a lexical shortlist (`seq2seq_attn.shortlist.Shortlist`, issue 34), `translate_ids` and
+`serving_default` decode each sentence over its own candidates (the export's default), and
+`translate_ids_full_vocabulary` and `serving_full_vocabulary` over the whole vocabulary
+(SavedModel only); and three more, for the search over the shortlist's candidates (the step
+graph's output layer is gathered once):
 
     shortlist_output(source_ids)  -> shortlist_kernel, shortlist_bias, shortlist_positions
     decode_step_shortlist(prev_tokens, state_0.., memory, projected_keys, mask,
@@ -43,6 +46,9 @@ SIGNATURES = ("encode", "decode_step", "greedy", "translate_ids", "serving_defau
 SHORTLIST_STEP_SIGNATURES = ("shortlist_output", "decode_step_shortlist")
 SHORTLIST_SIGNATURES = (*SHORTLIST_STEP_SIGNATURES, "greedy_shortlist")
 SHORTLIST_OUTPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
+# With a shortlist, `translate_ids` and `serving_default` decode over it (the export's default)
+# and these two keep the whole vocabulary (SavedModel only).
+FULL_VOCABULARY_SIGNATURES = ("translate_ids_full_vocabulary", "serving_full_vocabulary")
 STEP_SIGNATURES = ("encode", "decode_step", "greedy")  # what TFLite and ONNX carry
 
 
@@ -112,10 +118,15 @@ class ExportModule(tf.Module):
         self.decode_step = trace(self._decode_step, input_signature=self.step_specs(length))
         self.greedy = trace(self._greedy, input_signature=[ids])
         self.translate_ids = trace(self._translate_ids, input_signature=[ids])
+        text = spec([None], tf.string, "text")
         if tokenizers is not None:
-            text = spec([None], tf.string, "text")
             self.serving_default = trace(self._serving_default, input_signature=[text])
         if shortlist is not None:
+            full = functools.partial(self._translate_ids, full_vocabulary=True)
+            self.translate_ids_full_vocabulary = trace(full, input_signature=[ids])
+            if tokenizers is not None:
+                full = functools.partial(self._serving_default, full_vocabulary=True)
+                self.serving_full_vocabulary = trace(full, input_signature=[text])
             self.shortlist_output = trace(self._shortlist_output, input_signature=[ids])
             step_specs = self.step_specs(length) + self.shortlist_specs()
             self.decode_step_shortlist = trace(self._decode_step, input_signature=step_specs)
@@ -160,6 +171,11 @@ class ExportModule(tf.Module):
     def shortlist_signatures(self):
         """`SHORTLIST_SIGNATURES` when the module has a shortlist, else ()."""
         return SHORTLIST_SIGNATURES if self.shortlist is not None else ()
+
+    @property
+    def full_vocabulary_signatures(self):
+        """The `FULL_VOCABULARY_SIGNATURES` the module has (with a shortlist), else ()."""
+        return tuple(name for name in FULL_VOCABULARY_SIGNATURES if hasattr(self, name))
 
     def _candidates(self, source_ids):
         """Each sentence's shortlist candidates, bool `(batch, vocab)`, from the shortlist's
@@ -215,16 +231,22 @@ class ExportModule(tf.Module):
         out = self.model.generate(source_ids, beam_width=1)
         return {k: out[k] for k in ("tokens", "scores", "attention")}
 
-    def _translate_ids(self, source_ids):
+    def _translate_ids(self, source_ids, full_vocabulary=False):
+        """Beam search, each sentence over its own shortlist candidates where the module
+        has a shortlist (unless `full_vocabulary`)."""
+        shortlisted = self.shortlist is not None and not full_vocabulary
         out = self.model.generate(
-            source_ids, beam_width=self.beam_width, length_penalty=self.length_penalty
+            source_ids,
+            beam_width=self.beam_width,
+            length_penalty=self.length_penalty,
+            candidates=self._candidates(source_ids) if shortlisted else None,
         )
         return {k: out[k] for k in ("tokens", "scores", "attention")}
 
-    def _serving_default(self, text):
+    def _serving_default(self, text, full_vocabulary=False):
         length = self.max_source_length
         shape = None if length is None else [None, length]  # a static length truncates
         source = self.tokenizers.source.tokenize(text).to_tensor(shape=shape)  # (batch, len)
-        out = self._translate_ids(tf.cast(source, tf.int32))
+        out = self._translate_ids(tf.cast(source, tf.int32), full_vocabulary)
         translation = self.tokenizers.target.detokenize(out["tokens"])
         return {"translation": translation, "tokens": out["tokens"], "scores": out["scores"]}

@@ -96,6 +96,9 @@ class _EagerDecoder:
     def generate(self, source_ids, beam_width):
         return self.model.generate(source_ids, beam_width=beam_width)
 
+    def generate_shortlist(self, source_ids, candidates, beam_width):
+        return self.model.generate(source_ids, beam_width=beam_width, candidates=candidates)
+
 
 class Reference:
     """What the Keras model computes on `source_ids`: the yardstick for every artifact.
@@ -237,12 +240,15 @@ def check_step_runtime(reference, runtime, quantized=False):
     return result, host_greedy
 
 
-def check_saved_model(reference, signatures):
+def check_saved_model(reference, signatures, shortlist=None):
     """The SavedModel's step and whole-decode signatures against the Keras model.
 
     Args:
         reference: the `Reference` of one parity batch.
         signatures: `tf.saved_model.load(path).signatures`.
+        shortlist: the export's `Shortlist`, if it has one: `translate_ids` is then checked
+            against Keras' beam decode over each sentence's candidates, and
+            `translate_ids_full_vocabulary` against the full one.
     """
     sig = signatures
     ids = tf.constant(reference.source_ids)
@@ -264,9 +270,25 @@ def check_saved_model(reference, signatures):
     return {
         "max_abs_logit_diff": float(np.max(np.abs(logits - reference.logits))),
         **_greedy_graph_result(reference, sig["greedy"](source_ids=ids)["tokens"]),
-        "translate_ids_beam4_agreement": reference.agreement(
-            sig["translate_ids"](source_ids=ids)["tokens"], "beam"
+        **_translate_ids_result(reference, sig, shortlist),
+    }
+
+
+def _translate_ids_result(reference, sig, shortlist):
+    """`translate_ids` (and with a shortlist `translate_ids_full_vocabulary`) against Keras."""
+    ids = tf.constant(reference.source_ids)
+    tokens = sig["translate_ids"](source_ids=ids)["tokens"]
+    if shortlist is None:
+        return {"translate_ids_beam4_agreement": reference.agreement(tokens, "beam")}
+    full = sig["translate_ids_full_vocabulary"](source_ids=ids)["tokens"]
+    mask = shortlist.mask(reference.source_ids)
+    keras = reference.decoder.generate_shortlist(reference.source_ids, mask, BEAM_WIDTH)
+    expected, got = _trim(keras["tokens"], reference.end_id), _trim(tokens, reference.end_id)
+    return {
+        "translate_ids_beam4_agreement": float(
+            np.mean([a == b for a, b in zip(got, expected, strict=True)])
         ),
+        "translate_ids_full_vocabulary_beam4_agreement": reference.agreement(full, "beam"),
     }
 
 
@@ -284,19 +306,29 @@ def check_serving_loader(reference, signatures):
     return _greedy_graph_result(reference, tokens)
 
 
-def check_serving_default(signatures, decoder, tokenizers, texts, source_length=None):
+def check_serving_default(
+    signatures, decoder, tokenizers, texts, source_length=None, shortlist=None
+):
     """`serving_default` (strings in, strings out, beam 4) against the Keras beam decode of
-    the same ids (padded to the export's static `source_length`, as the graph pads them)."""
-    served = np.asarray(signatures["serving_default"](text=tf.constant(texts))["translation"])
+    the same ids (padded to the export's static `source_length`, as the graph pads them);
+    with a `shortlist`, over each sentence's candidates, and `serving_full_vocabulary`
+    against the full decode."""
     source = tokenizers.source.encode_batch(texts, pad_to=source_length)
-    beam = np.asarray(decoder.generate(source, BEAM_WIDTH)["tokens"])
-    expected = [tokenizers.target.decode(row) for row in beam]
-    got = [s.decode("utf-8") for s in served]
-    return {
-        "serving_default_agreement": float(
-            np.mean([a == b for a, b in zip(got, expected, strict=True)])
-        )
-    }
+    pairs = {"serving_default": None}
+    if shortlist is not None:
+        pairs = {"serving_default": shortlist.mask(source), "serving_full_vocabulary": None}
+    result = {}
+    for name, mask in pairs.items():
+        served = np.asarray(signatures[name](text=tf.constant(texts))["translation"])
+        if mask is None:
+            beam = decoder.generate(source, BEAM_WIDTH)
+        else:
+            beam = decoder.generate_shortlist(source, mask, BEAM_WIDTH)
+        expected = [tokenizers.target.decode(row) for row in np.asarray(beam["tokens"])]
+        got = [s.decode("utf-8") for s in served]
+        same = [a == b for a, b in zip(got, expected, strict=True)]
+        result[f"{name}_agreement"] = float(np.mean(same))
+    return result
 
 
 def runtimes(directory, threads=None):
@@ -455,7 +487,7 @@ def translate_session(model):
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
+def check_translate_onnx(reference, path, tokenizers, texts, host_greedy, keras_greedy=None):
     """`translate.onnx` (strings in, strings out) against the host-side text path.
 
     Args:
@@ -465,6 +497,8 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
         texts: the source sentences.
         host_greedy: int32 `(batch, steps)`, host-side greedy search over the float ONNX step
             graphs on `reference.source_ids`.
+        keras_greedy: the Keras greedy token rows its tokens must equal (default the
+            reference's; `translate_shortlist.onnx` is held to Keras' shortlist decode).
 
     Returns:
         dict: `translation_agreement` (its strings equal `tokenizers.target.decode` of
@@ -475,9 +509,14 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
     got, tokens = session.run(["translation", "tokens"], {"text": np.array(texts, object)})
     expected = [tokenizers.target.decode(row) for row in host_greedy]
     same = [a == b for a, b in zip(got, expected, strict=True)]
+    if keras_greedy is None:
+        graph = reference.agreement(tokens)
+    else:
+        rows = zip(_trim(tokens, reference.end_id), keras_greedy, strict=True)
+        graph = float(np.mean([a == b for a, b in rows]))
     return {
         "translation_agreement": float(np.mean(same)),
-        "greedy_graph_agreement": reference.agreement(tokens),
+        "greedy_graph_agreement": graph,
         "mismatches": [
             [text, str(a), b]
             for text, a, b, ok in zip(texts, got, expected, same, strict=True)
@@ -486,16 +525,35 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy):
     }
 
 
-def translate_failures(result):
+def _check_translate_shortlist(directory, references, batches, decoder, tokenizers, shortlist):
+    """`translate_shortlist.onnx` against the host greedy search over the shortlist graphs
+    (strings) and Keras' greedy decode over each sentence's candidates (tokens)."""
+    path = directory / "translate_shortlist.onnx"
+    if not path.is_file():
+        return {"translation_agreement": 0.0, "mismatches": [["", "missing", str(path)]]}
+    session, runtime = translate_session(path), OnnxModel(directory)
+    per_batch = []
+    for reference, (chunk, _, _) in zip(references, batches, strict=True):
+        ids, start, end = reference.source_ids, reference.start_id, reference.end_id
+        host = runtime.decode(ids, start, end, shortlist=True)["tokens"]
+        keras = decoder.generate_shortlist(ids, shortlist.mask(ids), 1)["tokens"]
+        per_batch.append(
+            check_translate_onnx(reference, session, tokenizers, chunk, _trim(host, end),
+                                 _trim(keras, end))
+        )  # fmt: skip
+    return combine(per_batch, [len(chunk) for chunk, _, _ in batches])
+
+
+def translate_failures(result, name="translate.onnx"):
     """The parity rule for `translate.onnx`: every string and every token sequence agrees."""
     failures = [
-        f"translate.onnx: {key} {value:.3f} < 1"
+        f"{name}: {key} {value:.3f} < 1"
         for key, value in result.items()
         if key.endswith("agreement") and value < 1.0
     ]
     if result["mismatches"]:
         text, got, expected = result["mismatches"][0]
-        failures.append(f"translate.onnx: {text!r} -> {got!r}, host {expected!r}")
+        failures.append(f"{name}: {text!r} -> {got!r}, host {expected!r}")
     return failures
 
 
@@ -540,14 +598,18 @@ def combine(results, sizes):
     return out
 
 
-def _check_serving_loader(path, references, sizes, decoder, tokenizers, texts, source_length):
+def _check_serving_loader(
+    path, references, sizes, decoder, tokenizers, texts, source_length, shortlist
+):
     """`greedy` on every parity batch and `serving_default` on `texts`, with the SavedModel
     loaded as TF Serving loads it; a load or run error is a failure, reported as such."""
     name = "saved_model (TF Serving's loader)"
     try:
         with SessionSignatures(path) as session:
             result = combine([check_serving_loader(r, session) for r in references], sizes)
-            result.update(check_serving_default(session, decoder, tokenizers, texts, source_length))
+            result.update(
+                check_serving_default(session, decoder, tokenizers, texts, source_length, shortlist)
+            )
     except tf.errors.OpError as error:
         lines = [line.strip() for line in error.message.splitlines() if line.strip()]
         message = next((line for line in lines if not line.endswith(":")), lines[0])[:300]
@@ -647,17 +709,20 @@ def _validate(
     key = "saved_model/tensorflow"  # each part is announced by its report key
     progress(key)
     signatures = tf.saved_model.load(str(directory / "saved_model")).signatures
-    result = combine([check_saved_model(r, signatures) for r in keras], sizes)
+    result = combine([check_saved_model(r, signatures, shortlist) for r in keras], sizes)
     served = list(texts[:16])
-    result.update(check_serving_default(signatures, decoder, tokenizers, served, source_length))
+    result.update(
+        check_serving_default(signatures, decoder, tokenizers, served, source_length, shortlist)
+    )
     artifacts[key] = result
     failures += float_failures("saved_model", result)
     del signatures
     key = "saved_model/tf_serving_loader"
     progress(key)
     artifacts[key], loader_failures = _check_serving_loader(
-        directory / "saved_model", keras, sizes, decoder, tokenizers, served, source_length
-    )
+        directory / "saved_model", keras, sizes, decoder, tokenizers, served, source_length,
+        shortlist,
+    )  # fmt: skip
     failures += loader_failures
     threads = os.cpu_count() or 1
     for name, runtime_name, variant, make in runtimes(directory, threads):
@@ -705,6 +770,14 @@ def _validate(
         result = combine(per_batch, sizes)
         artifacts[key] = result
         failures += translate_failures(result)
+    if shortlist is not None:
+        key = f"translate_shortlist.onnx/{TRANSLATE_RUNTIME}"
+        progress(key)
+        result = _check_translate_shortlist(
+            directory, keras, batches, decoder, tokenizers, shortlist
+        )
+        artifacts[key] = result
+        failures += translate_failures(result, "translate_shortlist.onnx")
     return {
         "tolerances": {"logits_atol": LOGITS_ATOL, "bleu_drop": BLEU_DROP},
         "samples": len(texts),

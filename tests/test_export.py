@@ -15,6 +15,9 @@ from onnx import numpy_helper
 from seq2seq_attn.cli import main
 from seq2seq_attn.errors import ParityError
 from seq2seq_attn.export.main import export_run
+from seq2seq_attn.export.signatures import (
+    FULL_VOCABULARY_SIGNATURES as FULL_VOCABULARY,
+)
 from seq2seq_attn.export.signatures import SHORTLIST_SIGNATURES, SIGNATURES, STEP_SIGNATURES
 from seq2seq_attn.export.validate import LOGITS_ATOL, Reference, check_step_runtime, float_failures
 from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
@@ -83,16 +86,27 @@ def test_the_int8_single_graph_runs_the_int8_step(exported):
 def test_every_exported_signature_is_covered(exported):
     out, report = exported
     loaded = tf.saved_model.load(str(out / "saved_model"))
-    # The tiny run has a shortlist (train builds one): its three signatures come too.
-    assert set(loaded.signatures) == set(SIGNATURES) | set(SHORTLIST_SIGNATURES)
+    # The tiny run has a shortlist (train builds one): its three signatures come too, and
+    # the full-vocabulary twins of translate_ids and serving_default.
+    assert set(loaded.signatures) == set(SIGNATURES) | set(SHORTLIST_SIGNATURES) | set(
+        FULL_VOCABULARY
+    )
     saved = report["artifacts"]["saved_model/tensorflow"]
     # encode + decode_step -> logit diff; greedy, translate_ids, serving_default -> agreement
     assert {
         "max_abs_logit_diff",
         "greedy_graph_agreement",
         "translate_ids_beam4_agreement",
+        "translate_ids_full_vocabulary_beam4_agreement",
         "serving_default_agreement",
+        "serving_full_vocabulary_agreement",
     } <= set(saved)
+    assert (
+        report["artifacts"]["translate_shortlist.onnx/onnxruntime+extensions"][
+            "translation_agreement"
+        ]
+        == 1.0
+    )
     runners = set(LiteRTModel(out / "model.tflite").runners)
     assert runners == set(STEP_SIGNATURES) | set(SHORTLIST_SIGNATURES)
     assert set(OnnxModel(out).sessions) == set(STEP_SIGNATURES)
@@ -487,6 +501,7 @@ def test_an_export_with_a_static_source_length_passes_parity(run_dir, tmp_path):
         "onnx_int8:decoder_step_int8.onnx",
         "onnx_int8:greedy_int8.onnx",
         "onnx:translate.onnx",
+        "onnx:translate_shortlist.onnx",
     ]
     parity_parts = [m[2] for m in shown[len(stages) :]]
     assert parity_parts == ["the Keras reference", *report["artifacts"]], lines

@@ -189,6 +189,16 @@ def test_tflite_and_saved_model_carry_the_shortlist(tmp_path):
         keras = model.generate(SOURCE, beam_width=width, candidates=candidates)["tokens"]
         host = litert.decode(SOURCE, START, END, beam_width=width, shortlist=True)["tokens"]
         np.testing.assert_array_equal(host, keras)
+    # translate_ids over each sentence's candidates by default, its twin over the whole
+    signatures = tf.saved_model.load(str(tmp_path / "saved_model")).signatures
+    for name, over in (("translate_ids", candidates), ("translate_ids_full_vocabulary", None)):
+        keras = model.generate(SOURCE, beam_width=BEAM_WIDTH, candidates=over)["tokens"]
+        got = signatures[name](source_ids=tf.constant(SOURCE))["tokens"]
+        np.testing.assert_array_equal(got, keras)
+    assert not np.array_equal(
+        model.generate(SOURCE, beam_width=BEAM_WIDTH)["tokens"],
+        model.generate(SOURCE, beam_width=BEAM_WIDTH, candidates=candidates)["tokens"],
+    )
     keras = model.generate(SOURCE, candidates=candidates)["tokens"].numpy()
     for runtime in (litert, saved):
         np.testing.assert_array_equal(runtime.greedy_graph(SOURCE, shortlist=True)["tokens"], keras)

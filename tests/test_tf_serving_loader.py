@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seq2seq_attn.export.signatures import (
+    FULL_VOCABULARY_SIGNATURES as FULL_VOCABULARY,
+)
 from seq2seq_attn.export.signatures import SHORTLIST_SIGNATURES, SIGNATURES, ExportModule
 from seq2seq_attn.export.tf_serving_loader import SessionSignatures
 from seq2seq_attn.translator import Translator
@@ -24,8 +27,9 @@ def test_every_signature_computes_what_tf_saved_model_load_computes(tiny_export,
     ids = padded_ids(translator, TEXTS)  # mixed lengths, padded
     eager = tf.saved_model.load(str(out / "saved_model")).signatures
     with SessionSignatures(out / "saved_model") as session:
-        # The tiny run has a shortlist (train builds one): its three signatures come too.
-        assert set(session) == set(SIGNATURES) | set(SHORTLIST_SIGNATURES)
+        # The tiny run has a shortlist (train builds one): its three signatures come too, and
+        # the full-vocabulary twins of translate_ids and serving_default.
+        assert set(session) == set(SIGNATURES) | set(SHORTLIST_SIGNATURES) | set(FULL_VOCABULARY)
         for name in ("greedy", "translate_ids"):
             got, want = session[name](source_ids=ids), eager[name](source_ids=tf.constant(ids))
             assert set(got) == set(want)
