@@ -26,9 +26,9 @@ The results of the README (the pretrained SentencePiece model's export, 2 shared
 is missing; `--small` serves the small benchmark model's export instead, 4 requests a level at
 concurrency 1 and 2.)
 
-`--matrix` runs four configurations (onnx, onnx with `"full_vocabulary": true` in every request,
-tflite, onnx with the int8 graphs; the export's lexical shortlist is the server's default where
-the export has one, not in the int8 graphs), each at every
+`--matrix` runs five configurations (onnx and onnx with the int8 graphs, each with the export's
+lexical shortlist, the server's default, and with `"full_vocabulary": true` in every request;
+tflite), each at every
 level on a fresh server in its own process (`LocalServer`: `python -m seq2seq_attn.cli serve
 EXPORT_DIR --port P ...`, the way users run it, stopped with SIGTERM at the end; its exit code,
 0 after a clean drain, is in the report). Other ways to run it:
@@ -69,13 +69,14 @@ DEFAULT_LEVELS = (1, 8, 32, 64)
 SMALL = {"levels": [1, 2], "requests": 4, "max_words": 8}
 SPLITS = ("train", "dev", "test")
 # (name, backend, quantized) of --matrix
-# (name, backend, int8 graphs, `"full_vocabulary": true` in every body). The export's own
-# default is its lexical shortlist where it has one (not in the int8 graphs).
+# (name, backend, int8 graphs, `"full_vocabulary": true` in every body). The server's own
+# default is the export's lexical shortlist where it has one.
 MATRIX = (
     ("onnx", "onnx", False, False),
     ("onnx-full-vocabulary", "onnx", False, True),
     ("tflite", "tflite", False, False),
     ("onnx-int8", "onnx", True, False),
+    ("onnx-int8-full-vocabulary", "onnx", True, True),
 )
 OVERLOAD_STATUSES = ("429", "503")
 BODY_SAMPLE_CHARS = 500

@@ -310,22 +310,20 @@ def write_greedy_onnx(module, out_dir, suffix="", shortlist=False):
     `out_dir` joined by an ONNX `Loop` (`seq2seq_attn.export.greedy_graph`), instead of
     tf2onnx's conversion of the `greedy` signature (at the benchmark size 3.38 GB and 6.5 s to
     convert; at the tutorial's size 2.3x slower to run at batch 1). With `suffix="_int8"`,
-    the quantized graphs' own single graph. With `shortlist`, `greedy_shortlist.onnx`: the
-    same loop around `decoder_step_shortlist.onnx`, after `shortlist.onnx`."""
+    the quantized graphs' own single graph. With `shortlist`, `greedy_shortlist{suffix}.onnx`:
+    the same loop around `decoder_step_shortlist{suffix}.onnx`, after `shortlist.onnx`."""
     import onnx
 
     from seq2seq_attn.export.greedy_graph import greedy_onnx
 
     out_dir = Path(out_dir)
     encoder = onnx.load(str(out_dir / f"encoder{suffix}.onnx"))
-    name = "decoder_step_shortlist" if shortlist else f"decoder_step{suffix}"
+    name = f"decoder_step_shortlist{suffix}" if shortlist else f"decoder_step{suffix}"
     step = onnx.load(str(out_dir / f"{name}.onnx"))
     selection = onnx.load(str(out_dir / SHORTLIST_FILES["shortlist_output"])) if shortlist else None
     model = greedy_onnx(encoder, step, module.model.start_id, module.model.end_id, selection)
     onnx.checker.check_model(model)
-    onnx.save(
-        model, str(out_dir / ("greedy_shortlist.onnx" if shortlist else f"greedy{suffix}.onnx"))
-    )
+    onnx.save(model, str(out_dir / f"greedy{'_shortlist' if shortlist else ''}{suffix}.onnx"))
 
 
 def quantize_onnx(path, out_path):
@@ -409,6 +407,12 @@ def export_all(module, out_dir, stage=_run):
         written[quantized] = quantized
     stage("onnx_int8:greedy_int8.onnx", write_greedy_onnx, module, out_dir, "_int8")
     written["greedy_int8.onnx"] = "greedy_int8.onnx"
+    if module.shortlist is not None:  # int8 step, float output columns (a run-time input)
+        source, quantized = "decoder_step_shortlist.onnx", "decoder_step_shortlist_int8.onnx"
+        stage(f"onnx_int8:{quantized}", quantize_onnx, out_dir / source, out_dir / quantized)
+        name = "greedy_shortlist_int8.onnx"
+        stage(f"onnx_int8:{name}", write_greedy_onnx, module, out_dir, "_int8", True)
+        written.update({quantized: quantized, name: name})
     return written
 
 

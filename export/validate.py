@@ -31,7 +31,7 @@ from seq2seq_attn.errors import ParityError
 from seq2seq_attn.export.search_parity import validate_search
 from seq2seq_attn.export.tf_serving_loader import SessionSignatures
 from seq2seq_attn.inference import search
-from seq2seq_attn.inference.runtime import LiteRTModel, OnnxModel
+from seq2seq_attn.inference.runtime import SHORTLIST_FILES_INT8, LiteRTModel, OnnxModel
 from seq2seq_attn.interface import new_state_name, state_name, state_names, trim_after_end
 
 LOGITS_ATOL = 1e-4
@@ -624,6 +624,19 @@ def _check_runtime(references, runtime, quantized=False):
     return combine([r for r, _ in per_batch], sizes), [tokens for _, tokens in per_batch]
 
 
+def _check_int8_shortlist(references, runtime, decoder, shortlist):
+    """The int8 graphs' host greedy search over the shortlist: the share of sentences equal to
+    Keras' float shortlist decode (reported; the rule is the BLEU drop) and the token rows."""
+    same, rows = 0, []
+    for reference in references:
+        ids, start, end = reference.source_ids, reference.start_id, reference.end_id
+        got = _trim(runtime.decode(ids, start, end, shortlist=True)["tokens"], end)
+        keras = _trim(decoder.generate_shortlist(ids, shortlist.mask(ids), 1)["tokens"], end)
+        same += sum(a == b for a, b in zip(got, keras, strict=True))
+        rows += got
+    return {"greedy_same_as_keras_shortlist": same / len(rows)}, rows
+
+
 def _rows(batches):
     """Token rows of every batch, in order (batches differ in length)."""
     return [row for batch in batches for row in np.asarray(batch)]
@@ -751,6 +764,15 @@ def _validate(
             host = not key.endswith("saved_model")
             artifacts[key] = check_shortlist(keras, make(), decoder, shortlist, host)
             failures += float_failures(key, artifacts[key])
+        if (directory / SHORTLIST_FILES_INT8["decode_step_shortlist"]).is_file():
+            key = "shortlist/onnxruntime_int8"
+            progress(key)
+            runtime = OnnxModel(directory, quantized=True, threads=threads)
+            result, rows = _check_int8_shortlist(keras, runtime, decoder, shortlist)
+            artifacts[key] = result
+            failures += _check_quantized(
+                key, "int8", result, rows, keras_bleu, tokenizers, sorted_refs
+            )
     key = f"search options/{OPTIONS_RUNTIME}"
     progress(key)
     options_runtime = OnnxModel(directory, threads=threads)

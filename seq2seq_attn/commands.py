@@ -194,6 +194,12 @@ def translate_lines_io(run_dir, input_path=None, output_path=None, batch_size=32
 
 def parity_line(name, result):
     """One artifact's parity result as the demo prints it."""
+    if "greedy_same_as_keras_shortlist" in result:  # int8 over the shortlist: a BLEU rule
+        same = result["greedy_same_as_keras_shortlist"]
+        return (
+            f"{name:30} BLEU drop {result['bleu_drop']:.2f} against Keras, "
+            f"same as Keras' float shortlist decode {same:.0%}"
+        )
     key = min((k for k in result if k.endswith("agreement")), key=result.get)
     agree, ties = result[key], result.get(key.replace("_agreement", "_ties"), 0.0)
     near = f" (+ {ties:.0%} near ties)" if ties else ""

@@ -216,6 +216,8 @@ def test_demo_prints_every_parity_result(tiny_export):
     assert parity_line("shortlist/onnxruntime", shortlisted).endswith(
         "token agreement with Keras' shortlist decode 100%, same as the full vocabulary 85%"
     )
+    (int8,) = [line for line in lines if line.startswith("shortlist/onnxruntime_int8")]
+    assert "BLEU drop" in int8 and "same as Keras' float shortlist decode" in int8, int8
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

@@ -500,6 +500,8 @@ def test_an_export_with_a_static_source_length_passes_parity(run_dir, tmp_path):
         "onnx_int8:encoder_int8.onnx",
         "onnx_int8:decoder_step_int8.onnx",
         "onnx_int8:greedy_int8.onnx",
+        "onnx_int8:decoder_step_shortlist_int8.onnx",
+        "onnx_int8:greedy_shortlist_int8.onnx",
         "onnx:translate.onnx",
         "onnx:translate_shortlist.onnx",
     ]

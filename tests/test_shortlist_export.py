@@ -128,6 +128,37 @@ def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
     ]
 
 
+@pytest.mark.parametrize("exported", ["untied"], indirect=True)
+def test_int8_graphs_decode_over_the_shortlist_too(exported, tmp_path):
+    """`*_int8.onnx` with the shortlist: the int8 step with float output columns (a run-time
+    input, which dynamic quantization leaves as it is), joined into its own single graph."""
+    from seq2seq_attn.export.convert import quantize_onnx
+
+    model, shortlist, _ = exported
+    module = ExportModule(model, shortlist=shortlist)
+    out = tmp_path
+    write_encoder_onnx(module, out / "encoder.onnx")
+    to_onnx(module.decode_step, out / "decoder_step.onnx")
+    for signature in SHORTLIST_SIGNATURES[:2]:  # shortlist.onnx, decoder_step_shortlist.onnx
+        to_onnx(getattr(module, signature), out / SHORTLIST_FILES[signature])
+    for name in ("encoder", "decoder_step", "decoder_step_shortlist"):
+        quantize_onnx(out / f"{name}.onnx", out / f"{name}_int8.onnx")
+    write_greedy_onnx(module, out, "_int8")
+    assert not OnnxModel(out, quantized=True, verify=False).has_shortlist  # older exports
+    write_greedy_onnx(module, out, "_int8", shortlist=True)
+    int8 = OnnxModel(out, quantized=True, verify=False)
+    assert int8.has_shortlist
+    rows = shortlist.mask(SOURCE)
+    for width in (1, BEAM_WIDTH):
+        host = int8.decode(SOURCE, START, END, beam_width=width, shortlist=True)["tokens"]
+        assert all(np.isin(t, np.flatnonzero(r)).all() for t, r in zip(host, rows, strict=True))
+    graph = int8.greedy_graph(SOURCE, shortlist=True)["tokens"]
+    host = int8.decode(SOURCE, START, END, shortlist=True)["tokens"]
+    np.testing.assert_array_equal(graph, host)
+    full = int8.greedy_graph(SOURCE)["tokens"]
+    assert not np.array_equal(full, graph)  # the narrow shortlist changed the decode
+
+
 def test_a_shortlist_decode_needs_the_shortlist_graphs(tmp_path):
     model = random_model(2)
     module = ExportModule(model)

@@ -44,6 +44,13 @@ SHORTLIST_FILES = {
     "decode_step_shortlist": "decoder_step_shortlist.onnx",
     "greedy_shortlist": "greedy_shortlist.onnx",
 }
+# The int8 export's: its own step and single graph (the output columns stay float: they are a
+# run-time input, which dynamic quantization leaves as it is), the same shortlist graph.
+SHORTLIST_FILES_INT8 = {
+    "shortlist_output": "shortlist.onnx",
+    "decode_step_shortlist": "decoder_step_shortlist_int8.onnx",
+    "greedy_shortlist": "greedy_shortlist_int8.onnx",
+}
 SHORTLIST_INPUTS = ("shortlist_kernel", "shortlist_bias", "shortlist_positions")
 # `shortlist_columns`' key for a batch decoded over the whole output layer, each sentence's
 # logits masked to its own candidates: bool (batch, vocab).
@@ -259,10 +266,12 @@ class OnnxModel(_StepModel):
             "decode_step": f"decoder_step{suffix}.onnx",
             "greedy": f"greedy{suffix}.onnx",
         }
-        shortlisted = not quantized and (directory / SHORTLIST_FILES["shortlist_output"]).is_file()
+        # Exports before the int8 shortlist graphs have only the float ones.
+        shortlist_files = SHORTLIST_FILES_INT8 if quantized else SHORTLIST_FILES
+        shortlisted = all((directory / name).is_file() for name in shortlist_files.values())
         if verify:
             verify_export_files(
-                directory, [*files.values(), *(SHORTLIST_FILES.values() if shortlisted else [])]
+                directory, [*files.values(), *(shortlist_files.values() if shortlisted else [])]
             )
 
         def load(name):
@@ -274,7 +283,7 @@ class OnnxModel(_StepModel):
         # The shortlist graphs, when the export has them (kept apart: `sessions` are the
         # three graphs every export has).
         self.shortlist_sessions = {
-            graph: load(name) for graph, name in SHORTLIST_FILES.items() if shortlisted
+            graph: load(name) for graph, name in shortlist_files.items() if shortlisted
         }
         self.output_names = {
             graph: [o.name for o in session.get_outputs()]
