@@ -180,8 +180,8 @@ def test_traced_generate_takes_candidates_of_any_size():
 
 @pytest.mark.parametrize(
     "bad",
-    [[3, 3, 5], [0, VOCAB], [-1, 4], [[2, 3]], np.array([2.0, 3.0])],
-    ids=["repeated", "too_large", "negative", "two_dims", "floats"],
+    [[3, 3, 5], [0, VOCAB], [-1, 4], [[2, 3]], np.array([2.0, 3.0]), np.ones([3, VOCAB - 1], bool)],
+    ids=["repeated", "too_large", "negative", "two_dims", "floats", "mask_of_another_width"],
 )
 def test_bad_candidates_are_a_value_error_naming_them(bad):
     model = cached_model("untied")
