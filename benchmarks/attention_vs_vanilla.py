@@ -14,6 +14,9 @@ bounds training by time (`max_minutes: 100`), so the vanilla side gets the same 
     python -m benchmarks attention_vs_vanilla            # up to 100 min on 2 CPU cores
     python -m benchmarks attention_vs_vanilla --epochs 1 --workdir /tmp/paper   # quick look
     python -m benchmarks attention_vs_vanilla --small    # both sides on the tiny dates model
+    # the vanilla side for as many epochs as the shipped model ran, no early stopping
+    python -m benchmarks attention_vs_vanilla --vanilla-epochs 21 --patience 21 \
+        --workdir runs/paper-21
 
 `--small` trains both models at the tests' tiny size on the dates task (1 epoch) and scores
 100 test pairs: a check that the benchmark runs, not the paper's claim.
@@ -31,9 +34,10 @@ FIGURE = "bleu-by-length.png"
 SMALL_CONFIG = common.TINY_CONFIG
 
 
-def train_side(name, attention, epochs, workdir, seed, small=False):
+def train_side(name, attention, epochs, workdir, seed, small=False, patience=None):
     """Trains `configs/bible.yaml` (small: the tiny dates model) with `model.attention`
-    replaced; reuses a finished run."""
+    replaced (and `epochs`, `patience`, the early stopping patience, where given); reuses a
+    finished run."""
     from seq2seq_attn.config import load_config, resolve_config
     from seq2seq_attn.training import train
 
@@ -45,6 +49,8 @@ def train_side(name, attention, epochs, workdir, seed, small=False):
     config["model"]["attention"] = attention
     if epochs is not None:
         config["training"]["epochs"] = epochs
+    if patience is not None:
+        config["training"]["early_stopping_patience"] = patience
     print(f"{name}: training {config['training']['epochs']} epochs into {run_dir}")
     train("dates" if small else "bible-en-es", config, run_dir, seed=seed)
     return run_dir
@@ -63,6 +69,16 @@ def add_arguments(parser):
     parser.add_argument("--workdir", type=Path, help="default runs/paper (small runs/benchmarks)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's (5)")
     parser.add_argument("--train-attention", action="store_true")
+    parser.add_argument(
+        "--vanilla-epochs",
+        type=int,
+        help="the vanilla side's epochs, the attention side kept (e.g. the shipped model's 21)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping patience of the trained sides (default: the config's, 4)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="test pairs (small: 100)")
 
@@ -75,11 +91,21 @@ def run(args):
     limit = args.limit or (100 if small else None)
     runs = {
         "attention": (
-            train_side("attention", "bahdanau", args.epochs, workdir, args.seed, small)
+            train_side(
+                "attention", "bahdanau", args.epochs, workdir, args.seed, small, args.patience
+            )
             if args.train_attention or args.epochs is not None or small
             else PRETRAINED_DIR
         ),
-        "vanilla": train_side("vanilla", None, args.epochs, workdir, args.seed, small),
+        "vanilla": train_side(
+            "vanilla",
+            None,
+            args.vanilla_epochs or args.epochs,
+            workdir,
+            args.seed,
+            small,
+            args.patience,
+        ),  # fmt: skip
     }
     results = {}
     for name, run_dir in runs.items():
@@ -88,7 +114,7 @@ def run(args):
         run_info = json.loads((Path(run_dir) / "run.json").read_text())
         results[name]["run"] = {
             k: run_info.get(k)
-            for k in ("epochs_run", "best_val_loss", "parameters", "train_seconds")
+            for k in ("epochs_run", "best_val_loss", "parameters", "train_seconds", "stopped_by")
         }
         print(f"{name}: test BLEU {results[name]['bleu']:.2f}")
     plot(results, plot_path(args, FIGURE), "dates" if small else "Bible en→es")
