@@ -45,6 +45,11 @@ def _trim(tokens, end_id):
     return [trim_after_end(row, end_id).tolist() for row in np.asarray(tokens)]
 
 
+def _share_equal(got, expected):
+    """The share of rows of `got` equal to their row of `expected` (lists of token lists)."""
+    return float(np.mean([a == b for a, b in zip(got, expected, strict=True)]))
+
+
 class KerasDecoder:
     """The Keras model's encode, step and whole decodes, compiled once with `tf.function`.
 
@@ -123,6 +128,7 @@ class Reference:
         self.greedy = _trim(greedy["tokens"], self.end_id)
         self.beam = _trim(beam["tokens"], self.end_id)
         self.trajectory = np.asarray(greedy["tokens"])  # (batch, steps) fed back step by step
+        self._shortlisted = {}  # (shortlist, beam width) -> token rows, see `shortlist_tokens`
         logits = self.step_logits(self.decoder.encode, self.decoder.decode_step)
         self.greedy_margins = _top2_gap(logits)  # (batch, steps), for `greedy_ties`
         self._spill = spill_to
@@ -149,8 +155,18 @@ class Reference:
 
     def agreement(self, tokens, which="greedy"):
         expected = self.greedy if which == "greedy" else self.beam
-        got = _trim(tokens, self.end_id)
-        return float(np.mean([a == b for a, b in zip(got, expected, strict=True)]))
+        return _share_equal(_trim(tokens, self.end_id), expected)
+
+    def shortlist_tokens(self, shortlist, beam_width):
+        """Keras' decode of the batch, each sentence over its own `shortlist` candidates:
+        token rows cut after [END], decoded once per beam width (every shortlist check of
+        an export compares against them)."""
+        key = (id(shortlist), beam_width)
+        if key not in self._shortlisted:
+            mask = shortlist.mask(self.source_ids)
+            out = self.decoder.generate_shortlist(self.source_ids, mask, beam_width)
+            self._shortlisted[key] = _trim(out["tokens"], self.end_id)
+        return self._shortlisted[key]
 
     def greedy_ties(self, tokens):
         """Share of sentences whose greedy `tokens` leave the Keras ones where the Keras
@@ -281,12 +297,9 @@ def _translate_ids_result(reference, sig, shortlist):
     if shortlist is None:
         return {"translate_ids_beam4_agreement": reference.agreement(tokens, "beam")}
     full = sig["translate_ids_full_vocabulary"](source_ids=ids)["tokens"]
-    mask = shortlist.mask(reference.source_ids)
-    keras = reference.decoder.generate_shortlist(reference.source_ids, mask, BEAM_WIDTH)
-    expected, got = _trim(keras["tokens"], reference.end_id), _trim(tokens, reference.end_id)
     return {
-        "translate_ids_beam4_agreement": float(
-            np.mean([a == b for a, b in zip(got, expected, strict=True)])
+        "translate_ids_beam4_agreement": _share_equal(
+            _trim(tokens, reference.end_id), reference.shortlist_tokens(shortlist, BEAM_WIDTH)
         ),
         "translate_ids_full_vocabulary_beam4_agreement": reference.agreement(full, "beam"),
     }
@@ -326,8 +339,7 @@ def check_serving_default(
             beam = decoder.generate_shortlist(source, mask, BEAM_WIDTH)
         expected = [tokenizers.target.decode(row) for row in np.asarray(beam["tokens"])]
         got = [s.decode("utf-8") for s in served]
-        same = [a == b for a, b in zip(got, expected, strict=True)]
-        result[f"{name}_agreement"] = float(np.mean(same))
+        result[f"{name}_agreement"] = _share_equal(got, expected)
     return result
 
 
@@ -364,7 +376,7 @@ class SavedModelGreedy:
         return {k: v.numpy() for k, v in run(source_ids=tf.constant(source_ids)).items()}
 
 
-def check_shortlist(references, runtime, decoder, shortlist, host=True):
+def check_shortlist(references, runtime, shortlist, host=True):
     """The host search over the shortlist graphs against Keras' shortlist decode.
 
     Each sentence of a parity batch decodes over its own candidates (`shortlist.mask`) in
@@ -387,12 +399,11 @@ def check_shortlist(references, runtime, decoder, shortlist, host=True):
     sizes = []
     for reference in references:
         ids, start, end = reference.source_ids, reference.start_id, reference.end_id
-        candidates = shortlist.mask(ids)  # (batch, vocab)
-        sizes.extend(candidates.sum(axis=1))
+        sizes.extend(shortlist.mask(ids).sum(axis=1))
         for width, which, name in ((1, "greedy", "greedy"), (BEAM_WIDTH, "beam", "beam4")):
             if not host and width > 1:
                 continue
-            keras = _trim(decoder.generate_shortlist(ids, candidates, width)["tokens"], end)
+            keras = reference.shortlist_tokens(shortlist, width)
             full = reference.greedy if which == "greedy" else reference.beam
             if host:
                 out = runtime.decode(ids, start, end, beam_width=width, shortlist=True)
@@ -512,8 +523,7 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy, keras_
     if keras_greedy is None:
         graph = reference.agreement(tokens)
     else:
-        rows = zip(_trim(tokens, reference.end_id), keras_greedy, strict=True)
-        graph = float(np.mean([a == b for a, b in rows]))
+        graph = _share_equal(_trim(tokens, reference.end_id), keras_greedy)
     return {
         "translation_agreement": float(np.mean(same)),
         "greedy_graph_agreement": graph,
@@ -525,22 +535,16 @@ def check_translate_onnx(reference, path, tokenizers, texts, host_greedy, keras_
     }
 
 
-def _check_translate_shortlist(directory, references, batches, decoder, tokenizers, shortlist):
+def _check_translate_shortlist(path, references, batches, tokenizers, shortlist):
     """`translate_shortlist.onnx` against the host greedy search over the shortlist graphs
     (strings) and Keras' greedy decode over each sentence's candidates (tokens)."""
-    path = directory / "translate_shortlist.onnx"
-    if not path.is_file():
-        return {"translation_agreement": 0.0, "mismatches": [["", "missing", str(path)]]}
-    session, runtime = translate_session(path), OnnxModel(directory)
+    session, runtime = translate_session(path), OnnxModel(path.parent)
     per_batch = []
     for reference, (chunk, _, _) in zip(references, batches, strict=True):
         ids, start, end = reference.source_ids, reference.start_id, reference.end_id
-        host = runtime.decode(ids, start, end, shortlist=True)["tokens"]
-        keras = decoder.generate_shortlist(ids, shortlist.mask(ids), 1)["tokens"]
-        per_batch.append(
-            check_translate_onnx(reference, session, tokenizers, chunk, _trim(host, end),
-                                 _trim(keras, end))
-        )  # fmt: skip
+        host = _trim(runtime.decode(ids, start, end, shortlist=True)["tokens"], end)
+        keras = reference.shortlist_tokens(shortlist, 1)
+        per_batch.append(check_translate_onnx(reference, session, tokenizers, chunk, host, keras))
     return combine(per_batch, [len(chunk) for chunk, _, _ in batches])
 
 
@@ -624,14 +628,14 @@ def _check_runtime(references, runtime, quantized=False):
     return combine([r for r, _ in per_batch], sizes), [tokens for _, tokens in per_batch]
 
 
-def _check_int8_shortlist(references, runtime, decoder, shortlist):
+def _check_int8_shortlist(references, runtime, shortlist):
     """The int8 graphs' host greedy search over the shortlist: the share of sentences equal to
     Keras' float shortlist decode (reported; the rule is the BLEU drop) and the token rows."""
     same, rows = 0, []
     for reference in references:
         ids, start, end = reference.source_ids, reference.start_id, reference.end_id
         got = _trim(runtime.decode(ids, start, end, shortlist=True)["tokens"], end)
-        keras = _trim(decoder.generate_shortlist(ids, shortlist.mask(ids), 1)["tokens"], end)
+        keras = reference.shortlist_tokens(shortlist, 1)
         same += sum(a == b for a, b in zip(got, keras, strict=True))
         rows += got
     return {"greedy_same_as_keras_shortlist": same / len(rows)}, rows
@@ -762,13 +766,13 @@ def _validate(
         for key, make in checks.items():
             progress(key)
             host = not key.endswith("saved_model")
-            artifacts[key] = check_shortlist(keras, make(), decoder, shortlist, host)
+            artifacts[key] = check_shortlist(keras, make(), shortlist, host)
             failures += float_failures(key, artifacts[key])
         if (directory / SHORTLIST_FILES_INT8["decode_step_shortlist"]).is_file():
             key = "shortlist/onnxruntime_int8"
             progress(key)
             runtime = OnnxModel(directory, quantized=True, threads=threads)
-            result, rows = _check_int8_shortlist(keras, runtime, decoder, shortlist)
+            result, rows = _check_int8_shortlist(keras, runtime, shortlist)
             artifacts[key] = result
             failures += _check_quantized(
                 key, "int8", result, rows, keras_bleu, tokenizers, sorted_refs
@@ -792,12 +796,13 @@ def _validate(
         result = combine(per_batch, sizes)
         artifacts[key] = result
         failures += translate_failures(result)
-    if shortlist is not None:
+    path = directory / "translate_shortlist.onnx"
+    if shortlist is not None and not path.is_file():
+        failures.append("translate_shortlist.onnx: missing")
+    elif shortlist is not None:
         key = f"translate_shortlist.onnx/{TRANSLATE_RUNTIME}"
         progress(key)
-        result = _check_translate_shortlist(
-            directory, keras, batches, decoder, tokenizers, shortlist
-        )
+        result = _check_translate_shortlist(path, keras, batches, tokenizers, shortlist)
         artifacts[key] = result
         failures += translate_failures(result, "translate_shortlist.onnx")
     return {

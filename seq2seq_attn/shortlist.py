@@ -255,12 +255,9 @@ class Shortlist:
             layer is target id `candidates[i]`.
         """
         if isinstance(source_ids_batch, np.ndarray):
-            ids = source_ids_batch.ravel()
+            ids = self._source_ids(source_ids_batch)
         else:
-            ids = np.concatenate([np.ravel(row) for row in source_ids_batch] or [[]])
-        ids = ids.astype(np.int64)
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.source_vocab_size):
-            raise ValueError(f"source ids must lie in [0, {self.source_vocab_size})")
+            ids = self._source_ids(np.concatenate([np.ravel(r) for r in source_ids_batch] or [[]]))
         chosen = np.zeros(self.target_vocab_size, bool)  # a mask: no sort of n * top_k ids
         chosen[self.always] = True
         chosen[self.top[ids]] = True
@@ -279,11 +276,15 @@ class Shortlist:
         chosen = np.zeros([len(rows), self.target_vocab_size], bool)
         chosen[:, self.always] = True
         for i, row in enumerate(rows):
-            ids = np.asarray(row, np.int64).ravel()
-            if len(ids) and (ids.min() < 0 or ids.max() >= self.source_vocab_size):
-                raise ValueError(f"source ids must lie in [0, {self.source_vocab_size})")
-            chosen[i, self.top[ids].ravel()] = True
+            chosen[i, self.top[self._source_ids(row)].ravel()] = True
         return chosen
+
+    def _source_ids(self, ids):
+        """`ids` flat as int64; ValueError where one lies outside the source vocabulary."""
+        ids = np.asarray(ids, np.int64).ravel()
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.source_vocab_size):
+            raise ValueError(f"source ids must lie in [0, {self.source_vocab_size})")
+        return ids
 
     def save(self, path):
         """Writes `path` (compressed .npz, ids only): format, top, frequent,

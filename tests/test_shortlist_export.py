@@ -98,7 +98,7 @@ def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
     model, shortlist, runtime = exported
     decoder = KerasDecoder(model)
     references = [Reference(model, SOURCE, decoder), Reference(model, SOURCE[1:], decoder)]
-    result = check_shortlist(references, runtime, decoder, shortlist)
+    result = check_shortlist(references, runtime, shortlist)
     assert result["greedy_agreement"] == result["beam4_agreement"] == 1.0
     assert result["greedy_graph_agreement"] == 1.0
     assert result["greedy_same_as_full"] == result["beam4_same_as_full"] == 0.0
@@ -118,7 +118,7 @@ def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
             out["tokens"][0, 0] += 1
             return out
 
-    broken = check_shortlist(references, OffByOne(), decoder, shortlist)
+    broken = check_shortlist(references, OffByOne(), shortlist)
     assert broken["greedy_agreement"] == broken["beam4_agreement"] == 3 / 5
     assert broken["greedy_graph_agreement"] == 3 / 5
     assert float_failures("shortlist", broken) == [
