@@ -5,6 +5,7 @@
     AveragedEvaluation dev loss computed with the averaged (EMA) weights.
     AveragedCheckpoint `ModelCheckpoint` that saves the averaged weights.
     Budget             stops training cleanly after `max_steps` updates or `max_minutes`.
+    Cooldown           lowers the learning rate linearly to zero over the budget's last share.
     RunClock           `minutes` and `step` in the epoch logs (history.csv, TensorBoard).
     LearningRateLogger the learning rate of every update, to TensorBoard.
     ProgressLog        one plain line per epoch for logs (no progress-bar frames).
@@ -200,6 +201,49 @@ class Budget(keras.callbacks.Callback):
             self.stopped_by = "max_minutes"
         if self.stopped_by:
             self.model.stop_training = True
+
+    def progress(self):
+        """The share of the budget spent, in [0, 1] (the larger of steps and minutes), or
+        None without a budget."""
+        shares = []
+        if self.max_steps:
+            shares.append(optimizer_steps(self.model.optimizer) / self.max_steps)
+        if self.max_minutes and self._started is not None:
+            shares.append((self.clock() - self._started) / (60 * self.max_minutes))
+        return min(1.0, max(shares)) if shares else None
+
+
+class Cooldown(keras.callbacks.Callback):
+    """Lowers the learning rate linearly to zero over the last `share` of a `Budget`.
+
+    Before every batch the optimizer's rate becomes `rate(iterations) * factor`, with
+    `factor = min(1, (1 - progress) / share)` and `progress` the budget's spent share (steps
+    or minutes, whichever is further): the schedule's own rate until the cool-down begins,
+    then a straight line to zero where the budget ends (the "cooldown" of warm-up-stable-decay
+    schedules, Hägele et al. 2024). The optimizer must hold a plain rate (a variable), not a
+    schedule; `rate` is the schedule. Without `max_steps` or `max_minutes` it leaves the rate
+    to `rate` alone.
+
+    Args:
+        budget: The run's `Budget` callback (listed before this one).
+        share: Float in (0, 1], the budget's last share over which the rate falls.
+        rate: Callable, the optimizer's batch count -> the scheduled rate, or a float.
+    """
+
+    def __init__(self, budget, share, rate):
+        super().__init__()
+        self.budget, self.share, self.rate = budget, share, rate
+
+    def factor(self):
+        progress = self.budget.progress()
+        if progress is None:
+            return 1.0
+        return min(1.0, max(0.0, (1.0 - progress) / self.share))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        scheduled = self.rate(optimizer.iterations) if callable(self.rate) else self.rate
+        optimizer.learning_rate.assign(float(scheduled) * self.factor())
 
 
 class RunClock(keras.callbacks.Callback):

@@ -7,6 +7,11 @@
     rsqrt     `InverseSquareRoot`: linear warm-up over `training.warmup_steps`, then
               inverse square root decay (fairseq's `inverse_sqrt`).
 
+`training.cooldown` (a share of the budget, 0 for none) works on top of `constant` and
+`rsqrt` when the run has a budget (`max_minutes` or `max_steps`): the rate then falls linearly
+to zero over the budget's last share (`seq2seq_attn.callbacks.Cooldown`), so a run that is
+stopped by its budget ends on a settled model instead of mid-stride.
+
 Steps are optimizer updates: with `training.accumulate: K` one step is K batches (Keras
 evaluates a schedule at its batch counter, so the schedule divides it by K itself).
 
@@ -83,6 +88,25 @@ class InverseSquareRoot(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "batches_per_update": self.batches_per_update,
         }
+
+
+def cools(training):
+    """Whether `training.cooldown` applies: a positive share, a step or minute budget, and a
+    schedule other than `plateau` (which lowers the rate itself)."""
+    return (
+        bool(training.get("cooldown"))
+        and bool(training.get("max_steps") or training.get("max_minutes"))
+        and training["schedule"] != "plateau"
+    )
+
+
+def optimizer_rate(training):
+    """The rate the optimizer is built with: `learning_rate(training)`, or with a cool-down its
+    first value as a plain float, which `callbacks.Cooldown` then sets before every batch."""
+    rate = learning_rate(training)
+    if cools(training) and callable(rate):
+        return float(rate(0))
+    return rate
 
 
 def learning_rate(training):

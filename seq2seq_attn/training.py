@@ -134,7 +134,7 @@ def build_model(config, tokenizers, strategy=None):
         several = strategy.num_replicas_in_sync > 1
         adam = distribute.CrossReplicaAdam if several else FusedAdam
         optimizer = adam(
-            schedules.learning_rate(train_cfg),
+            schedules.optimizer_rate(train_cfg),
             clipnorm=train_cfg["clipnorm"],
             use_ema=train_cfg["ema"] is not None,
             # TensorFlow's warm-up, counted in updates, not batches (optimizers.WarmUpAverage).
@@ -216,6 +216,7 @@ def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
     found += [
         callbacks_lib.RunClock(_minutes_before(out_dir)),  # before the loggers
         budget,
+        *_cooldown(train_cfg, budget),
         callbacks_lib.AveragedCheckpoint(
             str(out_dir / MODEL_FILE),
             monitor=monitor,
@@ -241,6 +242,15 @@ def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
         callbacks_lib.LearningRateLogger(out_dir / "logs" / "optimizer"),
+    ]
+
+
+def _cooldown(train_cfg, budget):
+    """`[callbacks.Cooldown]` when `training.cooldown` applies (`schedules.cools`), else []."""
+    if not schedules.cools(train_cfg):
+        return []
+    return [
+        callbacks_lib.Cooldown(budget, train_cfg["cooldown"], schedules.learning_rate(train_cfg))
     ]
 
 

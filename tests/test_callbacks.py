@@ -14,6 +14,7 @@ from seq2seq_attn import evaluation
 from seq2seq_attn.callbacks import (
     AveragedCheckpoint,
     Budget,
+    Cooldown,
     DevScores,
     LearningRateLogger,
     ProgressLog,
@@ -21,6 +22,7 @@ from seq2seq_attn.callbacks import (
     averaged_weights,
 )
 from seq2seq_attn.schedules import InverseSquareRoot
+from tests.rates_seen import RatesSeen
 
 X = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
 Y = np.random.default_rng(1).normal(size=(40, 2)).astype("float32")
@@ -109,6 +111,52 @@ def test_budget_without_limits_never_stops():
     budget = Budget()
     model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[budget])
     assert budget.stopped_by is None and int(model.optimizer.iterations) == 10
+
+
+def test_cooldown_takes_the_rate_linearly_to_zero_over_the_last_share_of_the_steps():
+    model = _dense(rate=0.0)  # a plain rate, which the cool-down sets before every batch
+    budget, seen = Budget(max_steps=10), RatesSeen()
+    cooldown = Cooldown(budget, 0.4, InverseSquareRoot(0.01, 3))
+    model.fit(X, Y, batch_size=4, epochs=5, verbose=0, callbacks=[budget, cooldown, seen])
+    assert int(model.optimizer.iterations) == 10
+    for n, rate in enumerate(seen.rates):  # update n (from 0), n of 10 steps spent
+        scheduled = 0.01 * min((n + 1) / 3, np.sqrt(3 / (n + 1)))
+        factor = min(1.0, (1 - n / 10) / 0.4)  # 1 up to step 6, then 0.75, 0.5, 0.25
+        assert rate == pytest.approx(scheduled * factor, rel=1e-5)
+    assert seen.rates[-1] == pytest.approx(0.25 * 0.01 * np.sqrt(3 / 10), rel=1e-5)
+
+
+def test_cooldown_follows_the_minute_budget_and_a_constant_rate():
+    ticks = iter(range(1000))  # each clock reading one second later
+    clock = lambda: float(next(ticks))  # noqa: E731
+    model = _dense(rate=0.0)
+    budget, seen = Budget(max_minutes=0.2, clock=clock), RatesSeen()
+    # The cool-down reads the clock once before each batch, the budget once after it.
+    model.fit(
+        X,
+        Y,
+        batch_size=4,
+        epochs=5,
+        verbose=0,
+        callbacks=[budget, Cooldown(budget, 0.5, 0.1), seen],
+    )
+    spent = [(2 * n + 1) / 12 for n in range(len(seen.rates))]  # seconds 1, 3, 5, ... of 12
+    assert seen.rates == pytest.approx([0.1 * min(1, (1 - p) / 0.5) for p in spent])
+    assert budget.stopped_by == "max_minutes" and seen.rates[0] == pytest.approx(0.1)
+
+
+def test_cooldown_without_a_budget_keeps_the_schedule():
+    model = _dense(rate=0.0)
+    budget, seen = Budget(), RatesSeen()
+    model.fit(
+        X,
+        Y,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[budget, Cooldown(budget, 0.5, 0.1), seen],
+    )
+    assert seen.rates == pytest.approx([0.1] * 5)
 
 
 def test_run_clock_adds_minutes_and_steps_counting_the_minutes_before_a_resume():

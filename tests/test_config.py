@@ -69,6 +69,9 @@ def test_good_values_pass():
         ({"learning_rate": 0}, ["training.learning_rate"]),
         ({"accumulate": 2, "strategy": "mirrored"}, ["training.accumulate", "one device"]),
         ({"max_minutes": 5, "strategy": "multi-worker"}, ["max_minutes", "max_steps"]),
+        ({"cooldown": 1.5}, ["training.cooldown", "between 0 and 1"]),
+        ({"cooldown": "0.2"}, ["training.cooldown"]),
+        ({"cooldown": 0.2, "schedule": "plateau"}, ["training.cooldown", "plateau"]),
     ],
 )
 def test_bad_training_values_are_one_line_user_errors(values, fragments):

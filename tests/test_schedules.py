@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from seq2seq_attn.schedules import InverseSquareRoot, learning_rate
+from seq2seq_attn.config import DEFAULTS, resolve_config
+from seq2seq_attn.schedules import InverseSquareRoot, cools, learning_rate, optimizer_rate
 
 
 def _reference(peak, warmup, step):
@@ -80,3 +81,21 @@ def test_the_optimizer_steps_the_schedule_once_per_update(accumulate):
     # SGD on a constant gradient of 1: the weights moved by the sum of the rates used.
     moved = -float(variable.numpy()[0])
     assert moved == pytest.approx(sum(_reference(0.5, 4, s) for s in range(updates)), rel=1e-5)
+
+
+def _resolved(**training):
+    return resolve_config({"training": training})["training"]
+
+
+def test_the_default_cooldown_applies_only_with_a_budget_and_not_to_plateau():
+    assert DEFAULTS["training"]["cooldown"] == 0.4
+    assert not cools(_resolved())  # epochs are not a budget
+    assert cools(_resolved(max_minutes=3)) and cools(_resolved(max_steps=100))
+    assert not cools(_resolved(max_minutes=3, cooldown=0))
+    assert not cools(_resolved(max_minutes=3, schedule="plateau"))  # the default, unused
+
+
+def test_with_a_cooldown_the_optimizer_starts_from_the_schedules_first_rate():
+    training = _resolved(max_steps=10, learning_rate=4e-3, warmup_steps=4)
+    assert optimizer_rate(training) == pytest.approx(1e-3)  # a float, set per batch
+    assert isinstance(optimizer_rate(_resolved(learning_rate=4e-3)), InverseSquareRoot)

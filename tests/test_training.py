@@ -22,6 +22,7 @@ from seq2seq_attn.config import resolve_config
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.training import progress, selection, train
 from seq2seq_attn.translator import Translator
+from tests.rates_seen import RatesSeen
 
 
 def _config(**training):
@@ -227,6 +228,17 @@ def test_a_mixed_precision_run_saves_a_float32_model_with_the_trained_weights(tm
     assert policies == {"float32"}  # loaded as saved, it would be mixed_bfloat16 at the top
     for got, want in zip(model.trainable_variables, recorder.updates[-1], strict=True):
         np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_a_cooldown_ends_a_step_budget_at_a_rate_near_zero(tmp_path):
+    rates = RatesSeen()
+    config = _config(epochs=3, max_steps=20, cooldown=0.5, schedule="rsqrt", warmup_steps=2)
+    info = train("dates", config, tmp_path / "r", verbose=0, callbacks=[rates])
+    assert info["steps"] == 20 and info["stopped_by"] == "max_steps"
+    peak = config["training"]["learning_rate"]
+    # rsqrt's own rate up to step 10, then a line to zero: 2/10 of it at update 19 (from 0)
+    assert rates.rates[9] == pytest.approx(peak * np.sqrt(2 / 10), rel=1e-5)
+    assert rates.rates[19] == pytest.approx(peak * np.sqrt(2 / 20) * 0.1, rel=1e-5)
 
 
 def test_a_time_budget_stops_training(tmp_path):
