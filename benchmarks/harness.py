@@ -44,6 +44,7 @@ BENCHMARKS = (
     "parity_profile",
     "reverse_by_length",
     "shortlist_coverage",
+    "shortlist_paths",
     "startup",
     "time_to_quality",
     "train_throughput",

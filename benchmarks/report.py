@@ -35,6 +35,7 @@ HEADLINE_ORDER = (  # README's order: training, decoding, export, serving, the p
     "attention_vs_vanilla",
     "reverse_by_length",
     "shortlist_coverage",
+    "shortlist_paths",
     "alignment_error",
 )
 PLOTS = {  # the pictures in docs/ that a full run of the benchmark draws
@@ -268,6 +269,21 @@ def _shortlist_coverage(f):
     return found
 
 
+def _shortlist_paths(f):
+    columns = ["texts", "beam", "union", "full ms", "columns ms", "masked ms", "shortlist.onnx ms"]
+    columns += ["full / masked", "full / columns", "the rule takes"]
+    rows = [
+        [r["texts"], r["beam_width"], f"{r['union_share']:.0%}", r["ms"]["full"],
+         r["ms"]["columns"], r["ms"]["masked"], r["ms"]["shortlist_onnx"],
+         r["full_over_masked"], r["full_over_columns"],
+         "columns" if r["rule_takes_columns"] else "masked"]
+        for r in f["rows"]
+    ]  # fmt: skip
+    kind = "int8" if f["quantized"] else "float32"
+    title = f"Fastest of the repeats, {kind} graphs of `{f['export']}`, onnxruntime, one thread"
+    return [(title, table(columns, rows))]
+
+
 def _alignment_error(f):
     rows = [
         [name, f"{r['aer']:.3f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}", r["links"],
@@ -348,6 +364,7 @@ TABLES = {
     "parity_profile": _parity_profile,
     "reverse_by_length": _reverse_by_length,
     "shortlist_coverage": _shortlist_coverage,
+    "shortlist_paths": _shortlist_paths,
     "startup": _startup,
     "train_throughput": _train_throughput,
     "train_tutorial_size": _train_tutorial_size,
@@ -452,6 +469,7 @@ HEADLINES = {  # benchmark -> its one current figure, as text
         f"{_shortlist_default(f)['mean_candidates']:.0f} of {f['bible']['vocab'][1]} pieces, "
         f"built in {f['bible']['build']['ratio_to_training']:.1%} of the training time"
     ),
+    "shortlist_paths": lambda f: _shortlist_paths_headline(f["rows"]),
     "startup": lambda f: (
         "`translate` in a fresh process: "
         f"{list(f['commands'].values())[-1]['translate']['median_seconds']:.2f} s"
@@ -490,9 +508,24 @@ def _time_to_quality_headline(f):
         if None not in reached
         else f"not within {f['minutes']:g} min on {reached.count(None)} of {len(reached)} seeds"
     )
-    return (
+    found = (
         f"`{recipe}` recipe reaches the TF tutorial's {f['minutes']:g}-minute dev BLEU "
         f"({final:.1f}) {when}"
+    )
+    budgeted = [r for r in f["runs"] if r["impl"] == "default_3min" and r["points"]]
+    if budgeted:
+        last = _mean([r["points"][-1]["bleu"] for r in budgeted])
+        found += f"; `train --max-minutes 3`: {last:.1f} after 3 min"
+    return found
+
+
+def _shortlist_paths_headline(rows):
+    chosen = [
+        r["full_over_columns" if r["rule_takes_columns"] else "full_over_masked"] for r in rows
+    ]
+    return (
+        f"the shortlist path the server takes: {min(chosen):.2f}-{max(chosen):.2f}x as fast as the "
+        f"full vocabulary over {len(rows)} batch sizes and beams"
     )
 
 

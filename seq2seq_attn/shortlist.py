@@ -42,6 +42,22 @@ SPECIAL_IDS = (PAD_ID, UNK_ID, START_ID, END_ID)
 # full vocabulary (the translator and the server): at batch 64 the Bible test verses' union
 # was 76% of it, and onnxruntime decoded over it 0.66-0.81x as fast (decision 0034).
 MAX_SHARE = 0.5
+# The runtimes (host search, server, bulk) take the gathered columns (the shortlist graphs)
+# only where a step computes at most this many rows (sentences x beams); more rows run the full
+# step with each row's logits masked to its candidates. onnxruntime multiplies by the gathered
+# columns, a run-time matrix, without the packing it does once for a constant weight, which
+# costs more than the columns save from about 8 rows on (the shipped model: 1 verse with beam
+# 4, 38.6 ms over the columns against 42.7 masked; 4 verses with beam 4, 84.7 against 79.4;
+# `benchmarks/shortlist_paths.py`, decision 0040).
+MAX_ROWS = 4
+
+
+def columns_pay(rows, union, vocab):
+    """Whether a step of `rows` rows decodes over its batch's `union` of candidates (the
+    gathered columns) rather than over the `vocab` columns masked per row."""
+    return rows <= MAX_ROWS and union <= MAX_SHARE * vocab
+
+
 # The `shortlist:` section of a config (chosen by benchmarks/shortlist_coverage.py, see
 # docs/decisions/0030-lexical-shortlist-sizes.md); `shortlist: null` builds none.
 DEFAULTS = {"top_k": 100, "frequent": 500}

@@ -170,7 +170,9 @@ class TranslationService:
             # ask `shortlist.onnx` first whether they are few enough.
             graph_over = {"shortlist": True} if shortlisted else {}
             return with_one_best_list(dict(self.model.greedy_graph(ids, **graph_over)))
-        over = {"shortlist": self.model.shortlist_columns(ids)} if shortlisted else {}
+        over = {}
+        if shortlisted:
+            over["shortlist"] = self.model.shortlist_columns(ids, options.beam_width)
         if single and ROWS not in over["shortlist"]:  # the graph computes its candidates again
             return with_one_best_list(dict(self.model.greedy_graph(ids, shortlist=True)))
         # The rest (options, beams, a batch whose union is large: `ROWS`, the full step masked

@@ -254,6 +254,24 @@ def test_tutorial_export_is_the_greedy_loop_run_step_by_step():
     assert out["attention"].shape == (2, len(expected), 4)
 
 
+def test_shortlist_paths_times_every_path_on_the_tiny_export(tiny_export, tmp_path):
+    """benchmarks/shortlist_paths.py: every path of every batch timed, the rule's choice
+    recorded, and an export without a shortlist is one line, not a traceback."""
+    out = tmp_path / "paths.json"
+    argv = ["shortlist_paths", "--small", "--export-dir", str(tiny_export[0]), "--out", str(out)]
+    assert harness.main(argv) == 0
+    rows = json.loads(out.read_text())["figures"]["rows"]
+    assert [(r["texts"], r["beam_width"]) for r in rows] == [(1, 1), (1, 4), (4, 1), (4, 4)]
+    for row in rows:
+        assert set(row["ms"]) == {"full", "columns", "masked", "shortlist_onnx"}
+        assert all(ms > 0 for ms in row["ms"].values())
+        assert 0 < row["union_share"] <= 1
+        # the tiny run's candidates are all its pieces: over MAX_SHARE, never the columns
+        assert row["rule_takes_columns"] is False
+    with pytest.raises(SystemExit, match="required"):
+        harness.main(["shortlist_paths", "--small", "--out", str(out)])
+
+
 def test_parity_profile_times_every_part(tiny_run, tiny_export, monkeypatch):
     """benchmarks/parity_profile.py on the tiny export: parity still passes under the
     timers, every part gets time, and the parts fit in the total."""
@@ -644,6 +662,37 @@ def test_quality_probe_does_not_count_its_own_time():
     assert 0.0 < probe.points[0]["chrf"] < 100.0  # one translation right, one wrong
 
 
+def test_quality_probe_probes_a_run_its_own_budget_stopped_just_short_of_the_mark():
+    """`train`'s `max_minutes` counts the probes' time too, so it stops a little before the
+    probe's last mark: `on_train_end` probes there once more, and only then."""
+    from types import SimpleNamespace
+
+    from benchmarks.time_to_quality import QualityProbe
+
+    clock = _FakeClock()
+    probe = QualityProbe(lambda s: ["x y z"], [("a", "x y z")], minutes=2.0, every=1.0, clock=clock)
+    model = SimpleNamespace(
+        optimizer=SimpleNamespace(iterations=SimpleNamespace(numpy=lambda: 7)),
+        stop_training=False,
+    )
+    probe.set_model(model)
+    probe.on_train_begin()
+    clock.now = 61.0
+    probe.on_train_batch_end(0)
+    clock.now = 118.0  # the budget stops it: 1.97 minutes trained
+    probe.on_train_end()
+    assert [p["minute"] for p in probe.points] == [1.0, 2.0]
+    assert probe.points[1]["trained_minutes"] == round(118.0 / 60, 3)
+    probe.on_train_end()  # nothing trained since: no third point
+    assert len(probe.points) == 2
+    early = QualityProbe(lambda s: ["x"], [("a", "x")], minutes=2.0, every=1.0, clock=clock)
+    early.set_model(model)
+    early.on_train_begin()
+    clock.now += 30.0  # stopped (early stopping) half-way to the first mark: no point
+    early.on_train_end()
+    assert early.points == []
+
+
 def test_time_to_quality_compares_each_seed_with_the_tutorial():
     """The summary by hand: the first minute a recipe reaches the tutorial's last BLEU, and
     whether it leads at every minute after the first (ties do not lead)."""
@@ -661,7 +710,7 @@ def test_time_to_quality_compares_each_seed_with_the_tutorial():
         run("fast", 1, [3.0, 9.0, 16.0, 18.0]),
         run("tie", 1, [3.0, 9.0, 16.0, 18.0]),
     ]
-    args = Namespace(minutes=4.0, every=1.0, dev_sample=10)
+    args = Namespace(minutes=4.0, every=1.0, dev_sample=10, budgeted=False)
     figures = summarize(runs, args, {"dev_pairs": 50})
     fast = figures["against_tutorial"]["fast"]
     assert fast["0"] == {

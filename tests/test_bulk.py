@@ -270,9 +270,9 @@ def test_the_job_imports_no_tensorflow(tiny_export, tmp_path):
 
 
 def test_shortlist_decodes_each_line_over_its_own_candidates(tiny_export, monkeypatch):
-    """`--shortlist`: the server's rule, the shortlist step graph when a batch's union of
-    candidates is at most `shortlist.MAX_SHARE` of the vocabulary, else the full step masked
-    per line; an export without the graphs is one error."""
+    """`--shortlist`: the server's rule, the shortlist step graph where the columns pay (few
+    rows a step, a union at most `shortlist.MAX_SHARE` of the vocabulary), else the full step
+    masked per line; an export without the graphs is one error."""
     from seq2seq_attn import shortlist
     from seq2seq_attn.inference.runtime import ROWS, OnnxModel
 
@@ -291,6 +291,7 @@ def test_shortlist_decodes_each_line_over_its_own_candidates(tiny_export, monkey
     # the tiny model's candidates are all 30 of its 30 pieces: the full step, masked
     assert len(calls) == 1 and list(calls[0]) == [ROWS] and calls[0][ROWS].all()
     monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)
+    monkeypatch.setattr(shortlist, "MAX_ROWS", 1000)  # 4 lines x 2 beams a step
     calls.clear()
     got = loaded.translate(rows)
     assert calls and all("shortlist_kernel" in call for call in calls)

@@ -1,6 +1,7 @@
 """/translate over an export with a lexical shortlist (issue 34): by default each text
-decodes over its own candidates (the shortlist graphs where the batch's union is at most
-`shortlist.MAX_SHARE` of the vocabulary, else the full step masked per text);
+decodes over its own candidates (the shortlist graphs where `shortlist.columns_pay`: one
+row a step and a union at most `shortlist.MAX_SHARE` of the vocabulary, else the full step
+masked per text);
 `"full_vocabulary": true`, scores and prefixes decode over the whole vocabulary."""
 
 import pytest
@@ -26,9 +27,9 @@ class Recording(OnnxModel):
         self.calls.append(("greedy_graph", shortlist))
         return super().greedy_graph(source_ids, shortlist=shortlist)
 
-    def shortlist_columns(self, source_ids):
+    def shortlist_columns(self, source_ids, beam_width=1):
         self.calls.append(("shortlist_columns", len(source_ids)))
-        return super().shortlist_columns(source_ids)
+        return super().shortlist_columns(source_ids, beam_width)
 
     def decode(self, *args, shortlist=False, **kwargs):
         self.calls.append(("decode", shortlist))
@@ -64,13 +65,16 @@ def test_full_vocabulary_or_not_the_translations_are_equal_where_candidates_cove
         assert translate(client, **body) == full
         assert all(ROWS in used for name, used in model.calls if name == "decode")
         monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)  # now the shortlist graphs run
+        monkeypatch.setattr(shortlist, "MAX_ROWS", 100)  # (3 texts x 3 beams a step)
         model.calls.clear()
         over = translate(client, **body)
         assert over["translations"] == full["translations"]
         assert all(used and ROWS not in used for name, used in model.calls if name == "decode")
         monkeypatch.setattr(shortlist, "MAX_SHARE", 0.5)
+        monkeypatch.setattr(shortlist, "MAX_ROWS", 1)
     assert {name for name, _ in model.calls} == {"shortlist_columns", "decode"}  # beam 3
     monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)
+    monkeypatch.setattr(shortlist, "MAX_ROWS", 100)
     for texts in (TEXTS, TEXTS[:1]):
         model.calls.clear()
         response = client.post("/translate", json={"texts": texts, "beam_width": 1})
@@ -97,3 +101,30 @@ def test_shortlist_keys_batch_apart_and_keep_their_values():
     assert marked != options and marked == shortlist_options(options)
     assert (marked.beam_width, marked.n_best) == (2, 2)
     assert len({marked, options}) == 2
+
+
+def test_only_steps_of_at_most_max_rows_take_the_gathered_columns(served, monkeypatch):
+    """More texts x beams a step than `shortlist.MAX_ROWS`: the full step masked per text even
+    where the union is small (onnxruntime packs the run-time columns again every step,
+    decision 0040); up to it, the columns (the single greedy graph for plain greedy)."""
+    client, model = served
+    monkeypatch.setattr(shortlist, "MAX_SHARE", 1.0)  # every union is small enough
+    monkeypatch.setattr(shortlist, "MAX_ROWS", 2)
+    full = translate(client, full_vocabulary=True, beam_width=1, no_repeat_ngram=2)
+    for texts, body, columns in (
+        (TEXTS, {"beam_width": 1, "no_repeat_ngram": 2}, False),  # 3 rows
+        (TEXTS[:1], {"beam_width": 3}, False),  # 3 rows
+        (TEXTS[:2], {"beam_width": 1, "no_repeat_ngram": 2}, True),  # 2 rows
+        (TEXTS[:1], {"beam_width": 2}, True),  # 2 rows
+    ):
+        model.calls.clear()
+        response = client.post("/translate", json={"texts": texts, **body})
+        assert response.status_code == 200, response.text
+        used = [u for name, u in model.calls if name == "decode"]
+        assert used and all(("shortlist_kernel" in u) == columns for u in used), body
+        assert all(ROWS in u for u in used) != columns
+    model.calls.clear()
+    translate(client, beam_width=1)  # plain greedy, 3 texts: over MAX_ROWS, no single graph
+    assert ("greedy_graph", True) not in model.calls
+    got = translate(client, beam_width=1, no_repeat_ngram=2)
+    assert got["translations"] == full["translations"]  # the tiny run: every piece a candidate

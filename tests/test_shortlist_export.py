@@ -74,6 +74,7 @@ def test_host_search_over_the_shortlist_graphs_equals_keras(
 ):
     model, shortlist, runtime = exported
     monkeypatch.setattr(sl, "MAX_SHARE", share)  # 0: every union is "large", the full step
+    monkeypatch.setattr(sl, "MAX_ROWS", 1000)  # the batch's rows may take the columns
     rows = shortlist.mask(SOURCE)
     keras = model.generate(SOURCE, beam_width=beam_width, candidates=rows)
     host = runtime.decode(SOURCE, START, END, beam_width=beam_width, shortlist=True)
@@ -129,7 +130,7 @@ def test_parity_check_of_the_shortlist_graphs_and_its_failure_path(exported):
 
 
 @pytest.mark.parametrize("exported", ["untied"], indirect=True)
-def test_int8_graphs_decode_over_the_shortlist_too(exported, tmp_path):
+def test_int8_graphs_decode_over_the_shortlist_too(exported, tmp_path, monkeypatch):
     """`*_int8.onnx` with the shortlist: the int8 step with float output columns (a run-time
     input, which dynamic quantization leaves as it is), joined into its own single graph."""
     from seq2seq_attn.export.convert import quantize_onnx
@@ -153,6 +154,7 @@ def test_int8_graphs_decode_over_the_shortlist_too(exported, tmp_path):
         host = int8.decode(SOURCE, START, END, beam_width=width, shortlist=True)["tokens"]
         assert all(np.isin(t, np.flatnonzero(r)).all() for t, r in zip(host, rows, strict=True))
     graph = int8.greedy_graph(SOURCE, shortlist=True)["tokens"]
+    monkeypatch.setattr(sl, "MAX_ROWS", 1000)  # the columns, as the single graph takes them
     host = int8.decode(SOURCE, START, END, shortlist=True)["tokens"]
     np.testing.assert_array_equal(graph, host)
     full = int8.greedy_graph(SOURCE)["tokens"]

@@ -82,8 +82,9 @@ class BulkOptions:
         scores: add the sentence and word score columns.
         shortlist: decode each line over its own lexical shortlist candidates (the
             export must have the shortlist graphs; the server's default): the shortlist
-            step graph where a batch's union of candidates is at most
-            `shortlist.MAX_SHARE` of the vocabulary, else the full step masked per line.
+            step graph where the columns pay (`shortlist.columns_pay`: few rows a step,
+            a union of candidates at most `shortlist.MAX_SHARE` of the vocabulary), else
+            the full step masked per line.
     """
 
     decode: DecodeOptions = DecodeOptions()
@@ -161,7 +162,8 @@ class LoadedExport:
         """`decode_batch`'s `decode_fn`: the padded `ids` decoded with `options`."""
         return self.model.decode(
             ids, self.start_id, self.end_id, options.beam_width, max_length=max_length,
-            shortlist=self.options.shortlist and self.model.shortlist_columns(ids) or False,
+            shortlist=self.options.shortlist
+            and self.model.shortlist_columns(ids, options.beam_width) or False,
             **options.search_kwargs(),
         )  # fmt: skip
 

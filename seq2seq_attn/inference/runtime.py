@@ -187,18 +187,19 @@ class _StepModel:
         `(batch, vocab)` of the target ids (C where it is not one of its candidates)."""
         return self._run("shortlist_output", {"source_ids": _source_batch(source_ids)})
 
-    def shortlist_columns(self, source_ids):
+    def shortlist_columns(self, source_ids, beam_width=1):
         """What `decode(..., shortlist=...)` takes for this batch, so the candidates are
-        computed once: the step's `SHORTLIST_INPUTS` where the batch's union of candidates
-        is at most `seq2seq_attn.shortlist.MAX_SHARE` of the target vocabulary; above that
-        (the whole output layer was measured faster) `{ROWS: bool (batch, vocab)}`, each
-        sentence's candidates, which the full step's logits are masked with. None where
-        the export has no shortlist graphs."""
+        computed once: the step's `SHORTLIST_INPUTS` where the columns pay
+        (`seq2seq_attn.shortlist.columns_pay`: few rows a step, batch x `beam_width`, and a
+        union of candidates at most `MAX_SHARE` of the target vocabulary); else (the whole
+        output layer was measured faster) `{ROWS: bool (batch, vocab)}`, each sentence's
+        candidates, which the full step's logits are masked with. None where the export has
+        no shortlist graphs."""
         if not self.has_shortlist:
             return None
         out = self.shortlist_output(source_ids)
-        count = len(out["shortlist_bias"])
-        if count > _shortlist.MAX_SHARE * out["shortlist_positions"].shape[1]:
+        count, (batch, vocab) = len(out["shortlist_bias"]), out["shortlist_positions"].shape
+        if not _shortlist.columns_pay(batch * beam_width, count, vocab):
             return {ROWS: out["shortlist_positions"] < count}
         return {name: out[name] for name in SHORTLIST_INPUTS}
 
@@ -211,7 +212,9 @@ class _StepModel:
         if shortlist is not False and shortlist is not None:
             if not self.has_shortlist:
                 raise ValueError("`shortlist=True` needs an export with shortlist graphs")
-            columns = self.shortlist_columns(source_ids) if shortlist is True else shortlist
+            if shortlist is True:
+                shortlist = self.shortlist_columns(source_ids, beam_width)
+            columns = shortlist
             # Per-sentence inputs follow the search's rows: repeated per beam like the memory.
             rows = {"shortlist_positions", ROWS}
             columns = {
