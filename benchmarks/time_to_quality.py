@@ -99,9 +99,11 @@ RECIPES = {
     "default_drop": {"model": {"dropout": 0.1}},
     "default_b32": {"training": {"batch_size": 32}},
     # With a budget (--budgeted, or the recipe's own `max_minutes`) the rate falls to zero over
-    # its last 20% / 40% / none of it (decision 0039; 0.4 is the default since).
+    # its last 20% / 40% / 60% / all / none of it (decision 0039; 0.4 is the default since).
     "default_cd20": {"training": {"cooldown": 0.2}},
     "default_cd40": {"training": {"cooldown": 0.4}},
+    "default_cd60": {"training": {"cooldown": 0.6}},
+    "default_cd100": {"training": {"cooldown": 1.0}},  # a straight line from the first update
     "default_cd0": {"training": {"cooldown": 0.0}},
     # What `seq2seq-attn train --max-minutes 3` does without a config (issue 35's check).
     "default_3min": {"training": {"max_minutes": 3.0}},
