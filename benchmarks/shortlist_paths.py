@@ -24,7 +24,7 @@ Writes benchmarks/results/shortlist_paths.json (or `--out`).
 """
 
 from benchmarks import load_test
-from benchmarks.harness import clock
+from benchmarks.harness import clock, fill_defaults
 
 FULL = {"batches": "1,4,8,16,32", "repeats": 3}
 SMALL = {"batches": "1,4", "repeats": 1}
@@ -60,20 +60,15 @@ def texts_for(count, seed):
 def paths(model, ids, beam_width):
     """`{path: callable}` decoding `ids` along each path (the shortlist paths compute their
     candidates inside the timing, as the server does), and the union's count and vocabulary."""
-    from seq2seq_attn.inference.runtime import ROWS, SHORTLIST_INPUTS
+    from seq2seq_attn.inference.runtime import shortlist_over
 
-    def columns():
-        out = model.shortlist_output(ids)
-        return {name: out[name] for name in SHORTLIST_INPUTS}
-
-    def masked():
-        out = model.shortlist_output(ids)
-        return {ROWS: out["shortlist_positions"] < len(out["shortlist_bias"])}
-
-    def host(over):
+    def host(columns):
+        if columns is None:
+            return lambda: model.decode(ids, START, END, beam_width)
+        over = lambda: shortlist_over(model.shortlist_output(ids), columns)  # noqa: E731
         return lambda: model.decode(ids, START, END, beam_width, shortlist=over())
 
-    found = {"full": host(lambda: False), "columns": host(columns), "masked": host(masked)}
+    found = {"full": host(None), "columns": host(True), "masked": host(False)}
     if beam_width == 1:  # the single graphs, as the server runs plain greedy batches
         found["full"] = lambda: model.greedy_graph(ids)
         found["columns"] = lambda: model.greedy_graph(ids, shortlist=True)
@@ -87,9 +82,7 @@ def run(args):
     from seq2seq_attn.inference.runtime import OnnxModel
     from seq2seq_attn.tokenizer import TokenizerPair
 
-    for key, value in (SMALL if args.small else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, FULL, SMALL)
     if args.export_dir is None:
         raise SystemExit("--export-dir is required: an export with a shortlist")
     model = OnnxModel(args.export_dir, quantized=args.quantized)

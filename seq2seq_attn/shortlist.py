@@ -46,8 +46,8 @@ MAX_SHARE = 0.5
 # only where a step computes at most this many rows (sentences x beams); more rows run the full
 # step with each row's logits masked to its candidates. onnxruntime multiplies by the gathered
 # columns, a run-time matrix, without the packing it does once for a constant weight, which
-# costs more than the columns save from about 8 rows on (the shipped model: 1 verse with beam
-# 4, 38.6 ms over the columns against 42.7 masked; 4 verses with beam 4, 84.7 against 79.4;
+# costs more than the columns save beyond a few rows (the shipped model: 1 verse with beam 4,
+# 37.5 ms over the columns against 41.4 masked; 4 verses with beam 4, 82.0 against 79.8;
 # `benchmarks/shortlist_paths.py`, decision 0040).
 MAX_ROWS = 4
 

@@ -123,6 +123,15 @@ def verify_export_files(directory, names):
             )
 
 
+def shortlist_over(out, columns):
+    """What `decode(..., shortlist=...)` takes, from `shortlist_output`'s `out`: the step's
+    `SHORTLIST_INPUTS` (the union's gathered columns) where `columns`, else `{ROWS: bool
+    (batch, vocab)}`, each sentence's candidates to mask the full step's logits with."""
+    if columns:
+        return {name: out[name] for name in SHORTLIST_INPUTS}
+    return {ROWS: out["shortlist_positions"] < len(out["shortlist_bias"])}
+
+
 def _source_batch(source_ids):
     """`source_ids` as int32 `(batch, length)`; ValueError for any other shape or no rows
     (onnxruntime's GRU op crashes the process on an empty batch)."""
@@ -199,9 +208,7 @@ class _StepModel:
             return None
         out = self.shortlist_output(source_ids)
         count, (batch, vocab) = len(out["shortlist_bias"]), out["shortlist_positions"].shape
-        if not _shortlist.columns_pay(batch * beam_width, count, vocab):
-            return {ROWS: out["shortlist_positions"] < count}
-        return {name: out[name] for name in SHORTLIST_INPUTS}
+        return shortlist_over(out, _shortlist.columns_pay(batch * beam_width, count, vocab))
 
     def decode(self, source_ids, start_id, end_id, beam_width=1, shortlist=False, **kwargs):
         """Host-side greedy (beam_width 1) or beam search over the step graphs; with
@@ -214,11 +221,11 @@ class _StepModel:
                 raise ValueError("`shortlist=True` needs an export with shortlist graphs")
             if shortlist is True:
                 shortlist = self.shortlist_columns(source_ids, beam_width)
-            columns = shortlist
             # Per-sentence inputs follow the search's rows: repeated per beam like the memory.
             rows = {"shortlist_positions", ROWS}
             columns = {
-                k: np.repeat(v, beam_width, axis=0) if k in rows else v for k, v in columns.items()
+                k: np.repeat(v, beam_width, axis=0) if k in rows else v
+                for k, v in shortlist.items()
             }
             step = functools.partial(self.step, shortlist=columns)
         if beam_width == 1:
