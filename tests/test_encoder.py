@@ -59,3 +59,15 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         Encoder(**args)
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_one_loop_at_inference_equals_a_loop_per_direction_in_training(rnn):
+    """Inference runs both directions in one loop, training one loop each: same numbers
+    (no dropout, so `training` changes nothing else)."""
+    encoder = Encoder(20, 8, 6, decoder_units=10, num_layers=2, rnn=rnn)
+    ids = np.array([[5, 6, 7, 8, 9], [4, 3, 0, 0, 0]])
+    infer, train = encoder(ids, training=False), encoder(ids, training=True)
+    np.testing.assert_array_equal(infer[0], train[0])
+    for mine, theirs in zip(infer[2], train[2], strict=True):
+        np.testing.assert_array_equal(mine, theirs)
