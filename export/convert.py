@@ -381,7 +381,7 @@ def export_all(module, out_dir, stage=_run):
         release_memory()
         return value
 
-    stage("saved_model", save_saved_model, module, out_dir / "saved_model")
+    stage("saved_model", save_saved_model, module.for_saved_model(), out_dir / "saved_model")
     with tempfile.TemporaryDirectory() as tmp:
         frozen = Path(tmp) / "frozen"
         stage("frozen_step_graphs", save_frozen_steps, module, frozen)

@@ -274,7 +274,7 @@ class AttentionDecoderCell(keras.layers.Layer):
         table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
         return ops.matmul(x, ops.transpose(table)) + ops.cast(self.output_bias, "float32")
 
-    def shortlist_output(self, candidates, rows=None):
+    def shortlist_output(self, candidates, rows=None, output_rows=None):
         """The output layer's columns of a candidate set, gathered once per decode call.
 
         Vocabulary selection (Marian's lexical shortlists; Jean et al. 2015): a step then
@@ -288,6 +288,11 @@ class AttentionDecoderCell(keras.layers.Layer):
             rows: optional bool `(batch_size, vocab_size)`, each sentence's own candidates
                 (a subset of `candidates`): a row's other ids then get `NEG_INF` too, so a
                 sentence decodes over its own candidates whatever its batch mates.
+            output_rows: optional float `(vocab_size, feature_size)`, the untied output
+                kernel transposed, to gather the candidates' rows from. Without it the kernel
+                is transposed at every call, which a runtime whose weights are variables (a
+                SavedModel) cannot fold: an export keeps this table beside the weights
+                (`ExportModule(output_rows=True)`). Unused when tied.
 
         Returns:
             `(kernel, bias, positions)`: float32 (untied: the variables' dtype) kernel
@@ -304,7 +309,8 @@ class AttentionDecoderCell(keras.layers.Layer):
         else:
             # Rows of the transposed kernel, not columns: whole rows are copied at once (an
             # exported gather of 623 columns took 5.9 ms in onnxruntime, of rows far less).
-            gathered = tf.gather(tf.transpose(self.output_layer.kernel), candidates)  # (C, F)
+            table = tf.transpose(self.output_layer.kernel) if output_rows is None else output_rows
+            gathered = tf.gather(table, candidates)  # (C, F)
             kernel = tf.transpose(gathered)  # (feature_size, C)
             bias = tf.gather(self.output_layer.bias, candidates)  # (C,)
         count = tf.shape(candidates)[0]

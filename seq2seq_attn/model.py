@@ -220,6 +220,7 @@ class Seq2SeqAttention(keras.Model):
         coverage_penalty=0.0,
         num_return_sequences=None,
         candidates=None,
+        output_rows=None,
         **options,
     ):
         """Decodes in the graph: greedy (or sampling) for `beam_width=1`, beam search above.
@@ -246,6 +247,9 @@ class Seq2SeqAttention(keras.Model):
                 the rows) are gathered once per call and every other id is never chosen
                 (sampling draws from the candidates only). They must include `end_id`
                 for hypotheses to finish before `max_length`.
+            output_rows: with `candidates`, optionally the output kernel transposed,
+                `(target_vocab_size, feature_size)`, to gather the candidates from (see
+                `AttentionDecoderCell.shortlist_output`); the result does not change.
 
         Returns:
             dict with `tokens` int32 `(batch_size, length)` ending in [END] then
@@ -270,7 +274,8 @@ class Seq2SeqAttention(keras.Model):
         )
         step = self.decode_step
         if candidates is not None:
-            step = self._shortlist_step(self._checked_candidates(candidates), beam_width)
+            candidates = self._checked_candidates(candidates)
+            step = self._shortlist_step(candidates, beam_width, output_rows)
         memory, keys, mask, states = self.encode(source_ids)
         common = dict(
             start_id=self.start_id,
@@ -284,15 +289,17 @@ class Seq2SeqAttention(keras.Model):
             return greedy_search(step, states, memory, keys, mask, **common)
         return beam_search(step, states, memory, keys, mask, beam_width=beam_width, **common)
 
-    def _shortlist_step(self, candidates, beam_width):
+    def _shortlist_step(self, candidates, beam_width, output_rows=None):
         """`decode_step` over `candidates` (ids, or a per-sentence bool mask whose
         positions are repeated per beam like the search repeats the memory)."""
         cell = self.decoder_cell
         if candidates.dtype == tf.bool:  # (batch, vocab)
-            kernel, bias, positions = cell.shortlist_output(candidates_of(candidates), candidates)
+            kernel, bias, positions = cell.shortlist_output(
+                candidates_of(candidates), candidates, output_rows
+            )
             shortlist = (kernel, bias, tf.repeat(positions, beam_width, axis=0))
         else:
-            shortlist = cell.shortlist_output(candidates)
+            shortlist = cell.shortlist_output(candidates, output_rows=output_rows)
         return functools.partial(self.decode_step, shortlist=shortlist)
 
     def _checked_candidates(self, candidates):

@@ -238,3 +238,63 @@ def test_tflite_and_saved_model_carry_the_shortlist(tmp_path):
         np.testing.assert_array_equal(
             runtime.greedy_graph(SOURCE, shortlist=False)["tokens"], full_tokens(model)
         )
+
+
+def _kernel_transposes(function, kernel_shape):
+    """Transpose ops of `function`'s graph (nested functions included) whose input has
+    `kernel_shape`: the whole output kernel turned every call."""
+    graph = function.get_concrete_function().graph
+    found, seen, stack = 0, set(), [graph]
+    while stack:
+        g = stack.pop()
+        for op in g.get_operations():
+            if op.type == "Transpose" and op.inputs[0].shape.as_list() == list(kernel_shape):
+                found += 1
+        for fn in getattr(g, "_functions", {}).values():
+            if id(fn) not in seen and hasattr(fn, "graph"):
+                seen.add(id(fn))
+                stack.append(fn.graph)
+    return found
+
+
+def test_the_saved_model_gathers_the_candidates_from_its_own_transposed_kernel(tmp_path):
+    """A SavedModel's weights are variables, which TensorFlow cannot fold: its shortlist
+    signatures read `output_rows`, kept beside the weights, instead of transposing the
+    kernel every call, and decode the same."""
+    import tensorflow as tf
+
+    from seq2seq_attn.export.convert import save_saved_model
+
+    model = random_model(11)
+    shortlist = narrow(model)
+    module = ExportModule(model, shortlist=shortlist)
+    saved = module.for_saved_model()
+    assert module.output_rows is None and saved is not module
+    kernel = model.decoder_cell.output_layer.kernel.numpy()  # (features, vocab)
+    np.testing.assert_array_equal(saved.output_rows.numpy(), kernel.T)
+    assert _kernel_transposes(module.greedy_shortlist, kernel.shape) == 1
+    assert _kernel_transposes(saved.greedy_shortlist, kernel.shape) == 0
+    save_saved_model(saved, tmp_path / "saved_model")
+    loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
+    signatures = loaded.signatures
+    ids = tf.constant(SOURCE)
+    candidates = shortlist.mask(SOURCE)
+    np.testing.assert_array_equal(
+        signatures["greedy_shortlist"](source_ids=ids)["tokens"],
+        model.generate(SOURCE, candidates=candidates)["tokens"],
+    )
+    np.testing.assert_array_equal(
+        signatures["translate_ids"](source_ids=ids)["tokens"],
+        model.generate(SOURCE, beam_width=BEAM_WIDTH, candidates=candidates)["tokens"],
+    )
+    for name, value in module.shortlist_output(ids).items():  # the host search's columns
+        np.testing.assert_array_equal(signatures["shortlist_output"](source_ids=ids)[name], value)
+
+
+def test_only_an_untied_shortlist_export_keeps_output_rows():
+    for model, shortlist in (
+        (random_model(11), None),
+        (random_model(11, tie_embeddings=True), "narrow"),
+    ):
+        module = ExportModule(model, shortlist=shortlist and narrow(model))
+        assert module.for_saved_model() is module and module.output_rows is None
