@@ -31,6 +31,8 @@ the last minute, and whether it was ahead of the tutorial at every minute after 
     python -m benchmarks time_to_quality --small                          # tiny, seconds
     python -m benchmarks time_to_quality --data bible --no-tutorial --recipes bible_yaml,default \\
         --out runs/time_to_quality_bible.json       # the Bible corpus at the `bible` sizes
+    python -m benchmarks time_to_quality --data-file ui-en-es.tsv --recipes default_3min \\
+        --out runs/ttq-ui.json                      # your own pairs, never seen here
 
 Writes benchmarks/results/time_to_quality.json and docs/time-to-quality.png (small:
 runs/benchmarks/; with `--out FILE`, the plot goes beside FILE).
@@ -138,6 +140,13 @@ def add_arguments(parser):
         choices=("tutorial", "bible"),
         default="tutorial",
         help="tutorial-size pairs (default), or the Bible corpus at the bundled config's sizes",
+    )
+    parser.add_argument(
+        "--data-file",
+        type=Path,
+        help="your own pairs (.tsv or .csv, source then target) at the tutorial's sizes, in "
+        "place of the tutorial-size pairs: how both compare on data this project has never "
+        "seen (needs --out)",
     )
 
 
@@ -374,12 +383,15 @@ def _in_child(spec, folder):
 # ---- the parent ----
 
 
-def prepare(folder, small, data="tutorial"):
+def prepare(folder, small, data="tutorial", data_file=None):
     """Splits the data once (train/dev files) and trains the shared SentencePiece models."""
     from seq2seq_attn.training import corpus_for, run_tokenizers
 
     config = recipe_config("default", small, data)
-    if small:
+    own = data_file is not None
+    if own:
+        data_file = Path(data_file)
+    elif small:
         data_file = tutorial_size.tutorial_data(folder / "short.tsv", SMALL_PAIRS)
     elif data == "bible":
         data_file = Path(common.DATA)
@@ -395,8 +407,9 @@ def prepare(folder, small, data="tutorial"):
         Path(files[split]).write_text("".join(f"{s}\t{t}\n" for s, t in rows))
     shutil.rmtree(folder / "shared", ignore_errors=True)
     run_tokenizers(folder / "shared", corpus, config["tokenizer"])
+    shown = data_file.relative_to(ROOT) if data_file.is_relative_to(ROOT) else data_file
     data = {
-        "file": data_file.name if small or data == "bible" else str(data_file.relative_to(ROOT)),
+        "file": data_file.name if (small or data == "bible") and not own else str(shown),
         "train_pairs": len(corpus.train),
         "dev_pairs": len(corpus.dev),
     }
@@ -410,9 +423,16 @@ def run(args):
     if unknown:
         raise SystemExit(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    folder = work_dir(args.small, NAME if args.data == "tutorial" else f"{NAME}-{args.data}")
+    suffix = "" if args.data == "tutorial" else f"-{args.data}"
+    if args.data_file is not None:
+        if args.out is None or args.data != "tutorial":
+            raise SystemExit("--data-file needs --out (the result file) and the tutorial sizes")
+        if not args.data_file.is_file():
+            raise SystemExit(f"--data-file {args.data_file}: no such file")
+        suffix = f"-{args.data_file.stem}"
+    folder = work_dir(args.small, NAME + suffix)
     folder.mkdir(parents=True, exist_ok=True)
-    files, dev, tokenizer_dir, data = prepare(folder, args.small, args.data)
+    files, dev, tokenizer_dir, data = prepare(folder, args.small, args.data, args.data_file)
     impls = ([] if args.no_tutorial else [TUTORIAL]) + recipes
     runs = []
     for seed in seeds:

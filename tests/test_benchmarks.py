@@ -752,3 +752,32 @@ def test_time_to_quality_smoke(tmp_path):
         assert all(0.0 <= p["bleu"] <= 100.0 for p in points)
     assert figures["runs"][1]["training"]["learning_rate"] > 0
     assert (harness.ROOT / figures["plot"]).exists()
+
+
+def test_time_to_quality_on_your_own_pairs(tmp_path):
+    """`--data-file`: the same comparison on pairs this project has never seen (here 1,500
+    generated short pairs in a file of their own), and a one-line refusal without `--out`
+    or for a missing file."""
+    from benchmarks import tutorial_size
+
+    pairs = tutorial_size.tutorial_data(tmp_path / "own.tsv", 1500)
+    out = tmp_path / "own.json"
+    args = ["time_to_quality", "--small", "--no-tutorial", "--data-file", str(pairs)]
+    assert harness.main([*args, "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["data"]["file"] == str(pairs)
+    assert figures["data"]["train_pairs"] + figures["data"]["dev_pairs"] <= 1500
+    assert [r["impl"] for r in figures["runs"]] == ["default"]
+    with pytest.raises(SystemExit, match="needs --out"):
+        harness.main(args)
+    with pytest.raises(SystemExit, match="no such file"):
+        harness.main(
+            [
+                "time_to_quality",
+                "--small",
+                "--data-file",
+                str(tmp_path / "nope.tsv"),
+                "--out",
+                str(out),
+            ]
+        )
