@@ -324,6 +324,75 @@ def decode_steps(export_dir, tokenizers, texts):
     }
 
 
+def breakdown(run_dir, export_dir, tokenizers, texts, repeats=3):
+    """Where one batch-1 decode over the shortlist goes, against its matrix-product floor.
+
+    The server's host search over the shortlist graphs in onnxruntime (one thread, as
+    `onnx_host_shortlist`), each part timed on its own over the same texts: SentencePiece in
+    and out, `encoder.onnx`, `shortlist.onnx`, every `decoder_step_shortlist.onnx` call, and
+    the host search's own work (the decode's time less its graph calls). The floor is the
+    decode-latency benchmark's (`decode_latency.measure_floor`: numpy float32 products of the
+    model's weight shapes, the output layer narrowed to the texts' mean candidates).
+    """
+    from benchmarks import decode_latency
+    from seq2seq_attn import tokenizer
+    from seq2seq_attn.inference.runtime import ROWS
+    from seq2seq_attn.translator import Translator
+
+    model = runtimes.step_model("onnx_host", export_dir)
+    parts = {k: [] for k in ("tokenize", "encoder", "shortlist", "steps", "host", "detokenize")}
+    calls, candidates, lengths = [], [], []
+    step = model.step
+
+    def timed_step(*args, **kwargs):
+        t0 = clock()
+        out = step(*args, **kwargs)
+        calls[-1] += clock() - t0
+        return out
+
+    model.step = timed_step
+    for _ in range(repeats):
+        for text in texts:
+            t0 = clock()
+            ids = tokenizers.source.encode_batch([text])
+            t1 = clock()
+            model.encode(ids)
+            t2 = clock()
+            columns = model.shortlist_columns(ids)
+            t3 = clock()
+            calls.append(0.0)
+            tokens = model.decode(ids, tokenizer.START_ID, tokenizer.END_ID, shortlist=columns)
+            t4 = clock()
+            tokenizers.target.decode(tokens["tokens"][0])
+            t5 = clock()
+            parts["tokenize"].append(t1 - t0)
+            parts["encoder"].append(t2 - t1)
+            parts["shortlist"].append(t3 - t2)
+            parts["steps"].append(calls[-1])
+            parts["host"].append(t4 - t3 - calls[-1] - (t2 - t1))  # the decode re-encodes
+            parts["detokenize"].append(t5 - t4)
+            lengths.append((ids.shape[1], tokens["tokens"].shape[1]))
+            wide = ROWS in columns  # the union too large for the columns: full step, masked
+            candidates.append(int(columns[ROWS].sum()) if wide else len(columns["shortlist_bias"]))
+    shapes = decode_latency.model_shapes(Translator.load(run_dir).model)
+    shapes["output_kernel"] = (shapes["output_kernel"][0], int(np.mean(candidates)))
+    source, steps = (int(statistics.median(x)) for x in zip(*lengths, strict=True))
+    floor = decode_latency.measure_floor(shapes, 1, 1, source)
+    ms = {k: round(1e3 * statistics.median(v), 3) for k, v in parts.items()}
+    return {
+        "median_ms": ms,
+        "source_tokens_median": source,
+        "decoder_steps_median": steps,
+        "mean_candidates": round(float(np.mean(candidates)), 1),
+        "floor_ms": {
+            "encoder": round(1e3 * floor["encoder_s"], 3),
+            "step": round(1e3 * floor["step_s"], 3),
+            "decode": round(1e3 * (floor["encoder_s"] + steps * floor["step_s"]), 3),
+        },
+        "step_ms": round(ms["steps"] / steps, 3),
+    }
+
+
 def add_arguments(parser):
     choices = list(RUNTIMES)
     parser.add_argument("--runtimes", nargs="+", choices=choices, default=choices)
@@ -331,6 +400,11 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=int, help="(3, small 1)")
     parser.add_argument("--train-steps", type=int, help=f"({TRAIN_STEPS}, small 5)")
     parser.add_argument("--samples", type=int, help="export parity sentences (200, small 4)")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the parts of one shortlist decode against its floor",
+    )
     parser.add_argument("--export", action="store_true", help="export again (timed)")
     parser.add_argument("--no-export", dest="export", action="store_false")
     parser.add_argument(
@@ -385,6 +459,9 @@ def run(args):
         "threads": "runtime defaults (the server's), except onnx_host_ort_threads/_spin",
     }
     result["latency"] = summarize(seconds, outputs)
+    if args.breakdown:
+        result["breakdown"] = breakdown(run_dir, export_dir, tokenizers, texts, args.repeats)
+        print(f"breakdown: {result['breakdown']}", flush=True)
     if "tutorial_saved_model" in outputs:  # its own model: its own output lengths
         pieces = [len(tokenizers.target.encode(t)) - 1 for t in outputs["tutorial_saved_model"]]
         result["inputs"]["tutorial_output_pieces_median"] = statistics.median(pieces)

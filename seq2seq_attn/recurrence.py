@@ -59,8 +59,13 @@ def input_projection(cell, inputs):
     Returns:
         `(batch_size, time, gates * units)`: 3 gates for a GRU, 4 for an LSTM.
     """
+    gru = isinstance(cell, keras.layers.GRUCell)
+    if (gru and not cell.reset_after) or cell.dropout or cell.recurrent_dropout:
+        raise ValueError(
+            f"{cell.name}: expected a cell of `make_rnn_cell` (reset_after, no dropout)"
+        )
     x = ops.matmul(inputs, ops.cast(cell.kernel, inputs.dtype))
-    if isinstance(cell, keras.layers.GRUCell) and cell.use_bias:
+    if gru and cell.use_bias:
         x = x + ops.cast(cell.bias[0], inputs.dtype)  # bias rows: input, recurrent
     return x
 

@@ -781,3 +781,31 @@ def test_time_to_quality_on_your_own_pairs(tmp_path):
                 str(out),
             ]
         )
+
+
+def test_tutorial_size_breakdown_adds_up_and_has_a_floor(tiny_run, tiny_export):
+    """`breakdown`: the parts of one shortlist decode, each timed, the steps counted, and the
+    floor of the same products; the report renders it."""
+    from benchmarks import report, tutorial_size
+    from seq2seq_attn.tokenizer import TokenizerPair
+
+    tokenizers = TokenizerPair.load(tiny_run / "tokenizer")
+    texts = ["March 3, 1999", "tuesday 4 june 2001", "12/05/1970"]
+    b = tutorial_size.breakdown(tiny_run, tiny_export[0], tokenizers, texts, repeats=1)
+    assert set(b["median_ms"]) == {
+        "tokenize",
+        "encoder",
+        "shortlist",
+        "steps",
+        "host",
+        "detokenize",
+    }
+    assert all(ms > 0 for name, ms in b["median_ms"].items() if name != "host")
+    assert b["decoder_steps_median"] >= 1 and b["mean_candidates"] > 0
+    floor = b["floor_ms"]
+    steps = b["decoder_steps_median"]
+    assert floor["decode"] == pytest.approx(floor["encoder"] + steps * floor["step"], abs=2e-3)
+    assert b["step_ms"] == pytest.approx(b["median_ms"]["steps"] / steps, abs=1e-3)
+    figures = {"latency": {}, "breakdown": b}
+    (_, _), (title, rendered) = report._tutorial_size(figures)
+    assert "Where one decode" in title and "floor: the decode" in rendered

@@ -108,3 +108,11 @@ def test_bfloat16_cells_compute_in_bfloat16():
     np.testing.assert_allclose(
         np.asarray(outputs[:, 0], np.float32), np.asarray(want, np.float32), atol=1e-2
     )
+
+
+@pytest.mark.parametrize("kwargs", [{"reset_after": False}, {"dropout": 0.1}])
+def test_input_projection_refuses_cells_it_does_not_compute(kwargs):
+    cell = keras.layers.GRUCell(5, **kwargs)
+    cell.build((None, 4))
+    with pytest.raises(ValueError, match="make_rnn_cell"):
+        input_projection(cell, tf.constant(X))
