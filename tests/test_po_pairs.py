@@ -54,6 +54,18 @@ def test_keeps_plain_translated_messages_once(tmp_path):
     ]
 
 
+def test_leaves_logging_as_it_found_it(tmp_path):
+    """A tool run inside a test process must not switch logging off for the tests after it."""
+    import logging
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "app-1.0-py3-none-any.whl", "w") as whl:
+        whl.writestr("app/locale/es/LC_MESSAGES/django.po", catalog_bytes([("Yes", "Sí", ())]))
+    po_pairs().main([str(wheels), "--out", str(tmp_path / "pairs.tsv")])
+    assert logging.root.manager.disable == logging.NOTSET
+
+
 def test_a_folder_without_wheels_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as raised:
         po_pairs().main([str(tmp_path), "--out", str(tmp_path / "x.tsv")])

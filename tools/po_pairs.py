@@ -16,7 +16,8 @@ pairs of 5.05 English words on average (the issue's own trial used 16,000 such p
 """
 
 import argparse
-import logging
+import contextlib
+import io
 import sys
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -50,7 +51,8 @@ def catalogs(wheel):
 def pairs_of(name, f):
     """The kept `(english, spanish)` pairs of one catalog (none if it does not parse)."""
     try:
-        catalog = read_po(f) if name.endswith(".po") else read_mo(f)
+        with contextlib.redirect_stdout(io.StringIO()):  # babel prints a line per odd entry
+            catalog = read_po(f) if name.endswith(".po") else read_mo(f)
     except Exception as error:  # a catalog with a broken header: skip it, say so
         print(f"skipped {name}: {error}", file=sys.stderr)
         return []
@@ -78,7 +80,6 @@ def main(argv=None):
     wheels = sorted(args.wheels.glob("*.whl"))
     if not wheels:
         parser.error(f"{args.wheels}: no .whl files")
-    logging.disable(logging.WARNING)  # babel warns about every odd plural line
     pairs = set()
     for wheel in wheels:
         found = [p for name, f in catalogs(wheel) for p in pairs_of(name, f)]
