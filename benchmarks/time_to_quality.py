@@ -100,6 +100,8 @@ RECIPES = {
     "default_dev200": {"training": {"dev_sample": 200}},  # train's own dev BLEU on 200 pairs
     "default_drop": {"model": {"dropout": 0.1}},
     "default_b32": {"training": {"batch_size": 32}},
+    # Twice the batch: half the updates in a budget, each at a higher peak and a shorter warm-up.
+    "default_b128": {"training": {"batch_size": 128, "learning_rate": 7e-3, "warmup_steps": 100}},
     # With a budget (--budgeted, or the recipe's own `max_minutes`) the rate falls to zero over
     # its last 20% / 40% / 60% / all / none of it (decision 0039; 0.4 is the default since).
     "default_cd20": {"training": {"cooldown": 0.2}},
