@@ -341,36 +341,37 @@ def breakdown(run_dir, export_dir, tokenizers, texts, repeats=3):
 
     model = runtimes.step_model("onnx_host", export_dir)
     parts = {k: [] for k in ("tokenize", "encoder", "shortlist", "steps", "host", "detokenize")}
-    calls, candidates, lengths = [], [], []
-    step = model.step
+    spent = {"encoder": 0.0, "steps": 0.0}  # the decode's graph calls, timed where they run
+    candidates, lengths = [], []
 
-    def timed_step(*args, **kwargs):
-        t0 = clock()
-        out = step(*args, **kwargs)
-        calls[-1] += clock() - t0
-        return out
+    def timed(name, call):
+        def run(*args, **kwargs):
+            t0 = clock()
+            out = call(*args, **kwargs)
+            spent[name] += clock() - t0
+            return out
 
-    model.step = timed_step
+        return run
+
+    model.encode, model.step = timed("encoder", model.encode), timed("steps", model.step)
     for _ in range(repeats):
         for text in texts:
+            spent.update(encoder=0.0, steps=0.0)
             t0 = clock()
             ids = tokenizers.source.encode_batch([text])
             t1 = clock()
-            model.encode(ids)
-            t2 = clock()
             columns = model.shortlist_columns(ids)
-            t3 = clock()
-            calls.append(0.0)
+            t2 = clock()
             tokens = model.decode(ids, tokenizer.START_ID, tokenizer.END_ID, shortlist=columns)
-            t4 = clock()
+            t3 = clock()
             tokenizers.target.decode(tokens["tokens"][0])
-            t5 = clock()
+            t4 = clock()
             parts["tokenize"].append(t1 - t0)
-            parts["encoder"].append(t2 - t1)
-            parts["shortlist"].append(t3 - t2)
-            parts["steps"].append(calls[-1])
-            parts["host"].append(t4 - t3 - calls[-1] - (t2 - t1))  # the decode re-encodes
-            parts["detokenize"].append(t5 - t4)
+            parts["shortlist"].append(t2 - t1)
+            parts["encoder"].append(spent["encoder"])
+            parts["steps"].append(spent["steps"])
+            parts["host"].append(t3 - t2 - spent["encoder"] - spent["steps"])
+            parts["detokenize"].append(t4 - t3)
             lengths.append((ids.shape[1], tokens["tokens"].shape[1]))
             wide = ROWS in columns  # the union too large for the columns: full step, masked
             candidates.append(int(columns[ROWS].sum()) if wide else len(columns["shortlist_bias"]))

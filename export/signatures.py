@@ -157,11 +157,11 @@ class ExportModule(tf.Module):
             return self
         return ExportModule(
             self.model,
-            self.tokenizers,
-            self.beam_width,
-            self.length_penalty,
-            self.max_source_length,
-            self.shortlist,
+            tokenizers=self.tokenizers,
+            beam_width=self.beam_width,
+            length_penalty=self.length_penalty,
+            max_source_length=self.max_source_length,
+            shortlist=self.shortlist,
             output_rows=True,
         )
 

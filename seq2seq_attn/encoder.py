@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from seq2seq_attn.recurrence import make_rnn_cell, run_rnns
+from seq2seq_attn.recurrence import make_rnn_cell, run_rnn, run_rnns
 from seq2seq_attn.validation import check_layer_args
 
 
@@ -115,7 +115,7 @@ class Encoder(keras.layers.Layer):
         """One (bi)directional layer: outputs joined on features, final states per kind."""
         reverse = [d == 1 for d in range(len(cells))]
         if training:  # a loop per direction: the two run side by side on two cores
-            runs = [run_rnns([c], x, mask, [r])[0] for c, r in zip(cells, reverse, strict=True)]
+            runs = [run_rnn(c, x, mask, reverse=r) for c, r in zip(cells, reverse, strict=True)]
         else:  # one loop: half the iterations' bookkeeping at inference (issue 34)
             runs = run_rnns(cells, x, mask, reverse)
         outputs = ops.concatenate([out for out, _ in runs], axis=-1)  # (batch, len, memory_units)
