@@ -109,8 +109,13 @@ RECIPES = {
     "default_cd60": {"training": {"cooldown": 0.6}},
     "default_cd100": {"training": {"cooldown": 1.0}},  # a straight line from the first update
     "default_cd0": {"training": {"cooldown": 0.0}},
+    # Each batch's softmax over its own target pieces and the 500 / 0 most frequent
+    # (`candidate_softmax`, decision 0042).
+    "default_cs500": {"training": {"candidate_softmax": 500}},
+    "default_cs0": {"training": {"candidate_softmax": 0}},
     # What `seq2seq-attn train --max-minutes 3` does without a config (issue 35's check).
     "default_3min": {"training": {"max_minutes": 3.0}},
+    "default_cs0_3min": {"training": {"max_minutes": 3.0, "candidate_softmax": 0}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
 }
 FULL = {

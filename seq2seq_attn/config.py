@@ -60,6 +60,9 @@ DEFAULTS = {
         # With a budget (max_steps or max_minutes) the rate falls linearly to zero over its
         # last 40%: +1.9 and +4.1 dev BLEU after 3 minutes (docs/decisions/0039).
         "cooldown": 0.4,
+        # An int N: each batch's softmax covers only its own target pieces and the N most
+        # frequent (sampled softmax, Jean et al. 2015); null: the whole vocabulary.
+        "candidate_softmax": None,
     },
 }
 # `training.mixed_precision` -> Keras dtype policy.
@@ -223,6 +226,29 @@ def _check_training_values(training):
         )
 
 
+def _check_candidate_softmax(training, explicit):
+    """Null or an int >= 0, on one device and without XLA (each batch's candidate count
+    differs, a shape XLA would compile again for every batch). The default gives way to a
+    strategy or XLA (null); set by hand with either, it is an error."""
+    frequent = training["candidate_softmax"]
+    if frequent is None:
+        return
+    if not explicit and (training["strategy"] is not None or training["jit_compile"]):
+        training["candidate_softmax"] = None
+        return
+    if not _is_int(frequent) or frequent < 0:
+        raise UserError(
+            "training.candidate_softmax must be null or the number of most frequent target "
+            f"pieces every batch's softmax includes (an integer >= 0), got {frequent!r}"
+        )
+    for key, off, shown in (("strategy", None, "null"), ("jit_compile", False, "false")):
+        if training[key] != off:
+            raise UserError(
+                f"training.candidate_softmax works with {key}: {shown} only, "
+                f"got {key}: {training[key]!r}"
+            )
+
+
 def _check_cooldown(training, explicit):
     """A share in [0, 1]; set by hand with `plateau` it is an error (the default's share is
     left unused there: `schedules.cools`)."""
@@ -256,7 +282,9 @@ def resolve_config(raw):
         _check_keys(section, values, allowed)
         config[section].update(values)
     _check_training_values(config["training"])
-    _check_cooldown(config["training"], explicit="cooldown" in (raw.get("training") or {}))
+    explicit = raw.get("training") or {}
+    _check_cooldown(config["training"], explicit="cooldown" in explicit)
+    _check_candidate_softmax(config["training"], explicit="candidate_softmax" in explicit)
     check_options(config["tokenizer"])
     config["shortlist"] = check_shortlist(config["shortlist"])
     return config

@@ -4,6 +4,7 @@ Each element is `((source_ids, target_in_ids), target_out_ids)`, int32, padded w
 `target_in` is `[START] y_1 .. y_n` and `target_out` is `y_1 .. y_n [END]`.
 """
 
+import numpy as np
 import tensorflow as tf
 
 # The pipeline's functions are plain graph code: tf.data would otherwise run AutoGraph over
@@ -171,3 +172,58 @@ def make_dataset(
         pad_to_bucket_boundary=pad_to_bucket,
     )
     return ds.map(_to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def most_frequent_targets(tokenized, vocab_size, count):
+    """Sorted int32 ids of the `count` most frequent target ids of `tokenized` (the pairs
+    of `tokenize_pairs`), counted in one pass; ties go to the lower id."""
+    counts = tokenized.reduce(
+        tf.zeros([vocab_size], tf.int64),
+        do_not_convert(
+            lambda total, pair: (
+                total
+                + tf.math.bincount(
+                    pair[1], minlength=vocab_size, maxlength=vocab_size, dtype=tf.int64
+                )
+            )
+        ),
+    ).numpy()
+    order = np.argsort(-counts, kind="stable")[:count]
+    return np.sort(order[counts[order] > 0]).astype(np.int32)
+
+
+def candidate_targets(always=()):
+    """A `Dataset.map` function giving each batch its own softmax vocabulary.
+
+    Sampled softmax by target partition (Jean et al. 2015): a batch's logits are computed
+    only for the ids its targets hold, plus `always` (for example the most frequent
+    pieces), so the output layer multiplies by `(feature_size, candidates)` weights
+    instead of `(feature_size, vocab_size)`. The targets are renumbered to their position
+    among the candidates; the candidates begin with 0 (padding), so padding stays 0.
+
+    Args:
+        always: int target ids every batch's candidates include.
+
+    Returns:
+        A function `((source, target_in), target_out) -> ((source, target_in,
+        candidates), positions)`: int32 candidates `(C,)`, unique, 0 first, and the
+        targets' positions among them, shaped and typed like `target_out`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> remap = candidate_targets(always=[7])
+    >>> (_, _, ids), positions = remap((None, None), np.array([[5, 3, 0], [9, 3, 0]]))
+    >>> ids.numpy().tolist(), positions.numpy().tolist()
+    ([0, 7, 5, 3, 9], [[2, 3, 0], [4, 3, 0]])
+    """
+    head = tf.constant([0, *[int(i) for i in always]], tf.int32)
+
+    @do_not_convert
+    def remap(inputs, target_out):
+        flat = tf.reshape(tf.cast(target_out, tf.int32), [-1])
+        ids, index = tf.unique(tf.concat([head, flat], 0))  # first occurrences, in order
+        positions = tf.reshape(index[tf.size(head) :], tf.shape(target_out))
+        return (*inputs, ids), tf.cast(positions, target_out.dtype)
+
+    return remap

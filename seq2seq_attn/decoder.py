@@ -268,11 +268,36 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         if not self.tie_embeddings:
             return ops.cast(self.output_layer(features), "float32")
+        return self._tied_logits(features, ops.cast(self.embedding.embeddings, "float32"), None)
+
+    def _tied_logits(self, features, table, bias):
+        """Float32 `features (..., feature_size)` times tied `table (rows, embedding_dim)`
+        transposed, plus `bias (rows,)` (default the output bias)."""
         x = ops.cast(features, "float32")
         if self.feature_size != self.embedding_dim:
             x = self.output_projection(x)  # (..., embedding_dim)
-        table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
-        return ops.matmul(x, ops.transpose(table)) + ops.cast(self.output_bias, "float32")
+        bias = ops.cast(self.output_bias, "float32") if bias is None else bias
+        return ops.matmul(x, ops.transpose(table)) + bias
+
+    def candidate_logits(self, features, candidates):
+        """Float32 logits `(..., candidates)` of `features (..., feature_size)` over the
+        candidates' output columns only: the training softmax of `candidate_softmax`
+        (Jean et al. 2015), computed as `output_logits` computes the full row.
+
+        Args:
+            features: float `(..., feature_size)`.
+            candidates: int `(candidates,)` unique target ids.
+        """
+        candidates = tf.cast(candidates, tf.int32)  # (C,)
+        if self.tie_embeddings:
+            table = tf.gather(ops.cast(self.embedding.embeddings, "float32"), candidates)
+            bias = tf.gather(ops.cast(self.output_bias, "float32"), candidates)
+            return self._tied_logits(features, table, bias)  # table (C, embedding_dim)
+        dtype = self.output_layer.compute_dtype
+        kernel = ops.cast(tf.gather(self.output_layer.kernel, candidates, axis=1), dtype)
+        bias = ops.cast(tf.gather(self.output_layer.bias, candidates), dtype)  # (C,)
+        logits = ops.matmul(ops.cast(features, dtype), kernel) + bias  # (..., C)
+        return ops.cast(logits, "float32")
 
     def shortlist_output(self, candidates, rows=None, output_rows=None):
         """The output layer's columns of a candidate set, gathered once per decode call.
@@ -367,7 +392,16 @@ class AttentionDecoderCell(keras.layers.Layer):
             return self._shortlist_logits(features, shortlist), new_states, weights
         return self.output_logits(features), new_states, weights
 
-    def unroll(self, target_in, states, memory, projected_keys=None, mask=None, training=False):
+    def unroll(
+        self,
+        target_in,
+        states,
+        memory,
+        projected_keys=None,
+        mask=None,
+        training=False,
+        candidates=None,
+    ):
         """Teacher-forced decoding of a whole target sequence.
 
         Args:
@@ -376,10 +410,13 @@ class AttentionDecoderCell(keras.layers.Layer):
             memory: as in `call`.
             projected_keys: as in `call`.
             mask: as in `call`.
+            candidates: optional int `(candidates,)` unique target ids: the logits are
+                then those of these ids only (`candidate_logits`).
 
         Returns:
             `(logits, weights)`: float32 `(batch_size, target_length, vocab_size)`
-            and float32 `(batch_size, target_length, source_length)`.
+            (`candidates` last with `candidates`) and float32 `(batch_size,
+            target_length, source_length)`.
         """
         if projected_keys is None:
             projected_keys = self.project_keys(memory)
@@ -399,8 +436,10 @@ class AttentionDecoderCell(keras.layers.Layer):
         _, features, weights = tf.scan(step, embedded, initializer=(states, features0, weights0))
         features = tf.transpose(features, [1, 0, 2])  # (batch, target_len, feature_size)
         weights = tf.transpose(weights, [1, 0, 2])  # (batch, target_len, source_len)
-        logits = self.output_logits(self.dropout_layer(features, training=training))
-        return logits, weights
+        features = self.dropout_layer(features, training=training)
+        if candidates is not None:
+            return self.candidate_logits(features, candidates), weights
+        return self.output_logits(features), weights
 
     def get_initial_extra_states(self, batch_size):
         """Zeros for the input-feeding slot (empty list without input feeding)."""

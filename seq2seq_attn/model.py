@@ -68,10 +68,14 @@ class Seq2SeqAttention(keras.Model):
 
     Call arguments:
         inputs: `(source_ids, target_in_ids)`, int `(batch_size, source_length)`
-            and `(batch_size, target_length)`.
+            and `(batch_size, target_length)`; or `(source_ids, target_in_ids,
+            candidates)` with int `(candidates,)` unique target ids, whose logits alone
+            are computed (the training softmax of `training.candidate_softmax`; see
+            `seq2seq_attn.data.candidate_targets`).
 
     Returns:
-        Float32 logits `(batch_size, target_length, target_vocab_size)`.
+        Float32 logits `(batch_size, target_length, target_vocab_size)`, or
+        `(batch_size, target_length, candidates)` with candidates.
 
     Example:
 
@@ -190,16 +194,26 @@ class Seq2SeqAttention(keras.Model):
         )
 
     @_not_autograph
-    def teacher_forced(self, source_ids, target_in_ids, training=False):
-        """Logits `(batch, target_len, vocab)` and attention `(batch, target_len, source_len)`."""
+    def teacher_forced(self, source_ids, target_in_ids, training=False, candidates=None):
+        """Logits `(batch, target_len, vocab)` and attention `(batch, target_len, source_len)`;
+        with `candidates` (int `(C,)` target ids) the logits are those ids' only."""
         memory, keys, mask, states = self.encode(source_ids, training=training)
         return self.decoder_cell.unroll(
-            tf.cast(target_in_ids, tf.int32), states, memory, keys, mask, training=training
+            tf.cast(target_in_ids, tf.int32),
+            states,
+            memory,
+            keys,
+            mask,
+            training=training,
+            candidates=candidates,
         )
 
     def call(self, inputs, training=False):
-        source_ids, target_in_ids = inputs
-        logits, _ = self.teacher_forced(source_ids, target_in_ids, training=training)
+        # A third input, the batch's candidate ids, restricts the logits to them
+        # (`data.candidate_targets`, the training softmax of `candidate_softmax`).
+        source_ids, target_in_ids, *candidates = inputs
+        candidates = candidates[0] if candidates else None
+        logits, _ = self.teacher_forced(source_ids, target_in_ids, training, candidates)
         return logits
 
     def compile(self, optimizer="adam", loss=None, metrics=None, label_smoothing=0.0, **kwargs):

@@ -39,7 +39,12 @@ from seq2seq_attn import callbacks as callbacks_lib
 from seq2seq_attn import config as config_lib
 from seq2seq_attn import distribute, schedules, shortlist, warm_start
 from seq2seq_attn.corpora import load_corpus, load_files
-from seq2seq_attn.data import make_dataset, tokenize_pairs
+from seq2seq_attn.data import (
+    candidate_targets,
+    make_dataset,
+    most_frequent_targets,
+    tokenize_pairs,
+)
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.graph_tokenizer import GraphTokenizerPair
 from seq2seq_attn.model import Seq2SeqAttention
@@ -381,6 +386,10 @@ def _datasets(corpus, tokenizers, train_cfg, seed, count=True):
     train_ds = make_dataset(pairs, shuffle=True, seed=seed, **padding, **batching)
     if count:
         train_ds = with_batch_count(train_ds, make_dataset(pairs, **padding, **batching))
+    if train_cfg["candidate_softmax"] is not None:  # each batch's own softmax vocabulary
+        vocab = tokenizers.target.vocab_size
+        frequent = most_frequent_targets(pairs, vocab, train_cfg["candidate_softmax"])
+        train_ds = train_ds.map(candidate_targets(frequent), num_parallel_calls=tf.data.AUTOTUNE)
     dev_ds = None
     if corpus.dev:
         dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), **batching)

@@ -36,6 +36,7 @@ LAYERS = {
     "test_bible_data.py": "unit",
     "test_bulk.py": "unit",  # translate-corpus on Apache Beam, TensorFlow-free
     "test_callbacks.py": "unit",
+    "test_candidate_softmax.py": "unit",
     "test_cli.py": "unit",
     "test_compat.py": "unit",
     "test_config.py": "unit",
