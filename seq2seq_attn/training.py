@@ -389,7 +389,8 @@ def _datasets(corpus, tokenizers, train_cfg, seed, count=True):
     if train_cfg["candidate_softmax"] is not None:  # each batch's own softmax vocabulary
         vocab = tokenizers.target.vocab_size
         frequent = most_frequent_targets(pairs, vocab, train_cfg["candidate_softmax"])
-        train_ds = train_ds.map(candidate_targets(frequent), num_parallel_calls=tf.data.AUTOTUNE)
+        remap = candidate_targets(frequent)
+        train_ds = train_ds.map(do_not_convert(remap), num_parallel_calls=tf.data.AUTOTUNE)
     dev_ds = None
     if corpus.dev:
         dev_ds = make_dataset(tokenize_pairs(corpus.dev, tokenizers), **batching)
