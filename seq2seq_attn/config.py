@@ -226,15 +226,11 @@ def _check_training_values(training):
         )
 
 
-def _check_candidate_softmax(training, explicit):
+def _check_candidate_softmax(training):
     """Null or an int >= 0, on one device and without XLA (each batch's candidate count
-    differs, a shape XLA would compile again for every batch). The default gives way to a
-    strategy or XLA (null); set by hand with either, it is an error."""
+    differs, a shape XLA would compile again for every batch)."""
     frequent = training["candidate_softmax"]
     if frequent is None:
-        return
-    if not explicit and (training["strategy"] is not None or training["jit_compile"]):
-        training["candidate_softmax"] = None
         return
     if not _is_int(frequent) or frequent < 0:
         raise UserError(
@@ -282,9 +278,8 @@ def resolve_config(raw):
         _check_keys(section, values, allowed)
         config[section].update(values)
     _check_training_values(config["training"])
-    explicit = raw.get("training") or {}
-    _check_cooldown(config["training"], explicit="cooldown" in explicit)
-    _check_candidate_softmax(config["training"], explicit="candidate_softmax" in explicit)
+    _check_cooldown(config["training"], explicit="cooldown" in (raw.get("training") or {}))
+    _check_candidate_softmax(config["training"])
     check_options(config["tokenizer"])
     config["shortlist"] = check_shortlist(config["shortlist"])
     return config
