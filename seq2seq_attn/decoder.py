@@ -268,16 +268,11 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         if not self.tie_embeddings:
             return ops.cast(self.output_layer(features), "float32")
-        return self._tied_logits(features, ops.cast(self.embedding.embeddings, "float32"), None)
-
-    def _tied_logits(self, features, table, bias):
-        """Float32 `features (..., feature_size)` times tied `table (rows, embedding_dim)`
-        transposed, plus `bias (rows,)` (default the output bias)."""
         x = ops.cast(features, "float32")
         if self.feature_size != self.embedding_dim:
             x = self.output_projection(x)  # (..., embedding_dim)
-        bias = ops.cast(self.output_bias, "float32") if bias is None else bias
-        return ops.matmul(x, ops.transpose(table)) + bias
+        table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
+        return ops.matmul(x, ops.transpose(table)) + ops.cast(self.output_bias, "float32")
 
     def candidate_logits(self, features, candidates):
         """Float32 logits `(..., candidates)` of `features (..., feature_size)` over the
@@ -290,14 +285,30 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         candidates = tf.cast(candidates, tf.int32)  # (C,)
         if self.tie_embeddings:
-            table = tf.gather(ops.cast(self.embedding.embeddings, "float32"), candidates)
-            bias = tf.gather(ops.cast(self.output_bias, "float32"), candidates)
-            return self._tied_logits(features, table, bias)  # table (C, embedding_dim)
+            return self._gathered_logits(features, *self._tied_columns(candidates))
+        kernel = tf.gather(self.output_layer.kernel, candidates, axis=1)  # (feature_size, C)
+        bias = tf.gather(self.output_layer.bias, candidates)  # (C,)
+        return self._gathered_logits(features, kernel, bias)
+
+    def _tied_columns(self, candidates):
+        """The tied output's float32 kernel `(embedding_dim, C)` (the candidates' table
+        rows) and bias `(C,)`."""
+        table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
+        bias = tf.gather(ops.cast(self.output_bias, "float32"), candidates)  # (C,)
+        return tf.transpose(tf.gather(table, candidates)), bias
+
+    def _gathered_logits(self, features, kernel, bias):
+        """Float32 logits `(..., C)` of `features (..., feature_size)` times gathered output
+        columns `kernel (F, C)` plus `bias (C,)`, as `output_logits` computes a full row."""
+        if self.tie_embeddings:
+            x = ops.cast(features, "float32")
+            if self.feature_size != self.embedding_dim:
+                x = self.output_projection(x)  # (..., embedding_dim)
+            return ops.matmul(x, kernel) + bias
+        # as `Dense` computes it: in the compute dtype, then float32
         dtype = self.output_layer.compute_dtype
-        kernel = ops.cast(tf.gather(self.output_layer.kernel, candidates, axis=1), dtype)
-        bias = ops.cast(tf.gather(self.output_layer.bias, candidates), dtype)  # (C,)
-        logits = ops.matmul(ops.cast(features, dtype), kernel) + bias  # (..., C)
-        return ops.cast(logits, "float32")
+        x = ops.matmul(ops.cast(features, dtype), ops.cast(kernel, dtype))
+        return ops.cast(x + ops.cast(bias, dtype), "float32")
 
     def shortlist_output(self, candidates, rows=None, output_rows=None):
         """The output layer's columns of a candidate set, gathered once per decode call.
@@ -328,9 +339,7 @@ class AttentionDecoderCell(keras.layers.Layer):
         """
         candidates = tf.cast(candidates, tf.int32)  # (C,)
         if self.tie_embeddings:
-            table = ops.cast(self.embedding.embeddings, "float32")  # (vocab_size, embedding_dim)
-            kernel = tf.transpose(tf.gather(table, candidates))  # (embedding_dim, C)
-            bias = tf.gather(ops.cast(self.output_bias, "float32"), candidates)  # (C,)
+            kernel, bias = self._tied_columns(candidates)  # (embedding_dim, C), (C,)
         else:
             # Rows of the transposed kernel, not columns: whole rows are copied at once (an
             # exported gather of 623 columns took 5.9 ms in onnxruntime, of rows far less).
@@ -352,15 +361,7 @@ class AttentionDecoderCell(keras.layers.Layer):
     def _shortlist_logits(self, features, shortlist):
         """Float32 `(batch, vocab_size)` logits of the candidates, `NEG_INF` elsewhere."""
         kernel, bias, positions = shortlist
-        if self.tie_embeddings:
-            x = ops.cast(features, "float32")
-            if self.feature_size != self.embedding_dim:
-                x = self.output_projection(x)  # (batch, embedding_dim)
-            logits = ops.matmul(x, kernel) + bias  # (batch, C)
-        else:  # as `Dense` computes it: in the compute dtype, then float32
-            dtype = self.output_layer.compute_dtype
-            x = ops.matmul(ops.cast(features, dtype), ops.cast(kernel, dtype))
-            logits = ops.cast(x + ops.cast(bias, dtype), "float32")  # (batch, C)
+        logits = self._gathered_logits(features, kernel, bias)  # (batch, C)
         padded = tf.pad(logits, [[0, 0], [0, 1]], constant_values=NEG_INF)  # (batch, C + 1)
         if positions.shape.rank == 1:
             return tf.gather(padded, positions, axis=1)  # (batch, vocab_size)
