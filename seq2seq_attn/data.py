@@ -4,7 +4,6 @@ Each element is `((source_ids, target_in_ids), target_out_ids)`, int32, padded w
 `target_in` is `[START] y_1 .. y_n` and `target_out` is `y_1 .. y_n [END]`.
 """
 
-import numpy as np
 import tensorflow as tf
 
 # The pipeline's functions are plain graph code: tf.data would otherwise run AutoGraph over
@@ -12,6 +11,7 @@ import tensorflow as tf
 from tensorflow.autograph.experimental import do_not_convert
 
 from seq2seq_attn.errors import DataError
+from seq2seq_attn.shortlist import top_ids
 from seq2seq_attn.tokenizer import END_ID
 
 DEFAULT_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96)
@@ -187,9 +187,8 @@ def most_frequent_targets(tokenized, vocab_size, count):
                 )
             )
         ),
-    ).numpy()
-    order = np.argsort(-counts, kind="stable")[:count]
-    return np.sort(order[counts[order] > 0]).astype(np.int32)
+    )
+    return top_ids(counts.numpy(), count)
 
 
 def candidate_targets(always=()):

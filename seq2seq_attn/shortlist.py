@@ -197,7 +197,12 @@ def top_targets(source, target, prob, source_vocab_size, top_k):
 def most_frequent(target_ids, target_vocab_size, count):
     """Sorted int32 ids of the `count` most frequent target pieces (ties: lower id first)."""
     flat = np.concatenate([_strip(t) for t in target_ids] or [np.zeros(0, np.int64)])
-    counts = np.bincount(flat, minlength=target_vocab_size)
+    return top_ids(np.bincount(flat, minlength=target_vocab_size), count)
+
+
+def top_ids(counts, count):
+    """Sorted int32 ids of the `count` largest of `counts` (one per id) above 0; ties go to
+    the lower id."""
     order = np.argsort(-counts, kind="stable")[:count]
     return np.sort(order[counts[order] > 0]).astype(np.int32)
 
