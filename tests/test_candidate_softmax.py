@@ -6,7 +6,6 @@ pipeline's renumbering round-trips, and a run trained so is not worse than a ful
 import copy
 import csv
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,28 +15,15 @@ from seq2seq_attn.config import resolve_config
 from seq2seq_attn.data import candidate_targets, most_frequent_targets
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.losses import MaskedCrossEntropy
-from seq2seq_attn.model import Seq2SeqAttention
 from seq2seq_attn.training import _datasets, corpus_for, run_tokenizers, train
+from tests import random_models
+from tests.random_models import MODELS, SOURCE, VOCAB
 
-VOCAB = 40
-SOURCE = np.array([[5, 6, 7, 8, 9, 4], [10, 11, 12, 0, 0, 0], [13, 4, 0, 0, 0, 0]], np.int32)
 TARGET = np.array([[2, 9, 17, 33, 3], [2, 5, 5, 3, 0], [2, 38, 3, 0, 0]], np.int32)
-MODELS = {
-    "untied": {},
-    "tied_projected": {"tie_embeddings": True},
-    "lstm_luong_feeding": {"rnn": "lstm", "attention": "luong", "input_feeding": True},
-}
 
 
 def random_model(seed, **kwargs):
-    keras.utils.set_random_seed(seed)
-    model = Seq2SeqAttention(30, VOCAB, embedding_dim=8, units=12, **kwargs)
-    model.build()
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        variable.assign(rng.normal(0, 2.0 / np.sqrt(shape[0]), shape).astype("float32"))
-    return model
+    return random_models.random_model(seed, 2.0, **kwargs)
 
 
 def _split(target):

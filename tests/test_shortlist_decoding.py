@@ -4,7 +4,6 @@ layer, and `generate` with `candidates` in every search mode, on small random mo
 import json
 import shutil
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,32 +11,18 @@ import tensorflow as tf
 from seq2seq_attn import shortlist as sl
 from seq2seq_attn.cli import main
 from seq2seq_attn.interface import NEG_INF
-from seq2seq_attn.model import Seq2SeqAttention
 from seq2seq_attn.search import candidates_of, shortlist_mask
 from seq2seq_attn.translator import Translator
+from tests import random_models
+from tests.random_models import MODELS, SOURCE, VOCAB
 
-VOCAB = 40
-SOURCE = np.array([[5, 6, 7, 8, 9, 4], [10, 11, 12, 0, 0, 0], [13, 4, 0, 0, 0, 0]], np.int32)
 # Random weights of this scale give peaked, varied distributions (not near-uniform ones).
 SCALE = 3.0
 
 
 def random_model(seed, **kwargs):
-    keras.utils.set_random_seed(seed)
-    model = Seq2SeqAttention(30, VOCAB, embedding_dim=8, units=12, **kwargs)
-    model.build()
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        variable.assign(rng.normal(0, SCALE / np.sqrt(shape[0]), shape).astype("float32"))
-    return model
+    return random_models.random_model(seed, SCALE, **kwargs)
 
-
-MODELS = {
-    "untied": {},
-    "tied_projected": {"tie_embeddings": True},
-    "lstm_luong_feeding": {"rnn": "lstm", "attention": "luong", "input_feeding": True},
-}
 
 MODES = {
     "greedy": {},
