@@ -323,6 +323,16 @@ def tiny_export(tiny_dates):
     return out, json.loads((out / "parity.json").read_text())
 
 
+@pytest.fixture
+def own_tiny_export(tiny_export, tmp_path):
+    """A copy of the tiny export for one test: for tests that write into an export folder
+    (parity spills its Keras logits there), which must not show up in the shared one that
+    tests on other workers read at the same time."""
+    copy = tmp_path / "exported"
+    shutil.copytree(tiny_export[0], copy)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def pretrained_export(tmp_path_factory):
     """The shipped pretrained en-es model, exported (every artifact, parity on 8 verses)."""

@@ -272,12 +272,13 @@ def test_shortlist_paths_times_every_path_on_the_tiny_export(tiny_export, tmp_pa
         harness.main(["shortlist_paths", "--small", "--out", str(out)])
 
 
-def test_parity_profile_times_every_part(tiny_run, tiny_export, monkeypatch):
+def test_parity_profile_times_every_part(tiny_run, own_tiny_export, monkeypatch):
     """benchmarks/parity_profile.py on the tiny export: parity still passes under the
     timers, every part gets time, and the parts fit in the total."""
     from benchmarks import parity_profile
 
-    seconds, report = parity_profile.profile(tiny_run, tiny_export[0], 6, patch=monkeypatch.setattr)
+    export = own_tiny_export
+    seconds, report = parity_profile.profile(tiny_run, export, 6, patch=monkeypatch.setattr)
     assert report["passed"] and report["samples"] == 6
     expected = {"total", "keras_reference", "check_saved_model", "search_options"}
     expected |= {"step_logits:keras", "check_translate_onnx"}
