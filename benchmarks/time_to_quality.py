@@ -113,6 +113,8 @@ RECIPES = {
     # (`candidate_softmax`, decision 0042).
     "default_cs500": {"training": {"candidate_softmax": 500}},
     "default_cs0": {"training": {"candidate_softmax": 0}},
+    # ... and with a budget the cool-down too (by default it trains the full softmax).
+    "default_cs0_cands": {"training": {"candidate_softmax": 0, "full_softmax_cooldown": False}},
     # What `seq2seq-attn train --max-minutes 3` does without a config (issue 35's check).
     "default_3min": {"training": {"max_minutes": 3.0}},
     "default_cs0_3min": {"training": {"max_minutes": 3.0, "candidate_softmax": 0}},

@@ -246,6 +246,30 @@ class Cooldown(keras.callbacks.Callback):
         optimizer.learning_rate.assign(float(scheduled) * self.factor())
 
 
+class FullSoftmaxCooldown(keras.callbacks.Callback):
+    """Trains a `candidate_softmax` run's cool-down with the full softmax.
+
+    Before every batch the pipeline's switch (`data.candidate_targets(full=...)`) is set
+    to whether the `Cooldown` has begun: the cheap candidate softmax while the rate is
+    high, the whole vocabulary's while it falls to zero, so that the pieces no batch held
+    are pushed down again before the run ends. The pipeline computes a few batches ahead,
+    so the switch takes effect a few batches late.
+
+    Args:
+        cooldown: The run's `Cooldown` callback.
+        switch: The pipeline's bool `tf.Variable`.
+    """
+
+    def __init__(self, cooldown, switch):
+        super().__init__()
+        self.cooldown, self.switch = cooldown, switch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        cooling = self.cooldown.factor() < 1.0
+        if cooling != bool(self.switch.numpy()):
+            self.switch.assign(cooling)
+
+
 class RunClock(keras.callbacks.Callback):
     """Adds the run's elapsed `minutes` and optimizer `step` to each epoch's logs.
 

@@ -63,6 +63,8 @@ DEFAULTS = {
         # An int N: each batch's softmax covers only its own target pieces and the N most
         # frequent (sampled softmax, Jean et al. 2015); null: the whole vocabulary.
         "candidate_softmax": None,
+        # With candidate_softmax and a cool-down, the cool-down trains the full softmax.
+        "full_softmax_cooldown": True,
     },
 }
 # `training.mixed_precision` -> Keras dtype policy.
@@ -229,6 +231,11 @@ def _check_training_values(training):
 def _check_candidate_softmax(training):
     """Null or an int >= 0, on one device and without XLA (each batch's candidate count
     differs, a shape XLA would compile again for every batch)."""
+    if not isinstance(training["full_softmax_cooldown"], bool):
+        raise UserError(
+            "training.full_softmax_cooldown must be true or false, "
+            f"got {training['full_softmax_cooldown']!r}"
+        )
     frequent = training["candidate_softmax"]
     if frequent is None:
         return

@@ -191,7 +191,7 @@ def most_frequent_targets(tokenized, vocab_size, count):
     return top_ids(counts.numpy(), count)
 
 
-def candidate_targets(always=()):
+def candidate_targets(always=(), full=None, vocab_size=None):
     """A `Dataset.map` function giving each batch its own softmax vocabulary.
 
     Sampled softmax by target partition (Jean et al. 2015): a batch's logits are computed
@@ -202,6 +202,10 @@ def candidate_targets(always=()):
 
     Args:
         always: int target ids every batch's candidates include.
+        full: optional bool `tf.Variable`: while it holds True, a batch's candidates are
+            all `vocab_size` ids in order and its targets are left as they are (the full
+            softmax, for example in a budget's cool-down: `callbacks.FullSoftmaxCooldown`).
+        vocab_size: the target vocabulary's size; required with `full`.
 
     Returns:
         A function `((source, target_in), target_out) -> ((source, target_in,
@@ -217,12 +221,23 @@ def candidate_targets(always=()):
     ([0, 7, 5, 3, 9], [[2, 3, 0], [4, 3, 0]])
     """
     head = tf.constant([0, *[int(i) for i in always]], tf.int32)
+    if full is not None and vocab_size is None:
+        raise ValueError("candidate_targets(full=...) needs vocab_size")
+
+    def partition(targets):
+        flat = tf.reshape(targets, [-1])
+        ids, index = tf.unique(tf.concat([head, flat], 0))  # first occurrences, in order
+        return ids, tf.reshape(index[tf.size(head) :], tf.shape(targets))
 
     @do_not_convert
     def remap(inputs, target_out):
-        flat = tf.reshape(tf.cast(target_out, tf.int32), [-1])
-        ids, index = tf.unique(tf.concat([head, flat], 0))  # first occurrences, in order
-        positions = tf.reshape(index[tf.size(head) :], tf.shape(target_out))
+        targets = tf.cast(target_out, tf.int32)
+        if full is None:
+            ids, positions = partition(targets)
+        else:
+            ids, positions = tf.cond(
+                full, lambda: (tf.range(vocab_size), targets), lambda: partition(targets)
+            )
         return (*inputs, ids), tf.cast(positions, target_out.dtype)
 
     return remap

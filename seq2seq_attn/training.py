@@ -210,7 +210,7 @@ def _minutes_before(out_dir):
     return minutes[-1] if minutes else 0.0
 
 
-def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
+def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev, switch=None):
     """The built-in callbacks in the order they must run at each epoch end."""
     monitor, mode = selection(train_cfg["select_by"], has_dev)
     found = [keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=True)]
@@ -221,7 +221,7 @@ def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
     found += [
         callbacks_lib.RunClock(_minutes_before(out_dir)),  # before the loggers
         budget,
-        *_cooldown(train_cfg, budget),
+        *_cooldown(train_cfg, budget, switch),
         callbacks_lib.AveragedCheckpoint(
             str(out_dir / MODEL_FILE),
             monitor=monitor,
@@ -250,13 +250,25 @@ def _callbacks(out_dir, train_cfg, dev_scores, budget, has_dev):
     ]
 
 
-def _cooldown(train_cfg, budget):
-    """`[callbacks.Cooldown]` when `training.cooldown` applies (`schedules.cools`), else []."""
+def _cooldown(train_cfg, budget, switch=None):
+    """`[callbacks.Cooldown]` when `training.cooldown` applies (`schedules.cools`), else [];
+    with the candidate softmax's `switch`, also the callback that sets it in the cool-down."""
     if not schedules.cools(train_cfg):
         return []
-    return [
-        callbacks_lib.Cooldown(budget, train_cfg["cooldown"], schedules.learning_rate(train_cfg))
-    ]
+    rate = schedules.learning_rate(train_cfg)
+    cooldown = callbacks_lib.Cooldown(budget, train_cfg["cooldown"], rate)
+    if switch is None:
+        return [cooldown]
+    return [cooldown, callbacks_lib.FullSoftmaxCooldown(cooldown, switch)]
+
+
+def full_softmax_switch(train_cfg):
+    """The bool variable that turns a `candidate_softmax` pipeline to the full softmax in
+    the cool-down (`training.full_softmax_cooldown`), or None where there is none."""
+    wanted = train_cfg["candidate_softmax"] is not None and train_cfg["full_softmax_cooldown"]
+    if not (wanted and schedules.cools(train_cfg)):
+        return None
+    return tf.Variable(False, trainable=False, name="full_softmax")
 
 
 # `train(verbose=1)` without a terminal: at most one batch line per this many seconds.
@@ -366,11 +378,12 @@ def with_batch_count(dataset, counted=None):
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
-def _datasets(corpus, tokenizers, train_cfg, seed, count=True):
+def _datasets(corpus, tokenizers, train_cfg, seed, count=True, switch=None):
     """(train, dev or None) tf.data pipelines, sharded by data for multi-worker.
 
     With `count`, each states its number of batches (`with_batch_count`); not across
-    workers, where each worker reads only its share of the batches.
+    workers, where each worker reads only its share of the batches. `switch`: the
+    candidate softmax's turn to the full one (`full_softmax_switch`).
     """
     limits = dict(
         max_source_length=train_cfg["max_source_length"],
@@ -389,7 +402,7 @@ def _datasets(corpus, tokenizers, train_cfg, seed, count=True):
     if train_cfg["candidate_softmax"] is not None:  # each batch's own softmax vocabulary
         vocab = tokenizers.target.vocab_size
         frequent = most_frequent_targets(pairs, vocab, train_cfg["candidate_softmax"])
-        remap = candidate_targets(frequent)
+        remap = candidate_targets(frequent, full=switch, vocab_size=vocab)
         train_ds = train_ds.map(do_not_convert(remap), num_parallel_calls=tf.data.AUTOTUNE)
     dev_ds = None
     if corpus.dev:
@@ -476,7 +489,8 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
     keras.utils.set_random_seed(seed)
     tokenizers = run_tokenizers(out_dir, corpus, config["tokenizer"])
     config_lib.save_config(config, out_dir / "config.yaml")
-    train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed, task.workers == 1)
+    switch = full_softmax_switch(train_cfg)
+    train_ds, dev_ds = _datasets(corpus, tokenizers, train_cfg, seed, task.workers == 1, switch)
     model = build_model(config, tokenizers, strategy)
     distribute.prepare_fit(model, strategy)
     budget = callbacks_lib.Budget(train_cfg["max_steps"], train_cfg["max_minutes"])
@@ -495,7 +509,7 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
             train_ds,
             validation_data=dev_ds,
             epochs=train_cfg["epochs"],
-            callbacks=_callbacks(out_dir, train_cfg, dev_scores, budget, bool(corpus.dev))
+            callbacks=_callbacks(out_dir, train_cfg, dev_scores, budget, bool(corpus.dev), switch)
             + shown
             + list(callbacks),
             verbose=keras_verbose,

@@ -16,6 +16,7 @@ from seq2seq_attn.callbacks import (
     Budget,
     Cooldown,
     DevScores,
+    FullSoftmaxCooldown,
     LearningRateLogger,
     ProgressLog,
     RunClock,
@@ -157,6 +158,20 @@ def test_cooldown_without_a_budget_keeps_the_schedule():
         callbacks=[budget, Cooldown(budget, 0.5, 0.1), seen],
     )
     assert seen.rates == pytest.approx([0.1] * 5)
+
+
+def test_the_full_softmax_switch_is_on_exactly_in_the_cool_down():
+    model = _dense(rate=0.0)
+    budget, switch = Budget(max_steps=10), tf.Variable(False)
+    cooldown = Cooldown(budget, 0.3, 0.1)
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(bool(switch.numpy()))
+    )
+    callbacks = [budget, cooldown, FullSoftmaxCooldown(cooldown, switch), record]
+    model.fit(X, Y, batch_size=4, epochs=5, verbose=0, callbacks=callbacks)
+    # the factor (1 - n / 10) / 0.3 is 1 up to update 7, 0.67 and 0.33 at updates 8 and 9
+    assert seen == [False] * 8 + [True] * 2
 
 
 def test_run_clock_adds_minutes_and_steps_counting_the_minutes_before_a_resume():

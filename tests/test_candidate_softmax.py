@@ -6,6 +6,7 @@ pipeline's renumbering round-trips, and a run trained so is not worse than a ful
 import copy
 import csv
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -97,6 +98,20 @@ def test_the_pipelines_renumbering_round_trips():
         assert positions.dtype == out.dtype
 
 
+def test_the_switch_gives_a_batch_the_whole_vocabulary_and_its_own_targets():
+    full = tf.Variable(False)
+    remap = candidate_targets([7], full=full, vocab_size=VOCAB)
+    target_in, target_out = _split(TARGET)
+    (_, _, ids), positions = remap((SOURCE, target_in), target_out)
+    assert ids.numpy().tolist() == [0, 7, 9, 17, 33, 3, 5, 38]
+    full.assign(True)
+    (_, _, ids), positions = remap((SOURCE, target_in), target_out)
+    np.testing.assert_array_equal(ids, np.arange(VOCAB))
+    np.testing.assert_array_equal(positions, target_out)
+    with pytest.raises(ValueError, match="vocab_size"):
+        candidate_targets(full=full)
+
+
 def test_most_frequent_targets_by_hand():
     targets = [[2, 5, 5, 9, 3], [2, 9, 5, 3], [2, 7, 3]]
     pairs = tf.data.Dataset.from_generator(
@@ -124,6 +139,7 @@ def _config(**training):
         ({"candidate_softmax": "all"}, r"\(an integer >= 0\), got 'all'"),
         ({"candidate_softmax": 10, "strategy": "mirrored"}, "strategy: null only"),
         ({"candidate_softmax": 10, "jit_compile": True}, "jit_compile: false only"),
+        ({"full_softmax_cooldown": "yes"}, "must be true or false, got 'yes'"),
     ],
 )
 def test_bad_candidate_softmax_settings_are_user_errors(training, match):
@@ -168,3 +184,33 @@ def test_a_run_over_each_batchs_candidates_trains_as_well_as_a_full_one(tmp_path
         with open(out / "history.csv", newline="") as rows:
             losses[frequent] = float(list(csv.DictReader(rows))[-1]["val_loss"])
     assert losses[0] <= MARGIN * losses[None], losses
+
+
+class Kernels(keras.callbacks.Callback):
+    """Keeps the output kernel as training begins and as it ends."""
+
+    def on_train_begin(self, logs=None):
+        self.first = self.model.decoder_cell.output_layer.kernel.numpy()
+
+    def on_train_end(self, logs=None):
+        self.last = self.model.decoder_cell.output_layer.kernel.numpy()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_cool_down_pushes_down_the_pieces_no_batch_held(tmp_path, full):
+    """The start piece (2) is never a target (`target_out` begins after it), so no batch's
+    candidates hold it: its output column keeps its initial weights through a candidate
+    softmax run, and moves only when the cool-down trains over the whole vocabulary."""
+    config = _config(
+        candidate_softmax=0,
+        full_softmax_cooldown=full,
+        epochs=100,
+        max_steps=40,
+        cooldown=0.5,
+        dev_sample=1,
+    )
+    kernels = Kernels()
+    info = train("dates", config, tmp_path / "run", seed=0, verbose=0, callbacks=[kernels])
+    assert info["steps"] == 40
+    assert not np.allclose(kernels.last[:, 3], kernels.first[:, 3])  # the end piece: a target
+    assert np.array_equal(kernels.last[:, 2], kernels.first[:, 2]) != full
