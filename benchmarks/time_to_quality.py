@@ -115,8 +115,11 @@ RECIPES = {
     "default_cs0": {"training": {"candidate_softmax": 0}},
     # ... and with a budget the cool-down too (by default it trains the full softmax).
     "default_cs0_cands": {"training": {"candidate_softmax": 0, "full_softmax_cooldown": False}},
-    # What `seq2seq-attn train --max-minutes 3` does without a config (issue 35's check).
+    # What `seq2seq-attn train --max-minutes 3` does without a config (issue 35's check):
+    # since decision 0043 the candidate softmax, the full one in the cool-down; before it,
+    # the full softmax throughout.
     "default_3min": {"training": {"max_minutes": 3.0}},
+    "default_3min_full": {"training": {"max_minutes": 3.0, "candidate_softmax": None}},
     "default_cs0_3min": {"training": {"max_minutes": 3.0, "candidate_softmax": 0}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
 }

@@ -61,8 +61,9 @@ DEFAULTS = {
         # last 40%: +1.9 and +4.1 dev BLEU after 3 minutes (docs/decisions/0039).
         "cooldown": 0.4,
         # An int N: each batch's softmax covers only its own target pieces and the N most
-        # frequent (sampled softmax, Jean et al. 2015); null: the whole vocabulary.
-        "candidate_softmax": None,
+        # frequent (sampled softmax, Jean et al. 2015); null: the whole vocabulary; auto: 0
+        # where a budget's cool-down trains the full softmax, else null (decision 0043).
+        "candidate_softmax": "auto",
         # With candidate_softmax and a cool-down, the cool-down trains the full softmax.
         "full_softmax_cooldown": True,
     },
@@ -229,20 +230,21 @@ def _check_training_values(training):
 
 
 def _check_candidate_softmax(training):
-    """Null or an int >= 0, on one device and without XLA (each batch's candidate count
-    differs, a shape XLA would compile again for every batch)."""
+    """Null, auto or an int >= 0, on one device and without XLA (each batch's candidate
+    count differs, a shape XLA would compile again for every batch); auto gives way to a
+    strategy or XLA (`training.candidate_softmax`)."""
     if not isinstance(training["full_softmax_cooldown"], bool):
         raise UserError(
             "training.full_softmax_cooldown must be true or false, "
             f"got {training['full_softmax_cooldown']!r}"
         )
     frequent = training["candidate_softmax"]
-    if frequent is None:
+    if frequent is None or frequent == "auto":
         return
     if not _is_int(frequent) or frequent < 0:
         raise UserError(
-            "training.candidate_softmax must be null or the number of most frequent target "
-            f"pieces every batch's softmax includes (an integer >= 0), got {frequent!r}"
+            "training.candidate_softmax must be null, auto or the number of most frequent "
+            f"target pieces every batch's softmax includes (an integer >= 0), got {frequent!r}"
         )
     for key, off, shown in (("strategy", None, "null"), ("jit_compile", False, "false")):
         if training[key] != off:

@@ -262,10 +262,25 @@ def _cooldown(train_cfg, budget, switch=None):
     return [cooldown, callbacks_lib.FullSoftmaxCooldown(cooldown, switch)]
 
 
+def candidate_softmax(train_cfg):
+    """`training.candidate_softmax` as this run uses it: an int, or None (the full softmax).
+
+    `auto` is 0 (each batch's own target pieces) where a budget's cool-down will train the
+    full softmax (`full_softmax_cooldown`, `schedules.cools`) on one device without XLA,
+    else None: a run without a budget, or one on several devices, keeps the full softmax.
+    """
+    frequent = train_cfg["candidate_softmax"]
+    if frequent != "auto":
+        return frequent
+    single = train_cfg["strategy"] is None and not train_cfg["jit_compile"]
+    cooled = train_cfg["full_softmax_cooldown"] and schedules.cools(train_cfg)
+    return 0 if single and cooled else None
+
+
 def full_softmax_switch(train_cfg):
     """The bool variable that turns a `candidate_softmax` pipeline to the full softmax in
     the cool-down (`training.full_softmax_cooldown`), or None where there is none."""
-    wanted = train_cfg["candidate_softmax"] is not None and train_cfg["full_softmax_cooldown"]
+    wanted = candidate_softmax(train_cfg) is not None and train_cfg["full_softmax_cooldown"]
     if not (wanted and schedules.cools(train_cfg)):
         return None
     return tf.Variable(False, trainable=False, name="full_softmax")
@@ -399,9 +414,9 @@ def _datasets(corpus, tokenizers, train_cfg, seed, count=True, switch=None):
     train_ds = make_dataset(pairs, shuffle=True, seed=seed, **padding, **batching)
     if count:
         train_ds = with_batch_count(train_ds, make_dataset(pairs, **padding, **batching))
-    if train_cfg["candidate_softmax"] is not None:  # each batch's own softmax vocabulary
+    if candidate_softmax(train_cfg) is not None:  # each batch's own softmax vocabulary
         vocab = tokenizers.target.vocab_size
-        frequent = most_frequent_targets(pairs, vocab, train_cfg["candidate_softmax"])
+        frequent = most_frequent_targets(pairs, vocab, candidate_softmax(train_cfg))
         remap = candidate_targets(frequent, full=switch, vocab_size=vocab)
         train_ds = train_ds.map(do_not_convert(remap), num_parallel_calls=tf.data.AUTOTUNE)
     dev_ds = None
@@ -528,6 +543,7 @@ def train(data, config, out_dir, seed=0, verbose="auto", callbacks=(), files=Non
         "steps": callbacks_lib.optimizer_steps(model.optimizer),
         "stopped_by": budget.stopped_by or ("early_stopping" if model.stop_training else "epochs"),
         "select_by": resolved_select_by(train_cfg["select_by"], bool(corpus.dev)),
+        "candidate_softmax": candidate_softmax(train_cfg),  # `auto` resolved
         "best_val_loss": best_val_loss,
         "best": best,
         "train_seconds": round(time.time() - started, 1),

@@ -251,6 +251,9 @@ TINY_CONFIG = {
         # float32 on every machine (the default, auto, is bfloat16 on a CPU with AMX): the
         # tests' expectations are float32 ones.
         "mixed_precision": False,
+        # The full softmax throughout, budget or not (the default, auto, trains a budget's
+        # first part over each batch's own target pieces).
+        "candidate_softmax": None,
     },
 }
 

@@ -16,7 +16,13 @@ from seq2seq_attn.config import resolve_config
 from seq2seq_attn.data import candidate_targets, most_frequent_targets
 from seq2seq_attn.errors import UserError
 from seq2seq_attn.losses import MaskedCrossEntropy
-from seq2seq_attn.training import _datasets, corpus_for, run_tokenizers, train
+from seq2seq_attn.training import (
+    _datasets,
+    candidate_softmax,
+    corpus_for,
+    run_tokenizers,
+    train,
+)
 from tests import random_models
 from tests.random_models import MODELS, SOURCE, VOCAB
 
@@ -147,6 +153,26 @@ def test_bad_candidate_softmax_settings_are_user_errors(training, match):
         _config(**training)
 
 
+@pytest.mark.parametrize(
+    "training, frequent",
+    [
+        ({"max_minutes": 3}, 0),  # `train --max-minutes 3`
+        ({"max_steps": 500}, 0),
+        ({"max_minutes": 3, "candidate_softmax": 200}, 200),
+        ({"max_minutes": 3, "candidate_softmax": None}, None),
+        ({}, None),  # no budget, no cool-down: the full softmax to the end
+        ({"max_minutes": 3, "cooldown": 0}, None),
+        ({"max_minutes": 3, "full_softmax_cooldown": False}, None),
+        ({"max_minutes": 3, "schedule": "plateau"}, None),
+        ({"max_steps": 500, "strategy": "mirrored"}, None),  # auto gives way, no error
+        ({"max_minutes": 3, "jit_compile": True}, None),
+    ],
+)
+def test_auto_is_the_candidate_softmax_where_a_cool_down_trains_the_full_one(training, frequent):
+    config = resolve_config({"training": training})  # the defaults: candidate_softmax auto
+    assert candidate_softmax(config["training"]) == frequent
+
+
 SHORT_RUN = dict(epochs=100, max_steps=300, learning_rate=0.01, dev_sample=1)
 # Full softmax against each batch's own target pieces (candidate_softmax 0, batches of 8: 17 of
 # the 30 pieces a batch on average, 7 to 21), dev loss over the whole vocabulary after 300
@@ -196,13 +222,13 @@ class Kernels(keras.callbacks.Callback):
         self.last = self.model.decoder_cell.output_layer.kernel.numpy()
 
 
-@pytest.mark.parametrize("full", [False, True])
-def test_the_cool_down_pushes_down_the_pieces_no_batch_held(tmp_path, full):
+@pytest.mark.parametrize("frequent, full", [(0, False), (0, True), ("auto", True)])
+def test_the_cool_down_pushes_down_the_pieces_no_batch_held(tmp_path, frequent, full):
     """The start piece (2) is never a target (`target_out` begins after it), so no batch's
     candidates hold it: its output column keeps its initial weights through a candidate
     softmax run, and moves only when the cool-down trains over the whole vocabulary."""
     config = _config(
-        candidate_softmax=0,
+        candidate_softmax=frequent,
         full_softmax_cooldown=full,
         epochs=100,
         max_steps=40,
@@ -211,6 +237,6 @@ def test_the_cool_down_pushes_down_the_pieces_no_batch_held(tmp_path, full):
     )
     kernels = Kernels()
     info = train("dates", config, tmp_path / "run", seed=0, verbose=0, callbacks=[kernels])
-    assert info["steps"] == 40
+    assert info["steps"] == 40 and info["candidate_softmax"] == 0
     assert not np.allclose(kernels.last[:, 3], kernels.first[:, 3])  # the end piece: a target
     assert np.array_equal(kernels.last[:, 2], kernels.first[:, 2]) != full
