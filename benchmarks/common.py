@@ -46,6 +46,7 @@ TINY_CONFIG = {
         "schedule": "constant",
         "select_by": "loss",
         "mixed_precision": False,
+        "candidate_softmax": None,  # the full softmax, budget or not (decision 0043)
     },
 }
 
