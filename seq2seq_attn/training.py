@@ -273,15 +273,18 @@ def candidate_softmax(train_cfg):
     if frequent != "auto":
         return frequent
     single = train_cfg["strategy"] is None and not train_cfg["jit_compile"]
-    cooled = train_cfg["full_softmax_cooldown"] and schedules.cools(train_cfg)
-    return 0 if single and cooled else None
+    return 0 if single and _cools_to_full_softmax(train_cfg) else None
+
+
+def _cools_to_full_softmax(train_cfg):
+    """Whether the run has a cool-down and `full_softmax_cooldown` trains it over all ids."""
+    return train_cfg["full_softmax_cooldown"] and schedules.cools(train_cfg)
 
 
 def full_softmax_switch(train_cfg):
     """The bool variable that turns a `candidate_softmax` pipeline to the full softmax in
     the cool-down (`training.full_softmax_cooldown`), or None where there is none."""
-    wanted = candidate_softmax(train_cfg) is not None and train_cfg["full_softmax_cooldown"]
-    if not (wanted and schedules.cools(train_cfg)):
+    if candidate_softmax(train_cfg) is None or not _cools_to_full_softmax(train_cfg):
         return None
     return tf.Variable(False, trainable=False, name="full_softmax")
 
@@ -414,9 +417,10 @@ def _datasets(corpus, tokenizers, train_cfg, seed, count=True, switch=None):
     train_ds = make_dataset(pairs, shuffle=True, seed=seed, **padding, **batching)
     if count:
         train_ds = with_batch_count(train_ds, make_dataset(pairs, **padding, **batching))
-    if candidate_softmax(train_cfg) is not None:  # each batch's own softmax vocabulary
+    frequent = candidate_softmax(train_cfg)
+    if frequent is not None:  # each batch's own softmax vocabulary
         vocab = tokenizers.target.vocab_size
-        frequent = most_frequent_targets(pairs, vocab, candidate_softmax(train_cfg))
+        frequent = most_frequent_targets(pairs, vocab, frequent)
         remap = candidate_targets(frequent, full=switch, vocab_size=vocab)
         train_ds = train_ds.map(do_not_convert(remap), num_parallel_calls=tf.data.AUTOTUNE)
     dev_ds = None
