@@ -121,6 +121,10 @@ RECIPES = {
     "default_3min": {"training": {"max_minutes": 3.0}},
     "default_3min_full": {"training": {"max_minutes": 3.0, "candidate_softmax": None}},
     "default_cs0_3min": {"training": {"max_minutes": 3.0, "candidate_softmax": 0}},
+    # ... with Luong's input feeding (the output layer reads `units` features, not
+    # `units + memory_units`), or with the output layer tied to the target embedding.
+    "default_3min_if": {"training": {"max_minutes": 3.0}, "model": {"input_feeding": True}},
+    "default_3min_tied": {"training": {"max_minutes": 3.0}, "model": {"tie_embeddings": True}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
 }
 FULL = {
