@@ -28,10 +28,12 @@ SMALL_SIZE = dict(embedding_dim=16, units=32, attention_units=32, vocab=500)  # 
 SMALL_TRAIN_STEPS = 5
 EXPORT_SAMPLES = 20  # parity sentences when a benchmark has to create the bench export
 SMALL_EXPORT_SAMPLES = 4
-# The tests' tiny dates model (tests/conftest.py's TINY_CONFIG, which a test holds equal),
-# trained by the --small runs of attention_vs_vanilla and by startup's `train` command; its
-# training keys pin the recipe the tests' expectations were written for (before decision
-# 0035) and float32, since one epoch of the default's warm-up leaves it untrained.
+# The tests' tiny dates model (tests/conftest.py's TINY_CONFIG is this dict), trained by the
+# --small runs of attention_vs_vanilla and by startup's `train` command; its training keys pin
+# the recipe the tests' expectations were written for (before decision 0035), float32 (the
+# default, auto, is bfloat16 on a CPU with AMX) and the full softmax (the default, auto, trains
+# a budget's first part over each batch's own target pieces), since one epoch of the default's
+# warm-up leaves it untrained.
 TINY_CONFIG = {
     "data": {"size": 600},
     "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from benchmarks import common
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -232,30 +234,11 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: the other files, and every file's tests, keep their order
 
 
-# A dates model small enough to train in seconds; shared by the CLI, export and serving tests.
-TINY_CONFIG = {
-    "data": {"size": 600},
-    "tokenizer": {"source_vocab_size": 200, "target_vocab_size": 30, "byte_fallback": False},
-    "model": {"embedding_dim": 8, "units": 16, "attention_units": 16},
-    "training": {
-        "batch_size": 32,
-        "epochs": 1,
-        "max_source_length": 40,
-        "max_target_length": 16,
-        # The recipe the tests' expectations were written for (the defaults before decision
-        # 0035): one epoch of the default's rsqrt warm-up leaves the tiny model untrained.
-        "learning_rate": 1e-3,
-        "label_smoothing": 0.0,
-        "schedule": "constant",
-        "select_by": "loss",
-        # float32 on every machine (the default, auto, is bfloat16 on a CPU with AMX): the
-        # tests' expectations are float32 ones.
-        "mixed_precision": False,
-        # The full softmax throughout, budget or not (the default, auto, trains a budget's
-        # first part over each batch's own target pieces).
-        "candidate_softmax": None,
-    },
-}
+# A dates model small enough to train in seconds, shared by the CLI, export and serving tests:
+# `benchmarks.common.TINY_CONFIG` (its training keys pin the recipe the tests' expectations were
+# written for, float32 and the full softmax), one copy for the tests and the benchmarks' --small
+# runs.
+TINY_CONFIG = common.TINY_CONFIG
 
 
 @pytest.fixture(autouse=True)

@@ -293,11 +293,12 @@ def test_parity_profile_times_every_part(tiny_run, own_tiny_export, monkeypatch)
 
 
 def test_startup_medians_and_ratios_to_the_first_site(tmp_path):
-    """benchmarks/startup.py: medians and ratios by hand, and its tiny model is the tests'."""
+    """benchmarks/startup.py: medians and ratios by hand, and its tiny model (YAML text) is the
+    tests'."""
     import yaml
     from conftest import TINY_CONFIG
 
-    from benchmarks import attention_vs_vanilla, startup
+    from benchmarks import startup
 
     runs = {
         "old": {"translate": [(10.0, 600.0), (8.0, 610.0), (12.0, 605.0)]},
@@ -310,7 +311,6 @@ def test_startup_medians_and_ratios_to_the_first_site(tmp_path):
     assert table["new"]["translate"]["x_first"] == 0.6
     assert table["new"]["translate"]["peak_rss_mib"] == [600, 590, 620]
     assert yaml.safe_load(startup.TINY) == TINY_CONFIG
-    assert attention_vs_vanilla.SMALL_CONFIG == TINY_CONFIG
     argv = startup.commands(tmp_path / "site", tmp_path, export=True)
     assert list(argv) == ["translate", "translate_beam", "train_tiny", "export_pretrained"]
     assert yaml.safe_load((tmp_path / "tiny.yaml").read_text()) == TINY_CONFIG
