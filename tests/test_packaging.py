@@ -159,8 +159,14 @@ def test_every_test_file_has_one_layer_and_a_new_file_must_get_one(tmp_path):
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path)
     (tmp_path / "test_new.py").write_text("def test_one():\n    pass\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # conftest imports `benchmarks.common`
     result = subprocess.run(
-        [*command, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [*command, str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 2, result.stdout[-2000:]
     assert "test_new.py has no layer: add it to LAYERS in tests/conftest.py" in result.stdout
