@@ -207,15 +207,18 @@ def _time_to_quality(f):
         f"mean over seeds {', '.join(map(str, f['seeds']))}"
     )
     found = [(title, f["table"].rstrip())]
+    updates = {(run["impl"], str(run["seed"])): run.get("steps") for run in f.get("runs", [])}
     rows = [
         [impl, seed, row["tutorial_final_bleu"], row["minutes_to_tutorial_final"],
-         row["ahead_after_first_minute"]]
+         row["ahead_after_first_minute"], updates.get((impl, seed)),
+         updates.get(("tutorial", seed))]
         for impl, by_seed in f["against_tutorial"].items()
         for seed, row in by_seed.items()
     ]  # fmt: skip
     if rows:
         columns = ["recipe", "seed", f"tutorial's BLEU at {f['minutes']:g} min"]
         columns += ["minutes to reach it", "ahead at every minute after the first"]
+        columns += ["updates", f"tutorial's updates in {f['minutes']:g} min"]
         found.append(("Against the tutorial, seed by seed", table(columns, rows)))
     return found
 

@@ -511,6 +511,20 @@ def test_report_renders_the_numbers_of_the_result_file():
 
 
 @pytest.mark.unit
+def test_report_renders_each_runs_updates_against_the_tutorial():
+    """time_to_quality: each recipe's row carries its own run's updates and the tutorial's of
+    the same seed (the docs quote them; before, only the prose held them)."""
+    record = json.loads((harness.RESULTS_DIR / "time_to_quality.json").read_text())
+    runs = {(run["impl"], str(run["seed"])): run["steps"] for run in record["figures"]["runs"]}
+    rows = _table_rows(report.render(record), "Against the tutorial, seed by seed")
+    assert len(rows) == sum(len(s) for s in record["figures"]["against_tutorial"].values())
+    for row in rows:
+        assert _number(row[-2]) == runs[(row[0], row[1])]
+        assert _number(row[-1]) == runs[("tutorial", row[1])]
+        assert runs[(row[0], row[1])] != runs[("tutorial", row[1])]
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("name", harness.BENCHMARKS)
 def test_every_result_renders_and_has_a_headline(name):
     record = harness.read_result(name)
