@@ -159,7 +159,9 @@ def test_every_test_file_has_one_layer_and_a_new_file_must_get_one(tmp_path):
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path)
     (tmp_path / "test_new.py").write_text("def test_one():\n    pass\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # conftest imports `benchmarks.common`
+    # conftest imports `benchmarks.common`: the repository root goes first on the path
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     result = subprocess.run(
         [*command, str(tmp_path)],
         cwd=tmp_path,
