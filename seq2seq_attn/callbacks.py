@@ -112,8 +112,10 @@ class DevScores(keras.callbacks.Callback):
         pairs: `(source, target)` dev strings.
         tokenizers: A `seq2seq_attn.tokenizer.TokenizerPair`.
         batch_size: Positive int, sentences per decoding batch.
-        max_length: Most output tokens per sentence (default, per batch: 2 * the longest
-            source + 10).
+        max_length: Optional cap on output tokens per sentence. Each batch decodes at most
+            2 * its longest source + 10 tokens, as `translate` and `evaluate` do, and at
+            most `max_length`: a model that has not learnt to stop yet (the first epochs)
+            then writes short junk, not `max_length` tokens of it per sentence.
     """
 
     def __init__(self, pairs, tokenizers, batch_size=64, max_length=None):
@@ -147,11 +149,16 @@ class DevScores(keras.callbacks.Callback):
             ids = np.zeros((len(chunk), longest), np.int32)  # (batch, source_length)
             for row, i in enumerate(chunk):
                 ids[row, : len(rows[i])] = rows[i]
-            n = self.max_length or max_length_for(longest)
+            n = self.output_length(longest)
             tokens = self._generate(tf.constant(ids), tf.constant(n, tf.int32)).numpy()
             for row, i in enumerate(chunk):
                 out[i] = decoder.decode(trim_after_end(tokens[row], self.model.end_id))
         return out
+
+    def output_length(self, longest):
+        """Most output tokens of a batch whose longest source has `longest` tokens."""
+        n = max_length_for(longest)
+        return n if self.max_length is None else min(n, self.max_length)
 
     def scores(self):
         """`{"val_bleu": ..., "val_chrf": ...}` of the model's weights as they are now."""

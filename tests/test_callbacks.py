@@ -22,6 +22,7 @@ from seq2seq_attn.callbacks import (
     RunClock,
     averaged_weights,
 )
+from seq2seq_attn.interface import max_length_for
 from seq2seq_attn.schedules import InverseSquareRoot
 from tests.rates_seen import RatesSeen
 
@@ -285,3 +286,31 @@ def test_dev_scores_match_the_translator_and_sacrebleu():
     assert logs["val_bleu"] == pytest.approx(expected["bleu"], abs=1e-9)
     assert logs["val_chrf"] == pytest.approx(expected["chrf"], abs=1e-9)
     assert any(hypotheses)  # an untrained model still writes something to score
+
+
+def test_dev_scores_decode_as_long_as_translate_does_under_the_cap():
+    """`train` passes `max_target_length` (80 by default) as the cap; a batch of short
+    sources decodes at most 2 * its longest + 10 tokens, as the translator's default does, so
+    an untrained model's junk (no [END] yet) costs 20 steps here, not 80."""
+    from seq2seq_attn import Seq2SeqAttention
+    from seq2seq_attn.tokenizer import TokenizerPair
+    from seq2seq_attn.translator import Translator
+
+    sources = ["one two three four five", "six seven", "eight"]
+    pair = TokenizerPair.train(
+        sources * 5, sources * 5, source_vocab_size=30, target_vocab_size=30, byte_fallback=False
+    )
+    keras.utils.set_random_seed(3)
+    model = Seq2SeqAttention(
+        pair.source.vocab_size, pair.target.vocab_size, embedding_dim=8, units=8
+    )
+    model.build()
+    scores = DevScores([(s, s) for s in sources], pair, batch_size=1, max_length=80)
+    scores.set_model(model)
+    assert [scores.output_length(n) for n in (1, 5, 35, 70)] == [12, 20, 80, 80]
+    assert DevScores([("a", "b")], pair, max_length=None).output_length(70) == 150
+    translator = Translator(model, pair)
+    hypotheses = [translator.translate([source])[0] for source in sources]
+    limits = [max_length_for(len(pair.source.encode(source))) for source in sources]
+    assert any(len(h.tokens) == n for h, n in zip(hypotheses, limits, strict=True))  # no [END]
+    assert scores.translate(sources) == [h.text for h in hypotheses]
