@@ -125,6 +125,10 @@ RECIPES = {
     # `units + memory_units`), or with the output layer tied to the target embedding.
     "default_3min_if": {"training": {"max_minutes": 3.0}, "model": {"input_feeding": True}},
     "default_3min_tied": {"training": {"max_minutes": 3.0}, "model": {"tie_embeddings": True}},
+    # ... with a higher peak rate (5e-3 is the default's), or half the warm-up (200 updates).
+    "default_3min_lr8e-3": {"training": {"max_minutes": 3.0, "learning_rate": 8e-3}},
+    "default_3min_lr1.2e-2": {"training": {"max_minutes": 3.0, "learning_rate": 1.2e-2}},
+    "default_3min_w100": {"training": {"max_minutes": 3.0, "warmup_steps": 100}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
 }
 FULL = {
