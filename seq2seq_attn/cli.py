@@ -304,6 +304,20 @@ def _shortlist(args):
     print(summary_line(build_shortlist(args.run_dir, args.top_k, args.frequent, progress)))
 
 
+def _compress(args):
+    from seq2seq_attn.commands import default_run_dir
+    from seq2seq_attn.storage import compress_run
+
+    record = compress_run(default_run_dir(args.run_dir), args.out, force=args.force)
+    mb = 1024 * 1024
+    print(
+        f"{record['weights']:,} weights in float16: model file {record['bytes_before'] / mb:.1f}"
+        f" -> {record['bytes_after'] / mb:.1f} MiB, largest rounding error "
+        f"{record['max_abs_error']:.2g} ({record['max_rel_error']:.2g} relative)"
+    )
+    print(f"run written to {args.out}; `seq2seq-attn evaluate {args.out}` tells what it cost")
+
+
 def _demo(args):
     from seq2seq_attn.commands import demo
 
@@ -647,6 +661,14 @@ def build_parser():
     p.add_argument("--frequent", type=_positive_int, help="most frequent targets (config)")
     p.set_defaults(func=_shortlist)
 
+    p = sub.add_parser(
+        "compress", help="copy a run with its weights stored in float16 (half the model file)"
+    )
+    p.add_argument("run_dir", nargs="?", help="run directory (default: the pretrained model)")
+    p.add_argument("--out", required=True, help="the new run directory")
+    p.add_argument("--force", action="store_true", help="replace an existing --out directory")
+    p.set_defaults(func=_compress)
+
     p = sub.add_parser("demo", help="train, evaluate and plot the dates model in a few minutes")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
@@ -679,7 +701,9 @@ def _add_log_options(parser):
     parser.set_defaults(verbosity="normal")
 
 
-TENSORFLOW_COMMANDS = ("train", "evaluate", "translate", "export", "shortlist", "demo")
+TENSORFLOW_COMMANDS = (
+    "train", "evaluate", "translate", "export", "shortlist", "compress", "demo"
+)  # fmt: skip
 
 
 def main(argv=None):

@@ -88,6 +88,7 @@ LAYERS = {
     "test_serving_service.py": "serving",
     "test_serving_shortlist.py": "serving",
     "test_shortlist.py": "unit",
+    "test_storage.py": "unit",
     "test_shortlist_decoding.py": "unit",
     "test_shortlist_export.py": "export",
     "test_target_prefix.py": "unit",
@@ -165,6 +166,13 @@ NOT_FAST = {
     ),
     "test_shortlist_decoding.py::test_cli_evaluate_full_vocabulary_writes_its_own_file": (
         "needs the tiny model trained"
+    ),
+    "test_storage.py::test_compressed_run_translates_as_the_run_and_passes_export_parity": (
+        "needs the tiny model trained, exports it again"
+    ),
+    "test_storage.py::test_compress_refuses_what_would_lose_something": "the tiny model",
+    "test_storage.py::test_cli_compress_prints_the_sizes_and_errors_without_a_traceback": (
+        "the tiny model"
     ),
     "test_tracing.py": "needs the tiny model trained",
     "test_training.py": "trains the tiny model, 108 s",
