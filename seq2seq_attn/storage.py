@@ -137,10 +137,12 @@ def compress_run(run_dir, out_dir, force=False):
         The `weights_storage` record.
     """
     run_dir, out_dir = check_run_dir(run_dir), Path(out_dir)
-    if out_dir.resolve() == run_dir.resolve():
-        raise UserError("--out must be a new directory: the run itself is left as it is")
+    if run_dir.resolve() in (out_dir.resolve(), *out_dir.resolve().parents):
+        raise UserError("--out must be a new directory outside the run, which is left as it is")
     if out_dir.exists() and not force:
         raise UserError(f"{out_dir} exists; pass --force to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file, not a directory: give another --out")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:

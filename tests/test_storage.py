@@ -100,8 +100,10 @@ def test_compressed_run_translates_as_the_run_and_passes_export_parity(tiny_run,
 def test_compress_refuses_what_would_lose_something(tiny_run, tmp_path, monkeypatch):
     from seq2seq_attn import storage
 
-    with pytest.raises(UserError, match="must be a new directory"):
-        compress_run(tiny_run, tiny_run)
+    for inside in (tiny_run, tiny_run / "f16"):
+        with pytest.raises(UserError, match="must be a new directory outside the run"):
+            compress_run(tiny_run, inside)
+    assert not (tiny_run / "f16").exists()
     with pytest.raises(UserError, match="does not exist"):
         compress_run(tmp_path / "no-run", tmp_path / "out")
 
@@ -110,6 +112,11 @@ def test_compress_refuses_what_would_lose_something(tiny_run, tmp_path, monkeypa
     (out / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="exists; pass --force"):
         compress_run(tiny_run, out)
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        compress_run(tiny_run, tmp_path / "file", force=True)
+    (tmp_path / "file").unlink()
 
     def fail(source, target):
         raise UserError("injected")
