@@ -129,6 +129,8 @@ RECIPES = {
     "default_3min_lr8e-3": {"training": {"max_minutes": 3.0, "learning_rate": 8e-3}},
     "default_3min_lr1.2e-2": {"training": {"max_minutes": 3.0, "learning_rate": 1.2e-2}},
     "default_3min_w100": {"training": {"max_minutes": 3.0, "warmup_steps": 100}},
+    # ... in bfloat16 where `auto` keeps float32 (a CPU with AVX512-BF16 but no AMX).
+    "default_3min_bf16": {"training": {"max_minutes": 3.0, "mixed_precision": "mixed_bfloat16"}},
     "bible_yaml": None,  # the bundled `bible` config's training section (`recipe_config`)
 }
 FULL = {

@@ -40,7 +40,8 @@ DEFAULTS = {
         "jit_compile": False,
         # Pad batches to their length bucket's boundary: few shapes for XLA to compile.
         "pad_to_bucket": False,
-        # bfloat16 where the CPU has AMX and no GPU is visible, else float32 (decision 0037).
+        # bfloat16 where the CPU has AMX or AVX512-BF16 and no GPU is visible, else float32
+        # (decisions 0037, 0047).
         "mixed_precision": "auto",
         "strategy": None,
         # Learning-rate schedule (seq2seq_attn.schedules) and weight averaging.
@@ -121,9 +122,10 @@ def precision_policy(mixed_precision, gpus=None):
 
     Args:
         mixed_precision: false (float32), true (same as "mixed_float16"), "mixed_float16",
-            "mixed_bfloat16", or "auto": "mixed_bfloat16" on a CPU with AMX bfloat16 units
-            when no GPU is visible (decision 0035: it reached a dev BLEU sooner there),
-            else float32 (set a GPU's policy explicitly).
+            "mixed_bfloat16", or "auto": "mixed_bfloat16" on a CPU with bfloat16 matrix
+            instructions (AMX or AVX512-BF16) when no GPU is visible (decisions 0037 and
+            0047: it reached a dev BLEU sooner there), else float32 (set a GPU's policy
+            explicitly).
         gpus: for "auto", the number of visible GPUs (default: asks TensorFlow).
     """
     policy = check_precision(mixed_precision)
@@ -133,18 +135,23 @@ def precision_policy(mixed_precision, gpus=None):
         import tensorflow as tf
 
         gpus = len(tf.config.list_physical_devices("GPU"))
-    return "mixed_bfloat16" if not gpus and cpu_has_amx_bf16() else "float32"
+    return "mixed_bfloat16" if not gpus and cpu_has_bf16_units() else "float32"
 
 
-def cpu_has_amx_bf16(cpuinfo="/proc/cpuinfo"):
-    """Whether the CPU has AMX bfloat16 tile units (Linux: the `amx_bf16` flag of
-    `cpuinfo`); False where the file cannot be read."""
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo: AMX tiles, AVX-512 dot products
+
+
+def cpu_has_bf16_units(cpuinfo="/proc/cpuinfo"):
+    """Whether the CPU multiplies bfloat16 matrices in hardware: AMX tiles or AVX512-BF16
+    (Linux: the `amx_bf16` or `avx512_bf16` flag of `cpuinfo`); False where the file
+    cannot be read. Without them bfloat16 is emulated, slower than float32."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
     return any(
-        line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines()
+        line.startswith("flags") and set(BF16_FLAGS) & set(line.split())
+        for line in text.splitlines()
     )
 
 

@@ -469,20 +469,22 @@ def test_precision_policies():
     assert precision_policy("mixed_bfloat16") == "mixed_bfloat16"
 
 
-def test_auto_precision_is_bfloat16_on_an_amx_cpu_only(tmp_path, monkeypatch):
+def test_auto_precision_is_bfloat16_on_a_cpu_with_bfloat16_units_only(tmp_path, monkeypatch):
     from seq2seq_attn import config
 
-    amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
-    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile\n")
+    amx, epyc, avx2 = tmp_path / "amx", tmp_path / "epyc", tmp_path / "avx2"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    epyc.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 sha_ni\n")
     avx2.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\nbugs\t\t: amx_bf16\n")
-    assert config.cpu_has_amx_bf16(amx) and not config.cpu_has_amx_bf16(avx2)
-    assert not config.cpu_has_amx_bf16(tmp_path / "missing")
-    for has_amx, gpus, policy in [
+    assert config.cpu_has_bf16_units(amx) and config.cpu_has_bf16_units(epyc)
+    assert not config.cpu_has_bf16_units(avx2)  # a flag outside the `flags` line is not one
+    assert not config.cpu_has_bf16_units(tmp_path / "missing")
+    for has_units, gpus, policy in [
         (True, 0, "mixed_bfloat16"),
         (True, 1, "float32"),  # a GPU's policy is the user's to set
         (False, 0, "float32"),
     ]:
-        monkeypatch.setattr(config, "cpu_has_amx_bf16", lambda has_amx=has_amx: has_amx)
+        monkeypatch.setattr(config, "cpu_has_bf16_units", lambda has=has_units: has)
         assert precision_policy("auto", gpus=gpus) == policy
     assert resolve_config({"training": {"mixed_precision": "auto"}})  # a valid value
 
