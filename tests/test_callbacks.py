@@ -259,21 +259,32 @@ def test_progress_log_batch_lines_come_at_most_once_per_interval():
     assert lines[1].startswith("epoch 1/1: loss ") and lines[1].endswith(", lr 0.1, 0.2 min")
 
 
-def test_dev_scores_match_the_translator_and_sacrebleu():
+def _untrained(sources, targets, vocab_size):
+    """Tokenizers trained on the pairs (repeated) and a built, untrained model, seed 3."""
     from seq2seq_attn import Seq2SeqAttention
     from seq2seq_attn.tokenizer import TokenizerPair
-    from seq2seq_attn.translator import Translator
 
-    sources = ["one two three", "four five", "six", "seven eight nine ten", "two one", "ten"]
-    targets = ["uno dos tres", "cuatro cinco", "seis", "siete ocho nueve diez", "dos uno", "x"]
     pair = TokenizerPair.train(
-        sources * 5, targets * 5, source_vocab_size=40, target_vocab_size=40, byte_fallback=False
+        sources * 5,
+        targets * 5,
+        source_vocab_size=vocab_size,
+        target_vocab_size=vocab_size,
+        byte_fallback=False,
     )
     keras.utils.set_random_seed(3)
     model = Seq2SeqAttention(
         pair.source.vocab_size, pair.target.vocab_size, embedding_dim=8, units=8
     )
     model.build()
+    return pair, model
+
+
+def test_dev_scores_match_the_translator_and_sacrebleu():
+    from seq2seq_attn.translator import Translator
+
+    sources = ["one two three", "four five", "six", "seven eight nine ten", "two one", "ten"]
+    targets = ["uno dos tres", "cuatro cinco", "seis", "siete ocho nueve diez", "dos uno", "x"]
+    pair, model = _untrained(sources, targets, 40)
     model.compile(keras.optimizers.Adam(0.01))
     pairs = list(zip(sources, targets, strict=True))
     scores = DevScores(pairs, pair, batch_size=4, max_length=7)  # batches of mixed lengths
@@ -292,19 +303,10 @@ def test_dev_scores_decode_as_long_as_translate_does_under_the_cap():
     """`train` passes `max_target_length` (80 by default) as the cap; a batch of short
     sources decodes at most 2 * its longest + 10 tokens, as the translator's default does, so
     an untrained model's junk (no [END] yet) costs 20 steps here, not 80."""
-    from seq2seq_attn import Seq2SeqAttention
-    from seq2seq_attn.tokenizer import TokenizerPair
     from seq2seq_attn.translator import Translator
 
     sources = ["one two three four five", "six seven", "eight"]
-    pair = TokenizerPair.train(
-        sources * 5, sources * 5, source_vocab_size=30, target_vocab_size=30, byte_fallback=False
-    )
-    keras.utils.set_random_seed(3)
-    model = Seq2SeqAttention(
-        pair.source.vocab_size, pair.target.vocab_size, embedding_dim=8, units=8
-    )
-    model.build()
+    pair, model = _untrained(sources, sources, 30)
     scores = DevScores([(s, s) for s in sources], pair, batch_size=1, max_length=80)
     scores.set_model(model)
     assert [scores.output_length(n) for n in (1, 5, 35, 70)] == [12, 20, 80, 80]
